@@ -1,0 +1,1 @@
+"""Alarm system: decides alarm conditions, priorities and states from the measurement stream."""

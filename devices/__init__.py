@@ -1,0 +1,1 @@
+"""Device drivers, transports and the KAP-session simulator (plain Python, no Qt)."""

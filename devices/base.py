@@ -1,0 +1,110 @@
+"""The driver base class: one reader thread per device, connection states as events.
+
+A driver turns one device into a stream of stamped items handed to ``publish`` (the hub). It owns
+its thread, reconnects by itself after an unplug, and reports every change of connection state as
+a :class:`~kapmonitor.model.DeviceEvent` in the same stream, so alarms and the record see outages
+in order with the data.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from typing import ClassVar
+
+from devices.spec import DeviceSpec
+from kapmonitor.model import ConnectionState, DeviceEvent, Item, Stamp
+
+log = logging.getLogger(__name__)
+
+#: A device that sends nothing for this long is in the "no data" state.
+DEFAULT_NO_DATA_TIMEOUT = 10.0
+
+Publish = Callable[[Item], None]
+
+
+def backoff_delays(first: float = 0.25, factor: float = 2.0, cap: float = 5.0) -> Iterator[float]:
+    """Waits between reconnect attempts; capped low, since a nurse expects a replug to just work."""
+    delay = first
+    while True:
+        yield delay
+        delay = min(delay * factor, cap)
+
+
+class Driver(ABC):
+    """A device connection with its own reader thread."""
+
+    #: Registry name of this driver (the PROTOCOL in ``PROTOCOL@PORT``).
+    name: ClassVar[str]
+
+    def __init__(
+        self,
+        spec: DeviceSpec,
+        publish: Publish,
+        *,
+        no_data_timeout: float = DEFAULT_NO_DATA_TIMEOUT,
+    ) -> None:
+        self.spec = spec
+        self.source = spec.text
+        self.no_data_timeout = no_data_timeout
+        self.state: ConnectionState | None = None
+        self._publish = publish
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def open(self) -> None:
+        """Connect once, now, in the caller's thread, raising a UserError a person can act on.
+
+        Lets a command line or a start dialog refuse a wrong port at once; after this, the
+        reader thread keeps the connection alive on its own.
+        """
+        self._set_state(ConnectionState.CONNECTING)
+
+    def start(self) -> None:
+        if self._thread is not None:
+            raise RuntimeError(f"{self.source} is already started")
+        self._thread = threading.Thread(
+            target=self._run_guarded, name=f"reader {self.source}", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the reader to end by itself (a simulated session that is over)."""
+        if self._thread is None:
+            return True
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def _set_state(
+        self, state: ConnectionState, detail: str = "", stamp: Stamp | None = None
+    ) -> None:
+        if state is self.state:
+            return
+        self.state = state
+        log.info("%s: %s%s", self.source, state, f" ({detail})" if detail else "")
+        self._publish(DeviceEvent(self.source, state, stamp or Stamp.now(), detail))
+
+    def _run_guarded(self) -> None:
+        try:
+            self._run()
+        except Exception as exc:
+            # A bug, not a device fault: say so loudly and leave the device visibly down,
+            # so the alarm system raises a technical alarm instead of showing stale values.
+            log.exception("%s: reader stopped by an internal error", self.source)
+            self.state = None
+            self._set_state(ConnectionState.DISCONNECTED, f"internal error in the driver: {exc}")
+
+    @abstractmethod
+    def _run(self) -> None:
+        """The reader thread's body; return when :attr:`stopping` is set or the source ends."""

@@ -1,0 +1,1 @@
+"""Wire protocols: a parser (bytes to items) and a device emulator (items to bytes) each."""

@@ -1,0 +1,100 @@
+"""Drivers for devices that stream over a serial port (or anything pyserial opens)."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import ClassVar
+
+import serial
+
+from devices.base import Driver, backoff_delays
+from devices.protocols.base import DeviceEmulator, Parser, SerialSettings
+from devices.transport import describe_port_error, open_port
+from kapmonitor.errors import PortError
+from kapmonitor.model import ConnectionState, Stamp
+
+
+class SerialDriver(Driver):
+    """Reads a port, stamps each chunk on arrival, and feeds the protocol's parser.
+
+    Subclasses name their protocol: its parser, its line settings, and the emulator that lets the
+    simulator play the same device.
+    """
+
+    parser_class: ClassVar[type[Parser]]
+    emulator_class: ClassVar[type[DeviceEmulator] | None] = None
+    serial_settings: ClassVar[SerialSettings]
+    #: Bytes per second the device sends; lets ``decode`` place items of a plain byte file in time.
+    byte_rate: ClassVar[float]
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # One parser for the driver's life, so its error counters survive reconnects.
+        self.parser = self.parser_class(self.source)
+        self._port: serial.Serial | None = None
+
+    def open(self) -> None:
+        super().open()
+        try:
+            self._port = self._connect()
+        except PortError as exc:
+            self._set_state(ConnectionState.DISCONNECTED, str(exc))
+            raise
+
+    def _connect(self) -> serial.Serial:
+        port = open_port(self.spec.target, self.serial_settings)
+        # Bytes buffered before we opened were stamped by nobody; their time is unknown.
+        port.reset_input_buffer()
+        self._set_state(ConnectionState.CONNECTED)
+        return port
+
+    def _run(self) -> None:
+        delays = backoff_delays()
+        while not self.stopping:
+            if self._port is None:
+                first = self.state in (None, ConnectionState.CONNECTING)
+                self._set_state(
+                    ConnectionState.CONNECTING if first else ConnectionState.RECONNECTING
+                )
+                try:
+                    self._port = self._connect()
+                except PortError:
+                    self._stop.wait(next(delays))
+                    continue
+            delays = backoff_delays()
+            try:
+                self._read_until_error(self._port)
+            except (serial.SerialException, OSError) as exc:
+                self._set_state(
+                    ConnectionState.DISCONNECTED, describe_port_error(self.spec.target, exc)
+                )
+            finally:
+                self._close_port()
+        self._close_port()
+
+    def _read_until_error(self, port: serial.Serial) -> None:
+        last_data = time.monotonic()
+        while not self.stopping:
+            data = port.read(port.in_waiting or 1)
+            if data:
+                stamp = Stamp.now()
+                last_data = stamp.mono
+                if self.state is ConnectionState.NO_DATA:
+                    self._set_state(ConnectionState.CONNECTED, stamp=stamp)
+                for item in self.parser.feed(data, stamp):
+                    self._publish(item)
+            elif (
+                self.state is ConnectionState.CONNECTED
+                and time.monotonic() - last_data >= self.no_data_timeout
+            ):
+                self._set_state(
+                    ConnectionState.NO_DATA,
+                    f"no data from the device for {self.no_data_timeout:g} s",
+                )
+
+    def _close_port(self) -> None:
+        port, self._port = self._port, None
+        if port is not None:
+            with contextlib.suppress(serial.SerialException, OSError):
+                port.close()

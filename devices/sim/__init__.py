@@ -1,0 +1,1 @@
+"""The KAP-session simulator: a physiological model, scenarios, and the in-process driver."""

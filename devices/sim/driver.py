@@ -1,0 +1,130 @@
+"""The simulator as an in-process device (``sim:SCENARIO``): a multiparameter monitor.
+
+It feeds the pipeline directly, with no wire protocol, and stamps items in *simulated* time: at
+``--speed 60`` an hour of session passes in a minute and every item carries the time the
+simulated monitor would have stamped, so trends, alarms and the record see a true session.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+from devices.base import Driver, Publish
+from devices.sim.physiology import KapSession
+from devices.sim.scenario import load_scenario
+from devices.spec import DeviceSpec
+from kapmonitor.codes import Code
+from kapmonitor.model import (
+    ConnectionState,
+    Flag,
+    NibpReading,
+    Numeric,
+    SessionEvent,
+    SessionEventKind,
+    Stamp,
+    WaveformBlock,
+)
+
+#: Pleth samples per second, as OpenICE's simulated oximeter.
+PLETH_RATE = 100.0
+#: Seconds between numeric updates, as most monitors refresh their displayed values.
+NUMERIC_PERIOD = 1.0
+#: Simulated seconds per step; pleth arrives in blocks of this length.
+STEP = 0.25
+#: Flags that describe the whole oximeter signal, so they apply to the pleth block too.
+SIGNAL_FLAGS = frozenset({Flag.SENSOR_OFF, Flag.ARTIFACT, Flag.SEARCHING})
+
+
+class SimDriver(Driver):
+    """Plays a KAP-session scenario as a monitor with SpO2, pulse rate, PI, pleth and NIBP."""
+
+    name = "sim"
+
+    def __init__(
+        self,
+        spec: DeviceSpec,
+        publish: Publish,
+        *,
+        speed: float = 1.0,
+        seed: int = 0,
+        until: float | None = None,
+        **kwargs,
+    ) -> None:
+        super().__init__(spec, publish, **kwargs)
+        if not speed > 0:
+            raise ValueError("speed must be positive")
+        self.session = KapSession(load_scenario(spec.target), seed=seed)
+        self.speed = speed
+        #: Session seconds after which the simulated device stops (default: the scenario's end).
+        self.until = min(self.session.duration, until) if until else self.session.duration
+
+    def _run(self) -> None:
+        origin = Stamp.now()
+        started = time.monotonic()
+        t = 0.0
+        while not self.stopping and t < self.until:
+            t1 = min(t + STEP, self.until)
+            self._step(origin, t, t1)
+            delay = started + t1 / self.speed - time.monotonic()
+            if delay > 0:
+                self._stop.wait(delay)
+            t = t1
+        self._set_state(
+            ConnectionState.DISCONNECTED, "the simulated session is over", origin.shifted(t)
+        )
+
+    def _step(self, origin: Stamp, t0: float, t1: float) -> None:
+        session = self.session
+        if not session.connected(t0):
+            if self.state is ConnectionState.CONNECTED:
+                stamp = origin.shifted(t0)
+                self._set_state(
+                    ConnectionState.DISCONNECTED, "the simulated device was unplugged", stamp
+                )
+                self._set_state(ConnectionState.RECONNECTING, stamp=stamp)
+            return
+        self._set_state(ConnectionState.CONNECTED, stamp=origin.shifted(t0))
+
+        if session.dose_time is not None and t0 <= session.dose_time < t1:
+            self._publish(
+                SessionEvent(
+                    self.source,
+                    SessionEventKind.DOSE,
+                    origin.shifted(session.dose_time),
+                    "dose given (scenario timeline)",
+                )
+            )
+        for k in range(math.ceil(t0 / NUMERIC_PERIOD), math.ceil(t1 / NUMERIC_PERIOD)):
+            self._publish_vitals(origin, k * NUMERIC_PERIOD)
+        for r in session.nibp_between(t0, t1):
+            self._publish(
+                NibpReading(
+                    self.source, r.systolic, r.diastolic, r.mean, origin.shifted(r.t), r.flags
+                )
+            )
+        first, end = math.ceil(t0 * PLETH_RATE), math.ceil(t1 * PLETH_RATE)
+        if end > first:
+            ts = first / PLETH_RATE
+            self._publish(
+                WaveformBlock(
+                    self.source,
+                    Code.PLETH,
+                    origin.shifted(ts),
+                    PLETH_RATE,
+                    session.pleth(ts, end - first, PLETH_RATE),
+                    session.vitals(ts).flags & SIGNAL_FLAGS,
+                )
+            )
+
+    def _publish_vitals(self, origin: Stamp, t: float) -> None:
+        v = self.session.vitals(t)
+        stamp = origin.shifted(t)
+        # Rounded as a monitor displays them: whole beats and percent, PI to 0.01 %.
+        for code, value, digits in (
+            (Code.PULSE_RATE, v.heart_rate, 0),
+            (Code.SPO2, v.spo2, 0),
+            (Code.PERFUSION, v.perfusion_index, 2),
+        ):
+            shown = None if value is None else round(value, digits)
+            self._publish(Numeric(self.source, code, shown, stamp, v.flags))

@@ -1,0 +1,34 @@
+"""How a user names a device on the command line: ``PROTOCOL@PORT`` or ``sim:SCENARIO``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kapmonitor.errors import UserError
+
+SIM = "sim"
+
+
+@dataclass(frozen=True)
+class DeviceSpec:
+    """A parsed device name; ``text`` is kept as the items' source so the user recognises it."""
+
+    kind: str  #: a driver name from the registry: a protocol such as "nonin2", or "sim"
+    target: str  #: the port or URL, or the scenario for the simulator
+    text: str
+
+    @classmethod
+    def parse(cls, text: str) -> DeviceSpec:
+        text = text.strip()
+        if text.startswith(SIM + ":"):
+            target = text[len(SIM) + 1 :]
+            if not target:
+                raise UserError(f"device '{text}' names no scenario: write sim:SCENARIO")
+            return cls(SIM, target, text)
+        kind, sep, target = text.partition("@")
+        if not sep or not kind or not target:
+            raise UserError(
+                f"device '{text}' is not of the form PROTOCOL@PORT "
+                "(e.g. nonin2@/dev/ttyUSB0) or sim:SCENARIO"
+            )
+        return cls(kind.lower(), target, text)

@@ -1,0 +1,1 @@
+"""kapmonitor core: data model, hub, session and command line."""

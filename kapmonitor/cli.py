@@ -1,0 +1,309 @@
+"""The ``kapmonitor`` command: one entry point, a subcommand per job.
+
+A user mistake (unknown protocol, missing port, broken scenario file) ends with one line on
+stderr naming the problem and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import re
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+from devices.base import DEFAULT_NO_DATA_TIMEOUT, Driver
+from devices.registry import get_driver_class, protocol_names
+from devices.serial_driver import SerialDriver
+from devices.spec import SIM, DeviceSpec
+from kapmonitor import jsonl
+from kapmonitor.errors import UserError
+from kapmonitor.hub import Hub
+from kapmonitor.model import Item, Stamp, WaveformBlock
+
+log = logging.getLogger("kapmonitor")
+
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+_DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?$")
+
+
+def parse_duration(text: str) -> float:
+    """``90m``, ``2h``, ``1h30m``, ``45s`` → seconds."""
+    match = _DURATION.match(text.strip().lower())
+    if not text.strip() or match is None or not any(match.groups()):
+        raise argparse.ArgumentTypeError(
+            f"'{text}' is not a duration: write it with a unit, like 90m, 2h, 1h30m or 45s"
+        )
+    h, m, s = (float(g) if g else 0.0 for g in match.groups())
+    return h * 3600 + m * 60 + s
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not value > 0 or math.isinf(value):
+        raise argparse.ArgumentTypeError(f"'{text}' is not a positive number")
+    return value
+
+
+def _serial_driver_class(protocol: str) -> type[SerialDriver]:
+    cls = get_driver_class(protocol)
+    if not issubclass(cls, SerialDriver):
+        raise UserError(
+            f"'{protocol}' is not a wire protocol (available: {', '.join(protocol_names())})"
+        )
+    return cls
+
+
+# --- simulate -------------------------------------------------------------------------------
+
+
+def cmd_simulate(args: argparse.Namespace, out: TextIO) -> int:
+    from devices.sim.physiology import KapSession
+    from devices.sim.scenario import load_scenario, scenario_names
+    from devices.sim.serve import Endpoint, PortEndpoint, PtyEndpoint, serve
+
+    if args.list:
+        for name in scenario_names():
+            out.write(f"{name}\t{load_scenario(name).description}\n")
+        return 0
+    if not args.pty and not args.port:
+        raise UserError("say where to simulate: --pty for a new pseudo-terminal, or --port URL")
+    driver_cls = _serial_driver_class(args.protocol)
+    if driver_cls.emulator_class is None:
+        raise UserError(f"there is no simulator for protocol '{args.protocol}' yet")
+    session = KapSession(load_scenario(args.scenario), seed=args.seed)
+    emulator = driver_cls.emulator_class(session)
+    endpoint: Endpoint
+    if args.pty:
+        endpoint = PtyEndpoint(Path(args.link) if args.link else None)
+        where = endpoint.host_path
+    else:
+        endpoint = PortEndpoint(args.port, driver_cls.serial_settings)
+        where = args.port
+    # The path alone on stdout, so scripts and tests can read it; the rest is for people.
+    out.write(f"{where}\n")
+    out.flush()
+    print(
+        f"kapmonitor: simulating {args.protocol}, scenario '{args.scenario}' (seed {args.seed}, "
+        f"{session.duration / 60:g} min at speed {args.speed:g}) on {where}; Ctrl+C stops",
+        file=sys.stderr,
+    )
+
+    def replugged(ep: Endpoint) -> None:
+        print(
+            f"kapmonitor: device plugged in again on {getattr(ep, 'path', where)}", file=sys.stderr
+        )
+
+    try:
+        serve(emulator, endpoint, speed=args.speed, on_replug=replugged)
+    finally:
+        endpoint.close()
+        if endpoint.dropped:
+            print(f"kapmonitor: {endpoint.dropped} bytes found no reader", file=sys.stderr)
+    return 0
+
+
+# --- record ---------------------------------------------------------------------------------
+
+
+def make_driver(spec: DeviceSpec, hub: Hub, args: argparse.Namespace) -> Driver:
+    cls = get_driver_class(spec.kind)
+    if spec.kind == SIM:
+        return cls(
+            spec,
+            hub.publish,
+            speed=args.speed,
+            seed=args.seed,
+            until=args.duration,
+            no_data_timeout=args.no_data_timeout,
+        )
+    return cls(spec, hub.publish, no_data_timeout=args.no_data_timeout)
+
+
+def cmd_record(args: argparse.Namespace, out: TextIO) -> int:
+    specs = [DeviceSpec.parse(text) for text in args.device]
+    all_simulated = all(spec.kind == SIM for spec in specs)
+    if args.speed != 1 and not all_simulated:
+        raise UserError("--speed only applies when every device is simulated (sim:SCENARIO)")
+    if not all_simulated and args.duration is None:
+        log.info("recording until interrupted")
+
+    hub = Hub()
+    sub = hub.subscribe("jsonl", maxsize=1_000_000)
+    drivers = [make_driver(spec, hub, args) for spec in specs]
+    origin = Stamp.now().mono
+    with_source = len(specs) > 1
+
+    def write(item: Item) -> None:
+        if args.no_waves and isinstance(item, WaveformBlock):
+            return
+        for record in jsonl.records(item, origin, with_source=with_source):
+            out.write(jsonl.dumps(record) + "\n")
+
+    started: list[Driver] = []
+    try:
+        for driver in drivers:
+            driver.open()  # a wrong or busy port is refused here, before anything runs
+        for driver in drivers:
+            driver.start()
+            started.append(driver)
+        deadline = None if args.duration is None else time.monotonic() + args.duration / args.speed
+        while True:
+            item = sub.get(timeout=0.2)
+            if item is not None:
+                write(item)
+                continue
+            if all_simulated and all(d.join(0) for d in started):
+                break
+            if not all_simulated and deadline is not None and time.monotonic() >= deadline:
+                break
+    finally:
+        for driver in started:
+            driver.stop()
+        if started:  # a refused start records nothing
+            for item in sub.drain():
+                write(item)
+            out.flush()
+    return 0
+
+
+# --- decode ---------------------------------------------------------------------------------
+
+
+def cmd_decode(args: argparse.Namespace, out: TextIO) -> int:
+    driver_cls = _serial_driver_class(args.protocol)
+    if args.file == "-":
+        data = sys.stdin.buffer.read()
+    else:
+        try:
+            data = Path(args.file).read_bytes()
+        except OSError as exc:
+            raise UserError(f"cannot read '{args.file}': {exc.strerror}") from None
+    parser = driver_cls.parser_class(args.file)
+    # A plain byte file has no arrival times: place each byte where the device's own rate puts
+    # it, in 10 ms steps, so that t is seconds from the start of the stream.
+    rate = driver_cls.byte_rate
+    step = max(1, int(rate / 100))
+    for start in range(0, len(data), step):
+        chunk = data[start : start + step]
+        t = (start + len(chunk)) / rate
+        for item in parser.feed(chunk, Stamp(t, t)):
+            for record in jsonl.records(item, 0.0):
+                out.write(jsonl.dumps(record) + "\n")
+    stats = parser.stats
+    if stats.checksum_errors or stats.framing_errors or stats.bytes_discarded:
+        print(
+            f"kapmonitor: {args.file}: {stats.frames_ok} good frames, "
+            f"{stats.checksum_errors} checksum errors, {stats.framing_errors} framing errors, "
+            f"{stats.bytes_discarded} bytes skipped",
+            file=sys.stderr,
+        )
+    return 0
+
+
+# --- entry point ----------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kapmonitor",
+        description="Vital-signs monitor for ketamine-assisted psychotherapy sessions.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log connection details")
+    subs = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sim = subs.add_parser(
+        "simulate",
+        help="play a simulated device on a pseudo-terminal or serial port",
+        description="Stream a simulated KAP session in a device's real wire format.",
+    )
+    sim.add_argument("--scenario", default="typical", help="scenario name or .toml file")
+    sim.add_argument("--protocol", default="nonin2", help="wire protocol (default: nonin2)")
+    where = sim.add_mutually_exclusive_group()
+    where.add_argument(
+        "--pty", action="store_true", help="create a pseudo-terminal, print its path"
+    )
+    where.add_argument("--port", metavar="URL", help="write to an existing port or pyserial URL")
+    sim.add_argument("--link", metavar="PATH", help="with --pty: keep a symlink to it at PATH")
+    sim.add_argument("--seed", type=int, default=0, help="the same seed gives the same session")
+    sim.add_argument("--speed", type=positive_float, default=1.0, help="time factor (60: 1 h/min)")
+    sim.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    sim.set_defaults(func=cmd_simulate)
+
+    rec = subs.add_parser(
+        "record",
+        help="record devices headless, as JSON lines on stdout",
+        description="Record one or more devices into one patient stream (JSON lines).",
+    )
+    rec.add_argument(
+        "--device",
+        action="append",
+        required=True,
+        metavar="D",
+        help="PROTOCOL@PORT (nonin2@/dev/ttyUSB0, nonin2@socket://host:7000) or sim:SCENARIO; "
+        "repeat for several devices",
+    )
+    rec.add_argument("--duration", type=parse_duration, help="stop after this long (90m, 2h)")
+    rec.add_argument(
+        "--speed", type=positive_float, default=1.0, help="time factor for sim: devices"
+    )
+    rec.add_argument("--seed", type=int, default=0, help="seed of simulated devices")
+    rec.add_argument("--no-waves", action="store_true", help="leave out waveform blocks")
+    rec.add_argument(
+        "--no-data-timeout",
+        type=positive_float,
+        default=DEFAULT_NO_DATA_TIMEOUT,
+        metavar="S",
+        help="seconds of silence before a device is in 'no data' (default 10)",
+    )
+    rec.set_defaults(func=cmd_record)
+
+    dec = subs.add_parser(
+        "decode",
+        help="decode raw device bytes into JSON lines",
+        description="Decode a device's raw bytes (a file, or - for stdin) into JSON lines.",
+    )
+    dec.add_argument("--protocol", required=True, help="wire protocol, e.g. nonin2")
+    dec.add_argument("file", nargs="?", default="-", metavar="FILE", help="byte file, or - (stdin)")
+    dec.set_defaults(func=cmd_decode)
+    return parser
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="kapmonitor: %(levelname)s %(name)s: %(message)s",
+    )
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_interrupt)  # stop cleanly, flushing what was recorded
+    try:
+        return args.func(args, out or sys.stdout)
+    except UserError as exc:
+        print(f"kapmonitor: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader of our output went away (`| head`): not an error of ours to report.
+        sys.stderr.close()
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

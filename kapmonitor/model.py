@@ -1,0 +1,159 @@
+"""The items that flow from devices to alarms, the record and the screen.
+
+They are small and immutable so that one item can be handed to several consumers on several
+threads without copying or locking. Each carries the :class:`Stamp` its device layer gave it;
+nothing downstream re-stamps an item. A missing or invalid value is ``None`` plus :class:`Flag`
+members that say why, never 0.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from enum import StrEnum
+
+import numpy as np
+
+from kapmonitor.codes import Code
+
+
+@dataclass(frozen=True, slots=True)
+class Stamp:
+    """When the device layer saw an item: once, at the source.
+
+    ``mono`` orders items and measures intervals (immune to clock changes); ``wall`` is what the
+    record and reports show.
+    """
+
+    mono: float  #: seconds, time.monotonic() scale
+    wall: float  #: seconds since the Unix epoch
+
+    @classmethod
+    def now(cls) -> Stamp:
+        return cls(time.monotonic(), time.time())
+
+    def shifted(self, seconds: float) -> Stamp:
+        """The same clock pair ``seconds`` later (earlier if negative)."""
+        return Stamp(self.mono + seconds, self.wall + seconds)
+
+
+class Flag(StrEnum):
+    """Why a value is missing or should be read with care."""
+
+    SENSOR_OFF = "sensor-off"
+    SEARCHING = "searching"
+    ARTIFACT = "artifact"
+    OUT_OF_RANGE = "out-of-range"
+    QUESTIONABLE = "questionable"
+    LOW_PERFUSION = "low-perfusion"
+    MEASUREMENT_FAILED = "measurement-failed"
+
+
+Flags = frozenset[Flag]
+NO_FLAGS: Flags = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class Numeric:
+    """One periodic value (SpO2, pulse rate, heart rate, perfusion index)."""
+
+    source: str  #: the device that produced it, as the user named it
+    code: Code
+    value: float | None
+    stamp: Stamp
+    flags: Flags = NO_FLAGS
+
+    @property
+    def unit(self) -> str:
+        return self.code.unit
+
+
+@dataclass(frozen=True, slots=True)
+class NibpReading:
+    """One cuff measurement: systolic, diastolic and mean belong together.
+
+    ``stamp`` is the time the cuff measured, which for a monitor polled every few seconds can be
+    well before the time the reading arrived.
+    """
+
+    source: str
+    systolic: float | None
+    diastolic: float | None
+    mean: float | None
+    stamp: Stamp
+    flags: Flags = NO_FLAGS
+
+    def parts(self) -> tuple[tuple[Code, float | None], ...]:
+        return (
+            (Code.NIBP_SYS, self.systolic),
+            (Code.NIBP_DIA, self.diastolic),
+            (Code.NIBP_MEAN, self.mean),
+        )
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class WaveformBlock:
+    """Consecutive samples of one waveform at a fixed rate; ``stamp`` is the first sample's time.
+
+    Samples are a read-only float array; a sample the device marked invalid is NaN.
+    """
+
+    source: str
+    code: Code
+    stamp: Stamp
+    fs: float  #: samples per second
+    samples: np.ndarray
+    flags: Flags = NO_FLAGS
+
+    def __post_init__(self) -> None:
+        samples = np.asarray(self.samples, dtype=np.float64)
+        if samples is self.samples:
+            samples = samples.copy()
+        samples.setflags(write=False)
+        object.__setattr__(self, "samples", samples)
+
+    @property
+    def duration(self) -> float:
+        return len(self.samples) / self.fs
+
+
+class ConnectionState(StrEnum):
+    """The life of a device connection, as the user sees it."""
+
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    NO_DATA = "no-data"
+    DISCONNECTED = "disconnected"
+    RECONNECTING = "reconnecting"
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceEvent:
+    """A device changed connection state; ``detail`` says why in one plain sentence."""
+
+    source: str
+    state: ConnectionState
+    stamp: Stamp
+    detail: str = ""
+
+
+class SessionEventKind(StrEnum):
+    """Things that happen in a session that are not measurements."""
+
+    DOSE = "dose"
+    NIBP_SCHEDULED = "nibp-scheduled"
+    MARKER = "marker"
+
+
+@dataclass(frozen=True, slots=True)
+class SessionEvent:
+    """A session event such as the dose (T0); the simulator's scenario emits these too."""
+
+    source: str
+    kind: SessionEventKind
+    stamp: Stamp
+    text: str = ""
+
+
+Measurement = Numeric | NibpReading | WaveformBlock
+Item = Numeric | NibpReading | WaveformBlock | DeviceEvent | SessionEvent

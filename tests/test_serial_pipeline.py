@@ -1,0 +1,225 @@
+"""Device → pty → pyserial → reader thread → parser → hub, as with a real oximeter."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from devices.protocols.nonin import Nonin2Driver, NoninFormat2Emulator, NoninFormat2Parser
+from devices.sim.physiology import KapSession
+from devices.sim.scenario import load_scenario
+from devices.sim.serve import PtyEndpoint, serve
+from devices.spec import DeviceSpec
+from kapmonitor.codes import Code
+from kapmonitor.hub import Hub
+from kapmonitor.model import ConnectionState, Numeric, Stamp, WaveformBlock
+from tests.conftest import ROOT
+from tests.pipeline_helpers import Collector
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="pseudo-terminals are POSIX")
+
+
+def _values(items) -> list[tuple]:
+    """What a packet carries, without its arrival time: (code, value or samples)."""
+    out = []
+    for it in items:
+        if isinstance(it, Numeric):
+            out.append((it.code, it.value, it.flags))
+        elif isinstance(it, WaveformBlock):
+            out.append((it.code, tuple(it.samples.tolist()), it.flags))
+    return out
+
+
+@pytest.fixture
+def pipeline():
+    hub = Hub()
+    collector = Collector(hub.subscribe("test", maxsize=1_000_000))
+    drivers = []
+
+    def start(url: str, **kwargs) -> Nonin2Driver:
+        driver = Nonin2Driver(DeviceSpec.parse(f"nonin2@{url}"), hub.publish, **kwargs)
+        driver.open()
+        driver.start()
+        drivers.append(driver)
+        return driver
+
+    yield start, collector
+    for driver in drivers:
+        driver.stop()
+
+
+def test_a_nonin_format2_stream_arrives_with_every_value_intact(pipeline):
+    start, collector = pipeline
+    session = KapSession(load_scenario("typical"), seed=3)
+    wire = NoninFormat2Emulator(session).emit(0.0, 120.0)  # two minutes of the device's bytes
+    expected = _values(NoninFormat2Parser("ref").feed(wire, Stamp.now()))
+    assert len(expected) == 3 * 120 * 3  # HR, SpO2 and a pleth block per packet, 3 packets/s
+
+    endpoint = PtyEndpoint()
+    try:
+        start(endpoint.path)
+        assert collector.wait_for_state(ConnectionState.CONNECTED)
+
+        def device():  # writes as the line allows, in odd-sized pieces like a UART FIFO
+            for i in range(0, len(wire), 97):
+                endpoint.write(wire[i : i + 97])
+                time.sleep(0.0005)
+
+        writer = threading.Thread(target=device)
+        writer.start()
+        assert collector.wait_for(lambda items: len(_values(items)) >= len(expected), timeout=30)
+        writer.join()
+        assert endpoint.dropped == 0
+    finally:
+        endpoint.close()
+    assert _values(collector.items) == expected
+    # …and what arrived is the simulated patient: the pulse rates of the session, not zeros.
+    rates = [it.value for it in collector.of_type(Numeric) if it.code is Code.PULSE_RATE]
+    truth = [round(session.vitals(k / 3).heart_rate) for k in range(len(rates))]
+    assert np.allclose(rates, truth, atol=1)
+
+
+def test_the_reader_reconnects_after_the_port_goes_away_and_comes_back(pipeline, tmp_path):
+    start, collector = pipeline
+    link = tmp_path / "oximeter"
+    endpoint = PtyEndpoint(link)
+    session = KapSession(load_scenario("typical"), seed=1)
+    emulator = NoninFormat2Emulator(session)
+    stop = threading.Event()
+
+    def device():
+        t = 0.0
+        while not stop.is_set():
+            endpoint.write(emulator.emit(t, t + 0.1))
+            t += 0.1
+            time.sleep(0.1)
+
+    writer = threading.Thread(target=device)
+    writer.start()
+    try:
+        start(str(link))
+        assert collector.wait_for(lambda items: any(isinstance(i, Numeric) for i in items))
+        endpoint.unplug()  # the USB cable is pulled: the pty and the link vanish
+        assert collector.wait_for_state(ConnectionState.DISCONNECTED)
+        assert collector.wait_for_state(ConnectionState.RECONNECTING)
+        before = len(collector.items)
+        time.sleep(0.5)  # the driver keeps trying while nothing is there
+        endpoint.replug()  # plugged back in: a new pty behind the same link
+        n_states = len(collector.states())
+        assert collector.wait_for_state(ConnectionState.CONNECTED, after=n_states - 1)
+        assert collector.wait_for(
+            lambda items: any(isinstance(i, Numeric) for i in items[before:]), timeout=10
+        )
+    finally:
+        stop.set()
+        writer.join()
+        endpoint.close()
+    states = collector.states()
+    assert states[:2] == [ConnectionState.CONNECTING, ConnectionState.CONNECTED]
+    assert states[2:5] == [
+        ConnectionState.DISCONNECTED,
+        ConnectionState.RECONNECTING,
+        ConnectionState.CONNECTED,
+    ]
+
+
+def test_a_silent_device_is_in_no_data_until_it_speaks_again(pipeline):
+    start, collector = pipeline
+    endpoint = PtyEndpoint()
+    try:
+        start(endpoint.path, no_data_timeout=0.5)
+        assert collector.wait_for_state(ConnectionState.NO_DATA, timeout=5)
+        session = KapSession(load_scenario("typical"), seed=1)
+        endpoint.write(NoninFormat2Emulator(session).emit(0.0, 1.0))
+        assert collector.wait_for_state(ConnectionState.CONNECTED, after=2, timeout=5)
+    finally:
+        endpoint.close()
+    event = next(e for e in collector.items if getattr(e, "state", None) is ConnectionState.NO_DATA)
+    assert event.detail == "no data from the device for 0.5 s"
+    assert collector.states() == [
+        ConnectionState.CONNECTING,
+        ConnectionState.CONNECTED,
+        ConnectionState.NO_DATA,
+        ConnectionState.CONNECTED,
+    ]
+
+
+def test_the_simulator_plays_a_device_unplug_that_the_reader_survives(pipeline, tmp_path):
+    """The device-unplug scenario over a real pty: the host sees the outage and recovers."""
+    start, collector = pipeline
+    session = KapSession(load_scenario("device-unplug"), seed=0)
+    gaps = [t for t in np.arange(0, session.duration, 1.0) if not session.connected(t)]
+    assert gaps, "the scenario should unplug the device"
+    link = tmp_path / "sim-oximeter"
+    endpoint = PtyEndpoint(link)
+    stop = threading.Event()
+    # Fast enough to reach the unplug within seconds, slow enough for a pty.
+    speed = max(1.0, gaps[0] / 4.0)
+    server = threading.Thread(
+        target=serve,
+        args=(NoninFormat2Emulator(session), endpoint),
+        kwargs={"speed": speed, "stop": stop},
+    )
+    try:
+        start(str(link))
+        server.start()
+        assert collector.wait_for_state(ConnectionState.DISCONNECTED, timeout=30)
+        n = len(collector.states())
+        assert collector.wait_for_state(ConnectionState.CONNECTED, after=n, timeout=60)
+    finally:
+        stop.set()
+        server.join(10)
+        endpoint.close()
+
+
+def test_kapmonitor_simulate_pty_streams_a_session_to_the_parser(tmp_path):
+    """The command a tester types, in its own process, read by the real driver."""
+    with subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "kapmonitor",
+            "simulate",
+            "--scenario",
+            "typical",
+            "--protocol",
+            "nonin2",
+            "--pty",
+            "--seed",
+            "5",
+            "--speed",
+            "4",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        try:
+            path = proc.stdout.readline().strip()
+            assert path.startswith("/dev/pts/") and os.path.exists(path)
+            hub = Hub()
+            collector = Collector(hub.subscribe("test"))
+            driver = Nonin2Driver(DeviceSpec.parse(f"nonin2@{path}"), hub.publish)
+            driver.open()
+            driver.start()
+            try:
+                assert collector.wait_for(lambda items: len(collector.of_type(WaveformBlock)) >= 20)
+            finally:
+                driver.stop()
+        finally:
+            proc.terminate()
+            _, stderr = proc.communicate(timeout=10)
+    assert "Traceback" not in stderr
+    assert proc.returncode in (0, 130, -15)
+    assert driver.parser.stats.checksum_errors == 0
+    spo2 = [i.value for i in collector.of_type(Numeric) if i.code is Code.SPO2]
+    assert spo2 and all(90 <= v <= 100 for v in spo2)
+    blocks = collector.of_type(WaveformBlock)
+    assert all(b.fs == 75.0 and len(b.samples) == 25 for b in blocks)
