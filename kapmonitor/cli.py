@@ -142,10 +142,13 @@ def cmd_record(args: argparse.Namespace, out: TextIO) -> int:
     hub = Hub()
     sub = hub.subscribe("jsonl", maxsize=1_000_000)
     drivers = [make_driver(spec, hub, args) for spec in specs]
-    origin = Stamp.now().mono
     with_source = len(specs) > 1
+    origin: float | None = None  # t = 0 is the first item: the first device starting to connect
 
     def write(item: Item) -> None:
+        nonlocal origin
+        if origin is None:
+            origin = item.stamp.mono
         if args.no_waves and isinstance(item, WaveformBlock):
             return
         for record in jsonl.records(item, origin, with_source=with_source):

@@ -36,6 +36,7 @@ FRAME_BYTES = 5
 FRAMES_PER_PACKET = 25
 PACKET_BYTES = FRAME_BYTES * FRAMES_PER_PACKET
 FRAME_RATE = 75.0
+BYTE_RATE = FRAME_RATE * FRAME_BYTES
 
 START = 0x01
 # STATUS bits
@@ -141,10 +142,9 @@ class NoninFormat2Parser(Parser):
     has SNSA or SNSD set is NaN: the device says there is no signal.
 
     Stamps: the ``stamp`` given to :meth:`feed` is the arrival of the chunk's last byte. The
-    packet's last frame is put ``ceil(bytes after the packet / 5)`` frames (1/75 s each) before
-    it; the numerics carry that time and the pleth block starts 24 frames earlier. With stamps
-    taken per frame this is exact and independent of chunking; for a chunk read at once it is
-    the 75 Hz frame clock counted back from the read.
+    packet's end is put ``bytes after the packet / 375`` s before it (the device's average byte
+    rate); the numerics carry that time and the pleth block starts 24 frames earlier. For a chunk
+    read at once this counts the device's clock back from the read.
 
     A damaged packet is noticed once its 125 bytes have arrived; until then nothing is counted.
     """
@@ -326,8 +326,8 @@ class NoninFormat2Parser(Parser):
         stats = self.stats
         stats.packets_ok += 1
         stats.frames_ok += FRAMES_PER_PACKET
-        frames_after = -(-bytes_after // FRAME_BYTES)
-        end = stamp.shifted(-frames_after / FRAME_RATE) if frames_after else stamp
+        # Bytes after the packet arrived after it, at the device's average byte rate.
+        end = stamp.shifted(-bytes_after / BYTE_RATE) if bytes_after else stamp
         source = self.source
         out.append(Numeric(source, Code.PULSE_RATE, None if hr == HR_MISSING else hr, end, flags))
         out.append(Numeric(source, Code.SPO2, None if spo2 == SPO2_MISSING else spo2, end, flags))
@@ -490,4 +490,4 @@ class Nonin2Driver(SerialDriver):
     parser_class = NoninFormat2Parser
     emulator_class = NoninFormat2Emulator
     serial_settings = NoninFormat2Parser.SERIAL
-    byte_rate = FRAME_RATE * FRAME_BYTES
+    byte_rate = BYTE_RATE

@@ -58,9 +58,17 @@ class SimDriver(Driver):
         self.speed = speed
         #: Session seconds after which the simulated device stops (default: the scenario's end).
         self.until = min(self.session.duration, until) if until else self.session.duration
+        self._origin: Stamp | None = None
+
+    def open(self) -> None:
+        # The simulated device's clock starts here: session time 0 is this stamp.
+        self._origin = Stamp.now()
+        self._set_state(ConnectionState.CONNECTING, stamp=self._origin)
 
     def _run(self) -> None:
-        origin = Stamp.now()
+        if self._origin is None:
+            self.open()
+        origin = self._origin
         started = time.monotonic()
         t = 0.0
         while not self.stopping and t < self.until:
@@ -126,5 +134,5 @@ class SimDriver(Driver):
             (Code.SPO2, v.spo2, 0),
             (Code.PERFUSION, v.perfusion_index, 2),
         ):
-            shown = None if value is None else round(value, digits)
+            shown = None if value is None else round(value, digits or None)
             self._publish(Numeric(self.source, code, shown, stamp, v.flags))
