@@ -21,6 +21,10 @@ ENTRY_POINT_GROUP = "kapmonitor.drivers"
 BUILTIN_DRIVERS: dict[str, str] = {
     "sim": "devices.sim.driver:SimDriver",
     "nonin2": "devices.protocols.nonin:Nonin2Driver",
+    "nonin7": "devices.protocols.nonin:Nonin7Driver",
+    "nonin8": "devices.protocols.nonin:Nonin8Driver",
+    "masimo": "devices.protocols.masimo:MasimoDriver",
+    "contec": "devices.protocols.contec:ContecDriver",
 }
 
 

@@ -27,6 +27,16 @@ class SerialDriver(Driver):
     serial_settings: ClassVar[SerialSettings]
     #: Bytes per second the device sends; lets ``decode`` place items of a plain byte file in time.
     byte_rate: ClassVar[float]
+    #: Seconds between :meth:`keep_alive` messages, for devices that stop streaming without one.
+    keep_alive_interval: ClassVar[float | None] = None
+
+    def greeting(self) -> bytes:
+        """What the host sends right after connecting (a start or set-format command)."""
+        return b""
+
+    def keep_alive(self) -> bytes:
+        """What the host sends every :attr:`keep_alive_interval` seconds."""
+        return b""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -74,8 +84,17 @@ class SerialDriver(Driver):
         self._close_port()
 
     def _read_until_error(self, port: serial.Serial) -> None:
-        last_data = time.monotonic()
+        last_data = last_keep_alive = time.monotonic()
+        greeting = self.greeting()
+        if greeting:
+            port.write(greeting)
         while not self.stopping:
+            if (
+                self.keep_alive_interval is not None
+                and time.monotonic() - last_keep_alive >= self.keep_alive_interval
+            ):
+                port.write(self.keep_alive())
+                last_keep_alive = time.monotonic()
             data = port.read(port.in_waiting or 1)
             if data:
                 stamp = Stamp.now()

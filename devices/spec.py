@@ -16,6 +16,8 @@ class DeviceSpec:
     kind: str  #: a driver name from the registry: a protocol such as "nonin2", or "sim"
     target: str  #: the port or URL, or the scenario for the simulator
     text: str
+    #: Driver options written after the protocol with "+": ``nonin7+set-format@/dev/ttyUSB0``.
+    options: frozenset[str] = frozenset()
 
     @classmethod
     def parse(cls, text: str) -> DeviceSpec:
@@ -31,4 +33,7 @@ class DeviceSpec:
                 f"device '{text}' is not of the form PROTOCOL@PORT "
                 "(e.g. nonin2@/dev/ttyUSB0) or sim:SCENARIO"
             )
-        return cls(kind.lower(), target, text)
+        kind, *options = kind.lower().split("+")
+        if not kind or not all(options):
+            raise UserError(f"device '{text}': write options as PROTOCOL+OPTION@PORT")
+        return cls(kind, target, text, frozenset(options))

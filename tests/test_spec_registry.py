@@ -21,14 +21,18 @@ from kapmonitor.errors import UserError
         ("nonin2@socket://127.0.0.1:7000", "nonin2", "socket://127.0.0.1:7000"),
         ("sim:typical", "sim", "typical"),
         ("sim:/tmp/my scenario.toml", "sim", "/tmp/my scenario.toml"),
+        ("nonin7+set-format@/dev/ttyUSB0", "nonin7", "/dev/ttyUSB0"),
     ],
 )
 def test_device_specs(text, kind, target):
     spec = DeviceSpec.parse(text)
     assert (spec.kind, spec.target, spec.text) == (kind, target, text)
+    assert spec.options == ({"set-format"} if "+" in text else set())
 
 
-@pytest.mark.parametrize("text", ["", "nonin2", "@/dev/ttyUSB0", "nonin2@", "sim:"])
+@pytest.mark.parametrize(
+    "text", ["", "nonin2", "@/dev/ttyUSB0", "nonin2@", "sim:", "nonin7+@x", "+a@x"]
+)
 def test_bad_device_specs(text):
     with pytest.raises(UserError):
         DeviceSpec.parse(text)
