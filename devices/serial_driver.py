@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable
 from typing import ClassVar
 
 import serial
 
 from devices.base import Driver, backoff_delays
+from devices.capture import Kind
 from devices.protocols.base import DeviceEmulator, Parser, SerialSettings
 from devices.transport import describe_port_error, open_port
 from kapmonitor.errors import PortError
 from kapmonitor.model import ConnectionState, Stamp
+
+Tap = Callable[[Kind, bytes, Stamp], None]
 
 
 class SerialDriver(Driver):
@@ -38,11 +42,13 @@ class SerialDriver(Driver):
         """What the host sends every :attr:`keep_alive_interval` seconds."""
         return b""
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args, tap: Tap | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         # One parser for the driver's life, so its error counters survive reconnects.
         self.parser = self.parser_class(self.source)
         self._port: serial.Serial | None = None
+        #: Sees every byte read and written, with its stamp: what ``capture`` records.
+        self._tap = tap
 
     def open(self) -> None:
         super().open()
@@ -85,19 +91,19 @@ class SerialDriver(Driver):
 
     def _read_until_error(self, port: serial.Serial) -> None:
         last_data = last_keep_alive = time.monotonic()
-        greeting = self.greeting()
-        if greeting:
-            port.write(greeting)
+        self._send(port, self.greeting())
         while not self.stopping:
             if (
                 self.keep_alive_interval is not None
                 and time.monotonic() - last_keep_alive >= self.keep_alive_interval
             ):
-                port.write(self.keep_alive())
+                self._send(port, self.keep_alive())
                 last_keep_alive = time.monotonic()
             data = port.read(port.in_waiting or 1)
             if data:
                 stamp = Stamp.now()
+                if self._tap is not None:
+                    self._tap(Kind.FROM_DEVICE, data, stamp)
                 last_data = stamp.mono
                 if self.state is ConnectionState.NO_DATA:
                     self._set_state(ConnectionState.CONNECTED, stamp=stamp)
@@ -111,6 +117,12 @@ class SerialDriver(Driver):
                     ConnectionState.NO_DATA,
                     f"no data from the device for {self.no_data_timeout:g} s",
                 )
+
+    def _send(self, port: serial.Serial, data: bytes) -> None:
+        if data:
+            port.write(data)
+            if self._tap is not None:
+                self._tap(Kind.FROM_HOST, data, Stamp.now())
 
     def _close_port(self) -> None:
         port, self._port = self._port, None

@@ -19,13 +19,14 @@ from pathlib import Path
 from typing import TextIO
 
 from devices.base import DEFAULT_NO_DATA_TIMEOUT, Driver
+from devices.capture import CaptureWriter, Kind, is_capture, read_capture
 from devices.registry import get_driver_class, protocol_names
 from devices.serial_driver import SerialDriver
 from devices.spec import SIM, DeviceSpec
 from kapmonitor import jsonl
 from kapmonitor.errors import UserError
 from kapmonitor.hub import Hub
-from kapmonitor.model import Item, Stamp, WaveformBlock
+from kapmonitor.model import DeviceEvent, Item, Stamp, WaveformBlock
 
 log = logging.getLogger("kapmonitor")
 
@@ -71,7 +72,7 @@ def _serial_driver_class(protocol: str) -> type[SerialDriver]:
 def cmd_simulate(args: argparse.Namespace, out: TextIO) -> int:
     from devices.sim.physiology import KapSession
     from devices.sim.scenario import load_scenario, scenario_names
-    from devices.sim.serve import Endpoint, PortEndpoint, PtyEndpoint, serve
+    from devices.sim.serve import Endpoint, PortEndpoint, PtyEndpoint, replay, serve
 
     if args.list:
         for name in scenario_names():
@@ -79,11 +80,20 @@ def cmd_simulate(args: argparse.Namespace, out: TextIO) -> int:
         return 0
     if not args.pty and not args.port:
         raise UserError("say where to simulate: --pty for a new pseudo-terminal, or --port URL")
-    driver_cls = _serial_driver_class(args.protocol)
-    if driver_cls.emulator_class is None:
-        raise UserError(f"there is no simulator for protocol '{args.protocol}' yet")
-    session = KapSession(load_scenario(args.scenario), seed=args.seed)
-    emulator = driver_cls.emulator_class(session)
+    if args.replay:
+        header, records = read_capture(_read_input(args.replay), args.replay)
+        protocol = header.protocol
+        what = f"the capture '{args.replay}' ({protocol}, recorded {header.started})"
+    else:
+        protocol = args.protocol
+        session = KapSession(load_scenario(args.scenario), seed=args.seed)
+        what = (
+            f"{protocol}, scenario '{args.scenario}' "
+            f"(seed {args.seed}, {session.duration / 60:g} min)"
+        )
+    driver_cls = _serial_driver_class(protocol)
+    if not args.replay and driver_cls.emulator_class is None:
+        raise UserError(f"there is no simulator for protocol '{protocol}' yet")
     endpoint: Endpoint
     if args.pty:
         endpoint = PtyEndpoint(Path(args.link) if args.link else None)
@@ -95,8 +105,7 @@ def cmd_simulate(args: argparse.Namespace, out: TextIO) -> int:
     out.write(f"{where}\n")
     out.flush()
     print(
-        f"kapmonitor: simulating {args.protocol}, scenario '{args.scenario}' (seed {args.seed}, "
-        f"{session.duration / 60:g} min at speed {args.speed:g}) on {where}; Ctrl+C stops",
+        f"kapmonitor: playing {what} at speed {args.speed:g} on {where}; Ctrl+C stops",
         file=sys.stderr,
     )
 
@@ -106,7 +115,11 @@ def cmd_simulate(args: argparse.Namespace, out: TextIO) -> int:
         )
 
     try:
-        serve(emulator, endpoint, speed=args.speed, on_replug=replugged)
+        if args.replay:
+            replay(records, endpoint, speed=args.speed)
+        else:
+            emulator = driver_cls.emulator_class(session)
+            serve(emulator, endpoint, speed=args.speed, on_replug=replugged)
     finally:
         endpoint.close()
         if endpoint.dropped:
@@ -181,26 +194,86 @@ def cmd_record(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+# --- capture --------------------------------------------------------------------------------
+
+
+def cmd_capture(args: argparse.Namespace, out: TextIO) -> int:
+    spec = DeviceSpec.parse(args.device)
+    driver_cls = _serial_driver_class(spec.kind)
+    writer: CaptureWriter | None = None
+    origin = time.monotonic()
+
+    def tap(kind: Kind, data: bytes, stamp: Stamp) -> None:
+        if writer is not None:
+            writer.write(kind, stamp.mono - origin, data)
+
+    hub = Hub()
+    sub = hub.subscribe("capture")
+    driver = driver_cls(spec, hub.publish, tap=tap, no_data_timeout=args.no_data_timeout)
+    driver.open()  # a wrong port is refused before the file is created
+    writer = CaptureWriter(Path(args.output), spec.kind, spec.target, driver_cls.serial_settings)
+    measurements = 0
+    deadline = None if args.duration is None else origin + args.duration
+    print(f"kapmonitor: capturing {spec.text} to {args.output}; Ctrl+C stops", file=sys.stderr)
+    driver.start()
+    try:
+        while deadline is None or time.monotonic() < deadline:
+            item = sub.get(timeout=0.2)
+            if isinstance(item, DeviceEvent):
+                note = f"{item.state}: {item.detail}" if item.detail else str(item.state)
+                writer.write(Kind.NOTE, item.stamp.mono - origin, note.encode())
+                print(f"kapmonitor: {spec.text} {note}", file=sys.stderr)
+            elif item is not None:
+                measurements += 1
+    finally:
+        driver.stop()
+        writer.close()
+        stats = driver.parser.stats
+        print(
+            f"kapmonitor: {writer.bytes_from_device} bytes captured in "
+            f"{time.monotonic() - origin:.0f} s; {measurements} measurements decoded, "
+            f"{stats.checksum_errors} checksum errors",
+            file=sys.stderr,
+        )
+    return 0
+
+
 # --- decode ---------------------------------------------------------------------------------
 
 
-def cmd_decode(args: argparse.Namespace, out: TextIO) -> int:
-    driver_cls = _serial_driver_class(args.protocol)
-    if args.file == "-":
-        data = sys.stdin.buffer.read()
-    else:
-        try:
-            data = Path(args.file).read_bytes()
-        except OSError as exc:
-            raise UserError(f"cannot read '{args.file}': {exc.strerror}") from None
-    parser = driver_cls.parser_class(args.file)
+def _read_input(name: str) -> bytes:
+    if name == "-":
+        return sys.stdin.buffer.read()
+    try:
+        return Path(name).read_bytes()
+    except OSError as exc:
+        raise UserError(f"cannot read '{name}': {exc.strerror}") from None
+
+
+def _timed_chunks(data: bytes, name: str, protocol: str | None) -> tuple[str, list[tuple]]:
+    """The device's bytes as (seconds from the start, chunk) pairs, and the protocol."""
+    if is_capture(data):
+        header, records = read_capture(data, name)
+        chunks = [(r.t, r.data) for r in records if r.kind is Kind.FROM_DEVICE]
+        return protocol or header.protocol, chunks
+    if protocol is None:
+        raise UserError(f"'{name}' is a plain byte file: say which protocol with --protocol")
     # A plain byte file has no arrival times: place each byte where the device's own rate puts
     # it, in 10 ms steps, so that t is seconds from the start of the stream.
-    rate = driver_cls.byte_rate
+    rate = _serial_driver_class(protocol).byte_rate
     step = max(1, int(rate / 100))
-    for start in range(0, len(data), step):
-        chunk = data[start : start + step]
-        t = (start + len(chunk)) / rate
+    chunks = [
+        ((start + len(data[start : start + step])) / rate, data[start : start + step])
+        for start in range(0, len(data), step)
+    ]
+    return protocol, chunks
+
+
+def cmd_decode(args: argparse.Namespace, out: TextIO) -> int:
+    name = "standard input" if args.file == "-" else args.file
+    protocol, chunks = _timed_chunks(_read_input(args.file), name, args.protocol)
+    parser = _serial_driver_class(protocol).parser_class(args.file)
+    for t, chunk in chunks:
         for item in parser.feed(chunk, Stamp(t, t)):
             for record in jsonl.records(item, 0.0):
                 out.write(jsonl.dumps(record) + "\n")
@@ -241,6 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--link", metavar="PATH", help="with --pty: keep a symlink to it at PATH")
     sim.add_argument("--seed", type=int, default=0, help="the same seed gives the same session")
     sim.add_argument("--speed", type=positive_float, default=1.0, help="time factor (60: 1 h/min)")
+    sim.add_argument("--replay", metavar="FILE", help="play a capture instead of a scenario")
     sim.add_argument("--list", action="store_true", help="list the scenarios and exit")
     sim.set_defaults(func=cmd_simulate)
 
@@ -272,13 +346,37 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rec.set_defaults(func=cmd_record)
 
+    cap = subs.add_parser(
+        "capture",
+        help="record a device's raw bytes with their arrival times",
+        description="Record a device's raw traffic into a capture file (format: "
+        "devices/capture.py) that decode reads and simulate --replay plays back.",
+    )
+    cap.add_argument("--device", required=True, metavar="P@PORT", help="e.g. nonin2@/dev/ttyUSB0")
+    cap.add_argument("-o", "--output", required=True, metavar="FILE", help="capture file to write")
+    cap.add_argument("--duration", type=parse_duration, help="stop after this long (10m, 1h)")
+    cap.add_argument(
+        "--no-data-timeout",
+        type=positive_float,
+        default=DEFAULT_NO_DATA_TIMEOUT,
+        metavar="S",
+        help="seconds of silence before the device is in 'no data' (default 10)",
+    )
+    cap.set_defaults(func=cmd_capture)
+
     dec = subs.add_parser(
         "decode",
         help="decode raw device bytes into JSON lines",
         description="Decode a device's raw bytes (a file, or - for stdin) into JSON lines.",
     )
-    dec.add_argument("--protocol", required=True, help="wire protocol, e.g. nonin2")
-    dec.add_argument("file", nargs="?", default="-", metavar="FILE", help="byte file, or - (stdin)")
+    dec.add_argument("--protocol", help="wire protocol, e.g. nonin2 (a capture names its own)")
+    dec.add_argument(
+        "file",
+        nargs="?",
+        default="-",
+        metavar="FILE",
+        help="a capture or a byte file, or - (stdin)",
+    )
     dec.set_defaults(func=cmd_decode)
     return parser
 

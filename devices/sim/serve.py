@@ -15,10 +15,12 @@ import threading
 import time
 import tty
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from pathlib import Path
 
 import serial
 
+from devices.capture import Kind, Record
 from devices.protocols.base import DeviceEmulator, SerialSettings
 from devices.transport import open_port
 
@@ -190,3 +192,32 @@ def serve(
             endpoint.write(emulator.emit(t, t1))
         t = t1
     return t
+
+
+def replay(
+    records: Sequence[Record],
+    endpoint: Endpoint,
+    *,
+    speed: float = 1.0,
+    stop: threading.Event | None = None,
+) -> int:
+    """Play a capture's device bytes with their original timing (scaled by ``speed``).
+
+    What the host sends is read and dropped: a recording cannot answer. Returns the number of
+    device bytes played.
+    """
+    stop = stop or threading.Event()
+    started = time.monotonic()
+    played = 0
+    for record in records:
+        if record.kind is not Kind.FROM_DEVICE:
+            continue
+        delay = started + record.t / speed - time.monotonic()
+        if delay > 0 and stop.wait(delay):
+            break
+        if stop.is_set():
+            break
+        endpoint.read()
+        endpoint.write(record.data)
+        played += len(record.data)
+    return played
