@@ -18,6 +18,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
+from alarms.engine import AlarmEngine
+from alarms.model import LogEvent
+from alarms.profile import load_profile, profile_names
+from alarms.replay import read_items, timeline, timeline_record
+from alarms.service import AlarmService
 from devices.base import DEFAULT_NO_DATA_TIMEOUT, Driver
 from devices.capture import CaptureWriter, Kind, is_capture, read_capture
 from devices.registry import get_driver_class, protocol_names
@@ -154,6 +159,8 @@ def cmd_record(args: argparse.Namespace, out: TextIO) -> int:
 
     hub = Hub()
     sub = hub.subscribe("jsonl", maxsize=1_000_000)
+    alarm_service = AlarmService(hub, load_profile(args.profile))
+    alarm_sub = alarm_service.out.subscribe("jsonl", maxsize=1_000_000)
     drivers = [make_driver(spec, hub, args) for spec in specs]
     with_source = len(specs) > 1
     origin: float | None = None  # t = 0 is the first item: the first device starting to connect
@@ -167,16 +174,23 @@ def cmd_record(args: argparse.Namespace, out: TextIO) -> int:
         for record in jsonl.records(item, origin, with_source=with_source):
             out.write(jsonl.dumps(record) + "\n")
 
+    def write_alarms() -> None:
+        for entry in alarm_sub.drain():
+            if entry.event in (LogEvent.ACTIVE, LogEvent.INACTIVE) and origin is not None:
+                out.write(jsonl.dumps(timeline_record(entry, origin)) + "\n")
+
     started: list[Driver] = []
     try:
         for driver in drivers:
             driver.open()  # a wrong or busy port is refused here, before anything runs
+        alarm_service.start()
         for driver in drivers:
             driver.start()
             started.append(driver)
         deadline = None if args.duration is None else time.monotonic() + args.duration / args.speed
         while True:
             item = sub.get(timeout=0.2)
+            write_alarms()
             if item is not None:
                 write(item)
                 continue
@@ -187,9 +201,11 @@ def cmd_record(args: argparse.Namespace, out: TextIO) -> int:
     finally:
         for driver in started:
             driver.stop()
+        alarm_service.stop()
         if started:  # a refused start records nothing
             for item in sub.drain():
                 write(item)
+            write_alarms()
             out.flush()
     return 0
 
@@ -288,6 +304,34 @@ def cmd_decode(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+# --- alarms ---------------------------------------------------------------------------------
+
+
+def cmd_alarms_replay(args: argparse.Namespace, out: TextIO) -> int:
+    engine = AlarmEngine(load_profile(args.profile))
+    name = "standard input" if args.input == "-" else args.input
+    if args.input == "-":
+        lines = sys.stdin
+    else:
+        try:
+            lines = open(args.input, encoding="utf-8")  # noqa: SIM115 (closed below)
+        except OSError as exc:
+            raise UserError(f"cannot read '{args.input}': {exc.strerror}") from None
+    try:
+        for record in timeline(engine, read_items(lines, name)):
+            out.write(jsonl.dumps(record) + "\n")
+    finally:
+        if lines is not sys.stdin:
+            lines.close()
+    return 0
+
+
+def cmd_alarms_profiles(args: argparse.Namespace, out: TextIO) -> int:
+    for name in profile_names():
+        out.write(f"{name}\t{load_profile(name).description}\n")
+    return 0
+
+
 # --- entry point ----------------------------------------------------------------------------
 
 
@@ -338,6 +382,9 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--seed", type=int, default=0, help="seed of simulated devices")
     rec.add_argument("--no-waves", action="store_true", help="leave out waveform blocks")
     rec.add_argument(
+        "--profile", default="kap-default", help="alarm profile: a name or a .toml file"
+    )
+    rec.add_argument(
         "--no-data-timeout",
         type=positive_float,
         default=DEFAULT_NO_DATA_TIMEOUT,
@@ -378,6 +425,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="a capture or a byte file, or - (stdin)",
     )
     dec.set_defaults(func=cmd_decode)
+    alarms = subs.add_parser(
+        "alarms",
+        help="alarm profiles and offline alarm replay",
+        description="Alarm profiles and offline alarm replay.",
+    )
+    alarm_subs = alarms.add_subparsers(dest="alarms_command", required=True, metavar="ACTION")
+    rep = alarm_subs.add_parser(
+        "replay",
+        help="run the alarm engine over recorded measurements",
+        description="Read measurement JSON lines (as decode and record write them, plus "
+        '{"t": T, "event": "dose"} and bare {"t": T} lines) and write the alarm timeline '
+        "as JSON lines. Time comes from the input alone.",
+    )
+    rep.add_argument("--in", dest="input", required=True, metavar="FILE", help="JSON lines, or -")
+    rep.add_argument("--profile", default="kap-default", help="profile name or .toml file")
+    rep.set_defaults(func=cmd_alarms_replay)
+    prof = alarm_subs.add_parser("profiles", help="list the alarm profiles that ship")
+    prof.set_defaults(func=cmd_alarms_profiles)
     return parser
 
 

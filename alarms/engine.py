@@ -1,0 +1,499 @@
+"""The alarm engine: which alarm conditions exist, at what priority, and what the signals do.
+
+It is plain Python driven only by the items it is given and the times they carry, so the same
+input always gives the same alarms: live (fed by :class:`alarms.service.AlarmService` from the
+hub) and offline (``kapmonitor alarms replay``). It never reads a clock.
+
+Conditions and their life:
+
+- A condition is *pending* from the first value beyond its limit; it becomes *active* once it has
+  lasted its condition delay. A condition that clears before its delay never alarms.
+- An active condition ends when the value is back inside its limit by the hysteresis.
+- High-priority physiological alarms latch (per profile): when the condition ends, the alarm
+  stays on screen and sounding until a person acknowledges it.
+- Acknowledging an active alarm silences it while its condition lasts; the visual signal stays.
+- Audio pause silences every alarm for the profile's pause (1-3 min), never longer; a new
+  condition of higher priority than any active at the pause sounds at once.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from alarms.model import (
+    Alarm,
+    AlarmKind,
+    AlarmState,
+    AudioDue,
+    LogEntry,
+    LogEvent,
+    Priority,
+)
+from alarms.profile import LimitRule, Profile
+from kapmonitor.codes import Code
+from kapmonitor.model import (
+    ConnectionState,
+    DeviceEvent,
+    Flag,
+    Item,
+    NibpReading,
+    Numeric,
+    SessionEvent,
+    SessionEventKind,
+    Stamp,
+)
+
+SESSION = "session"
+QUALITY_FLAGS = frozenset({Flag.SEARCHING, Flag.ARTIFACT, Flag.QUESTIONABLE, Flag.LOW_PERFUSION})
+TECHNICAL_MESSAGES = {
+    "sensor-off": "Sensor off or probe fault",
+    "signal-quality": "Poor signal: searching, artifact or low perfusion",
+    "no-data": "No data from the device",
+    "disconnected": "Device disconnected",
+    "nibp-failed": "NIBP measurement failed",
+    "recording-failing": "Recording is failing",
+    "nibp-overdue": "NIBP reading overdue",
+}
+
+
+@dataclass
+class _Condition:
+    """One condition's state: pending, active, or latched after it ended."""
+
+    id: str
+    condition: str
+    message: str
+    priority: Priority
+    kind: AlarmKind
+    source: str
+    code: str | None
+    limit: float | None
+    delay_s: float
+    latching: bool
+    group: str  #: conditions of one group show as one alarm: the most urgent
+    pending_since: Stamp | None = None
+    started: Stamp | None = None
+    value: float | None = None
+    active: bool = False
+    latched: bool = False
+    acknowledged: bool = False
+
+
+@dataclass
+class _Pause:
+    until: float  #: monotonic seconds
+    priority: Priority  #: alarms up to this priority stay silent (the most urgent sounding)
+    operator: str
+
+
+@dataclass
+class _Baseline:
+    readings: list[tuple[float, float]] = field(default_factory=list)
+    systolic: float | None = None
+    diastolic: float | None = None
+
+
+class AlarmEngine:
+    """Turns items into alarm conditions under one :class:`~alarms.profile.Profile`."""
+
+    def __init__(self, profile: Profile) -> None:
+        self.profile = profile
+        self.log: list[LogEntry] = []
+        self.now: Stamp | None = None
+        self.dose: Stamp | None = None
+        self._conditions: dict[str, _Condition] = {}
+        self._pause: _Pause | None = None
+        self._baseline = _Baseline()
+        self._nibp_times: list[float] = []  #: successful readings after the dose (mono)
+        self._new: list[LogEntry] = []
+
+    # --- input ----------------------------------------------------------------------------
+
+    def process(self, item: Item) -> list[LogEntry]:
+        """Take one item; return the log entries it caused."""
+        self._advance(item.stamp)
+        if isinstance(item, Numeric):
+            self._numeric(item)
+        elif isinstance(item, NibpReading):
+            self._nibp(item)
+        elif isinstance(item, DeviceEvent):
+            self._device_event(item)
+        elif isinstance(item, SessionEvent) and item.kind is SessionEventKind.DOSE:
+            self._dose(item.stamp)
+        return self._flush()
+
+    def tick(self, stamp: Stamp) -> list[LogEntry]:
+        """Let time pass with no new item: delays elapse, pauses end, readings fall overdue."""
+        self._advance(stamp)
+        return self._flush()
+
+    def _advance(self, stamp: Stamp) -> None:
+        # Items from several devices interleave: time only moves forward.
+        if self.now is None or stamp.mono > self.now.mono:
+            self.now = stamp
+        now = self.now
+        for cond in list(self._conditions.values()):
+            if (
+                not cond.active
+                and cond.pending_since is not None
+                and now.mono - cond.pending_since.mono >= cond.delay_s
+            ):
+                self._activate(cond, now, cond.value)
+        if self._pause is not None and now.mono >= self._pause.until:
+            self._pause = None
+            self._log(LogEvent.AUDIO_RESUMED, text="audio pause ended")
+        self._check_nibp_overdue()
+
+    def _flush(self) -> list[LogEntry]:
+        new, self._new = self._new, []
+        return new
+
+    # --- physiological ----------------------------------------------------------------------
+
+    def _numeric(self, item: Numeric) -> None:
+        self._technical_flags(item.source, item.flags, item.stamp)
+        self._limits(item.source, item.code, item.value, item.stamp)
+
+    def _nibp(self, item: NibpReading) -> None:
+        failed = Flag.MEASUREMENT_FAILED in item.flags or item.systolic is None
+        self._technical("nibp-failed", item.source, present=failed, stamp=item.stamp)
+        if failed:
+            return
+        for code, value in item.parts():
+            self._limits(item.source, code, value, item.stamp)
+        if item.diastolic is None:
+            return
+        if self.dose is None:
+            self._baseline.readings.append((item.systolic, item.diastolic))
+        else:
+            self._nibp_times.append(item.stamp.mono)
+            self._baseline_rise(item)
+
+    def _limits(self, source: str, code: Code, value: float | None, stamp: Stamp) -> None:
+        for rule in self.profile.limits:
+            if code not in rule.codes:
+                continue
+            for priority, limit in rule.levels:
+                cond = self._condition_for_limit(rule, priority, limit, source, code)
+                if value is None:
+                    cond.pending_since = None  # no value: the condition cannot be said to last
+                elif cond.active:
+                    if rule.back_inside(value, cond.limit):
+                        self._end(cond, stamp)
+                else:
+                    self._observe(cond, rule.beyond(value, limit), value, stamp)
+
+    def _condition_for_limit(
+        self, rule: LimitRule, priority: Priority, limit: float, source: str, code: Code
+    ) -> _Condition:
+        key = f"{rule.id}/{priority.label}@{source}"
+        cond = self._conditions.get(key)
+        if cond is None:
+            cond = _Condition(
+                id=key,
+                condition=rule.id,
+                message=rule.message,
+                priority=priority,
+                kind=AlarmKind.PHYSIOLOGICAL,
+                source=source,
+                code=code.value,
+                limit=limit,
+                delay_s=rule.delay_s,
+                latching=self.profile.latching[priority],
+                group=f"{rule.id}@{source}",
+            )
+            self._conditions[key] = cond
+        elif not cond.active and not cond.latched:
+            cond.limit = limit  # a limit changed during the session applies from now on
+        return cond
+
+    def _baseline_rise(self, item: NibpReading) -> None:
+        rule = self.profile.baseline_rise
+        base = self._baseline
+        if rule is None or base.systolic is None:
+            return
+        for name, code, value, ref, limit in (
+            ("systolic", Code.NIBP_SYS, item.systolic, base.systolic, rule.systolic),
+            ("diastolic", Code.NIBP_DIA, item.diastolic, base.diastolic, rule.diastolic),
+        ):
+            key = f"bp-rise-{name}@{item.source}"
+            cond = self._conditions.get(key)
+            if cond is None:
+                cond = self._conditions[key] = _Condition(
+                    id=key,
+                    condition=f"bp-rise-{name}",
+                    message=f"NIBP {name} risen from the pre-dose baseline",
+                    priority=rule.priority,
+                    kind=AlarmKind.PHYSIOLOGICAL,
+                    source=item.source,
+                    code=code.value,
+                    limit=limit,
+                    delay_s=0.0,
+                    latching=self.profile.latching[rule.priority],
+                    group=key,
+                )
+            self._observe(cond, value - ref >= limit, round(value - ref, 1), item.stamp)
+
+    def _dose(self, stamp: Stamp) -> None:
+        if self.dose is not None:
+            return  # T0 is the first dose; the record keeps any later ones as events
+        self.dose = stamp
+        base = self._baseline
+        if base.readings:
+            base.systolic = sum(s for s, _ in base.readings) / len(base.readings)
+            base.diastolic = sum(d for _, d in base.readings) / len(base.readings)
+        self._log(LogEvent.BASELINE, text=self.baseline_status())
+
+    def baseline_status(self) -> str:
+        """One sentence for the screen: the baseline in force, or why the rule is inactive."""
+        base = self._baseline
+        if self.profile.baseline_rise is None:
+            return "the rise-from-baseline rule is not part of this alarm profile"
+        if base.systolic is None:
+            when = "before the dose" if self.dose is not None else "yet"
+            return f"no NIBP reading {when}: the rise-from-baseline rule is inactive"
+        return (
+            f"pre-dose baseline {base.systolic:.0f}/{base.diastolic:.0f} mmHg "
+            f"(mean of {len(base.readings)} reading{'s' if len(base.readings) > 1 else ''})"
+        )
+
+    @property
+    def baseline(self) -> tuple[float, float] | None:
+        base = self._baseline
+        return None if base.systolic is None else (base.systolic, base.diastolic)
+
+    # --- technical ----------------------------------------------------------------------------
+
+    def _technical_flags(self, source: str, flags: frozenset[Flag], stamp: Stamp) -> None:
+        sensor_off = Flag.SENSOR_OFF in flags
+        self._technical("sensor-off", source, present=sensor_off, stamp=stamp)
+        poor = bool(flags & QUALITY_FLAGS) and not sensor_off
+        self._technical("signal-quality", source, present=poor, stamp=stamp)
+
+    def _device_event(self, event: DeviceEvent) -> None:
+        state = event.state
+        lost = state in (ConnectionState.DISCONNECTED, ConnectionState.RECONNECTING)
+        self._technical(
+            "disconnected", event.source, present=lost, stamp=event.stamp, text=event.detail
+        )
+        no_data = state is ConnectionState.NO_DATA
+        self._technical(
+            "no-data", event.source, present=no_data, stamp=event.stamp, text=event.detail
+        )
+
+    def set_technical(
+        self, name: str, source: str, present: bool, stamp: Stamp, text: str = ""
+    ) -> list[LogEntry]:
+        """A condition another part of the system detects (the recorder: "recording-failing")."""
+        self._advance(stamp)
+        self._technical(name, source, present=present, stamp=stamp, text=text)
+        return self._flush()
+
+    def _technical(
+        self, name: str, source: str, *, present: bool, stamp: Stamp, text: str = ""
+    ) -> None:
+        key = f"{name}@{source}"
+        cond = self._conditions.get(key)
+        if cond is None:
+            if not present:
+                return
+            rule = self.profile.technical[name.replace("-", "_")]
+            cond = self._conditions[key] = _Condition(
+                id=key,
+                condition=name,
+                message=TECHNICAL_MESSAGES[name],
+                priority=rule.priority,
+                kind=AlarmKind.TECHNICAL,
+                source=source,
+                code=None,
+                limit=None,
+                delay_s=rule.delay_s,
+                latching=False,
+                group=key,
+            )
+        if present and text:
+            cond.message = f"{TECHNICAL_MESSAGES[name]}: {text}"
+        self._observe(cond, present, None, stamp)
+
+    def _check_nibp_overdue(self) -> None:
+        if self.dose is None or self.now is None:
+            return
+        rule = self.profile.technical["nibp_overdue"]
+        due = self._latest_due(self.now.mono - rule.grace_s)
+        if due is None:
+            return
+        due_at, interval = due
+        done = any(t >= due_at - interval / 2 for t in self._nibp_times)
+        minutes = (due_at - self.dose.mono) / 60
+        text = f"the {minutes:.0f}-minute reading after the dose"
+        if round(minutes) == 40:
+            text += " (the 40-minute blood pressure check)"
+        self._technical("nibp-overdue", SESSION, present=not done, stamp=self.now, text=text)
+
+    def _latest_due(self, by: float) -> tuple[float, float] | None:
+        """The latest scheduled reading (mono time, interval) due at or before ``by``."""
+        assert self.dose is not None
+        elapsed_min = (by - self.dose.mono) / 60
+        latest = None
+        start = 0.0
+        for until, every in self.profile.nibp_schedule:
+            if elapsed_min < start + every:
+                break
+            last = min(until, elapsed_min)
+            n = math.floor((last - start) / every + 1e-9)
+            latest = (start + n * every, every)
+            start = until
+            if until > elapsed_min:
+                break
+        if latest is None:
+            return None
+        return self.dose.mono + latest[0] * 60, latest[1] * 60
+
+    # --- condition life -----------------------------------------------------------------------
+
+    def _observe(self, cond: _Condition, present: bool, value: float | None, stamp: Stamp) -> None:
+        if present:
+            if cond.active:
+                return
+            if cond.pending_since is None:
+                cond.pending_since = stamp
+            cond.value = value
+            if stamp.mono - cond.pending_since.mono >= cond.delay_s:
+                self._activate(cond, stamp, value)
+        else:
+            cond.pending_since = None
+            if cond.active:
+                self._end(cond, stamp)
+
+    def _activate(self, cond: _Condition, stamp: Stamp, value: float | None) -> None:
+        cond.active = True
+        cond.latched = False
+        cond.acknowledged = False
+        cond.started = stamp
+        cond.value = value
+        cond.pending_since = None
+        self._log_condition(LogEvent.ACTIVE, cond, stamp)
+
+    def _end(self, cond: _Condition, stamp: Stamp) -> None:
+        cond.active = False
+        cond.pending_since = None
+        cond.latched = cond.latching and not cond.acknowledged
+        self._log_condition(LogEvent.INACTIVE, cond, stamp)
+
+    # --- operator actions ---------------------------------------------------------------------
+
+    def acknowledge(self, alarm_id: str, operator: str, stamp: Stamp) -> list[LogEntry]:
+        """Silence one alarm (and clear it if it was only latched)."""
+        self._advance(stamp)
+        cond = self._conditions.get(alarm_id)
+        if cond is None or not (cond.active or cond.latched):
+            raise KeyError(f"no alarm '{alarm_id}' to acknowledge")
+        cond.acknowledged = True
+        cond.latched = False
+        self._log(
+            LogEvent.ACKNOWLEDGED,
+            condition=cond.condition,
+            priority=cond.priority,
+            kind=cond.kind,
+            source=cond.source,
+            code=cond.code,
+            operator=operator,
+        )
+        return self._flush()
+
+    def pause_audio(self, operator: str, stamp: Stamp) -> list[LogEntry]:
+        """Silence all alarm sound for the profile's pause; it always ends by itself."""
+        self._advance(stamp)
+        sounding = [c.priority for c in self._shown() if not c.acknowledged]
+        # Paused ahead of any alarm, only low-priority ones wait: medium and high break through.
+        self._pause = _Pause(
+            stamp.mono + self.profile.audio_pause_s, max(sounding, default=Priority.LOW), operator
+        )
+        self._log(
+            LogEvent.AUDIO_PAUSED,
+            operator=operator,
+            text=f"audio paused for {self.profile.audio_pause_s:g} s",
+        )
+        return self._flush()
+
+    def set_limit(
+        self, rule_id: str, priority: Priority, limit: float, operator: str, stamp: Stamp
+    ) -> list[LogEntry]:
+        """Change one limit during a session; the change is logged with who and when."""
+        self._advance(stamp)
+        old = dict(self.profile.limit_rule(rule_id).levels).get(priority)
+        self.profile = self.profile.with_limit(rule_id, priority, limit)
+        self._log(
+            LogEvent.LIMIT_CHANGED,
+            condition=rule_id,
+            priority=priority,
+            limit=limit,
+            operator=operator,
+            text=f"{priority.label} limit changed from {old:g} to {limit:g}",
+        )
+        return self._flush()
+
+    # --- what the signals do ----------------------------------------------------------------
+
+    def _shown(self) -> list[_Condition]:
+        shown = [c for c in self._conditions.values() if c.active or c.latched]
+        # Per group (one limit on one device) only the most urgent level is an alarm of its own.
+        best: dict[str, _Condition] = {}
+        for c in shown:
+            if c.group not in best or c.priority > best[c.group].priority:
+                best[c.group] = c
+        return sorted(best.values(), key=lambda c: (-c.priority, c.started.mono, c.id))
+
+    def alarms(self) -> list[Alarm]:
+        """The alarms to show, most urgent first, then oldest first."""
+        return [
+            Alarm(
+                id=c.id,
+                condition=c.condition,
+                message=c.message,
+                priority=c.priority,
+                kind=c.kind,
+                source=c.source,
+                code=c.code,
+                value=c.value,
+                limit=c.limit,
+                delay_s=c.delay_s,
+                started=c.started,
+                state=AlarmState.ACTIVE if c.active else AlarmState.LATCHED,
+                acknowledged=c.acknowledged,
+            )
+            for c in self._shown()
+        ]
+
+    def audio(self) -> AudioDue:
+        """The burst due now (the most urgent unsilenced alarm) and the pause left."""
+        now = self.now.mono if self.now is not None else 0.0
+        pause = self._pause if self._pause is not None and now < self._pause.until else None
+        sounding = [
+            c.priority
+            for c in self._shown()
+            if not c.acknowledged and (pause is None or c.priority > pause.priority)
+        ]
+        return AudioDue(max(sounding, default=None), pause.until - now if pause else 0.0)
+
+    # --- the log ------------------------------------------------------------------------------
+
+    def _log_condition(self, event: LogEvent, cond: _Condition, stamp: Stamp) -> None:
+        self._log(
+            event,
+            stamp=stamp,
+            condition=cond.condition,
+            priority=cond.priority,
+            kind=cond.kind,
+            source=cond.source,
+            code=cond.code,
+            value=cond.value,
+            limit=cond.limit,
+            text=cond.message,
+        )
+
+    def _log(self, event: LogEvent, stamp: Stamp | None = None, **fields) -> None:
+        entry = LogEntry(stamp or self.now, event, **fields)
+        self.log.append(entry)
+        self._new.append(entry)

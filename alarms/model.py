@@ -1,0 +1,110 @@
+"""The alarm system's vocabulary: priorities, alarms as the screen shows them, and the log.
+
+Numbers follow IEC 60601-1-8 as quoted in shared/reference/clinical-and-alarms.md: three
+priorities with their colours and flash rates. The engine decides; ui/ only draws and plays.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum, StrEnum
+
+from kapmonitor.model import Stamp
+
+
+class Priority(IntEnum):
+    """Alarm priority; a larger value is more urgent, so ``max()`` picks the one to sound."""
+
+    LOW = 1
+    MEDIUM = 2
+    HIGH = 3
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+    @classmethod
+    def parse(cls, text: str) -> Priority:
+        return cls[text.upper()]
+
+
+@dataclass(frozen=True)
+class VisualSignal:
+    """How an alarm of one priority looks (IEC 60601-1-8 table 2)."""
+
+    colour: str
+    flash_hz: float | None  #: None: steady
+    duty_cycle: float  #: fraction of each flash period the signal is lit (20-60 %)
+
+
+VISUAL: dict[Priority, VisualSignal] = {
+    Priority.HIGH: VisualSignal("red", 2.0, 0.5),  # 1.4-2.8 Hz
+    Priority.MEDIUM: VisualSignal("yellow", 0.6, 0.5),  # 0.4-0.8 Hz
+    Priority.LOW: VisualSignal("cyan", None, 1.0),  # steady
+}
+
+
+class AlarmKind(StrEnum):
+    PHYSIOLOGICAL = "physiological"
+    TECHNICAL = "technical"
+
+
+class AlarmState(StrEnum):
+    """What the screen shows for an alarm."""
+
+    ACTIVE = "active"  #: the condition exists
+    LATCHED = "latched"  #: the condition ended, the signal waits for an acknowledgment
+
+
+@dataclass(frozen=True)
+class Alarm:
+    """One alarm as the screen and the sound see it."""
+
+    id: str  #: stable key: condition, level and source
+    condition: str  #: the profile's condition id, e.g. "spo2-low"
+    message: str  #: what a nurse reads, e.g. "SpO2 low"
+    priority: Priority
+    kind: AlarmKind
+    source: str  #: the device, or "session" for session-level conditions
+    code: str | None  #: the measurement's IEEE 11073 id; None for most technical alarms
+    value: float | None  #: the value that triggered it
+    limit: float | None  #: the limit in force when it triggered
+    delay_s: float  #: the condition delay, disclosed on screen
+    started: Stamp
+    state: AlarmState
+    acknowledged: bool
+
+
+class LogEvent(StrEnum):
+    ACTIVE = "active"  #: a condition began (after its delay)
+    INACTIVE = "inactive"  #: a condition ended
+    ACKNOWLEDGED = "acknowledged"
+    AUDIO_PAUSED = "audio-paused"
+    AUDIO_RESUMED = "audio-resumed"
+    LIMIT_CHANGED = "limit-changed"
+    BASELINE = "baseline"  #: the pre-dose baseline was set, or found missing
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """One line of the alarm log, which belongs to the session record."""
+
+    stamp: Stamp
+    event: LogEvent
+    condition: str | None = None
+    priority: Priority | None = None
+    kind: AlarmKind | None = None
+    source: str | None = None
+    code: str | None = None
+    value: float | None = None
+    limit: float | None = None
+    operator: str | None = None
+    text: str = ""
+
+
+@dataclass(frozen=True)
+class AudioDue:
+    """What the loudspeaker should do now."""
+
+    priority: Priority | None  #: the burst to play; None: silence
+    paused_for: float  #: seconds of audio pause left (0: not paused)

@@ -1,0 +1,319 @@
+"""Alarm profiles: the limits, delays and behaviour a clinic sets, as TOML files.
+
+A profile is checked whole before it is used: an unknown key, a wrong type, a limit on the
+wrong side of another is refused with one sentence naming the file, the key and the reason, so
+the engine never runs with a half-read profile (and never without limits).
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import dataclass, replace
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from alarms.model import Priority
+from kapmonitor.codes import Code
+from kapmonitor.errors import UserError
+
+TECHNICAL_CONDITIONS = (
+    "sensor_off",
+    "signal_quality",
+    "no_data",
+    "disconnected",
+    "nibp_failed",
+    "recording_failing",
+    "nibp_overdue",
+)
+AUDIO_PAUSE_RANGE = (60.0, 180.0)
+
+
+class ProfileError(UserError):
+    """An alarm profile is missing or has an error."""
+
+
+@dataclass(frozen=True)
+class LimitRule:
+    """A physiological limit with its levels: ``low`` alarms below, ``high`` above."""
+
+    id: str
+    message: str
+    codes: tuple[Code, ...]
+    direction: str  #: "low" or "high"
+    levels: tuple[tuple[Priority, float], ...]  #: (priority, limit), least severe first
+    hysteresis: float = 0.0
+    delay_s: float = 0.0
+
+    def beyond(self, value: float, limit: float) -> bool:
+        """Whether ``value`` violates ``limit`` (strictly: a value at the limit is in range)."""
+        return value < limit if self.direction == "low" else value > limit
+
+    def back_inside(self, value: float, limit: float) -> bool:
+        """Whether ``value`` is far enough inside ``limit`` to end the condition."""
+        if self.direction == "low":
+            return value >= limit + self.hysteresis
+        return value <= limit - self.hysteresis
+
+
+@dataclass(frozen=True)
+class BaselineRule:
+    systolic: float
+    diastolic: float
+    priority: Priority
+
+
+@dataclass(frozen=True)
+class TechnicalRule:
+    priority: Priority
+    delay_s: float = 0.0
+    grace_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    description: str
+    source: str  #: the file it came from, for messages and the record
+    audio_pause_s: float
+    latching: dict[Priority, bool]
+    limits: tuple[LimitRule, ...]
+    baseline_rise: BaselineRule | None
+    technical: dict[str, TechnicalRule]
+    #: NIBP readings due after the dose: (until minute, every N minutes), in order.
+    nibp_schedule: tuple[tuple[float, float], ...]
+
+    def limit_rule(self, rule_id: str) -> LimitRule:
+        for rule in self.limits:
+            if rule.id == rule_id:
+                return rule
+        raise ProfileError(f"alarm profile '{self.name}' has no limit '{rule_id}'")
+
+    def with_limit(self, rule_id: str, priority: Priority, limit: float) -> Profile:
+        """A copy with one level's limit changed, checked like a loaded profile."""
+        rule = self.limit_rule(rule_id)
+        if priority not in dict(rule.levels):
+            raise ProfileError(f"limit '{rule_id}' has no {priority.label} level")
+        levels = tuple((p, limit if p == priority else v) for p, v in rule.levels)
+        _check_level_order(rule.id, rule.direction, levels, self.source)
+        new = replace(rule, levels=levels)
+        return replace(self, limits=tuple(new if r.id == rule_id else r for r in self.limits))
+
+
+def profile_names() -> list[str]:
+    folder = resources.files("alarms") / "profiles"
+    return sorted(
+        p.name.removesuffix(".toml") for p in folder.iterdir() if p.name.endswith(".toml")
+    )
+
+
+def load_profile(name_or_path: str = "kap-default") -> Profile:
+    """A shipped profile by name, or a profile file by path."""
+    if name_or_path.endswith(".toml") or "/" in name_or_path or "\\" in name_or_path:
+        path = Path(name_or_path)
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise ProfileError(f"alarm profile '{path}' cannot be read: {exc.strerror}") from None
+        return parse_profile(data.decode("utf-8", errors="replace"), path.name)
+    if name_or_path not in profile_names():
+        raise ProfileError(
+            f"unknown alarm profile '{name_or_path}' (available: {', '.join(profile_names())})"
+        )
+    text = (resources.files("alarms") / "profiles" / f"{name_or_path}.toml").read_text()
+    return parse_profile(text, f"{name_or_path}.toml")
+
+
+def parse_profile(text: str, source: str = "<string>") -> Profile:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ProfileError(f"alarm profile '{source}' is not valid TOML: {exc}") from None
+    return _Reader(source).profile(data)
+
+
+def _check_level_order(
+    rule_id: str, direction: str, levels: tuple[tuple[Priority, float], ...], source: str
+) -> None:
+    # The more urgent level must be further out: below the other for "low", above for "high".
+    values = [v for _, v in levels]
+    ordered = values == sorted(values, reverse=direction == "low")
+    if len(set(values)) != len(values) or not ordered:
+        side = "below" if direction == "low" else "above"
+        raise ProfileError(
+            f"alarm profile '{source}': [[limit]] '{rule_id}': the high limit must lie {side} "
+            "the medium limit"
+        )
+
+
+class _Reader:
+    """Reads one profile, naming the file and key in every complaint."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, where: str, reason: str) -> ProfileError:
+        return ProfileError(f"alarm profile '{self.source}': {where}: {reason}")
+
+    def table(self, data: Any, where: str, allowed: set[str], required: set[str]) -> dict:
+        if not isinstance(data, dict):
+            raise self.fail(where, "must be a table")
+        unknown = sorted(set(data) - allowed)
+        if unknown:
+            raise self.fail(where, f"unknown key '{unknown[0]}'")
+        missing = sorted(required - set(data))
+        if missing:
+            raise self.fail(where, f"'{missing[0]}' is missing")
+        return data
+
+    def number(self, value: Any, where: str, *, minimum: float | None = None) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+            raise self.fail(where, "must be a number")
+        if minimum is not None and value < minimum:
+            raise self.fail(where, f"must be at least {minimum:g}")
+        return float(value)
+
+    def text(self, value: Any, where: str) -> str:
+        if not isinstance(value, str) or not value.strip():
+            raise self.fail(where, "must be a non-empty string")
+        return value
+
+    def priority(self, value: Any, where: str) -> Priority:
+        try:
+            return Priority.parse(self.text(value, where))
+        except KeyError:
+            raise self.fail(where, "must be 'low', 'medium' or 'high'") from None
+
+    def profile(self, data: dict) -> Profile:
+        top = self.table(
+            data,
+            "the file",
+            {"name", "description", "behaviour", "limit", "baseline_rise", "technical",
+             "nibp_schedule"},
+            {"name", "behaviour", "limit", "technical", "nibp_schedule"},
+        )  # fmt: skip
+        behaviour = self.table(
+            top["behaviour"], "[behaviour]", {"audio_pause_s", "latching"}, {"audio_pause_s"}
+        )
+        pause = self.number(behaviour["audio_pause_s"], "[behaviour] audio_pause_s")
+        low, high = AUDIO_PAUSE_RANGE
+        if not low <= pause <= high:
+            raise self.fail("[behaviour] audio_pause_s", f"must be {low:g} to {high:g} seconds")
+        latching_data = self.table(
+            behaviour.get("latching", {}), "[behaviour] latching", {"high", "medium", "low"}, set()
+        )
+        latching = {p: False for p in Priority}
+        for key, value in latching_data.items():
+            if not isinstance(value, bool):
+                raise self.fail(f"[behaviour] latching {key}", "must be true or false")
+            latching[Priority.parse(key)] = value
+        limits = self.limits(top["limit"])
+        baseline = None
+        if "baseline_rise" in top:
+            b = self.table(
+                top["baseline_rise"],
+                "[baseline_rise]",
+                {"systolic", "diastolic", "priority"},
+                {"systolic", "diastolic", "priority"},
+            )
+            baseline = BaselineRule(
+                self.number(b["systolic"], "[baseline_rise] systolic", minimum=1),
+                self.number(b["diastolic"], "[baseline_rise] diastolic", minimum=1),
+                self.priority(b["priority"], "[baseline_rise] priority"),
+            )
+        return Profile(
+            name=self.text(top["name"], "name"),
+            description=top.get("description", ""),
+            source=self.source,
+            audio_pause_s=pause,
+            latching=latching,
+            limits=limits,
+            baseline_rise=baseline,
+            technical=self.technical(top["technical"]),
+            nibp_schedule=self.schedule(top["nibp_schedule"]),
+        )
+
+    def limits(self, data: Any) -> tuple[LimitRule, ...]:
+        if not isinstance(data, list) or not data:
+            raise self.fail("[[limit]]", "at least one limit is needed")
+        rules: list[LimitRule] = []
+        for i, entry in enumerate(data, 1):
+            where = f"[[limit]] #{i}"
+            entry = self.table(
+                entry,
+                where,
+                {"id", "message", "codes", "direction", "medium", "high", "low", "hysteresis",
+                 "delay_s"},
+                {"id", "message", "codes", "direction"},
+            )  # fmt: skip
+            rule_id = self.text(entry["id"], f"{where} id")
+            where = f"[[limit]] '{rule_id}'"
+            if any(r.id == rule_id for r in rules):
+                raise self.fail(where, "the id is used twice")
+            codes = entry["codes"]
+            if not isinstance(codes, list) or not codes:
+                raise self.fail(f"{where} codes", "must be a list of measurement codes")
+            try:
+                parsed_codes = tuple(Code(c) for c in codes)
+            except ValueError:
+                bad = next(c for c in codes if c not in {k.value for k in Code})
+                raise self.fail(f"{where} codes", f"unknown measurement code '{bad}'") from None
+            direction = entry["direction"]
+            if direction not in ("low", "high"):
+                raise self.fail(f"{where} direction", "must be 'low' or 'high'")
+            levels = tuple(
+                (p, self.number(entry[p.label], f"{where} {p.label}"))
+                for p in (Priority.LOW, Priority.MEDIUM, Priority.HIGH)
+                if p.label in entry
+            )
+            if not levels:
+                raise self.fail(where, "needs at least one of 'low', 'medium', 'high'")
+            _check_level_order(rule_id, direction, levels, self.source)
+            rules.append(
+                LimitRule(
+                    rule_id,
+                    self.text(entry["message"], f"{where} message"),
+                    parsed_codes,
+                    direction,
+                    levels,
+                    self.number(entry.get("hysteresis", 0), f"{where} hysteresis", minimum=0),
+                    self.number(entry.get("delay_s", 0), f"{where} delay_s", minimum=0),
+                )
+            )
+        return tuple(rules)
+
+    def technical(self, data: Any) -> dict[str, TechnicalRule]:
+        table = self.table(
+            data, "[technical]", set(TECHNICAL_CONDITIONS), set(TECHNICAL_CONDITIONS)
+        )
+        rules = {}
+        for name in TECHNICAL_CONDITIONS:
+            where = f"[technical] {name}"
+            entry = self.table(table[name], where, {"priority", "delay_s", "grace_s"}, {"priority"})
+            rules[name] = TechnicalRule(
+                self.priority(entry["priority"], f"{where} priority"),
+                self.number(entry.get("delay_s", 0), f"{where} delay_s", minimum=0),
+                self.number(entry.get("grace_s", 0), f"{where} grace_s", minimum=0),
+            )
+        return rules
+
+    def schedule(self, data: Any) -> tuple[tuple[float, float], ...]:
+        table = self.table(data, "[nibp_schedule]", {"segments"}, {"segments"})
+        segments = table["segments"]
+        if not isinstance(segments, list) or not segments:
+            raise self.fail("[nibp_schedule] segments", "must be a non-empty list")
+        out: list[tuple[float, float]] = []
+        last_until = 0.0
+        for i, seg in enumerate(segments, 1):
+            where = f"[nibp_schedule] segment {i}"
+            seg = self.table(seg, where, {"until_min", "every_min"}, {"every_min"})
+            every = self.number(seg["every_min"], f"{where} every_min", minimum=1)
+            if "until_min" not in seg and i != len(segments):
+                raise self.fail(where, "only the last segment may leave out 'until_min'")
+            until = self.number(seg.get("until_min", math.inf), f"{where} until_min")
+            if until <= last_until:
+                raise self.fail(f"{where} until_min", "must be later than the segment before")
+            out.append((until, every))
+            last_until = until
+        return tuple(out)
