@@ -2,8 +2,9 @@
 
 One object per measurement: ``{"t", "code", "value", "unit", "flags"}``; an NIBP reading gives its
 three parts with the same ``t`` (the time the cuff measured); a waveform block gives
-``{"t", "code", "fs", "samples"}``. ``t`` is seconds from the start of the stream. Missing values
-and invalid samples are ``null``.
+``{"t", "code", "fs", "samples"}``; a value with no IEEE 11073 code gives
+``{"t", "key", "value", "unit", "flags", "text"}``. ``t`` is seconds from the start of the
+stream. Missing values and invalid samples are ``null``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 from kapmonitor.model import (
     DeviceEvent,
+    DeviceValue,
     Flags,
     Item,
     NibpReading,
@@ -70,6 +72,17 @@ def records(item: Item, origin: float, *, with_source: bool = False) -> list[Rec
                 "fs": item.fs,
                 "samples": [_sample(x) for x in item.samples.tolist()],
                 "flags": _flags(item.flags),
+            }
+        ]
+    elif isinstance(item, DeviceValue):
+        out = [
+            {
+                "t": _t(item.stamp.mono, origin),
+                "key": item.key,
+                "value": item.value,
+                "unit": item.unit,
+                "flags": _flags(item.flags),
+                "text": item.text,
             }
         ]
     elif isinstance(item, DeviceEvent):

@@ -117,6 +117,25 @@ class WaveformBlock:
         return len(self.samples) / self.fs
 
 
+@dataclass(frozen=True, slots=True)
+class DeviceValue:
+    """A device value kapmonitor has no IEEE 11073 code for, kept under a vendor key.
+
+    Dropping what a device sends because it is not mapped loses data a clinician may want
+    (OpenICE users asked for exactly this); it is kept, recorded and exported under ``key``
+    (e.g. ``MASIMO_SPCO``). ``value`` is None when the device sent no number; ``text`` is the
+    value as the device sent it.
+    """
+
+    source: str
+    key: str
+    value: float | None
+    unit: str  #: UCUM, "" when unknown
+    stamp: Stamp
+    flags: Flags = NO_FLAGS
+    text: str = ""
+
+
 class ConnectionState(StrEnum):
     """The life of a device connection, as the user sees it."""
 
@@ -155,5 +174,5 @@ class SessionEvent:
     text: str = ""
 
 
-Measurement = Numeric | NibpReading | WaveformBlock
-Item = Numeric | NibpReading | WaveformBlock | DeviceEvent | SessionEvent
+Measurement = Numeric | NibpReading | WaveformBlock | DeviceValue
+Item = Numeric | NibpReading | WaveformBlock | DeviceValue | DeviceEvent | SessionEvent

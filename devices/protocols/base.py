@@ -53,6 +53,9 @@ class Parser(ABC):
     def __init__(self, source: str) -> None:
         self.source = source
         self.stats = ParserStats()
+        #: A sentence for the user when the stream shows the device is set up wrongly
+        #: (e.g. a Masimo sending ASCII 2); None while all is well.
+        self.problem: str | None = None
 
     @abstractmethod
     def feed(self, data: bytes, stamp: Stamp) -> list[Measurement]:
