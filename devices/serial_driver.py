@@ -50,6 +50,16 @@ class SerialDriver(Driver):
         #: Sees every byte read and written, with its stamp: what ``capture`` records.
         self._tap = tap
 
+    def status(self) -> str:
+        """One line for a status bar or log: state, what arrived, what was damaged, problems."""
+        st = self.parser.stats
+        line = (
+            f"{self.source}: {self.state or 'not started'}; {st.frames_ok} frames, "
+            f"{st.checksum_errors} checksum errors, {st.framing_errors} framing errors, "
+            f"{st.bytes_discarded} bytes skipped"
+        )
+        return f"{line}. {self.parser.problem}" if self.parser.problem else line
+
     def open(self) -> None:
         super().open()
         try:

@@ -201,6 +201,8 @@ def cmd_record(args: argparse.Namespace, out: TextIO) -> int:
     finally:
         for driver in started:
             driver.stop()
+            if isinstance(driver, SerialDriver):
+                print(f"kapmonitor: {driver.status()}", file=sys.stderr)
         alarm_service.stop()
         if started:  # a refused start records nothing
             for item in sub.drain():
@@ -244,11 +246,10 @@ def cmd_capture(args: argparse.Namespace, out: TextIO) -> int:
     finally:
         driver.stop()
         writer.close()
-        stats = driver.parser.stats
         print(
             f"kapmonitor: {writer.bytes_from_device} bytes captured in "
-            f"{time.monotonic() - origin:.0f} s; {measurements} measurements decoded, "
-            f"{stats.checksum_errors} checksum errors",
+            f"{time.monotonic() - origin:.0f} s, {measurements} measurements decoded; "
+            f"{driver.status()}",
             file=sys.stderr,
         )
     return 0
