@@ -106,6 +106,8 @@ class AlarmEngine:
         self._pause: _Pause | None = None
         self._baseline = _Baseline()
         self._nibp_times: list[float] = []  #: successful readings after the dose (mono)
+        #: The latest value per (limit, device, code), to judge it again when a limit changes.
+        self._last_values: dict[tuple[str, str, Code], float | None] = {}
         self._new: list[LogEntry] = []
 
     # --- input ----------------------------------------------------------------------------
@@ -133,16 +135,19 @@ class AlarmEngine:
         if self.now is None or stamp.mono > self.now.mono:
             self.now = stamp
         now = self.now
+        # What fell due between two inputs is stamped when it fell due, not when it was noticed,
+        # so a replay with gaps in its input logs what the live monitor would have logged.
         for cond in list(self._conditions.values()):
             if (
                 not cond.active
                 and cond.pending_since is not None
                 and now.mono - cond.pending_since.mono >= cond.delay_s
             ):
-                self._activate(cond, now, cond.value)
+                self._activate(cond, cond.pending_since.shifted(cond.delay_s), cond.value)
         if self._pause is not None and now.mono >= self._pause.until:
+            ended = now.shifted(self._pause.until - now.mono)
             self._pause = None
-            self._log(LogEvent.AUDIO_RESUMED, text="audio pause ended")
+            self._log(LogEvent.AUDIO_RESUMED, stamp=ended, text="audio pause ended")
         self._check_nibp_overdue()
 
     def _flush(self) -> list[LogEntry]:
@@ -168,6 +173,7 @@ class AlarmEngine:
             self._baseline.readings.append((item.systolic, item.diastolic))
         else:
             self._nibp_times.append(item.stamp.mono)
+            self._check_nibp_overdue()  # this reading may be the one that was overdue
             self._baseline_rise(item)
 
     def _limits(self, source: str, code: Code, value: float | None, stamp: Stamp) -> None:
@@ -183,11 +189,14 @@ class AlarmEngine:
                         self._end(cond, stamp)
                 else:
                     self._observe(cond, rule.beyond(value, limit), value, stamp)
+            self._last_values[(rule.id, source, code)] = value
 
     def _condition_for_limit(
         self, rule: LimitRule, priority: Priority, limit: float, source: str, code: Code
     ) -> _Condition:
-        key = f"{rule.id}/{priority.label}@{source}"
+        # Heart rate (ECG) and pulse rate (pleth) of one device are separate conditions: each
+        # normal value of one must not end what the other began.
+        key = f"{rule.id}/{priority.label}@{source}/{code.value}"
         cond = self._conditions.get(key)
         if cond is None:
             cond = _Condition(
@@ -201,10 +210,10 @@ class AlarmEngine:
                 limit=limit,
                 delay_s=rule.delay_s,
                 latching=self.profile.latching[priority],
-                group=f"{rule.id}@{source}",
+                group=f"{rule.id}@{source}/{code.value}",
             )
             self._conditions[key] = cond
-        elif not cond.active and not cond.latched:
+        else:
             cond.limit = limit  # a limit changed during the session applies from now on
         return cond
 
@@ -250,6 +259,14 @@ class AlarmEngine:
         base = self._baseline
         if self.profile.baseline_rise is None:
             return "the rise-from-baseline rule is not part of this alarm profile"
+        n = len(base.readings)
+        if self.dose is None and n:
+            sys_mean = sum(s for s, _ in base.readings) / n
+            dia_mean = sum(d for _, d in base.readings) / n
+            return (
+                f"baseline so far {sys_mean:.0f}/{dia_mean:.0f} mmHg (mean of {n} "
+                f"reading{'s' if n > 1 else ''}); it is set when the dose is given"
+            )
         if base.systolic is None:
             when = "before the dose" if self.dose is not None else "yet"
             return f"no NIBP reading {when}: the rise-from-baseline rule is inactive"
@@ -432,6 +449,10 @@ class AlarmEngine:
             operator=operator,
             text=f"{priority.label} limit changed from {old:g} to {limit:g}",
         )
+        # Judge the latest value of each device against the new limit at once.
+        for (rid, source, code), value in list(self._last_values.items()):
+            if rid == rule_id:
+                self._limits(source, code, value, self.now)
         return self._flush()
 
     # --- what the signals do ----------------------------------------------------------------

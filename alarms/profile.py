@@ -179,6 +179,11 @@ class _Reader:
             raise self.fail(where, "must be a non-empty string")
         return value
 
+    def description(self, value: Any) -> str:
+        if not isinstance(value, str):
+            raise self.fail("description", "must be a string")
+        return value
+
     def priority(self, value: Any, where: str) -> Priority:
         try:
             return Priority.parse(self.text(value, where))
@@ -224,7 +229,7 @@ class _Reader:
             )
         return Profile(
             name=self.text(top["name"], "name"),
-            description=top.get("description", ""),
+            description=self.description(top.get("description", "")),
             source=self.source,
             audio_pause_s=pause,
             latching=latching,
@@ -252,7 +257,11 @@ class _Reader:
             if any(r.id == rule_id for r in rules):
                 raise self.fail(where, "the id is used twice")
             codes = entry["codes"]
-            if not isinstance(codes, list) or not codes:
+            if (
+                not isinstance(codes, list)
+                or not codes
+                or not all(isinstance(c, str) for c in codes)
+            ):
                 raise self.fail(f"{where} codes", "must be a list of measurement codes")
             try:
                 parsed_codes = tuple(Code(c) for c in codes)

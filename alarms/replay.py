@@ -8,6 +8,7 @@ alone, so the same input always gives the same timeline.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -49,9 +50,10 @@ def read_items(lines: Iterable[str], name: str = "input") -> Iterator[Item | Sta
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
             raise ReplayError(f"{where} is not JSON: {exc.msg}") from None
-        if not isinstance(obj, dict) or not isinstance(obj.get("t"), int | float):
-            raise ReplayError(f'{where} has no time: every line needs a number "t"')
-        t = float(obj["t"])
+        t = obj.get("t") if isinstance(obj, dict) else None
+        if isinstance(t, bool) or not isinstance(t, int | float) or not math.isfinite(t):
+            raise ReplayError(f'{where} has no time: every line needs a finite number "t"')
+        t = float(t)
         stamp = Stamp(t, t)
         device = str(obj.get("device", DEFAULT_DEVICE))
         code = _code(obj.get("code"))

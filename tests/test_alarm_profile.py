@@ -1,0 +1,446 @@
+"""Alarm profiles: kap-default as the issue specifies it, and every error refused in one line
+that names the file, the key and the reason.
+"""
+
+from __future__ import annotations
+
+import math
+from importlib import resources
+
+import pytest
+
+from alarms.model import Priority
+from alarms.profile import (
+    AUDIO_PAUSE_RANGE,
+    TECHNICAL_CONDITIONS,
+    Profile,
+    ProfileError,
+    load_profile,
+    parse_profile,
+    profile_names,
+)
+from kapmonitor.errors import UserError
+
+HIGH, MEDIUM, LOW = Priority.HIGH, Priority.MEDIUM, Priority.LOW
+FILE = "clinic-room-2.toml"
+
+
+def default_text() -> str:
+    return (resources.files("alarms") / "profiles" / "kap-default.toml").read_text()
+
+
+def mutated(*replacements: tuple[str, str]) -> str:
+    text = default_text()
+    for old, new in replacements:
+        assert old in text, f"the mutation no longer applies: {old!r}"
+        text = text.replace(old, new, 1)
+    return text
+
+
+# --- kap-default ------------------------------------------------------------------------------
+
+
+def test_kap_default_ships_and_is_the_default():
+    assert "kap-default" in profile_names()
+    assert load_profile() == load_profile("kap-default")
+    profile = load_profile()
+    assert profile.name == "kap-default" and profile.source == "kap-default.toml"
+
+
+def test_kap_default_behaviour():
+    profile = load_profile()
+    assert profile.audio_pause_s == 120
+    assert profile.latching == {HIGH: True, MEDIUM: False, LOW: False}
+    assert AUDIO_PAUSE_RANGE == (60.0, 180.0)
+
+
+def test_kap_default_baseline_rule():
+    rule = load_profile().baseline_rise
+    assert rule is not None
+    assert (rule.systolic, rule.diastolic, rule.priority) == (40, 25, MEDIUM)
+
+
+@pytest.mark.parametrize(
+    ("name", "priority", "delay", "grace"),
+    [
+        ("sensor_off", MEDIUM, 10, 0),
+        ("signal_quality", LOW, 10, 0),
+        ("no_data", MEDIUM, 0, 0),
+        ("disconnected", MEDIUM, 0, 0),
+        ("nibp_failed", LOW, 0, 0),
+        ("recording_failing", MEDIUM, 0, 0),
+        ("nibp_overdue", LOW, 0, 120),
+    ],
+)
+def test_kap_default_technical_conditions(name, priority, delay, grace):
+    rule = load_profile().technical[name]
+    assert (rule.priority, rule.delay_s, rule.grace_s) == (priority, delay, grace)
+
+
+def test_kap_default_nibp_schedule():
+    # Every 5 minutes to the hour after the dose, every 15 after.
+    assert load_profile().nibp_schedule == ((60, 5), (math.inf, 15))
+
+
+def test_a_profile_file_by_path(tmp_path):
+    path = tmp_path / FILE
+    path.write_text(mutated(('name = "kap-default"', 'name = "room 2"')))
+    profile = load_profile(str(path))
+    assert (profile.name, profile.source) == ("room 2", FILE)
+    assert profile.limits == load_profile().limits
+
+
+# --- errors -----------------------------------------------------------------------------------
+
+ERRORS = [
+    # unknown keys
+    pytest.param(
+        [('name = "kap-default"', 'name = "kap-default"\ncolour = "red"')],
+        ["the file", "unknown key 'colour'"],
+        id="unknown-top-level-key",
+    ),
+    pytest.param(
+        [("audio_pause_s = 120", "audio_pause_s = 120\nvolume = 11")],
+        ["[behaviour]", "unknown key 'volume'"],
+        id="unknown-behaviour-key",
+    ),
+    pytest.param(
+        [("latching = { high = true,", "latching = { urgent = true, high = true,")],
+        ["[behaviour] latching", "unknown key 'urgent'"],
+        id="unknown-latching-key",
+    ),
+    pytest.param(
+        [("hysteresis = 1\n", "hysteresis = 1\ndelay = 3\n")],
+        ["[[limit]] #1", "unknown key 'delay'"],
+        id="unknown-limit-key",
+    ),
+    pytest.param(
+        [("[technical]\n", "[technical]\nsmoke = { priority = \"high\" }\n")],
+        ["[technical]", "unknown key 'smoke'"],
+        id="unknown-technical-condition",
+    ),
+    pytest.param(
+        [('nibp_failed = { priority = "low" }', 'nibp_failed = { priority = "low", repeat = 2 }')],
+        ["[technical] nibp_failed", "unknown key 'repeat'"],
+        id="unknown-technical-key",
+    ),
+    # wrong types
+    pytest.param(
+        [("audio_pause_s = 120", 'audio_pause_s = "120"')],
+        ["[behaviour] audio_pause_s", "must be a number"],
+        id="pause-as-text",
+    ),
+    pytest.param(
+        [("audio_pause_s = 120", "audio_pause_s = true")],
+        ["[behaviour] audio_pause_s", "must be a number"],
+        id="pause-as-bool",
+    ),
+    pytest.param(
+        [("latching = { high = true,", 'latching = { high = "yes",')],
+        ["[behaviour] latching high", "must be true or false"],
+        id="latching-as-text",
+    ),
+    pytest.param(
+        [("medium = 90\n", 'medium = "90"\n')],
+        ["[[limit]] 'spo2-low' medium", "must be a number"],
+        id="limit-as-text",
+    ),
+    pytest.param(
+        [("hysteresis = 1\n", "hysteresis = [1]\n")],
+        ["[[limit]] 'spo2-low' hysteresis", "must be a number"],
+        id="hysteresis-as-list",
+    ),
+    pytest.param(
+        [("hysteresis = 1\n", "hysteresis = -1\n")],
+        ["[[limit]] 'spo2-low' hysteresis", "must be at least 0"],
+        id="negative-hysteresis",
+    ),
+    pytest.param(
+        [("delay_s = 10\n", "delay_s = -10\n")],
+        ["[[limit]] 'spo2-low' delay_s", "must be at least 0"],
+        id="negative-delay",
+    ),
+    pytest.param(
+        [('codes = ["MDC_PULS_OXIM_SAT_O2"]', 'codes = "MDC_PULS_OXIM_SAT_O2"')],
+        ["[[limit]] 'spo2-low' codes", "must be a list of measurement codes"],
+        id="codes-as-text",
+    ),
+    pytest.param(
+        [('direction = "low"', 'direction = "down"')],
+        ["[[limit]] 'spo2-low' direction", "must be 'low' or 'high'"],
+        id="direction-unknown",
+    ),
+    pytest.param(
+        [('message = "SpO2 low"', "message = 5")],
+        ["[[limit]] 'spo2-low' message", "must be a non-empty string"],
+        id="message-as-number",
+    ),
+    pytest.param(
+        [('priority = "medium"\n', 'priority = "urgent"\n')],
+        ["[baseline_rise] priority", "must be 'low', 'medium' or 'high'"],
+        id="priority-unknown",
+    ),
+    pytest.param(
+        [("sensor_off = { priority = \"medium\"", "sensor_off = { priority = 2")],
+        ["[technical] sensor_off priority"],
+        id="priority-as-number",
+    ),
+    pytest.param(
+        [("systolic = 40", "systolic = 0")],
+        ["[baseline_rise] systolic", "must be at least 1"],
+        id="baseline-rise-zero",
+    ),
+    pytest.param(
+        [('name = "kap-default"', "name = 5")],
+        ["name", "must be a non-empty string"],
+        id="name-as-number",
+    ),
+    pytest.param(
+        [("latching = { high = true, medium = false, low = false }", "latching = true")],
+        ["[behaviour] latching", "must be a table"],
+        id="latching-not-a-table",
+    ),
+    # level order
+    pytest.param(
+        [("medium = 90\nhigh = 85", "medium = 85\nhigh = 90")],
+        ["[[limit]] 'spo2-low'", "the high limit must lie below the medium limit"],
+        id="low-levels-swapped",
+    ),
+    pytest.param(
+        [("medium = 90\nhigh = 85", "medium = 90\nhigh = 90")],
+        ["[[limit]] 'spo2-low'", "the high limit must lie below the medium limit"],
+        id="levels-equal",
+    ),
+    pytest.param(
+        [("medium = 120\nhigh = 140", "medium = 140\nhigh = 120")],
+        ["[[limit]] 'pulse-high'", "the high limit must lie above the medium limit"],
+        id="high-levels-swapped",
+    ),
+    pytest.param(
+        [('direction = "low"\nmedium = 90', 'direction = "low"\nlow = 80\nmedium = 90')],
+        ["[[limit]] 'spo2-low'", "must lie below"],
+        id="low-level-beyond-medium",
+    ),
+    pytest.param(
+        [("medium = 90\nhigh = 85\n", "")],
+        ["[[limit]] 'spo2-low'", "needs at least one of"],
+        id="no-levels",
+    ),
+    # audio pause out of 60-180 s
+    *(
+        pytest.param(
+            [("audio_pause_s = 120", f"audio_pause_s = {v}")],
+            ["[behaviour] audio_pause_s", "must be 60 to 180 seconds"],
+            id=f"pause-{v}",
+        )
+        for v in (0, 59, 59.9, 180.1, 181, 3600, -120, "inf")
+    ),
+    # missing entries
+    *(
+        pytest.param(
+            [(line, "")],
+            ["[technical]", f"'{line.split()[0]}' is missing"],
+            id=f"technical-{line.split()[0]}-missing",
+        )
+        for line in default_text().split("[technical]\n")[1].splitlines()
+        if line.split(" ")[0] in TECHNICAL_CONDITIONS
+    ),
+    pytest.param(
+        [("audio_pause_s = 120", "")],
+        ["[behaviour]", "'audio_pause_s' is missing"],
+        id="pause-missing",
+    ),
+    pytest.param(
+        [('id = "spo2-low"\n', "")],
+        ["[[limit]] #1", "'id' is missing"],
+        id="limit-id-missing",
+    ),
+    pytest.param(
+        [('id = "pulse-high"', 'id = "pulse-low"')],
+        ["[[limit]] 'pulse-low'", "the id is used twice"],
+        id="limit-id-twice",
+    ),
+    pytest.param(
+        [("[nibp_schedule]", "[schedule]")],
+        ["the file", "unknown key 'schedule'"],
+        id="schedule-renamed",
+    ),
+    pytest.param(
+        [("segments = [{ until_min = 60, every_min = 5 }, { every_min = 15 }]", "segments = []")],
+        ["[nibp_schedule] segments", "must be a non-empty list"],
+        id="schedule-empty",
+    ),
+    pytest.param(
+        [("{ until_min = 60, every_min = 5 }, { every_min = 15 }",
+          "{ every_min = 5 }, { every_min = 15 }")],
+        ["[nibp_schedule] segment 1", "only the last segment may leave out 'until_min'"],
+        id="schedule-open-segment-first",
+    ),
+    pytest.param(
+        [("{ every_min = 15 }", "{ until_min = 30, every_min = 15 }")],
+        ["[nibp_schedule] segment 2 until_min", "must be later than the segment before"],
+        id="schedule-going-back",
+    ),
+    pytest.param(
+        [("every_min = 5", "every_min = 0")],
+        ["[nibp_schedule] segment 1 every_min", "must be at least 1"],
+        id="schedule-every-zero",
+    ),
+    # unknown measurement codes
+    pytest.param(
+        [('codes = ["MDC_PULS_OXIM_SAT_O2"]', 'codes = ["MDC_PULS_OXIM_SAT_O3"]')],
+        ["[[limit]] 'spo2-low' codes", "unknown measurement code 'MDC_PULS_OXIM_SAT_O3'"],
+        id="code-unknown",
+    ),
+    pytest.param(
+        [('codes = ["MDC_PULS_OXIM_PULS_RATE", "MDC_ECG_HEART_RATE"]',
+          'codes = ["MDC_PULS_OXIM_PULS_RATE", "HR"]')],
+        ["[[limit]] 'pulse-low' codes", "unknown measurement code 'HR'"],
+        id="second-code-unknown",
+    ),
+    pytest.param(
+        [('codes = ["MDC_PULS_OXIM_SAT_O2"]', "codes = []")],
+        ["[[limit]] 'spo2-low' codes", "must be a list of measurement codes"],
+        id="codes-empty",
+    ),
+    # not TOML at all
+    pytest.param(
+        [("audio_pause_s = 120", "audio_pause_s = ")],
+        ["is not valid TOML", "line 8"],
+        id="toml-value-missing",
+    ),
+    pytest.param(
+        [("[behaviour]", "[behaviour")],
+        ["is not valid TOML", "line 7"],
+        id="toml-bracket-missing",
+    ),
+    pytest.param(
+        [('name = "kap-default"', 'name = "kap-default"\nname = "again"')],
+        ["is not valid TOML"],
+        id="toml-key-twice",
+    ),
+]  # fmt: skip
+
+
+def _check_message(exc: ProfileError, expected: list[str]) -> str:
+    message = str(exc)
+    assert isinstance(exc, UserError)
+    assert "\n" not in message, message  # one line
+    assert message.startswith(f"alarm profile '{FILE}'"), message  # names the file
+    for part in expected:  # the key and the reason
+        assert part in message, message
+    return message
+
+
+@pytest.mark.parametrize(("replacements", "expected"), ERRORS)
+def test_a_profile_error_names_the_file_the_key_and_the_reason(replacements, expected):
+    with pytest.raises(ProfileError) as info:
+        parse_profile(mutated(*replacements), FILE)
+    _check_message(info.value, expected)
+
+
+@pytest.mark.parametrize(("replacements", "expected"), ERRORS[:8])
+def test_a_profile_file_with_an_error_is_refused_by_path(tmp_path, replacements, expected):
+    path = tmp_path / FILE
+    path.write_text(mutated(*replacements))
+    with pytest.raises(ProfileError) as info:
+        load_profile(str(path))
+    _check_message(info.value, expected)
+
+
+def test_description_of_the_wrong_type_is_refused():
+    with pytest.raises(ProfileError) as info:
+        parse_profile(mutated(('description = "KAP', 'description = 5\n# "KAP')), FILE)
+    _check_message(info.value, ["description", "must be a string"])
+
+
+@pytest.mark.parametrize(
+    "codes",
+    ['[["MDC_PULS_OXIM_SAT_O2"]]', '[{ id = "MDC_PULS_OXIM_SAT_O2" }]'],
+    ids=["nested-list", "table"],
+)
+def test_a_code_that_is_not_a_string_is_refused(codes):
+    text = mutated(('codes = ["MDC_PULS_OXIM_SAT_O2"]', f"codes = {codes}"))
+    with pytest.raises(ProfileError) as info:
+        parse_profile(text, FILE)
+    _check_message(info.value, ["[[limit]] 'spo2-low' codes"])
+
+
+@pytest.mark.parametrize("pause", [60, 60.0, 90, 179.5, 180])
+def test_audio_pause_from_1_to_3_minutes_is_accepted(pause):
+    profile = parse_profile(mutated(("audio_pause_s = 120", f"audio_pause_s = {pause}")), FILE)
+    assert profile.audio_pause_s == pause
+
+
+@pytest.mark.parametrize(
+    ("latching", "expected"),
+    [
+        ("{ high = true, medium = true, low = false }", {HIGH: True, MEDIUM: True, LOW: False}),
+        ("{ medium = true }", {HIGH: False, MEDIUM: True, LOW: False}),
+        ("{}", {HIGH: False, MEDIUM: False, LOW: False}),
+    ],
+)
+def test_latching_per_priority(latching, expected):
+    text = mutated(
+        ("latching = { high = true, medium = false, low = false }", f"latching = {latching}")
+    )
+    assert parse_profile(text, FILE).latching == expected
+
+
+def test_an_unknown_profile_name_lists_the_ones_there_are():
+    with pytest.raises(ProfileError) as info:
+        load_profile("kap-strict")
+    message = str(info.value)
+    assert message.startswith("unknown alarm profile 'kap-strict' (available: ")
+    assert "kap-default" in message and "\n" not in message
+
+
+def test_a_profile_file_that_is_not_there(tmp_path):
+    path = tmp_path / "gone.toml"
+    with pytest.raises(ProfileError) as info:
+        load_profile(str(path))
+    message = str(info.value)
+    assert "gone.toml" in message and "cannot be read" in message and "\n" not in message
+
+
+def test_a_profile_that_is_not_utf8_is_still_one_clear_error(tmp_path):
+    path = tmp_path / FILE
+    path.write_bytes(b'name = "\xff\xfe"\n')
+    with pytest.raises(ProfileError) as info:
+        load_profile(str(path))
+    assert str(info.value).startswith(f"alarm profile '{FILE}'")
+
+
+# --- changing one limit -------------------------------------------------------------------------
+
+
+def test_with_limit_changes_one_level_only():
+    profile = load_profile()
+    changed = profile.with_limit("spo2-low", MEDIUM, 92)
+    assert dict(changed.limit_rule("spo2-low").levels) == {MEDIUM: 92, HIGH: 85}
+    assert dict(profile.limit_rule("spo2-low").levels) == {MEDIUM: 90, HIGH: 85}  # a copy
+    assert [r for r in changed.limits if r.id != "spo2-low"] == [
+        r for r in profile.limits if r.id != "spo2-low"
+    ]
+    assert isinstance(changed, Profile)
+
+
+@pytest.mark.parametrize(
+    ("rule_id", "priority", "limit", "reason"),
+    [
+        ("spo2-low", MEDIUM, 80, "must lie below"),
+        ("pulse-high", HIGH, 100, "must lie above"),
+        ("spo2-low", LOW, 95, "has no low level"),
+        ("etco2-high", MEDIUM, 50, "has no limit 'etco2-high'"),
+    ],
+)
+def test_with_limit_refuses_what_a_file_could_not_say(rule_id, priority, limit, reason):
+    with pytest.raises(ProfileError, match=reason) as info:
+        load_profile().with_limit(rule_id, priority, limit)
+    assert "\n" not in str(info.value)
+
+
+def test_nan_is_not_a_number_for_the_pause():
+    text = mutated(("audio_pause_s = 120", "audio_pause_s = nan"))
+    with pytest.raises(ProfileError, match="audio_pause_s: must be a number"):
+        parse_profile(text, FILE)
