@@ -40,7 +40,8 @@ class AlarmService:
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
         self._hub.unsubscribe(self._sub)
-        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self._thread.join(timeout)
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -123,7 +123,7 @@ def cmd_simulate(args: argparse.Namespace, out: TextIO) -> int:
         if args.replay:
             replay(records, endpoint, speed=args.speed)
         else:
-            emulator = driver_cls.emulator_class(session)
+            emulator = driver_cls.emulator_class(session, speed=args.speed)
             serve(emulator, endpoint, speed=args.speed, on_replug=replugged)
     finally:
         endpoint.close()
@@ -287,6 +287,8 @@ def _timed_chunks(data: bytes, name: str, protocol: str | None) -> tuple[str, li
 
 
 def cmd_decode(args: argparse.Namespace, out: TextIO) -> int:
+    if args.protocol is not None:
+        _serial_driver_class(args.protocol)  # a wrong name is refused before any input is read
     name = "standard input" if args.file == "-" else args.file
     protocol, chunks = _timed_chunks(_read_input(args.file), name, args.protocol)
     parser = _serial_driver_class(protocol).parser_class(args.file)
@@ -294,6 +296,9 @@ def cmd_decode(args: argparse.Namespace, out: TextIO) -> int:
         for item in parser.feed(chunk, Stamp(t, t)):
             for record in jsonl.records(item, 0.0):
                 out.write(jsonl.dumps(record) + "\n")
+    for item in parser.flush():  # what a parser holds back for a block the file ended inside
+        for record in jsonl.records(item, 0.0):
+            out.write(jsonl.dumps(record) + "\n")
     stats = parser.stats
     if stats.checksum_errors or stats.framing_errors or stats.bytes_discarded:
         print(

@@ -64,6 +64,10 @@ class Parser(ABC):
         Never raises for any input; bad bytes are counted in :attr:`stats` and skipped.
         """
 
+    def flush(self) -> list[Measurement]:
+        """Items held back for a block the stream ended inside (the end of a file)."""
+        return []
+
 
 class DeviceEmulator(ABC):
     """Produces what a device sends, byte for byte, from a simulated patient."""
@@ -71,8 +75,12 @@ class DeviceEmulator(ABC):
     #: Seconds of simulated time that one call to :meth:`emit` should cover at most.
     tick: ClassVar[float] = 0.1
 
-    def __init__(self, session: KapSession) -> None:
+    def __init__(self, session: KapSession, *, speed: float = 1.0) -> None:
         self.session = session
+        #: How much faster than real time the session plays: a device's timeout for the host
+        #: (a keep-alive it expects) is real time, so it lasts ``speed`` times longer in session
+        #: time.
+        self.speed = speed
 
     @abstractmethod
     def emit(self, t0: float, t1: float) -> bytes:

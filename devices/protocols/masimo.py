@@ -520,8 +520,9 @@ class MasimoEmulator(DeviceEmulator):
         *,
         start: datetime = EMULATOR_START,
         serial_number: str = EMULATOR_SN,
+        speed: float = 1.0,
     ) -> None:
-        super().__init__(session)
+        super().__init__(session, speed=speed)
         self.start = start
         self.serial_number = serial_number
 
