@@ -74,6 +74,7 @@ class TechnicalRule:
 @dataclass(frozen=True)
 class Profile:
     name: str
+    text: str  #: the TOML it was read from, kept with the session record
     description: str
     source: str  #: the file it came from, for messages and the record
     audio_pause_s: float
@@ -130,7 +131,7 @@ def parse_profile(text: str, source: str = "<string>") -> Profile:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ProfileError(f"alarm profile '{source}' is not valid TOML: {exc}") from None
-    return _Reader(source).profile(data)
+    return replace(_Reader(source).profile(data), text=text)
 
 
 def _check_level_order(
@@ -229,6 +230,7 @@ class _Reader:
             )
         return Profile(
             name=self.text(top["name"], "name"),
+            text="",
             description=self.description(top.get("description", "")),
             source=self.source,
             audio_pause_s=pause,

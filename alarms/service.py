@@ -80,6 +80,12 @@ class AlarmService:
             entries = self.engine.set_limit(rule_id, priority, limit, operator, self._now())
         self._publish(entries)
 
+    def set_technical(self, name: str, source: str, present: bool, text: str = "") -> None:
+        """A condition another part of the system detects, e.g. the recorder's failure."""
+        with self._lock:
+            entries = self.engine.set_technical(name, source, present, self._now(), text)
+        self._publish(entries)
+
     def snapshot(self) -> tuple[list[Alarm], AudioDue, str]:
         """What the screen draws on its tick: alarms, the sound due, the baseline line."""
         with self._lock:

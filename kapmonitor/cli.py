@@ -7,6 +7,8 @@ stderr naming the problem and exit status 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import logging
 import math
 import re
@@ -14,9 +16,12 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from alarms.engine import AlarmEngine
 from alarms.model import LogEvent
@@ -32,6 +37,12 @@ from kapmonitor import jsonl
 from kapmonitor.errors import UserError
 from kapmonitor.hub import Hub
 from kapmonitor.model import DeviceEvent, Item, Stamp, WaveformBlock
+from kapmonitor.record.db import ENV_VAR as DB_ENV_VAR
+from kapmonitor.record.db import open_database
+from kapmonitor.record.recorder import Recorder, flush_spool, spool_path
+from kapmonitor.record.session import Drug, Route, SessionStatus
+from kapmonitor.record.spool import Spool
+from kapmonitor.record.store import NewSession, Store
 
 log = logging.getLogger("kapmonitor")
 
@@ -157,11 +168,15 @@ def cmd_record(args: argparse.Namespace, out: TextIO) -> int:
     if not all_simulated and args.duration is None:
         log.info("recording until interrupted")
 
+    profile = load_profile(args.profile)
     hub = Hub()
     sub = hub.subscribe("jsonl", maxsize=1_000_000)
-    alarm_service = AlarmService(hub, load_profile(args.profile))
+    alarm_service = AlarmService(hub, profile)
     alarm_sub = alarm_service.out.subscribe("jsonl", maxsize=1_000_000)
     drivers = [make_driver(spec, hub, args) for spec in specs]
+    store = open_store(args.db)
+    recorder: Recorder | None = None
+    session_id: int | None = None
     with_source = len(specs) > 1
     origin: float | None = None  # t = 0 is the first item: the first device starting to connect
 
@@ -183,6 +198,30 @@ def cmd_record(args: argparse.Namespace, out: TextIO) -> int:
     try:
         for driver in drivers:
             driver.open()  # a wrong or busy port is refused here, before anything runs
+        session_id = store.create_session(
+            NewSession(
+                patient=args.patient,
+                clinician=args.clinician,
+                operator=args.operator,
+                drug=Drug(args.drug) if args.drug else None,
+                route=Route(args.route) if args.route else None,
+                dose=args.dose,
+                dose_unit=args.dose_unit,
+                alarm_profile=profile.name,
+                alarm_profile_text=profile.text,
+            )
+        )
+        recorder = Recorder(
+            store,
+            session_id,
+            hub,
+            alarm_service.out,
+            on_status=lambda failing, text: alarm_service.set_technical(
+                "recording-failing", "recorder", failing, text
+            ),
+        )
+        print(f"kapmonitor: recording session {session_id} to {store.db.url}", file=sys.stderr)
+        recorder.start()
         alarm_service.start()
         for driver in drivers:
             driver.start()
@@ -204,12 +243,136 @@ def cmd_record(args: argparse.Namespace, out: TextIO) -> int:
             if isinstance(driver, SerialDriver):
                 print(f"kapmonitor: {driver.status()}", file=sys.stderr)
         alarm_service.stop()
+        if recorder is not None:
+            recorder.stop()
+            ended = max(time.time(), recorder.last_wall or 0.0)
+            store.end_session(session_id, SessionStatus.COMPLETED, ended, who=args.operator)
+            kept = f"; {len(recorder.spool)} bytes wait in the spool" if len(recorder.spool) else ""
+            print(
+                f"kapmonitor: session {session_id} recorded ({recorder.written} items){kept}",
+                file=sys.stderr,
+            )
+        store.db.close()
         if started:  # a refused start records nothing
             for item in sub.drain():
                 write(item)
             write_alarms()
             out.flush()
     return 0
+
+
+# --- the session record ---------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def opened_store(url: str | None) -> Iterator[Store]:
+    store = open_store(url)
+    try:
+        yield store
+    finally:
+        store.db.close()
+
+
+def open_store(url: str | None) -> Store:
+    """The session database, with interrupted sessions found and any spool written out."""
+    store = Store(open_database(url))
+    for session_id in store.recover_interrupted():
+        print(
+            f"kapmonitor: session {session_id} was interrupted; review it with "
+            f"'kapmonitor sessions show {session_id}'",
+            file=sys.stderr,
+        )
+    spool = Spool(spool_path(store.db.url))
+    if len(spool):
+        try:
+            flush_spool(store, spool)
+            print(
+                "kapmonitor: measurements kept in the spool are now in the database",
+                file=sys.stderr,
+            )
+        except SQLAlchemyError as exc:
+            log.warning("the spool could not be written yet: %s", exc)
+    return store
+
+
+def _when(wall: float | None) -> str:
+    if wall is None:
+        return ""
+    return datetime.fromtimestamp(wall, UTC).astimezone().isoformat(timespec="seconds")
+
+
+def cmd_sessions_list(args: argparse.Namespace, out: TextIO) -> int:
+    with opened_store(args.db) as store:
+        sessions = store.list_sessions(
+            patient=args.patient,
+            status=SessionStatus(args.status) if args.status else None,
+            limit=args.limit,
+        )
+        if args.json:
+            json.dump(
+                [
+                    {"id": s.id, "uid": s.uid, "patient": s.patient, "clinician": s.clinician,
+                     "start": _when(s.started), "end": _when(s.ended) or None,
+                     "status": s.status.value, "drug": s.drug.value if s.drug else None}
+                    for s in sessions
+                ],
+                out,
+                indent=1,
+            )  # fmt: skip
+            out.write("\n")
+        else:
+            for s in sessions:
+                out.write(
+                    f"{s.id:>6}  {_when(s.started):25}  {s.status.value:11}  {s.patient}"
+                    f"{'  (' + s.clinician + ')' if s.clinician else ''}\n"
+                )
+        return 0
+
+
+def cmd_sessions_show(args: argparse.Namespace, out: TextIO) -> int:
+    with opened_store(args.db) as store:
+        record = store.load_session(args.id, waves=False)
+        info = record.info
+        dose = record.dose_stamp
+        lines = [
+            f"session {info.id} ({info.uid}): {info.status.value}",
+            f"patient {info.patient}; clinician {info.clinician or '-'}; operator "
+            f"{info.operator or '-'}",
+            " ".join(
+                str(x)
+                for x in ("drug", info.drug or "-", info.route, info.dose, info.dose_unit)
+                if x not in (None, "")
+            ),
+            f"from {_when(info.started)} to {_when(info.ended) or '(still recording)'}",
+            f"dose given (T0) at {_when(dose.wall) if dose else '(no dose recorded)'}",
+            f"alarm profile {info.alarm_profile or '-'}",
+            "devices: " + (", ".join(d.source for d in record.devices) or "none"),
+            f"{len(record.numerics)} numerics, {len(record.nibp)} NIBP readings, "
+            f"{len(record.events)} events, {len(record.alarms)} alarm log entries",
+        ]
+        for r in record.nibp:
+            minutes = record.minutes_from_dose(r.stamp)
+            when = f"{minutes:+.0f} min" if minutes is not None else _when(r.stamp.wall)
+            value = f"{r.systolic:.0f}/{r.diastolic:.0f} ({r.mean:.0f})" if r.systolic else "failed"
+            lines.append(f"  NIBP {when:>9}: {value}")
+        out.write("\n".join(lines) + "\n")
+        return 0
+
+
+EXPORT_FORMATS = ("csv", "fhir", "hl7", "vital")
+
+
+def cmd_export(args: argparse.Namespace, out: TextIO) -> int:
+    from kapmonitor.record.export import export_session
+
+    with opened_store(args.db) as store:
+        record = store.load_session(args.id)
+        export_session(record, args.format, Path(args.output), deidentify=args.deidentify)
+        print(
+            f"kapmonitor: session {args.id} exported as {args.format} to {args.output}",
+            file=sys.stderr,
+        )
+        return 0
 
 
 # --- capture --------------------------------------------------------------------------------
@@ -390,6 +553,14 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument(
         "--profile", default="kap-default", help="alarm profile: a name or a .toml file"
     )
+    _db_option(rec)
+    rec.add_argument("--patient", default="unspecified", help="patient identifier")
+    rec.add_argument("--clinician", default="", help="responsible clinician")
+    rec.add_argument("--operator", default="", help="who runs the recording")
+    rec.add_argument("--drug", choices=[d.value for d in Drug], help="ketamine or esketamine")
+    rec.add_argument("--route", choices=[r.value for r in Route], help="route of administration")
+    rec.add_argument("--dose", type=positive_float, help="dose given")
+    rec.add_argument("--dose-unit", default="mg", help="unit of the dose (default mg)")
     rec.add_argument(
         "--no-data-timeout",
         type=positive_float,
@@ -431,6 +602,36 @@ def build_parser() -> argparse.ArgumentParser:
         help="a capture or a byte file, or - (stdin)",
     )
     dec.set_defaults(func=cmd_decode)
+    sessions = subs.add_parser(
+        "sessions", help="list and show recorded sessions", description="Recorded sessions."
+    )
+    session_subs = sessions.add_subparsers(dest="sessions_command", required=True, metavar="ACTION")
+    lst = session_subs.add_parser("list", help="list sessions, newest first")
+    _db_option(lst)
+    lst.add_argument(
+        "--json", action="store_true", help="as JSON (id, patient, start, end, status)"
+    )
+    lst.add_argument("--patient", help="only this patient's sessions")
+    lst.add_argument("--status", choices=[s.value for s in SessionStatus], help="only these")
+    lst.add_argument("--limit", type=int, help="at most this many")
+    lst.set_defaults(func=cmd_sessions_list)
+    show = session_subs.add_parser("show", help="one session: header, devices, NIBP readings")
+    _db_option(show)
+    show.add_argument("id", type=int, metavar="ID")
+    show.set_defaults(func=cmd_sessions_show)
+
+    exp = subs.add_parser(
+        "export",
+        help="export a session as CSV, FHIR, HL7 v2 or a VitalDB .vital file",
+        description="Export a recorded session.",
+    )
+    _db_option(exp)
+    exp.add_argument("id", type=int, metavar="ID")
+    exp.add_argument("--format", required=True, choices=EXPORT_FORMATS)
+    exp.add_argument("-o", "--output", required=True, metavar="PATH", help="file to write")
+    exp.add_argument("--deidentify", action="store_true", help="leave out the patient identifier")
+    exp.set_defaults(func=cmd_export)
+
     alarms = subs.add_parser(
         "alarms",
         help="alarm profiles and offline alarm replay",
@@ -450,6 +651,14 @@ def build_parser() -> argparse.ArgumentParser:
     prof = alarm_subs.add_parser("profiles", help="list the alarm profiles that ship")
     prof.set_defaults(func=cmd_alarms_profiles)
     return parser
+
+
+def _db_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--db",
+        metavar="URL",
+        help=f"database URL (default: ${DB_ENV_VAR}, else a SQLite file in the user's data folder)",
+    )
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:

@@ -20,3 +20,90 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"the shared reference data is not at {SHARED_DATA}")
     return SHARED_DATA
+
+
+# --- a real PostgreSQL server on loopback, for the storage tests ------------------------------
+
+
+class PostgresServer:
+    """A throwaway PostgreSQL cluster (see shared/reference/toolchain.md): started once per run."""
+
+    def __init__(self, bindir: Path, base: Path) -> None:
+        import socket
+        import subprocess
+
+        self._subprocess = subprocess
+        self.bindir = bindir
+        self.data = base / "data"
+        self.sockets = base / "sock"
+        self.logfile = base / "server.log"
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.sockets.mkdir()
+        # Its tools refuse to run as root: run them as the postgres user then.
+        self.as_user: list[str] = []
+        if os.geteuid() == 0:
+            self.as_user = ["runuser", "-u", "postgres", "--"]
+            subprocess.run(["chown", "-R", "postgres", str(base)], check=True)
+        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
+        self.start()
+        self._count = 0
+
+    def _run(self, tool: str, *args: str) -> None:
+        self._subprocess.run(
+            [*self.as_user, str(self.bindir / tool), *args],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+
+    def start(self) -> None:
+        options = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.sockets}"
+        self._run("pg_ctl", "-D", str(self.data), "-w", "-l", str(self.logfile), "-o", options,
+                  "start")  # fmt: skip
+
+    def stop(self, mode: str = "fast") -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-w", "-m", mode, "stop")
+
+    def new_database(self) -> str:
+        """A fresh, empty database's URL."""
+        from sqlalchemy import create_engine, text
+
+        self._count += 1
+        name = f"kap_{os.getpid()}_{self._count}"
+        admin = create_engine(self.url("postgres"), isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        admin.dispose()
+        return self.url(name)
+
+    def url(self, database: str) -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    import shutil
+    import tempfile
+
+    bindirs = sorted(Path("/usr/lib/postgresql").glob("*/bin"))
+    if not bindirs:
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
+    # Not under pytest's tmp_path: that is private to root, and the server runs as postgres.
+    base = Path(tempfile.mkdtemp(prefix="kapmonitor-pg-"))
+    base.chmod(0o755)
+    try:
+        server = PostgresServer(bindirs[-1], base)
+        yield server
+        server.stop("immediate")
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path):
+    """The same storage test on both engines: an embedded file and a real server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'kapmonitor.sqlite3'}"
+    return request.getfixturevalue("postgres").new_database()

@@ -1,0 +1,1 @@
+"""The session record: the database, the recorder thread, and what reads a session back."""

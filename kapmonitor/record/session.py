@@ -1,0 +1,98 @@
+"""A recorded session as plain data: what exports, review and replay read.
+
+Measurements are the pipeline's own item types, with the stamps their devices gave them, so a
+session read back from the database is the same stream that was recorded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from alarms.model import LogEntry
+from kapmonitor.model import DeviceValue, NibpReading, Numeric, Stamp, WaveformBlock
+
+
+class SessionStatus(StrEnum):
+    ACTIVE = "active"
+    COMPLETED = "completed"
+    INTERRUPTED = "interrupted"  #: the recording process ended without closing the session
+
+
+class Drug(StrEnum):
+    KETAMINE = "ketamine"  #: racemic
+    ESKETAMINE = "esketamine"
+
+
+class Route(StrEnum):
+    IV = "iv"
+    IM = "im"
+    SUBLINGUAL = "sublingual"
+    INTRANASAL = "intranasal"
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    """Who, what and when: the session's header."""
+
+    id: int
+    uid: str  #: a UUID, stable across databases and exports
+    patient: str  #: the patient identifier as the clinic uses it
+    clinician: str
+    operator: str
+    drug: Drug | None
+    route: Route | None
+    dose: float | None
+    dose_unit: str
+    started: float  #: wall clock, seconds since the epoch
+    ended: float | None
+    status: SessionStatus
+    alarm_profile: str
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    source: str  #: the device as the user named it (the items' source)
+    protocol: str
+    port: str
+    serial_number: str | None = None
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    """A session event: the dose (T0), a marker, a note, a device state change, an amendment."""
+
+    id: int
+    stamp: Stamp
+    kind: str  #: "dose", "marker", "note", "device-state", "nibp-scheduled", …
+    text: str
+    source: str | None = None  #: the device, for device-state events
+    author: str | None = None
+    amends: int | None = None  #: the event this one corrects (the original is kept)
+
+
+@dataclass
+class SessionRecord:
+    """Everything recorded in one session, in time order within each list."""
+
+    info: SessionInfo
+    devices: list[DeviceInfo] = field(default_factory=list)
+    numerics: list[Numeric] = field(default_factory=list)
+    nibp: list[NibpReading] = field(default_factory=list)
+    waves: list[WaveformBlock] = field(default_factory=list)
+    values: list[DeviceValue] = field(default_factory=list)
+    events: list[EventRecord] = field(default_factory=list)
+    alarms: list[LogEntry] = field(default_factory=list)
+
+    @property
+    def dose_stamp(self) -> Stamp | None:
+        """T0: the first dose event that no later event amends."""
+        amended = {e.amends for e in self.events if e.amends is not None}
+        for event in self.events:
+            if event.kind == "dose" and event.id not in amended:
+                return event.stamp
+        return None
+
+    def minutes_from_dose(self, stamp: Stamp) -> float | None:
+        dose = self.dose_stamp
+        return None if dose is None else (stamp.wall - dose.wall) / 60.0

@@ -1,0 +1,394 @@
+"""Reading and writing sessions in the database: the only module that speaks SQL for them."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import uuid
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from sqlalchemy import insert, select, update
+from sqlalchemy.orm import Session
+
+from alarms.model import AlarmKind, LogEntry, LogEvent, Priority
+from kapmonitor.codes import Code
+from kapmonitor.errors import UserError
+from kapmonitor.model import (
+    DeviceEvent,
+    DeviceValue,
+    Flag,
+    Flags,
+    Item,
+    NibpReading,
+    Numeric,
+    SessionEvent,
+    Stamp,
+    WaveformBlock,
+)
+from kapmonitor.record.db import Database
+from kapmonitor.record.schema import (
+    AlarmRow,
+    AuditRow,
+    DeviceRow,
+    EventRow,
+    NibpRow,
+    NumericRow,
+    SessionRow,
+    ValueRow,
+    WaveRow,
+)
+from kapmonitor.record.session import (
+    DeviceInfo,
+    Drug,
+    EventRecord,
+    Route,
+    SessionInfo,
+    SessionRecord,
+    SessionStatus,
+)
+
+#: A session whose recorder has not written for this long, and is not running here, was cut off.
+STALE_AFTER = 30.0
+
+
+@dataclass(frozen=True)
+class NewSession:
+    """What the start dialog (or ``record``) knows when a session begins."""
+
+    patient: str
+    clinician: str = ""
+    operator: str = ""
+    drug: Drug | None = None
+    route: Route | None = None
+    dose: float | None = None
+    dose_unit: str = ""
+    alarm_profile: str = ""
+    alarm_profile_text: str = ""
+
+
+def _flags_text(flags: Flags) -> str:
+    return ";".join(sorted(f.value for f in flags))
+
+
+def _flags(text: str) -> Flags:
+    return frozenset(Flag(f) for f in text.split(";") if f)
+
+
+def _owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class Store:
+    """Sessions in one database."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._devices: dict[tuple[int, str], int] = {}
+
+    # --- writing ----------------------------------------------------------------------------
+
+    def create_session(self, new: NewSession, started: float | None = None) -> int:
+        started = time.time() if started is None else started
+        with Session(self.db.engine) as s, s.begin():
+            row = SessionRow(
+                uid=str(uuid.uuid4()),
+                patient=new.patient,
+                clinician=new.clinician,
+                operator=new.operator,
+                drug=new.drug.value if new.drug else None,
+                route=new.route.value if new.route else None,
+                dose=new.dose,
+                dose_unit=new.dose_unit,
+                started=started,
+                status=SessionStatus.ACTIVE.value,
+                alarm_profile=new.alarm_profile,
+                alarm_profile_text=new.alarm_profile_text,
+                owner=_owner(),
+                heartbeat=time.time(),
+            )
+            s.add(row)
+            s.flush()
+            s.add(AuditRow(session_id=row.id, at=time.time(), who=new.operator or "kapmonitor",
+                           action="session-started", detail=new.patient))  # fmt: skip
+            return row.id
+
+    def write(
+        self, session_id: int, items: Sequence[Item], alarms: Sequence[LogEntry] = ()
+    ) -> None:
+        """Write a batch in one transaction: all of it is stored, or none (and it is retried)."""
+        rows: dict[type, list[dict]] = {}
+        with Session(self.db.engine) as s, s.begin():
+            for item in items:
+                table, row = self._row(s, session_id, item)
+                rows.setdefault(table, []).append(row)
+            for entry in alarms:
+                rows.setdefault(AlarmRow, []).append(_alarm_row(session_id, entry))
+            for table, values in rows.items():
+                s.execute(insert(table), values)
+            s.execute(
+                update(SessionRow).where(SessionRow.id == session_id).values(heartbeat=time.time())
+            )
+
+    def _device(self, s: Session, session_id: int, source: str) -> int:
+        key = (session_id, source)
+        device_id = self._devices.get(key)
+        if device_id is None:
+            device_id = s.scalar(
+                select(DeviceRow.id).where(
+                    DeviceRow.session_id == session_id, DeviceRow.source == source
+                )
+            )
+            if device_id is None:
+                protocol, port = _protocol_and_port(source)
+                row = DeviceRow(session_id=session_id, source=source, protocol=protocol, port=port)
+                s.add(row)
+                s.flush()
+                device_id = row.id
+            self._devices[key] = device_id
+        return device_id
+
+    def _row(self, s: Session, session_id: int, item: Item) -> tuple[type, dict]:
+        base = {"session_id": session_id, "t_wall": item.stamp.wall, "t_mono": item.stamp.mono}
+        if isinstance(item, DeviceEvent | SessionEvent):
+            kind = "device-state" if isinstance(item, DeviceEvent) else item.kind.value
+            text = (
+                f"{item.state}: {item.detail}" if isinstance(item, DeviceEvent) and item.detail
+                else str(item.state) if isinstance(item, DeviceEvent) else item.text
+            )  # fmt: skip
+            return EventRow, {**base, "kind": kind, "text": text, "source": item.source,
+                              "author": None, "amends": None}  # fmt: skip
+        base["device_id"] = self._device(s, session_id, item.source)
+        if isinstance(item, Numeric):
+            return NumericRow, {**base, "code": item.code.value, "value": item.value,
+                                "flags": _flags_text(item.flags)}  # fmt: skip
+        if isinstance(item, NibpReading):
+            return NibpRow, {**base, "systolic": item.systolic, "diastolic": item.diastolic,
+                             "mean": item.mean, "flags": _flags_text(item.flags)}  # fmt: skip
+        if isinstance(item, WaveformBlock):
+            data = zlib.compress(item.samples.astype("<f4").tobytes(), 6)
+            return WaveRow, {**base, "code": item.code.value, "fs": item.fs,
+                             "n": len(item.samples), "data": data,
+                             "flags": _flags_text(item.flags)}  # fmt: skip
+        if isinstance(item, DeviceValue):
+            return ValueRow, {**base, "key": item.key, "value": item.value, "unit": item.unit,
+                              "text": item.text, "flags": _flags_text(item.flags)}  # fmt: skip
+        raise TypeError(f"cannot store {item!r}")
+
+    def add_event(
+        self,
+        session_id: int,
+        kind: str,
+        text: str,
+        author: str,
+        stamp: Stamp | None = None,
+        amends: int | None = None,
+    ) -> int:
+        """A marker, a note or an amendment; audited with who and when."""
+        stamp = stamp or Stamp.now()
+        with Session(self.db.engine) as s, s.begin():
+            row = EventRow(session_id=session_id, kind=kind, text=text, source=None,
+                           author=author, amends=amends, t_wall=stamp.wall,
+                           t_mono=stamp.mono)  # fmt: skip
+            s.add(row)
+            s.flush()
+            action = "amended" if amends is not None else f"{kind}-added"
+            detail = f"event {row.id}" + (f" amends event {amends}" if amends else "")
+            s.add(AuditRow(session_id=session_id, at=time.time(), who=author, action=action,
+                           detail=f"{detail}: {text}"))  # fmt: skip
+            return row.id
+
+    def end_session(
+        self, session_id: int, status: SessionStatus, ended: float | None = None, who: str = ""
+    ) -> None:
+        with Session(self.db.engine) as s, s.begin():
+            s.execute(
+                update(SessionRow)
+                .where(SessionRow.id == session_id)
+                .values(status=status.value, ended=time.time() if ended is None else ended)
+            )
+            s.add(AuditRow(session_id=session_id, at=time.time(), who=who or "kapmonitor",
+                           action=f"session-{status.value}", detail=""))  # fmt: skip
+
+    def recover_interrupted(self) -> list[int]:
+        """Mark sessions whose recorder died as interrupted; return their ids.
+
+        A session is cut off when its recorder process is gone from this host, or when it has
+        not written for :data:`STALE_AFTER` seconds from anywhere. Its end is its last write.
+        """
+        here = socket.gethostname()
+        found = []
+        with Session(self.db.engine) as s, s.begin():
+            for row in s.scalars(
+                select(SessionRow).where(SessionRow.status == SessionStatus.ACTIVE.value)
+            ):
+                host, _, pid = row.owner.rpartition(":")
+                dead_here = host == here and pid.isdigit() and not _alive(int(pid))
+                stale = row.heartbeat is None or time.time() - row.heartbeat > STALE_AFTER
+                if dead_here or stale:
+                    row.status = SessionStatus.INTERRUPTED.value
+                    row.ended = row.heartbeat
+                    s.add(AuditRow(session_id=row.id, at=time.time(), who="kapmonitor",
+                                   action="session-interrupted",
+                                   detail=f"recorder {row.owner} stopped writing"))  # fmt: skip
+                    found.append(row.id)
+        return found
+
+    # --- reading ----------------------------------------------------------------------------
+
+    def list_sessions(
+        self,
+        *,
+        patient: str | None = None,
+        clinician: str | None = None,
+        status: SessionStatus | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int | None = None,
+    ) -> list[SessionInfo]:
+        query = select(SessionRow).order_by(SessionRow.started.desc())
+        if patient:
+            query = query.where(SessionRow.patient == patient)
+        if clinician:
+            query = query.where(SessionRow.clinician == clinician)
+        if status:
+            query = query.where(SessionRow.status == status.value)
+        if since is not None:
+            query = query.where(SessionRow.started >= since)
+        if until is not None:
+            query = query.where(SessionRow.started < until)
+        if limit:
+            query = query.limit(limit)
+        with Session(self.db.engine) as s:
+            return [_info(row) for row in s.scalars(query)]
+
+    def session_info(self, session_id: int) -> SessionInfo:
+        with Session(self.db.engine) as s:
+            row = s.get(SessionRow, session_id)
+            if row is None:
+                raise UserError(f"there is no session {session_id} in {self.db.url}")
+            return _info(row)
+
+    def load_session(self, session_id: int, *, waves: bool = True) -> SessionRecord:
+        """The whole session, measurements in time order."""
+        record = SessionRecord(self.session_info(session_id))
+        with Session(self.db.engine) as s:
+            devices = {
+                row.id: row
+                for row in s.scalars(select(DeviceRow).where(DeviceRow.session_id == session_id))
+            }
+            record.devices = [
+                DeviceInfo(d.source, d.protocol, d.port, d.serial_number) for d in devices.values()
+            ]
+
+            def rows(table):
+                return s.execute(
+                    select(table).where(table.session_id == session_id).order_by(table.t_wall,
+                                                                                   table.id)
+                ).scalars()  # fmt: skip
+
+            record.numerics = [
+                Numeric(devices[r.device_id].source, Code(r.code), r.value,
+                        Stamp(r.t_mono, r.t_wall), _flags(r.flags))
+                for r in rows(NumericRow)
+            ]  # fmt: skip
+            record.nibp = [
+                NibpReading(devices[r.device_id].source, r.systolic, r.diastolic, r.mean,
+                            Stamp(r.t_mono, r.t_wall), _flags(r.flags))
+                for r in rows(NibpRow)
+            ]  # fmt: skip
+            if waves:
+                record.waves = [
+                    WaveformBlock(devices[r.device_id].source, Code(r.code),
+                                  Stamp(r.t_mono, r.t_wall), r.fs, _samples(r.data),
+                                  _flags(r.flags))
+                    for r in rows(WaveRow)
+                ]  # fmt: skip
+            record.values = [
+                DeviceValue(devices[r.device_id].source, r.key, r.value, r.unit,
+                            Stamp(r.t_mono, r.t_wall), _flags(r.flags), r.text)
+                for r in rows(ValueRow)
+            ]  # fmt: skip
+            record.events = [
+                EventRecord(r.id, Stamp(r.t_mono, r.t_wall), r.kind, r.text, r.source, r.author,
+                            r.amends)
+                for r in rows(EventRow)
+            ]  # fmt: skip
+            record.alarms = [_log_entry(r) for r in rows(AlarmRow)]
+        return record
+
+
+def _samples(data: bytes) -> np.ndarray:
+    return np.frombuffer(zlib.decompress(data), dtype="<f4").astype(np.float64)
+
+
+def _protocol_and_port(source: str) -> tuple[str, str]:
+    if source.startswith("sim:"):
+        return "sim", source[4:]
+    protocol, sep, port = source.partition("@")
+    return (protocol, port) if sep else ("", source)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _info(row: SessionRow) -> SessionInfo:
+    return SessionInfo(
+        id=row.id,
+        uid=row.uid,
+        patient=row.patient,
+        clinician=row.clinician,
+        operator=row.operator,
+        drug=Drug(row.drug) if row.drug else None,
+        route=Route(row.route) if row.route else None,
+        dose=row.dose,
+        dose_unit=row.dose_unit,
+        started=row.started,
+        ended=row.ended,
+        status=SessionStatus(row.status),
+        alarm_profile=row.alarm_profile,
+    )
+
+
+def _alarm_row(session_id: int, entry: LogEntry) -> dict:
+    return {
+        "session_id": session_id,
+        "event": entry.event.value,
+        "condition": entry.condition,
+        "priority": entry.priority.label if entry.priority else None,
+        "kind": entry.kind.value if entry.kind else None,
+        "source": entry.source,
+        "code": entry.code,
+        "value": entry.value,
+        "limit": entry.limit,
+        "operator": entry.operator,
+        "text": entry.text,
+        "t_wall": entry.stamp.wall,
+        "t_mono": entry.stamp.mono,
+    }
+
+
+def _log_entry(row: AlarmRow) -> LogEntry:
+    return LogEntry(
+        Stamp(row.t_mono, row.t_wall),
+        LogEvent(row.event),
+        condition=row.condition,
+        priority=Priority.parse(row.priority) if row.priority else None,
+        kind=AlarmKind(row.kind) if row.kind else None,
+        source=row.source,
+        code=row.code,
+        value=row.value,
+        limit=row.limit,
+        operator=row.operator,
+        text=row.text,
+    )

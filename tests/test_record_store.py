@@ -1,0 +1,209 @@
+"""The session record: every item stored and read back, on SQLite and on a real PostgreSQL;
+crash safety; a database that goes away in the middle of a recording."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from alarms.model import LogEvent
+from alarms.profile import load_profile
+from alarms.service import AlarmService
+from devices.sim.driver import SimDriver
+from devices.spec import DeviceSpec
+from kapmonitor.cli import main
+from kapmonitor.hub import Hub
+from kapmonitor.model import DeviceEvent, NibpReading, Numeric, SessionEvent, WaveformBlock
+from kapmonitor.record.db import open_database
+from kapmonitor.record.recorder import Recorder
+from kapmonitor.record.session import Drug, Route, SessionStatus
+from kapmonitor.record.spool import Spool
+from kapmonitor.record.store import NewSession, Store
+from tests.conftest import ROOT
+from tests.pipeline_helpers import Collector
+
+
+def _record(url: str, tmp_path, scenario: str = "probe-off", minutes: float = 40, speed=1e5):
+    """Run a simulated session through hub, alarms and recorder; return what was published."""
+    store = Store(open_database(url))
+    hub = Hub()
+    seen = Collector(hub.subscribe("test", maxsize=10**6))
+    service = AlarmService(hub, load_profile())
+    log = Collector(service.out.subscribe("test", maxsize=10**6))
+    session_id = store.create_session(
+        NewSession("P-42", "Dr K", "nurse A", Drug.ESKETAMINE, Route.INTRANASAL, 84, "mg")
+    )
+    recorder = Recorder(store, session_id, hub, service.out, spool=Spool(tmp_path / "spool"))
+    driver = SimDriver(DeviceSpec.parse(f"sim:{scenario}"), hub.publish, speed=speed, seed=5,
+                       until=minutes * 60)  # fmt: skip
+    driver.open()
+    recorder.start()
+    service.start()
+    driver.start()
+    driver.join(120)
+    time.sleep(0.3)
+    service.stop()
+    recorder.stop()
+    store.end_session(session_id, SessionStatus.COMPLETED)
+    seen.wait_for(lambda _: False, timeout=0.1)
+    log.wait_for(lambda _: False, timeout=0.1)
+    return store, session_id, seen.items, log.items, recorder
+
+
+def test_every_item_of_a_session_is_stored_and_read_back(db_url, tmp_path):
+    store, session_id, items, log, recorder = _record(db_url, tmp_path)
+    record = store.load_session(session_id)
+    store.db.close()
+    assert record.info.patient == "P-42" and record.info.status is SessionStatus.COMPLETED
+    assert record.info.drug is Drug.ESKETAMINE and record.info.dose == 84
+    assert [d.source for d in record.devices] == ["sim:probe-off"]
+
+    numerics = [i for i in items if isinstance(i, Numeric)]
+    assert record.numerics == sorted(numerics, key=lambda i: i.stamp.wall)
+    assert any(n.value is None for n in record.numerics)  # missing stays missing, not 0
+    assert record.nibp == [i for i in items if isinstance(i, NibpReading)]
+    waves = [i for i in items if isinstance(i, WaveformBlock)]
+    assert len(record.waves) == len(waves)
+    for got, sent in zip(record.waves, waves, strict=True):
+        assert got.stamp == sent.stamp and got.fs == sent.fs and got.flags == sent.flags
+        # float32 storage; NaN (no signal) stays NaN
+        np.testing.assert_allclose(got.samples, sent.samples, rtol=1e-6, equal_nan=True)
+    kinds = [e.kind for e in record.events]
+    assert kinds.count("dose") == 1 and "device-state" in kinds
+    assert len([i for i in items if isinstance(i, DeviceEvent | SessionEvent)]) == len(kinds)
+    assert [(a.event, a.condition, a.stamp) for a in record.alarms] == [
+        (a.event, a.condition, a.stamp) for a in log
+    ]
+    assert any(a.event is LogEvent.ACTIVE and a.condition == "sensor-off" for a in record.alarms)
+    assert recorder.written == len(items)
+    assert not recorder.failing and len(recorder.spool) == 0
+
+
+def test_a_new_database_file_is_private_and_in_wal_mode(tmp_path):
+    path = tmp_path / "private" / "kap.sqlite3"
+    open_database(f"sqlite:///{path}").close()
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    assert oct(path.parent.stat().st_mode & 0o777) == "0o700"
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"sessions", "numerics", "nibp", "waves", "events", "alarm_log", "audit_log",
+            "alembic_version"} <= tables  # fmt: skip
+
+
+def test_a_database_url_that_cannot_work_is_one_plain_line(capsys, tmp_path):
+    for url, words in (
+        ("nonsense", "is not a database URL"),
+        ("postgresql+psycopg://nobody@127.0.0.1:1/none", "cannot open the database"),
+    ):
+        assert main(["sessions", "list", "--db", url]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and words in err[0], err
+
+
+def test_sessions_list_json_and_show(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 'k.sqlite3'}"
+    store, session_id, *_ = _record(url, tmp_path, "typical", minutes=45)
+    store.db.close()
+    assert main(["sessions", "list", "--json", "--db", url]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert listed[0]["id"] == session_id
+    assert {"id", "patient", "start", "end", "status"} <= set(listed[0])
+    assert listed[0]["patient"] == "P-42" and listed[0]["status"] == "completed"
+    assert main(["sessions", "show", str(session_id), "--db", url]) == 0
+    shown = capsys.readouterr().out
+    assert "patient P-42" in shown and "NIBP" in shown and "min:" in shown
+    assert main(["sessions", "show", "999", "--db", url]) == 2
+    assert "there is no session 999" in capsys.readouterr().err
+
+
+def test_a_killed_recorder_loses_at_most_a_second_and_the_session_is_interrupted(tmp_path):
+    url = f"sqlite:///{tmp_path / 'k.sqlite3'}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kapmonitor", "record", "--device", "sim:typical", "--db", url,
+         "--patient", "P-crash", "--no-waves"],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    time.sleep(6)
+    assert proc.poll() is None, proc.stderr.read()
+    killed_at = time.time()
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+    proc.stderr.close()
+
+    store = Store(open_database(url))
+    assert store.list_sessions()[0].status is SessionStatus.ACTIVE  # nobody has looked yet
+    assert store.recover_interrupted() == [1]
+    info = store.session_info(1)
+    assert info.status is SessionStatus.INTERRUPTED and info.ended is not None
+    record = store.load_session(1)
+    store.db.close()
+    last = max(n.stamp.wall for n in record.numerics)
+    assert killed_at - last <= 1.0, f"lost {killed_at - last:.2f} s"
+    # The database is consistent: every row belongs to the session and reads back.
+    with sqlite3.connect(tmp_path / "k.sqlite3") as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    # And the command line reports it on the next start.
+    result = subprocess.run(
+        [sys.executable, "-m", "kapmonitor", "sessions", "list", "--db", url],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert "interrupted" in result.stdout
+
+
+def test_postgres_stopped_and_restarted_mid_recording_loses_nothing(postgres, tmp_path):
+    url = postgres.new_database()
+    store = Store(open_database(url))
+    hub = Hub()
+    seen = Collector(hub.subscribe("test", maxsize=10**6))
+    service = AlarmService(hub, load_profile())
+    alarms = Collector(service.out.subscribe("test", maxsize=10**6))
+    session_id = store.create_session(NewSession("P-pg"))
+    recorder = Recorder(
+        store, session_id, hub, service.out, spool=Spool(tmp_path / "spool"),
+        on_status=lambda failing, text: service.set_technical(
+            "recording-failing", "recorder", failing, text),
+    )  # fmt: skip
+    driver = SimDriver(DeviceSpec.parse("sim:typical"), hub.publish, speed=100, seed=2)
+    driver.open()
+    recorder.start()
+    service.start()
+    driver.start()
+    try:
+        time.sleep(2)
+        postgres.stop("fast")
+        deadline = time.monotonic() + 20
+        while not recorder.failing and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert recorder.failing
+        time.sleep(2)
+        assert len(recorder.spool) > 0
+        postgres.start()
+        deadline = time.monotonic() + 30
+        while recorder.failing and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not recorder.failing
+        time.sleep(1)
+    finally:
+        driver.stop()
+        time.sleep(0.3)
+        service.stop()
+        recorder.stop()
+    seen.wait_for(lambda _: False, timeout=0.1)
+    alarms.wait_for(lambda _: False, timeout=0.1)
+    record = store.load_session(session_id)
+    store.db.close()
+    stored = len(record.numerics) + len(record.nibp) + len(record.waves) + len(record.events)
+    assert stored == len(seen.items) > 0
+    assert len(recorder.spool) == 0
+    failing = [a for a in alarms.items if a.condition == "recording-failing"]
+    assert [a.event for a in failing] == [LogEvent.ACTIVE, LogEvent.INACTIVE]
+    assert [a.event for a in record.alarms if a.condition == "recording-failing"] == [
+        LogEvent.ACTIVE, LogEvent.INACTIVE]  # fmt: skip
