@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import time
@@ -74,6 +75,7 @@ def _flags_text(flags: Flags) -> str:
     return ";".join(sorted(f.value for f in flags))
 
 
+@functools.lru_cache(maxsize=256)
 def _flags(text: str) -> Flags:
     return frozenset(Flag(f) for f in text.split(";") if f)
 
@@ -284,40 +286,56 @@ class Store:
                 DeviceInfo(d.source, d.protocol, d.port, d.serial_number) for d in devices.values()
             ]
 
-            def rows(table):
+            def rows(table, *columns):
+                # Plain column tuples, not ORM objects: loading a 2-hour session for review
+                # builds tens of thousands of items, and ORM instances would triple the time.
                 return s.execute(
-                    select(table).where(table.session_id == session_id).order_by(table.t_wall,
-                                                                                   table.id)
-                ).scalars()  # fmt: skip
+                    select(*(getattr(table, c) for c in columns))
+                    .where(table.session_id == session_id)
+                    .order_by(table.t_wall, table.id)
+                ).all()
 
+            source = {i: d.source for i, d in devices.items()}
             record.numerics = [
-                Numeric(devices[r.device_id].source, Code(r.code), r.value,
-                        Stamp(r.t_mono, r.t_wall), _flags(r.flags))
-                for r in rows(NumericRow)
-            ]  # fmt: skip
+                Numeric(source[d], Code(c), v, Stamp(m, w), _flags(f))
+                for d, c, v, m, w, f in rows(
+                    NumericRow, "device_id", "code", "value", "t_mono", "t_wall", "flags"
+                )
+            ]
             record.nibp = [
-                NibpReading(devices[r.device_id].source, r.systolic, r.diastolic, r.mean,
-                            Stamp(r.t_mono, r.t_wall), _flags(r.flags))
-                for r in rows(NibpRow)
+                NibpReading(source[d], sy, di, me, Stamp(m, w), _flags(f))
+                for d, sy, di, me, m, w, f in rows(
+                    NibpRow, "device_id", "systolic", "diastolic", "mean", "t_mono", "t_wall",
+                    "flags",
+                )
             ]  # fmt: skip
             if waves:
                 record.waves = [
-                    WaveformBlock(devices[r.device_id].source, Code(r.code),
-                                  Stamp(r.t_mono, r.t_wall), r.fs, _samples(r.data),
-                                  _flags(r.flags))
-                    for r in rows(WaveRow)
-                ]  # fmt: skip
+                    WaveformBlock(source[d], Code(c), Stamp(m, w), fs, _samples(data), _flags(f))
+                    for d, c, m, w, fs, data, f in rows(
+                        WaveRow, "device_id", "code", "t_mono", "t_wall", "fs", "data", "flags"
+                    )
+                ]
             record.values = [
-                DeviceValue(devices[r.device_id].source, r.key, r.value, r.unit,
-                            Stamp(r.t_mono, r.t_wall), _flags(r.flags), r.text)
-                for r in rows(ValueRow)
+                DeviceValue(source[d], k, v, u, Stamp(m, w), _flags(f), t)
+                for d, k, v, u, m, w, f, t in rows(
+                    ValueRow, "device_id", "key", "value", "unit", "t_mono", "t_wall", "flags",
+                    "text",
+                )
             ]  # fmt: skip
             record.events = [
-                EventRecord(r.id, Stamp(r.t_mono, r.t_wall), r.kind, r.text, r.source, r.author,
-                            r.amends)
-                for r in rows(EventRow)
+                EventRecord(i, Stamp(m, w), k, t, so, a, am)
+                for i, m, w, k, t, so, a, am in rows(
+                    EventRow, "id", "t_mono", "t_wall", "kind", "text", "source", "author",
+                    "amends",
+                )
             ]  # fmt: skip
-            record.alarms = [_log_entry(r) for r in rows(AlarmRow)]
+            record.alarms = [
+                _log_entry(r) for r in s.scalars(
+                    select(AlarmRow).where(AlarmRow.session_id == session_id)
+                    .order_by(AlarmRow.t_wall, AlarmRow.id)
+                )
+            ]  # fmt: skip
         return record
 
 
