@@ -18,7 +18,6 @@ Conditions and their life:
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 from alarms.model import (
@@ -43,6 +42,7 @@ from kapmonitor.model import (
     SessionEventKind,
     Stamp,
 )
+from kapmonitor.schedule import latest_due
 
 SESSION = "session"
 QUALITY_FLAGS = frozenset({Flag.SEARCHING, Flag.ARTIFACT, Flag.QUESTIONABLE, Flag.LOW_PERFUSION})
@@ -351,21 +351,10 @@ class AlarmEngine:
     def _latest_due(self, by: float) -> tuple[float, float] | None:
         """The latest scheduled reading (mono time, interval) due at or before ``by``."""
         assert self.dose is not None
-        elapsed_min = (by - self.dose.mono) / 60
-        latest = None
-        start = 0.0
-        for until, every in self.profile.nibp_schedule:
-            if elapsed_min < start + every:
-                break
-            last = min(until, elapsed_min)
-            n = math.floor((last - start) / every + 1e-9)
-            latest = (start + n * every, every)
-            start = until
-            if until > elapsed_min:
-                break
-        if latest is None:
+        due = latest_due(self.profile.nibp_schedule, (by - self.dose.mono) / 60)
+        if due is None:
             return None
-        return self.dose.mono + latest[0] * 60, latest[1] * 60
+        return self.dose.mono + due[0] * 60, due[1] * 60
 
     # --- condition life -----------------------------------------------------------------------
 

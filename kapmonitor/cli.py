@@ -27,8 +27,7 @@ from alarms.engine import AlarmEngine
 from alarms.model import LogEvent
 from alarms.profile import load_profile, profile_names
 from alarms.replay import read_items, timeline, timeline_record
-from alarms.service import AlarmService
-from devices.base import DEFAULT_NO_DATA_TIMEOUT, Driver
+from devices.base import DEFAULT_NO_DATA_TIMEOUT
 from devices.capture import CaptureWriter, Kind, is_capture, read_capture
 from devices.registry import get_driver_class, protocol_names
 from devices.serial_driver import SerialDriver
@@ -39,10 +38,11 @@ from kapmonitor.hub import Hub
 from kapmonitor.model import DeviceEvent, Item, Stamp, WaveformBlock
 from kapmonitor.record.db import ENV_VAR as DB_ENV_VAR
 from kapmonitor.record.db import open_database
-from kapmonitor.record.recorder import Recorder, flush_spool, spool_path
+from kapmonitor.record.recorder import flush_spool, spool_path
 from kapmonitor.record.session import Drug, Route, SessionStatus
 from kapmonitor.record.spool import Spool
-from kapmonitor.record.store import NewSession, Store
+from kapmonitor.record.store import Store
+from kapmonitor.runner import SessionConfig, SessionRunner
 
 log = logging.getLogger("kapmonitor")
 
@@ -146,38 +146,29 @@ def cmd_simulate(args: argparse.Namespace, out: TextIO) -> int:
 # --- record ---------------------------------------------------------------------------------
 
 
-def make_driver(spec: DeviceSpec, hub: Hub, args: argparse.Namespace) -> Driver:
-    cls = get_driver_class(spec.kind)
-    if spec.kind == SIM:
-        return cls(
-            spec,
-            hub.publish,
-            speed=args.speed,
-            seed=args.seed,
-            until=args.duration,
-            no_data_timeout=args.no_data_timeout,
-        )
-    return cls(spec, hub.publish, no_data_timeout=args.no_data_timeout)
-
-
 def cmd_record(args: argparse.Namespace, out: TextIO) -> int:
-    specs = [DeviceSpec.parse(text) for text in args.device]
-    all_simulated = all(spec.kind == SIM for spec in specs)
-    if args.speed != 1 and not all_simulated:
-        raise UserError("--speed only applies when every device is simulated (sim:SCENARIO)")
-    if not all_simulated and args.duration is None:
-        log.info("recording until interrupted")
-
-    profile = load_profile(args.profile)
-    hub = Hub()
-    sub = hub.subscribe("jsonl", maxsize=1_000_000)
-    alarm_service = AlarmService(hub, profile)
-    alarm_sub = alarm_service.out.subscribe("jsonl", maxsize=1_000_000)
-    drivers = [make_driver(spec, hub, args) for spec in specs]
-    store = open_store(args.db)
-    recorder: Recorder | None = None
-    session_id: int | None = None
-    with_source = len(specs) > 1
+    config = SessionConfig(
+        patient=args.patient,
+        devices=tuple(args.device),
+        clinician=args.clinician,
+        operator=args.operator,
+        drug=Drug(args.drug) if args.drug else None,
+        route=Route(args.route) if args.route else None,
+        dose=args.dose,
+        dose_unit=args.dose_unit,
+        profile=args.profile,
+        db_url=args.db,
+        speed=args.speed,
+        seed=args.seed,
+        scenario_dose=True,
+        until=args.duration,
+        no_data_timeout=args.no_data_timeout,
+    )
+    runner = SessionRunner(config)
+    sub = runner.hub.subscribe("jsonl", maxsize=1_000_000)
+    alarm_sub = runner.alarms.out.subscribe("jsonl", maxsize=1_000_000)
+    all_simulated = all(spec.kind == SIM for spec in runner.specs)
+    with_source = len(runner.specs) > 1
     origin: float | None = None  # t = 0 is the first item: the first device starting to connect
 
     def write(item: Item) -> None:
@@ -194,70 +185,40 @@ def cmd_record(args: argparse.Namespace, out: TextIO) -> int:
             if entry.event in (LogEvent.ACTIVE, LogEvent.INACTIVE) and origin is not None:
                 out.write(jsonl.dumps(timeline_record(entry, origin)) + "\n")
 
-    started: list[Driver] = []
     try:
-        for driver in drivers:
-            driver.open()  # a wrong or busy port is refused here, before anything runs
-        session_id = store.create_session(
-            NewSession(
-                patient=args.patient,
-                clinician=args.clinician,
-                operator=args.operator,
-                drug=Drug(args.drug) if args.drug else None,
-                route=Route(args.route) if args.route else None,
-                dose=args.dose,
-                dose_unit=args.dose_unit,
-                alarm_profile=profile.name,
-                alarm_profile_text=profile.text,
-            )
-        )
-        recorder = Recorder(
-            store,
-            session_id,
-            hub,
-            alarm_service.out,
-            on_status=lambda failing, text: alarm_service.set_technical(
-                "recording-failing", "recorder", failing, text
-            ),
-        )
-        print(f"kapmonitor: recording session {session_id} to {store.db.url}", file=sys.stderr)
-        recorder.start()
-        alarm_service.start()
-        for driver in drivers:
-            driver.start()
-            started.append(driver)
-        deadline = None if args.duration is None else time.monotonic() + args.duration / args.speed
+        runner.start()  # a wrong or busy port is refused here, before anything runs
+    except UserError:
+        runner.store and runner.store.db.close()
+        raise
+    for session_id in runner.interrupted:
+        print(f"kapmonitor: session {session_id} was interrupted; review it with "
+              f"'kapmonitor sessions show {session_id}'", file=sys.stderr)  # fmt: skip
+    print(f"kapmonitor: {runner.recording_status()[1]}", file=sys.stderr)
+    deadline = None if args.duration is None else time.monotonic() + args.duration / args.speed
+    try:
         while True:
             item = sub.get(timeout=0.2)
             write_alarms()
             if item is not None:
                 write(item)
                 continue
-            if all_simulated and all(d.join(0) for d in started):
+            if all_simulated and runner.finished():
                 break
             if not all_simulated and deadline is not None and time.monotonic() >= deadline:
                 break
     finally:
-        for driver in started:
-            driver.stop()
+        runner.stop(who=args.operator)
+        for driver in runner.drivers:
             if isinstance(driver, SerialDriver):
                 print(f"kapmonitor: {driver.status()}", file=sys.stderr)
-        alarm_service.stop()
-        if recorder is not None:
-            recorder.stop()
-            ended = max(time.time(), recorder.last_wall or 0.0)
-            store.end_session(session_id, SessionStatus.COMPLETED, ended, who=args.operator)
-            kept = f"; {len(recorder.spool)} bytes wait in the spool" if len(recorder.spool) else ""
-            print(
-                f"kapmonitor: session {session_id} recorded ({recorder.written} items){kept}",
-                file=sys.stderr,
-            )
-        store.db.close()
-        if started:  # a refused start records nothing
-            for item in sub.drain():
-                write(item)
-            write_alarms()
-            out.flush()
+        recorder = runner.recorder
+        kept = f"; {len(recorder.spool)} bytes wait in the spool" if len(recorder.spool) else ""
+        print(f"kapmonitor: session {runner.session_id} recorded ({recorder.written} items){kept}",
+              file=sys.stderr)  # fmt: skip
+        for item in sub.drain():
+            write(item)
+        write_alarms()
+        out.flush()
     return 0
 
 

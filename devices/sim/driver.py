@@ -49,6 +49,7 @@ class SimDriver(Driver):
         speed: float = 1.0,
         seed: int = 0,
         until: float | None = None,
+        publish_dose: bool = True,
         **kwargs,
     ) -> None:
         super().__init__(spec, publish, **kwargs)
@@ -59,6 +60,8 @@ class SimDriver(Driver):
         #: Session seconds after which the simulated device stops (default: the scenario's end).
         self.until = min(self.session.duration, until) if until else self.session.duration
         self._origin: Stamp | None = None
+        #: Headless, the scenario's dose is the session's T0; on screen the nurse marks it.
+        self.publish_dose = publish_dose
 
     def open(self) -> None:
         # The simulated device's clock starts here: session time 0 is this stamp.
@@ -94,7 +97,7 @@ class SimDriver(Driver):
             return
         self._set_state(ConnectionState.CONNECTED, stamp=origin.shifted(t0))
 
-        if session.dose_time is not None and t0 <= session.dose_time < t1:
+        if self.publish_dose and session.dose_time is not None and t0 <= session.dose_time < t1:
             self._publish(
                 SessionEvent(
                     self.source,

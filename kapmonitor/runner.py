@@ -1,0 +1,390 @@
+"""A dosing session from start to end, without a screen: devices, alarms, recorder, T0, events.
+
+The dosing-room screen and the headless ``record`` command both drive a :class:`SessionRunner`;
+it owns the pipeline (drivers → hub → alarm service, recorder, live view) and the session's
+clinical steps: the nurse's "dose given" (T0), event markers, a STAT reading, the NIBP schedule,
+the discharge checklist and the summary. It is plain Python, so every step is testable without
+a display, and the screen is only a view of it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+from alarms.model import LogEvent
+from alarms.profile import Profile, load_profile
+from alarms.service import AlarmService
+from devices.base import DEFAULT_NO_DATA_TIMEOUT, Driver
+from devices.registry import get_driver_class
+from devices.serial_driver import SerialDriver
+from devices.spec import SIM, DeviceSpec
+from kapmonitor.codes import Code
+from kapmonitor.errors import UserError
+from kapmonitor.hub import Hub, Subscription
+from kapmonitor.model import (
+    ConnectionState,
+    DeviceEvent,
+    NibpReading,
+    Numeric,
+    SessionEvent,
+    SessionEventKind,
+    Stamp,
+)
+from kapmonitor.record.db import open_database
+from kapmonitor.record.recorder import Recorder, flush_spool, spool_path
+from kapmonitor.record.session import Drug, Route, SessionStatus
+from kapmonitor.record.spool import Spool
+from kapmonitor.record.store import NewSession, Store
+from kapmonitor.schedule import next_due
+
+log = logging.getLogger(__name__)
+
+SESSION_SOURCE = "session"
+#: Markers a nurse sets with one key (the screen binds them to hotkeys).
+MARKERS = ("dissociation", "nausea or vomiting", "anxiety", "intervention", "note")
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    patient: str
+    devices: tuple[str, ...]
+    clinician: str = ""
+    operator: str = ""
+    drug: Drug | None = None
+    route: Route | None = None
+    dose: float | None = None
+    dose_unit: str = "mg"
+    profile: str = "kap-default"
+    db_url: str | None = None
+    speed: float = 1.0  #: simulated devices only
+    seed: int = 0
+    #: Headless recording takes a scenario's own dose as T0; on screen the nurse's key does.
+    scenario_dose: bool = False
+    until: float | None = None  #: simulated devices stop after this many session seconds
+    no_data_timeout: float = DEFAULT_NO_DATA_TIMEOUT
+
+
+@dataclass(frozen=True)
+class DischargeCriteria:
+    """The default discharge checklist; a clinic can change every number."""
+
+    min_hours_after_dose: float = 2.0  #: the esketamine label's minimum monitoring time
+    bp_margin_systolic: float = 20.0  #: "back near baseline": at most this far above it
+    bp_margin_diastolic: float = 10.0
+
+
+@dataclass(frozen=True)
+class CheckItem:
+    label: str
+    ok: bool | None  #: None: a person must confirm it
+    detail: str = ""
+
+
+@dataclass
+class _Latest:
+    values: dict[Code, Numeric] = field(default_factory=dict)
+    nibp: list[NibpReading] = field(default_factory=list)
+    states: dict[str, DeviceEvent] = field(default_factory=dict)
+
+
+def make_driver(spec: DeviceSpec, hub: Hub, config: SessionConfig) -> Driver:
+    cls = get_driver_class(spec.kind)
+    if spec.kind == SIM:
+        return cls(
+            spec,
+            hub.publish,
+            speed=config.speed,
+            seed=config.seed,
+            until=config.until,
+            publish_dose=config.scenario_dose,
+            no_data_timeout=config.no_data_timeout,
+        )
+    return cls(spec, hub.publish, no_data_timeout=config.no_data_timeout)
+
+
+def check_device(text: str) -> str | None:
+    """Why a device cannot be used, in one sentence, or None: for the start dialog."""
+    try:
+        spec = DeviceSpec.parse(text)
+        cls = get_driver_class(spec.kind)
+        if issubclass(cls, SerialDriver):
+            from devices.transport import open_port
+
+            open_port(spec.target, cls.serial_settings).close()
+        elif spec.kind == SIM:
+            from devices.sim.scenario import load_scenario
+
+            load_scenario(spec.target)
+    except UserError as exc:
+        return str(exc)
+    return None
+
+
+class SessionRunner:
+    """One session: start it, mark the dose and events, watch it, end it."""
+
+    def __init__(self, config: SessionConfig, profile: Profile | None = None) -> None:
+        if config.speed != 1 and not all(d.startswith(SIM + ":") for d in config.devices):
+            raise UserError("--speed only applies when every device is simulated (sim:SCENARIO)")
+        self.config = config
+        self.profile = profile or load_profile(config.profile)
+        self.hub = Hub()
+        self.alarms = AlarmService(self.hub, self.profile)
+        self.specs = [DeviceSpec.parse(text) for text in config.devices]
+        self.drivers = [make_driver(spec, self.hub, config) for spec in self.specs]
+        self.store: Store | None = None
+        self.recorder: Recorder | None = None
+        self.session_id: int | None = None
+        self.interrupted: list[int] = []  #: sessions found cut off when this one started
+        self.dose: Stamp | None = None
+        self.started: Stamp | None = None
+        self._latest = _Latest()
+        self._watch = self.hub.subscribe("session", maxsize=100_000)
+        self._running = False
+
+    # --- life -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Open every device (a wrong port fails here, in one sentence), then run."""
+        for driver in self.drivers:
+            driver.open()
+        self.store = Store(open_database(self.config.db_url))
+        self.interrupted = self.store.recover_interrupted()
+        spool = Spool(spool_path(self.store.db.url))
+        if len(spool):
+            flush_spool(self.store, spool)
+        c = self.config
+        self.session_id = self.store.create_session(
+            NewSession(
+                c.patient,
+                c.clinician,
+                c.operator,
+                c.drug,
+                c.route,
+                c.dose,
+                c.dose_unit,
+                self.profile.name,
+                self.profile.text,
+            )
+        )
+        self.recorder = Recorder(
+            self.store,
+            self.session_id,
+            self.hub,
+            self.alarms.out,
+            spool=spool,
+            on_status=lambda failing, text: self.alarms.set_technical(
+                "recording-failing", "recorder", failing, text
+            ),
+        )
+        self.started = Stamp.now()
+        self.recorder.start()
+        self.alarms.start()
+        for driver in self.drivers:
+            driver.start()
+        self._running = True
+
+    def finished(self) -> bool:
+        """Whether every device has ended by itself (a simulated session that is over)."""
+        return all(driver.join(0) for driver in self.drivers)
+
+    def stop(self, status: SessionStatus = SessionStatus.COMPLETED, who: str = "") -> None:
+        """Stop the devices, write what is queued, and close the session."""
+        if not self._running:
+            return
+        self._running = False
+        for driver in self.drivers:
+            driver.stop()
+        time.sleep(0.05)  # let the alarm service take the last items
+        self.alarms.stop()
+        assert self.recorder is not None and self.store is not None
+        self.recorder.stop()
+        ended = max(time.time(), self.recorder.last_wall or 0.0)
+        self.store.end_session(self.session_id, status, ended, who=who or self.config.operator)
+        self.store.db.close()
+
+    # --- what the nurse does --------------------------------------------------------------
+
+    def now(self) -> Stamp:
+        """The session's clock: the wall clock, or a simulated device's when it runs ahead."""
+        now = Stamp.now()
+        seen = self.alarms.engine.now
+        return seen if seen is not None and seen.mono > now.mono else now
+
+    def dose_given(self, operator: str) -> Stamp:
+        """T0: from here the time axis reads minutes from the dose."""
+        if self.dose is not None:
+            raise UserError("the dose is already marked; correct it with an amendment")
+        stamp = self.now()
+        self.dose = stamp
+        self.hub.publish(
+            SessionEvent(SESSION_SOURCE, SessionEventKind.DOSE, stamp, f"dose given ({operator})")
+        )
+        return stamp
+
+    def add_marker(self, kind: str, text: str = "", operator: str = "") -> Stamp:
+        stamp = self.now()
+        label = f"{kind}: {text}" if text else kind
+        if operator:
+            label += f" ({operator})"
+        self.hub.publish(SessionEvent(SESSION_SOURCE, SessionEventKind.MARKER, stamp, label))
+        return stamp
+
+    def request_stat(self, operator: str = "") -> str:
+        """A STAT NIBP reading: what to tell the nurse.
+
+        None of the drivers so far can start a cuff remotely (the public protocols give no
+        command for it), so the answer is a reminder to start it on the monitor; the request
+        is marked in the record either way.
+        """
+        self.add_marker("STAT NIBP requested", operator=operator)
+        return "Start an NIBP reading on the monitor now: it cannot be started from kapmonitor."
+
+    # --- what the screen shows ------------------------------------------------------------
+
+    def poll(self) -> None:
+        """Take what arrived since the last call (the screen's timer calls this)."""
+        for item in self._watch.drain():
+            if isinstance(item, Numeric):
+                self._latest.values[item.code] = item
+            elif isinstance(item, NibpReading):
+                self._latest.nibp.append(item)
+            elif isinstance(item, DeviceEvent):
+                self._latest.states[item.source] = item
+            elif isinstance(item, SessionEvent) and item.kind is SessionEventKind.DOSE:
+                self.dose = self.dose or item.stamp
+
+    @property
+    def watch(self) -> Subscription:
+        return self._watch
+
+    def device_rows(self) -> list[tuple[str, str, str]]:
+        """Per device: its name, its connection state, and why."""
+        rows = []
+        for driver in self.drivers:
+            event = self._latest.states.get(driver.source)
+            state = event.state.value if event else ConnectionState.CONNECTING.value
+            detail = event.detail if event else ""
+            if isinstance(driver, SerialDriver) and driver.parser.problem:
+                detail = driver.parser.problem
+            rows.append((driver.source, state, detail))
+        return rows
+
+    def recording_status(self) -> tuple[bool, str]:
+        if self.recorder is None or self.store is None:
+            return False, "not recording"
+        if self.recorder.failing:
+            return True, "recording is failing: measurements wait in the spool"
+        return False, f"recording session {self.session_id} to {self.store.db.url}"
+
+    def nibp_schedule(self) -> tuple[str, bool]:
+        """The next reading due ("next in 3 min", "due now") and whether it is due now."""
+        if self.dose is None:
+            return "before the dose: take the baseline readings", False
+        now = self.now()
+        elapsed = (now.wall - self.dose.wall) / 60
+        due = next_due(self.profile.nibp_schedule, elapsed - 1.0)
+        if due is None:
+            return "no more scheduled readings", False
+        taken = any(r.stamp.wall >= self.dose.wall + (due - 2.5) * 60 for r in self._latest.nibp)
+        minute = f"the {due:.0f}-minute reading"
+        if round(due) == 40:
+            minute += " (the 40-minute check)"
+        if due - 1.0 <= elapsed and not taken:
+            return f"DUE NOW: {minute}", True
+        nxt = next_due(self.profile.nibp_schedule, elapsed)
+        return (f"next in {nxt - elapsed:.0f} min" if nxt else "no more scheduled readings"), False
+
+    def baseline(self) -> tuple[float, float] | None:
+        return self.alarms.engine.baseline
+
+    def predose_readings(self) -> list[NibpReading]:
+        return [r for r in self._latest.nibp if self.dose is None or r.stamp.mono < self.dose.mono]
+
+    # --- the end --------------------------------------------------------------------------
+
+    def discharge_checklist(self, criteria: DischargeCriteria | None = None) -> list[CheckItem]:
+        c = criteria or DischargeCriteria()
+        now = self.now()
+        items = []
+        if self.dose is None:
+            items.append(
+                CheckItem(
+                    f"at least {c.min_hours_after_dose:g} h since the dose",
+                    False,
+                    "no dose was marked",
+                )
+            )
+        else:
+            hours = (now.wall - self.dose.wall) / 3600
+            items.append(
+                CheckItem(
+                    f"at least {c.min_hours_after_dose:g} h since the dose",
+                    hours >= c.min_hours_after_dose,
+                    f"{int(hours)} h {int(hours * 60 % 60):02d} min",
+                )
+            )
+        base = self.baseline()
+        last = next((r for r in reversed(self._latest.nibp) if r.systolic is not None), None)
+        if base is None or last is None:
+            why = "no baseline" if base is None else "no NIBP reading"
+            items.append(CheckItem("BP back near baseline", False, why))
+        else:
+            near = (
+                last.systolic <= base[0] + c.bp_margin_systolic
+                and last.diastolic <= base[1] + c.bp_margin_diastolic
+            )
+            items.append(
+                CheckItem(
+                    "BP back near baseline",
+                    near,
+                    f"{last.systolic:.0f}/{last.diastolic:.0f} vs {base[0]:.0f}/{base[1]:.0f} mmHg",
+                )
+            )
+        items.append(self._in_range_item())
+        items.append(CheckItem("patient alert and oriented", None, "confirm at the bedside"))
+        return items
+
+    def _in_range_item(self) -> CheckItem:
+        spo2 = self._latest.values.get(Code.SPO2)
+        pulse = self._latest.values.get(Code.PULSE_RATE) or self._latest.values.get(Code.HEART_RATE)
+        if spo2 is None or pulse is None or spo2.value is None or pulse.value is None:
+            return CheckItem("SpO2 and pulse in range", False, "no current value")
+        # In range: inside every limit's least severe level (levels are ordered that way).
+        ok = not any(
+            rule.beyond(value.value, rule.levels[0][1])
+            for rule in self.profile.limits
+            for value in (spo2, pulse)
+            if value.code in rule.codes
+        )
+        return CheckItem(
+            "SpO2 and pulse in range", ok, f"SpO2 {spo2.value:.0f} %, pulse {pulse.value:.0f} /min"
+        )
+
+    def summary(self) -> dict[str, str]:
+        """The figures of the session for the end screen (the full report is in review)."""
+        nibp = [r for r in self._latest.nibp if r.systolic is not None]
+        peak = max(nibp, key=lambda r: r.systolic, default=None)
+        base = self.baseline()
+        log_entries = [e for e in self.alarms.engine.log if e.event is LogEvent.ACTIVE]
+        out = {
+            "session": str(self.session_id),
+            "patient": self.config.patient,
+            "monitored": f"{(self.now().wall - self.started.wall) / 60:.0f} min"
+            if self.started
+            else "-",
+            "baseline": f"{base[0]:.0f}/{base[1]:.0f} mmHg" if base else "none",
+            "peak systolic": f"{peak.systolic:.0f}/{peak.diastolic:.0f} mmHg" if peak else "-",
+            "NIBP readings": str(len(nibp)),
+            "alarms": ", ".join(
+                f"{n} {p}"
+                for p in ("high", "medium", "low")
+                if (n := sum(e.priority.label == p for e in log_entries))
+            )
+            or "none",
+        }
+        if peak is not None and self.dose is not None:
+            out["peak at"] = f"{(peak.stamp.wall - self.dose.wall) / 60:.0f} min after the dose"
+        return out
