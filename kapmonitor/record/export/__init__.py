@@ -1,0 +1,172 @@
+"""Exports of a recorded session: CSV, FHIR R4, HL7 v2.6 and VitalDB ``.vital``.
+
+Each format is written by its own module from the plain-data :class:`SessionRecord`, with no
+library beyond numpy, so an export never depends on a package the monitor does not ship. The
+file appears whole or not at all: it is written next to its destination and renamed over it,
+so a full disk or a crash never leaves a half-written export looking like a good one.
+
+``deidentify`` replaces the patient identifier by a pseudonym derived from the session uid
+(``anon-`` and its first 8 hex digits: the same session always gets the same pseudonym, so
+exports of one session can still be joined) and leaves out the clinician's and operators' names
+(event authors, alarm acknowledgments) and device serial numbers. Times are kept: they are the
+data. Free text the user typed (notes, markers) is kept as typed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import BinaryIO
+
+from kapmonitor.codes import CodeInfo
+from kapmonitor.errors import UserError
+from kapmonitor.model import Flags, Stamp
+from kapmonitor.record.session import SessionInfo, SessionRecord
+
+#: Format name -> module (in this package) with ``write(record, out, *, deidentify)``.
+FORMATS: dict[str, str] = {
+    "csv": "csv_export",
+    "fhir": "fhir",
+    "hl7": "hl7",
+    "vital": "vital",
+}
+
+Writer = Callable[..., None]
+
+
+def export_session(
+    record: SessionRecord, fmt: str, path: Path, *, deidentify: bool = False
+) -> None:
+    """Write ``record`` to ``path`` as ``fmt`` (csv, fhir, hl7 or vital).
+
+    Raises UserError for an unknown format or a path that cannot be written.
+    """
+    module = FORMATS.get(str(fmt).strip().lower())
+    if module is None:
+        raise UserError(f"unknown export format '{fmt}' (available: {', '.join(sorted(FORMATS))})")
+    write: Writer = importlib.import_module(f"{__name__}.{module}").write
+    path = Path(path)
+    try:
+        with _atomic(path) as out:
+            write(record, out, deidentify=deidentify)
+    except OSError as exc:
+        reason = (exc.strerror or str(exc)).lower()
+        raise UserError(f"the export cannot be written to '{path}': {reason}") from None
+
+
+@contextlib.contextmanager
+def _atomic(path: Path) -> Iterator[BinaryIO]:
+    """A file that becomes ``path`` only once it is complete."""
+    if path.is_dir():
+        raise IsADirectoryError(21, "it is a folder", str(path))
+    # Not mkstemp: its file is private (0600), and the export should get the user's umask.
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.partial")
+    out = open(tmp, "xb")  # noqa: SIM115 (closed below, before the rename)
+    try:
+        with out:
+            yield out
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+# --- what every format needs ------------------------------------------------------------------
+
+
+def pseudonym(uid: str) -> str:
+    """The stable stand-in for the patient identifier in a de-identified export."""
+    digits = "".join(c for c in uid.lower() if c in "0123456789abcdef")
+    return f"anon-{digits[:8]}"
+
+
+def patient_id(info: SessionInfo, deidentify: bool) -> str:
+    return pseudonym(info.uid) if deidentify else info.patient
+
+
+def person(name: str | None, deidentify: bool) -> str:
+    """A clinician's or operator's name, or "" when the export leaves names out."""
+    return "" if deidentify or not name else name
+
+
+def iso_utc(wall: float) -> str:
+    """ISO 8601 UTC with milliseconds: 2026-01-01T10:00:00.000Z."""
+    ms = round(wall * 1000)
+    seconds, millis = divmod(ms, 1000)
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{millis:03d}Z"
+
+
+def flag_text(flags: Flags) -> str:
+    """Flags in a stable order, ";"-joined (empty when none)."""
+    return ";".join(sorted(f.value for f in flags))
+
+
+def number_text(value: float | None) -> str:
+    """A value as text that reads back to the same float; "" when missing (never 0)."""
+    if value is None:
+        return ""
+    value = float(value)
+    return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One measured value: a numeric, one part of a NIBP reading, or a vendor value."""
+
+    stamp: Stamp
+    source: str
+    code: str  #: the IEEE 11073 RefId, or the vendor key of a DeviceValue
+    info: CodeInfo | None  #: None for vendor values
+    value: float | None
+    unit: str
+    flags: Flags
+
+
+def measurement_rows(record: SessionRecord) -> list[Row]:
+    """Every stored value in time order (NIBP as its three parts), waveforms excluded."""
+    rows: list[Row] = [
+        Row(n.stamp, n.source, n.code.value, n.code.info, n.value, n.code.unit, n.flags)
+        for n in record.numerics
+    ]
+    for r in record.nibp:
+        rows.extend(
+            Row(r.stamp, r.source, code.value, code.info, value, code.unit, r.flags)
+            for code, value in r.parts()
+        )
+    rows.extend(
+        Row(v.stamp, v.source, v.key, None, v.value, v.unit, v.flags) for v in record.values
+    )
+    rows.sort(key=lambda r: r.stamp.wall)  # stable: the order within one time is kept
+    return rows
+
+
+def sources(record: SessionRecord) -> list[str]:
+    """Every device of the session: the registered ones first, then any only the data names."""
+    names = [d.source for d in record.devices]
+    for items in (record.numerics, record.nibp, record.values, record.waves):
+        for item in items:
+            if item.source not in names:
+                names.append(item.source)
+    return names
+
+
+__all__ = [
+    "FORMATS",
+    "Row",
+    "export_session",
+    "flag_text",
+    "iso_utc",
+    "measurement_rows",
+    "number_text",
+    "patient_id",
+    "person",
+    "pseudonym",
+    "sources",
+]
