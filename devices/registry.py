@@ -20,6 +20,7 @@ ENTRY_POINT_GROUP = "kapmonitor.drivers"
 
 BUILTIN_DRIVERS: dict[str, str] = {
     "sim": "devices.sim.driver:SimDriver",
+    "replay": "devices.replay:ReplayDriver",
     "nonin2": "devices.protocols.nonin:Nonin2Driver",
     "nonin7": "devices.protocols.nonin:Nonin7Driver",
     "nonin8": "devices.protocols.nonin:Nonin8Driver",
@@ -39,8 +40,8 @@ def driver_names() -> list[str]:
 
 
 def protocol_names() -> list[str]:
-    """Drivers that speak a wire protocol (everything but the in-process simulator)."""
-    return [name for name in driver_names() if name != "sim"]
+    """Drivers that speak a wire protocol (everything but the simulator and the replay)."""
+    return [name for name in driver_names() if name not in ("sim", "replay")]
 
 
 def get_driver_class(name: str) -> type[Driver]:

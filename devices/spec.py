@@ -1,4 +1,4 @@
-"""How a user names a device on the command line: ``PROTOCOL@PORT`` or ``sim:SCENARIO``."""
+"""How a user names a device: ``PROTOCOL@PORT``, ``sim:SCENARIO`` or ``replay:SESSION``."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from kapmonitor.errors import UserError
 
 SIM = "sim"
+REPLAY = "replay"  #: a recorded session played back (devices/replay.py)
 
 
 @dataclass(frozen=True)
@@ -27,11 +28,16 @@ class DeviceSpec:
             if not target:
                 raise UserError(f"device '{text}' names no scenario: write sim:SCENARIO")
             return cls(SIM, target, text)
+        if text.startswith(REPLAY + ":"):
+            target = text[len(REPLAY) + 1 :].strip()
+            if not target:
+                raise UserError(f"device '{text}' names no session: write replay:SESSION")
+            return cls(REPLAY, target, text)
         kind, sep, target = text.partition("@")
         if not sep or not kind or not target:
             raise UserError(
                 f"device '{text}' is not of the form PROTOCOL@PORT "
-                "(e.g. nonin2@/dev/ttyUSB0) or sim:SCENARIO"
+                "(e.g. nonin2@/dev/ttyUSB0), sim:SCENARIO or replay:SESSION"
             )
         kind, *options = kind.lower().split("+")
         if not kind or not all(options):

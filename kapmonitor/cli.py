@@ -16,7 +16,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
@@ -31,7 +31,7 @@ from devices.base import DEFAULT_NO_DATA_TIMEOUT
 from devices.capture import CaptureWriter, Kind, is_capture, read_capture
 from devices.registry import get_driver_class, protocol_names
 from devices.serial_driver import SerialDriver
-from devices.spec import SIM, DeviceSpec
+from devices.spec import REPLAY, SIM, DeviceSpec
 from kapmonitor import jsonl
 from kapmonitor.errors import UserError
 from kapmonitor.hub import Hub
@@ -167,7 +167,7 @@ def cmd_record(args: argparse.Namespace, out: TextIO) -> int:
     runner = SessionRunner(config)
     sub = runner.hub.subscribe("jsonl", maxsize=1_000_000)
     alarm_sub = runner.alarms.out.subscribe("jsonl", maxsize=1_000_000)
-    all_simulated = all(spec.kind == SIM for spec in runner.specs)
+    all_simulated = all(spec.kind in (SIM, REPLAY) for spec in runner.specs)  # they end
     with_source = len(runner.specs) > 1
     origin: float | None = None  # t = 0 is the first item: the first device starting to connect
 
@@ -336,6 +336,21 @@ def cmd_export(args: argparse.Namespace, out: TextIO) -> int:
         return 0
 
 
+def cmd_import(args: argparse.Namespace, out: TextIO) -> int:
+    from kapmonitor.record.importers import read_recording, store_recording
+
+    recording = read_recording(args.file)  # a bad file is refused before the database opens
+    with opened_store(args.db) as store:
+        session_id = store_recording(store, recording, patient=args.patient)
+    out.write(f"{session_id}\n")  # the id alone on stdout, for scripts
+    print(
+        f"kapmonitor: {args.file} imported as session {session_id} "
+        f"({len(recording.items)} items from {', '.join(recording.sources)})",
+        file=sys.stderr,
+    )
+    return 0
+
+
 # --- capture --------------------------------------------------------------------------------
 
 
@@ -471,7 +486,21 @@ def build_parser() -> argparse.ArgumentParser:
         description="Vital-signs monitor for ketamine-assisted psychotherapy sessions.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log connection details")
-    subs = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _db_option(parser)
+    parser.set_defaults(func=cmd_screen)  # no command: the dosing-room screen
+    subs = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    demo = subs.add_parser(
+        "demo",
+        help="the dosing-room screen on the built-in simulator",
+        description="Open the dosing-room screen on a simulated KAP session.",
+    )
+    demo.add_argument("--scenario", default="typical", help="scenario name or .toml file")
+    demo.add_argument("--speed", type=positive_float, default=1.0, help="time factor (60: 1 h/min)")
+    demo.add_argument("--seed", type=int, default=0, help="the same seed gives the same session")
+    demo.add_argument("--profile", default="kap-default", help="alarm profile: name or .toml file")
+    _db_option(demo)
+    demo.set_defaults(func=cmd_demo)
 
     sim = subs.add_parser(
         "simulate",
@@ -502,12 +531,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         required=True,
         metavar="D",
-        help="PROTOCOL@PORT (nonin2@/dev/ttyUSB0, nonin2@socket://host:7000) or sim:SCENARIO; "
-        "repeat for several devices",
+        help="PROTOCOL@PORT (nonin2@/dev/ttyUSB0, nonin2@socket://host:7000), sim:SCENARIO or "
+        "replay:SESSION (a recorded session, from --db); repeat for several devices",
     )
     rec.add_argument("--duration", type=parse_duration, help="stop after this long (90m, 2h)")
     rec.add_argument(
-        "--speed", type=positive_float, default=1.0, help="time factor for sim: devices"
+        "--speed", type=positive_float, default=1.0, help="time factor for sim: and replay:"
     )
     rec.add_argument("--seed", type=int, default=0, help="seed of simulated devices")
     rec.add_argument("--no-waves", action="store_true", help="leave out waveform blocks")
@@ -593,6 +622,19 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--deidentify", action="store_true", help="leave out the patient identifier")
     exp.set_defaults(func=cmd_export)
 
+    imp = subs.add_parser(
+        "import",
+        help="bring a VitalDB .vital file or a PhysioNet WFDB record in as a session",
+        description="Import a recording as a new, completed session and print its id. Needs "
+        "the optional readers: pip install 'kapmonitor[import]'.",
+    )
+    _db_option(imp)
+    imp.add_argument(
+        "file", metavar="FILE", help="a .vital file, or a WFDB record (.hea, or the path without)"
+    )
+    imp.add_argument("--patient", default="unspecified", help="patient identifier")
+    imp.set_defaults(func=cmd_import)
+
     alarms = subs.add_parser(
         "alarms",
         help="alarm profiles and offline alarm replay",
@@ -626,8 +668,39 @@ def _raise_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+# --- the screen ---------------------------------------------------------------------------
+
+#: Shows the dosing-room screen for a config (None: ask in the start dialog) and returns the
+#: exit status. The core cannot import Qt: the entry point in ui/ hands this in.
+Screen = Callable[[SessionConfig | None, str | None], int]
+
+
+def cmd_screen(args: argparse.Namespace, out: TextIO) -> int:
+    if args.screen is None:
+        raise UserError("the screen is not available here: run the 'kapmonitor' command")
+    return args.screen(None, args.db)
+
+
+def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
+    if args.screen is None:
+        raise UserError("the screen is not available here: run the 'kapmonitor' command")
+    config = SessionConfig(
+        patient="DEMO",
+        devices=(f"sim:{args.scenario}",),
+        operator="demo",
+        profile=args.profile,
+        db_url=args.db,
+        speed=args.speed,
+        seed=args.seed,
+    )
+    return args.screen(config, args.db)
+
+
+def main(
+    argv: Sequence[str] | None = None, out: TextIO | None = None, *, screen: Screen | None = None
+) -> int:
     args = build_parser().parse_args(argv)
+    args.screen = screen
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="kapmonitor: %(levelname)s %(name)s: %(message)s",

@@ -19,7 +19,7 @@ from alarms.service import AlarmService
 from devices.base import DEFAULT_NO_DATA_TIMEOUT, Driver
 from devices.registry import get_driver_class
 from devices.serial_driver import SerialDriver
-from devices.spec import SIM, DeviceSpec
+from devices.spec import REPLAY, SIM, DeviceSpec
 from kapmonitor.codes import Code
 from kapmonitor.errors import UserError
 from kapmonitor.hub import Hub, Subscription
@@ -91,17 +91,14 @@ class _Latest:
 
 def make_driver(spec: DeviceSpec, hub: Hub, config: SessionConfig) -> Driver:
     cls = get_driver_class(spec.kind)
-    if spec.kind == SIM:
-        return cls(
-            spec,
-            hub.publish,
-            speed=config.speed,
-            seed=config.seed,
-            until=config.until,
-            publish_dose=config.scenario_dose,
-            no_data_timeout=config.no_data_timeout,
-        )
-    return cls(spec, hub.publish, no_data_timeout=config.no_data_timeout)
+    options: dict[str, object] = {"no_data_timeout": config.no_data_timeout}
+    if spec.kind in (SIM, REPLAY):  # devices that play a session: they keep their own clock
+        options.update(speed=config.speed, until=config.until, publish_dose=config.scenario_dose)
+        if spec.kind == SIM:
+            options["seed"] = config.seed
+        else:
+            options["db"] = config.db_url  # replay: a session from this database
+    return cls(spec, hub.publish, **options)
 
 
 def check_device(text: str) -> str | None:
@@ -126,8 +123,13 @@ class SessionRunner:
     """One session: start it, mark the dose and events, watch it, end it."""
 
     def __init__(self, config: SessionConfig, profile: Profile | None = None) -> None:
-        if config.speed != 1 and not all(d.startswith(SIM + ":") for d in config.devices):
-            raise UserError("--speed only applies when every device is simulated (sim:SCENARIO)")
+        if config.speed != 1 and not all(
+            d.strip().startswith((SIM + ":", REPLAY + ":")) for d in config.devices
+        ):
+            raise UserError(
+                "--speed only applies when every device is simulated or replayed "
+                "(sim:SCENARIO, replay:SESSION)"
+            )
         self.config = config
         self.profile = profile or load_profile(config.profile)
         self.hub = Hub()

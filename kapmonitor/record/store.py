@@ -16,6 +16,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from alarms.model import AlarmKind, LogEntry, LogEvent, Priority
+from devices.spec import DeviceSpec
 from kapmonitor.codes import Code
 from kapmonitor.errors import UserError
 from kapmonitor.model import (
@@ -344,10 +345,12 @@ def _samples(data: bytes) -> np.ndarray:
 
 
 def _protocol_and_port(source: str) -> tuple[str, str]:
-    if source.startswith("sim:"):
-        return "sim", source[4:]
-    protocol, sep, port = source.partition("@")
-    return (protocol, port) if sep else ("", source)
+    """``nonin2@/dev/ttyUSB0`` → (nonin2, /dev/ttyUSB0); ``sim:typical`` → (sim, typical)."""
+    try:
+        spec = DeviceSpec.parse(source)
+    except UserError:
+        return "", source  # a source named by an import (a file's device name)
+    return spec.kind, spec.target
 
 
 def _alive(pid: int) -> bool:

@@ -1,0 +1,26 @@
+"""The ``kapmonitor`` command: the core's command line, with the dosing-room screen plugged in.
+
+Qt is imported only when a screen is opened, so ``kapmonitor decode`` and friends start fast
+and run on machines without a display.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from kapmonitor.cli import main as cli_main
+from kapmonitor.runner import SessionConfig
+
+
+def screen(config: SessionConfig | None, db_url: str | None) -> int:
+    from ui.app import run
+
+    return run(config, db_url=db_url)
+
+
+def main() -> int:
+    return cli_main(screen=screen)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
