@@ -12,6 +12,7 @@ import sys
 import time
 
 import numpy as np
+import pytest
 
 from alarms.model import LogEvent
 from alarms.profile import load_profile
@@ -207,3 +208,49 @@ def test_postgres_stopped_and_restarted_mid_recording_loses_nothing(postgres, tm
     assert [a.event for a in failing] == [LogEvent.ACTIVE, LogEvent.INACTIVE]
     assert [a.event for a in record.alarms if a.condition == "recording-failing"] == [
         LogEvent.ACTIVE, LogEvent.INACTIVE]  # fmt: skip
+
+
+# vitaldb leaves its file open (its own code): that is not ours to fail on.
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_recorded_session_exports_from_the_database_in_every_format(tmp_path, capsys):
+    """Recorded at high speed through the recorder, read from the database, exported by the
+    command line, and read back by independent readers with the values equal."""
+    import csv
+    import warnings
+
+    url = f"sqlite:///{tmp_path / 'k.sqlite3'}"
+    assert main(["record", "--device", "sim:probe-off", "--speed", "20000", "--duration", "2h",
+                 "--db", url, "--patient", "P-export", "--no-waves"]) == 0  # fmt: skip
+    capsys.readouterr()
+    store = Store(open_database(url))
+    record = store.load_session(1)
+    store.db.close()
+    spo2 = [n.value for n in record.numerics if n.code.value == "MDC_PULS_OXIM_SAT_O2"]
+    assert len(spo2) == 7200 and None in spo2
+
+    paths = {fmt: tmp_path / f"s.{fmt}" for fmt in ("csv", "fhir", "hl7", "vital")}
+    for fmt, path in paths.items():
+        assert main(["export", "1", "--format", fmt, "-o", str(path), "--db", url,
+                     "--deidentify"]) == 0  # fmt: skip
+        assert b"P-export" not in path.read_bytes()
+    with open(paths["csv"], encoding="utf-8-sig", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["code"] == "MDC_PULS_OXIM_SAT_O2"]
+    assert [float(r["value"]) if r["value"] else None for r in rows] == spo2
+    fhir = json.loads(paths["fhir"].read_text())
+    observations = [e for e in fhir["entry"] if e["resource"]["resourceType"] == "Observation"]
+    assert len(observations) >= len(record.numerics)
+    hl7_values = [
+        line.split("|")[5]
+        for line in paths["hl7"].read_text().replace("\n", "\r").split("\r")
+        if line.startswith("OBX|") and "MDC_PULS_OXIM_SAT_O2" in line
+    ]
+    assert [float(v) if v else None for v in hl7_values] == spo2
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # vitaldb imports wfdb, which warns about pandas
+        import vitaldb
+    vf = vitaldb.VitalFile(str(paths["vital"]))
+    track = next(name for name in vf.get_track_names() if name.endswith("SpO2"))
+    got = vf.to_numpy([track], 1.0)[:, 0]
+    values = got[~np.isnan(got)]
+    assert np.allclose(values, [v for v in spo2 if v is not None])
