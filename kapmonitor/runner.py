@@ -275,11 +275,12 @@ class SessionRunner:
         return rows
 
     def recording_status(self) -> tuple[bool, str]:
+        """Whether recording works, and a sentence saying so."""
         if self.recorder is None or self.store is None:
             return False, "not recording"
         if self.recorder.failing:
-            return True, "recording is failing: measurements wait in the spool"
-        return False, f"recording session {self.session_id} to {self.store.db.url}"
+            return False, "the database is unavailable: measurements wait in the spool"
+        return True, f"recording session {self.session_id} to {self.store.db.url}"
 
     def nibp_schedule(self) -> tuple[str, bool]:
         """The next reading due ("next in 3 min", "due now") and whether it is due now."""

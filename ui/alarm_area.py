@@ -1,0 +1,630 @@
+"""The alarm area: a banner that is seen from across the room, the alarm list, ack and pause.
+
+The engine decides (alarms/); this widget only draws what :meth:`AlarmService.snapshot` gives
+it and turns the nurse's keys and clicks into signals. Colours and flash rates follow
+``alarms.model.VISUAL`` (IEC 60601-1-8 table 2). All flashing is driven by one timer that wakes
+at the next on/off edge of any visible priority, with the phase taken from ``time.monotonic()``,
+so every indicator of one priority flashes in step and a slow screen tick cannot change the rate.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+from PySide6.QtCore import QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QColor, QFont, QKeySequence, QPainter, QPen, QShortcut
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QFrame,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPushButton,
+    QSizePolicy,
+    QStyle,
+    QStyledItemDelegate,
+    QStyleOptionViewItem,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from alarms.model import VISUAL, Alarm, AlarmKind, AlarmState, AudioDue, Priority
+from kapmonitor.codes import Code
+
+__all__ = [
+    "MARKERS",
+    "AlarmArea",
+    "format_age",
+    "format_countdown",
+    "format_value",
+    "next_edge",
+    "priority_lit",
+]
+
+#: IEC-style priority markers, so colour is never the only cue.
+MARKERS: dict[Priority, str] = {Priority.HIGH: "!!!", Priority.MEDIUM: "!!", Priority.LOW: "!"}
+
+
+@dataclass(frozen=True)
+class _Shade:
+    fill: str  #: the lit signal's background
+    on_fill: str  #: text on the lit background
+    text: str  #: the priority's colour as text or border on the dark background
+
+
+#: VISUAL's colour names as shades that read well on a dark background in a dim room.
+_SHADES: dict[str, _Shade] = {
+    "red": _Shade("#e0201b", "#ffffff", "#ff5a52"),
+    "yellow": _Shade("#ffd400", "#000000", "#ffd84d"),
+    "cyan": _Shade("#00d0f0", "#000000", "#5fe3ff"),
+}
+_DARK = "#15181c"  #: the unlit signal's background
+_PANEL = "#101316"
+_TEXT = "#d8dde3"
+_DIM = "#8a939d"
+_AMBER = "#ffb300"
+
+_DISPLAY_UNITS = {"mm[Hg]": "mmHg", "1": ""}
+
+
+def _shade(priority: Priority) -> _Shade:
+    name = VISUAL[priority].colour
+    return _SHADES.get(name, _Shade(name, "#000000", name))
+
+
+def priority_lit(priority: Priority, t: float) -> bool:
+    """Whether the visual signal of ``priority`` is lit at monotonic time ``t`` (seconds)."""
+    visual = VISUAL[priority]
+    if not visual.flash_hz:
+        return True
+    return (t * visual.flash_hz) % 1.0 < visual.duty_cycle
+
+
+def next_edge(priority: Priority, t: float) -> float | None:
+    """The next time after ``t`` at which the signal of ``priority`` switches; None: steady."""
+    visual = VISUAL[priority]
+    if not visual.flash_hz:
+        return None
+    k = math.floor(t * visual.flash_hz)
+    for cycles in (k + visual.duty_cycle, k + 1, k + 1 + visual.duty_cycle, k + 2):
+        edge = cycles / visual.flash_hz
+        if edge > t + 1e-9:  # not the edge we are on (floating-point rounding)
+            return edge
+    raise AssertionError("unreachable")
+
+
+def _number(value: float) -> str:
+    text = f"{value:.1f}"
+    return text[:-2] if text.endswith(".0") else text
+
+
+def _unit(code: str | None) -> str:
+    if code is None:
+        return ""
+    try:
+        unit = Code(code).unit
+    except ValueError:
+        return ""
+    return _DISPLAY_UNITS.get(unit, unit)
+
+
+def format_value(alarm: Alarm) -> str:
+    """The value and the limit with their unit, e.g. "82 % (limit < 85 %)"; "" if neither."""
+    unit = _unit(alarm.code)
+    spaced = f" {unit}" if unit and unit != "/min" else unit
+
+    if alarm.condition.startswith("bp-rise"):
+        parts = []
+        if alarm.value is not None:
+            parts.append(f"+{_number(alarm.value)}{spaced}")
+        if alarm.limit is not None:
+            parts.append(f"(limit +{_number(alarm.limit)}{spaced})")
+        return " ".join(parts)
+    direction = ""
+    if alarm.condition.endswith("-low"):
+        direction = "< "
+    elif alarm.condition.endswith("-high"):
+        direction = "> "
+    parts = []
+    if alarm.value is not None:
+        parts.append(f"{_number(alarm.value)}{spaced}")
+    if alarm.limit is not None:
+        parts.append(f"(limit {direction}{_number(alarm.limit)}{spaced})")
+    return " ".join(parts)
+
+
+def format_age(seconds: float) -> str:
+    """How long ago, coarse: "40 s", "3 min", "1 h 05 min"."""
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{int(seconds)} s"
+    minutes = int(seconds // 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    return f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+def format_countdown(seconds: float) -> str:
+    """A pause left as m:ss, rounded up so it never shows 0:00 while still paused."""
+    whole = max(0, math.ceil(seconds - 1e-9))
+    return f"{whole // 60}:{whole % 60:02d}"
+
+
+def _state_text(alarm: Alarm) -> str:
+    if alarm.state is AlarmState.LATCHED:
+        text = "latched: condition ended"
+        return text + ", acknowledged" if alarm.acknowledged else text + ", acknowledge"
+    return "active, acknowledged" if alarm.acknowledged else "active"
+
+
+def _delay_text(alarm: Alarm) -> str:
+    return f"delay {_number(alarm.delay_s)} s" if alarm.delay_s > 0 else "no delay"
+
+
+def _tooltip(alarm: Alarm) -> str:
+    started = time.strftime("%H:%M:%S", time.localtime(alarm.started.wall))
+    lines = [
+        f"{MARKERS[alarm.priority]} {alarm.message}",
+        f"Priority: {alarm.priority.label}"
+        + (" (technical alarm)" if alarm.kind is AlarmKind.TECHNICAL else ""),
+        f"Source: {alarm.source}",
+        f"Started: {started}",
+    ]
+    value = format_value(alarm)
+    if value:
+        lines.append(f"Value: {value}")
+    if alarm.delay_s > 0:
+        lines.append(
+            f"Condition delay: {_number(alarm.delay_s)} s (the condition lasted this long "
+            "before it alarmed)"
+        )
+    else:
+        lines.append("Condition delay: none (alarms on the first value beyond the limit)")
+    lines.append(f"State: {_state_text(alarm)}")
+    return "\n".join(lines)
+
+
+class _RowDelegate(QStyledItemDelegate):
+    """Paints a selected row with an outline instead of the highlight colour.
+
+    The default highlight would cover the flashing marker and the priority colours of the text.
+    """
+
+    PADDING = 14
+
+    def sizeHint(self, option: QStyleOptionViewItem, index) -> QSize:
+        size = super().sizeHint(option, index)
+        return QSize(size.width() + 2 * self.PADDING, size.height())
+
+    def paint(self, painter: QPainter, option: QStyleOptionViewItem, index) -> None:
+        opt = QStyleOptionViewItem(option)
+        selected = bool(opt.state & QStyle.StateFlag.State_Selected)
+        opt.state &= ~QStyle.StateFlag.State_Selected
+        opt.state &= ~QStyle.StateFlag.State_HasFocus
+        background = index.data(Qt.ItemDataRole.BackgroundRole)
+        if background is not None:
+            painter.fillRect(option.rect, background)
+        opt.rect = option.rect.adjusted(self.PADDING, 0, -self.PADDING, 0)
+        super().paint(painter, opt, index)
+        if selected:
+            painter.save()
+            painter.fillRect(option.rect, QColor(255, 255, 255, 28))
+            painter.setPen(QPen(QColor("#9ecbff"), 2))
+            r = option.rect.adjusted(0, 1, 0, -1)
+            painter.drawLine(r.topLeft(), r.topRight())
+            painter.drawLine(r.bottomLeft(), r.bottomRight())
+            painter.restore()
+
+
+class _Table(QTableWidget):
+    """The alarm list; Enter acknowledges the selected alarm."""
+
+    enter_pressed = Signal()
+
+    def keyPressEvent(self, event) -> None:
+        if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
+            self.enter_pressed.emit()
+            return
+        super().keyPressEvent(event)
+
+
+_COLUMNS = ("", "Alarm", "Value (limit)", "Device", "Since", "State", "Delay")
+_MARKER, _MESSAGE, _VALUE, _SOURCE, _SINCE, _STATE, _DELAY = range(len(_COLUMNS))
+
+
+class AlarmArea(QWidget):
+    """The alarm banner, list and controls.
+
+    Feed it on the screen's tick with ``update_alarms(*service.snapshot(), time.time())``.
+
+    Signals:
+        acknowledge_requested(str): acknowledge this alarm id (the selected alarm, else the
+            most urgent unacknowledged one). Button, ``ACK_KEY`` or Enter in the list.
+        pause_requested(): pause the audio (button or ``PAUSE_KEY``).
+    """
+
+    acknowledge_requested = Signal(str)
+    pause_requested = Signal()
+
+    ACK_KEY = "F8"
+    PAUSE_KEY = "F9"
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("AlarmArea")
+        self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
+        self.setStyleSheet(f"#AlarmArea {{ background: {_PANEL}; }}")
+        self._alarms: list[Alarm] = []
+        self._audio = AudioDue(None, 0.0)
+        self._banner_priority: Priority | None = None
+        self._banner_lit: bool | None = None
+        self._marker_lit: list[bool | None] = []
+        self._table_key: list | None = None
+        self._baseline_text: str | None = None
+        self._banner_idle = False
+
+        # The banner: the highest priority, perceivable from 4 m.
+        self.banner = QFrame(self)
+        self.banner.setObjectName("banner")
+        self.banner.setMinimumHeight(86)
+        self.banner.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.banner_text = QLabel(self.banner)
+        big = QFont()
+        big.setPixelSize(40)
+        big.setBold(True)
+        self.banner_text.setFont(big)
+        self.banner_text.setTextFormat(Qt.TextFormat.PlainText)
+        self.banner_text.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.banner_extra = QLabel(self.banner)
+        side = QFont()
+        side.setPixelSize(24)
+        side.setBold(True)
+        self.banner_extra.setFont(side)
+        self.banner_extra.setMinimumWidth(
+            self.banner_extra.fontMetrics().horizontalAdvance("MEDIUM PRIORITY") + 8
+        )
+        self.banner_extra.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        row = QHBoxLayout(self.banner)
+        row.setContentsMargins(20, 6, 20, 6)
+        row.addWidget(self.banner_text, 1)
+        row.addWidget(self.banner_extra)
+
+        # The list: every alarm, most urgent first.
+        self.table = _Table(0, len(_COLUMNS), self)
+        self.table.setHorizontalHeaderLabels(list(_COLUMNS))
+        self.table.setItemDelegate(_RowDelegate(self.table))
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setShowGrid(False)
+        self.table.setWordWrap(False)
+        self.table.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.table.verticalHeader().setVisible(False)
+        self.table.verticalHeader().setDefaultSectionSize(38)
+        header = self.table.horizontalHeader()
+        header.setHighlightSections(False)
+        header.setDefaultAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(_MARKER, QHeaderView.ResizeMode.Fixed)
+        header.setSectionResizeMode(_MESSAGE, QHeaderView.ResizeMode.Stretch)
+        self.table.setColumnWidth(_MARKER, 72)
+        rows_font = QFont()
+        rows_font.setPixelSize(20)
+        self.table.setFont(rows_font)
+        self.table.setStyleSheet(
+            f"QTableWidget {{ background: {_PANEL}; color: {_TEXT}; border: none; }}"
+            f"QHeaderView::section {{ background: {_DARK}; color: {_DIM}; border: none;"
+            " padding: 3px 14px; font-size: 13px; }"
+            f"QTableCornerButton::section {{ background: {_DARK}; border: none; }}"
+        )
+        self.table.enter_pressed.connect(self._request_ack)
+
+        # Controls.
+        button_font = QFont()
+        button_font.setPixelSize(18)
+        button_font.setBold(True)
+        button_style = (
+            "QPushButton { background: #26303a; color: #e8edf2; border: 1px solid #3b4956;"
+            " border-radius: 4px; padding: 8px 18px; }"
+            "QPushButton:hover { background: #2f3b47; }"
+            "QPushButton:focus { border: 2px solid #9ecbff; }"
+            "QPushButton:disabled { color: #5d6670; background: #1b2026; }"
+        )
+        self.ack_button = QPushButton(f"Acknowledge  [{self.ACK_KEY}]", self)
+        self.pause_button = QPushButton(f"Audio pause  [{self.PAUSE_KEY}]", self)
+        for button in (self.ack_button, self.pause_button):
+            button.setFont(button_font)
+            button.setStyleSheet(button_style)
+            button.setAutoDefault(False)
+        self.ack_button.setToolTip(
+            "Acknowledge the selected alarm, or the most urgent one if none is selected: "
+            "its sound stops while the condition lasts; the visual signal stays"
+        )
+        self.pause_button.setToolTip(
+            "Pause the alarm sound for the profile's pause time; it always ends by itself"
+        )
+        self.ack_button.clicked.connect(self._request_ack)
+        self.pause_button.clicked.connect(self.pause_requested)
+
+        self.paused_label = QLabel(self)
+        self.paused_label.setFont(button_font)
+        self.paused_label.setStyleSheet(
+            f"color: #000000; background: {_AMBER}; border-radius: 4px; padding: 6px 14px;"
+        )
+        self.paused_label.hide()
+
+        self.baseline_label = QLabel(self)
+        small = QFont()
+        small.setPixelSize(16)
+        self.baseline_label.setFont(small)
+        self.baseline_label.setWordWrap(True)
+
+        controls = QHBoxLayout()
+        controls.setSpacing(12)
+        controls.addWidget(self.ack_button)
+        controls.addWidget(self.pause_button)
+        controls.addWidget(self.paused_label)
+        controls.addStretch(1)
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(8, 8, 8, 8)
+        layout.setSpacing(6)
+        layout.addWidget(self.banner)
+        layout.addWidget(self.table, 1)
+        layout.addLayout(controls)
+        layout.addWidget(self.baseline_label)
+
+        # Window-wide shortcuts: they work wherever the focus is in the main window.
+        self.ack_shortcut = QShortcut(QKeySequence(self.ACK_KEY), self)
+        self.ack_shortcut.activated.connect(self._request_ack)
+        self.pause_shortcut = QShortcut(QKeySequence(self.PAUSE_KEY), self)
+        self.pause_shortcut.activated.connect(self.pause_requested)
+
+        #: The one timer behind every flashing signal in this widget.
+        self.flash_timer = QTimer(self)
+        self.flash_timer.setSingleShot(True)
+        self.flash_timer.setTimerType(Qt.TimerType.PreciseTimer)
+        self.flash_timer.timeout.connect(self.refresh_flash)
+
+        self.update_alarms([], AudioDue(None, 0.0), "", time.time())
+
+    # --- input ----------------------------------------------------------------------------
+
+    def update_alarms(
+        self, alarms: list[Alarm], audio: AudioDue, baseline_text: str, now_wall: float
+    ) -> None:
+        """Show these alarms, the audio state and the baseline line; ``now_wall`` ages them."""
+        ordered = sorted(alarms, key=lambda a: (-a.priority, a.started.mono, a.id))
+        selected = self.selected_alarm_id()
+        self._alarms = ordered
+        self._audio = audio
+        self._fill_table(ordered, now_wall, selected)
+        self._fill_banner(ordered)
+        self.ack_button.setEnabled(any(not a.acknowledged for a in ordered))
+        if audio.paused_for > 0:
+            self.paused_label.setText(f"Audio paused {format_countdown(audio.paused_for)}")
+            self.paused_label.show()
+        else:
+            self.paused_label.hide()
+        self._fill_baseline(baseline_text)
+        self.refresh_flash()
+
+    def set_keys(self, ack_key: str, pause_key: str, *, own_shortcuts: bool = True) -> None:
+        """Use these keys and show them on the buttons.
+
+        With ``own_shortcuts=False`` the keys are only shown: the main window's own actions
+        handle them. Never register one key twice (here and in a window action): Qt then calls
+        it ambiguous and neither fires.
+        """
+        self.ack_button.setText(f"Acknowledge  [{ack_key}]")
+        self.pause_button.setText(f"Audio pause  [{pause_key}]")
+        self.ack_shortcut.setKey(QKeySequence(ack_key))
+        self.pause_shortcut.setKey(QKeySequence(pause_key))
+        self.ack_shortcut.setEnabled(own_shortcuts)
+        self.pause_shortcut.setEnabled(own_shortcuts)
+
+    # --- what tests and the main window can read ------------------------------------------
+
+    @staticmethod
+    def lit(priority: Priority, t: float) -> bool:
+        """Whether the visual signal of ``priority`` is lit at monotonic time ``t``."""
+        return priority_lit(priority, t)
+
+    @property
+    def alarms(self) -> list[Alarm]:
+        """The alarms shown, top row first."""
+        return list(self._alarms)
+
+    @property
+    def banner_priority(self) -> Priority | None:
+        return self._banner_priority
+
+    @property
+    def banner_lit(self) -> bool:
+        return bool(self._banner_lit)
+
+    def marker_lit(self, row: int) -> bool:
+        return bool(self._marker_lit[row])
+
+    def row_colour(self, row: int) -> QColor:
+        """The priority colour of a row's message text."""
+        return self.table.item(row, _MESSAGE).foreground().color()
+
+    def banner_colour(self) -> QColor | None:
+        """The priority colour the banner shows (lit or not); None without alarms."""
+        p = self._banner_priority
+        return None if p is None else QColor(_shade(p).fill)
+
+    def selected_alarm_id(self) -> str | None:
+        rows = self.table.selectionModel().selectedRows()
+        if not rows:
+            return None
+        item = self.table.item(rows[0].row(), _MARKER)
+        return None if item is None else item.data(Qt.ItemDataRole.UserRole)
+
+    def target_alarm_id(self) -> str | None:
+        """What acknowledge acts on: the selected alarm if it waits for it, else the top one."""
+        selected = self.selected_alarm_id()
+        for alarm in self._alarms:
+            if alarm.id == selected and not alarm.acknowledged:
+                return alarm.id
+        return next((a.id for a in self._alarms if not a.acknowledged), None)
+
+    # --- flashing -------------------------------------------------------------------------
+
+    def refresh_flash(self, t: float | None = None) -> None:
+        """Apply the lit state at monotonic time ``t`` (now) and wake at the next edge."""
+        scheduled = t is None
+        if t is None:
+            t = time.monotonic()
+        p = self._banner_priority
+        if p is not None:
+            self._set_banner_lit(priority_lit(p, t))
+        for row, alarm in enumerate(self._alarms):
+            self._set_marker_lit(row, alarm.priority, priority_lit(alarm.priority, t))
+        if not scheduled:
+            return
+        edges = [e for e in (next_edge(p, t) for p in {a.priority for a in self._alarms}) if e]
+        if edges:
+            self.flash_timer.start(max(5, math.ceil((min(edges) - t) * 1000) + 1))
+        else:
+            self.flash_timer.stop()
+
+    def _set_banner_lit(self, lit: bool) -> None:
+        if lit == self._banner_lit:
+            return
+        self._banner_lit = lit
+        assert self._banner_priority is not None
+        shade = _shade(self._banner_priority)
+        background = shade.fill if lit else _DARK
+        colour = shade.on_fill if lit else shade.text
+        self.banner.setStyleSheet(
+            f"#banner {{ background: {background}; border: 4px solid {shade.fill};"
+            " border-radius: 6px; }"
+            f"QLabel {{ color: {colour}; background: transparent; }}"
+        )
+
+    def _set_marker_lit(self, row: int, priority: Priority, lit: bool) -> None:
+        if self._marker_lit[row] == lit:
+            return
+        self._marker_lit[row] = lit
+        item = self.table.item(row, _MARKER)
+        shade = _shade(priority)
+        item.setBackground(QColor(shade.fill if lit else _DARK))
+        item.setForeground(QColor(shade.on_fill if lit else shade.text))
+
+    # --- drawing --------------------------------------------------------------------------
+
+    def _fill_banner(self, alarms: list[Alarm]) -> None:
+        top = alarms[0] if alarms else None
+        priority = top.priority if top else None
+        if priority != self._banner_priority or top is None:
+            self._banner_lit = None  # restyle on the next refresh
+        self._banner_priority = priority
+        if top is None:
+            if self._banner_idle:
+                return
+            self._banner_idle = True
+            self.banner_text.setText("No alarms")
+            self.banner_extra.setText("")
+            self.banner.setStyleSheet(
+                f"#banner {{ background: {_DARK}; border: 4px solid #232930;"
+                " border-radius: 6px; }"
+                f"QLabel {{ color: #5d6670; background: transparent; }}"
+            )
+            self.banner.setToolTip("")
+            return
+        self._banner_idle = False
+        value = format_value(top)
+        text = f"{MARKERS[top.priority]}  {top.message}"
+        if value:
+            text += f"   {value}"
+        if top.state is AlarmState.LATCHED:
+            text += "   (ended)"
+        self.banner_text.setText(text)
+        extra = f"{top.priority.name} PRIORITY"
+        if len(alarms) > 1:
+            extra += f"\n+{len(alarms) - 1} more"
+        self.banner_extra.setText(extra)
+        self.banner.setToolTip(_tooltip(top))
+
+    def _fill_table(self, alarms: list[Alarm], now_wall: float, selected: str | None) -> None:
+        rows = []
+        for alarm in alarms:
+            started = time.strftime("%H:%M:%S", time.localtime(alarm.started.wall))
+            texts = {
+                _MARKER: MARKERS[alarm.priority],
+                _MESSAGE: alarm.message,
+                _VALUE: format_value(alarm),
+                _SOURCE: "" if alarm.source == "session" else alarm.source,
+                _SINCE: f"{started}  ({format_age(now_wall - alarm.started.wall)})",
+                _STATE: _state_text(alarm),
+                _DELAY: _delay_text(alarm),
+            }
+            rows.append((alarm, texts))
+        # Called on every screen tick: touch the table only when what it shows has changed.
+        key = [(a.id, a.priority, tuple(texts.values())) for a, texts in rows]
+        if key == self._table_key:
+            return
+        self._table_key = key
+        table = self.table
+        table.blockSignals(True)
+        table.setUpdatesEnabled(False)
+        try:
+            table.setRowCount(len(rows))
+            self._marker_lit = [None] * len(rows)
+            reselect = None
+            for row, (alarm, texts) in enumerate(rows):
+                shade = _shade(alarm.priority)
+                tip = _tooltip(alarm)
+                for column, text in texts.items():
+                    item = table.item(row, column)
+                    if item is None:
+                        item = QTableWidgetItem()
+                        table.setItem(row, column, item)
+                    item.setText(text)
+                    item.setToolTip(tip)
+                    item.setData(Qt.ItemDataRole.UserRole, alarm.id)
+                    item.setBackground(QColor(_PANEL))
+                    item.setForeground(QColor(_TEXT))
+                    font = item.font()
+                    font.setBold(column in (_MARKER, _MESSAGE))
+                    item.setFont(font)
+                table.item(row, _MARKER).setTextAlignment(Qt.AlignmentFlag.AlignCenter)
+                table.item(row, _MESSAGE).setForeground(QColor(shade.text))
+                if alarm.state is AlarmState.LATCHED and not alarm.acknowledged:
+                    table.item(row, _STATE).setForeground(QColor(shade.text))
+                elif alarm.acknowledged:
+                    table.item(row, _STATE).setForeground(QColor(_DIM))
+                table.item(row, _DELAY).setForeground(QColor(_DIM))
+                table.item(row, _SOURCE).setForeground(QColor(_DIM))
+                if alarm.id == selected:
+                    reselect = row
+            if reselect is None:
+                table.clearSelection()
+            else:
+                table.selectRow(reselect)
+        finally:
+            table.setUpdatesEnabled(True)
+            table.blockSignals(False)
+
+    def _fill_baseline(self, text: str) -> None:
+        if text == self._baseline_text:
+            return
+        self._baseline_text = text
+        inactive = "inactive" in text or text.startswith("no ")
+        self.baseline_label.setText(f"Baseline: {text}" if text else "")
+        self.baseline_label.setStyleSheet(
+            f"color: {_AMBER if inactive else _DIM}; background: transparent;"
+        )
+
+    # --- actions --------------------------------------------------------------------------
+
+    def _request_ack(self) -> None:
+        alarm_id = self.target_alarm_id()
+        if alarm_id is not None:
+            self.acknowledge_requested.emit(alarm_id)

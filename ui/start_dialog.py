@@ -1,0 +1,504 @@
+"""The start dialog: who, what drug, which devices on which ports, which alarm profile.
+
+A wrong or busy port is the usual first problem of a session: the dialog then stays open with
+the reason in red under that device, so the nurse can plug the cable in, pick another port, or
+type one (``serial.tools.list_ports`` never lists ptys or network ports, so the port field is an
+editable list that takes any path or pyserial URL such as ``socket://host:7000``).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QGuiApplication
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSizePolicy,
+    QVBoxLayout,
+    QWidget,
+)
+
+from alarms.profile import load_profile, profile_names
+from devices.registry import protocol_names
+from devices.spec import SIM, DeviceSpec
+from kapmonitor.errors import UserError
+from kapmonitor.record.session import Drug, Route
+
+__all__ = ["DeviceRow", "StartDialog", "serial_ports"]
+
+ERROR_STYLE = "color: #ff6b6b; font-weight: bold;"
+ROUTE_LABELS = {
+    Route.IV: "IV (intravenous)",
+    Route.IM: "IM (intramuscular)",
+    Route.SUBLINGUAL: "sublingual",
+    Route.INTRANASAL: "intranasal",
+}
+DOSE_UNITS = ("mg", "mg/kg", "µg")
+PORT_HINT = "/dev/ttyUSB0, COM3 or socket://host:7000"
+
+
+def serial_ports() -> list[tuple[str, str]]:
+    """The serial ports present: (device, description). Never ptys or network ports."""
+    try:
+        from serial.tools.list_ports import comports
+
+        return sorted((p.device, p.description or "") for p in comports())
+    except Exception:  # a broken port enumeration must not stop a session from starting
+        return []
+
+
+def _scenario_names() -> list[str]:
+    try:
+        from devices.sim.scenario import scenario_names
+
+        return scenario_names()
+    except Exception:
+        return []
+
+
+def _error_label(parent: QWidget) -> QLabel:
+    label = QLabel(parent)
+    label.setStyleSheet(ERROR_STYLE)
+    label.setWordWrap(True)
+    label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+    label.hide()
+    return label
+
+
+class DeviceRow(QWidget):
+    """One device: protocol, port (or scenario), remove, and a line for its error."""
+
+    remove_requested = Signal(QWidget)
+
+    def __init__(
+        self,
+        ports: Sequence[tuple[str, str]],
+        parent: QWidget | None = None,
+        protocol: str | None = None,
+        port: str = "",
+    ) -> None:
+        super().__init__(parent)
+        self._ports = list(ports)
+        self.protocol = QComboBox(self)
+        self.protocol.addItems([*protocol_names(), SIM])
+        self.protocol.setToolTip("The device's wire protocol; sim: the built-in simulator")
+        self.port = QComboBox(self)
+        self.port.setEditable(True)
+        self.port.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
+        self.port.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.port.setMinimumContentsLength(28)
+        self.remove = QPushButton("Remove", self)
+        self.remove.setAutoDefault(False)
+        self.remove.setToolTip("Take this device out of the session")
+        self.error = _error_label(self)
+
+        line = QHBoxLayout()
+        line.setContentsMargins(0, 0, 0, 0)
+        line.addWidget(self.protocol)
+        line.addWidget(self.port, 1)
+        line.addWidget(self.remove)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(2)
+        layout.addLayout(line)
+        layout.addWidget(self.error)
+
+        if protocol is not None and self.protocol.findText(protocol) >= 0:
+            self.protocol.setCurrentText(protocol)
+        self._fill_ports()
+        self.port.setEditText(port)
+        if not port:
+            self._default_scenario()
+        self.protocol.currentTextChanged.connect(self._protocol_changed)
+        self.port.editTextChanged.connect(lambda _text: self.set_error(None))
+        self.remove.clicked.connect(lambda: self.remove_requested.emit(self))
+
+    @property
+    def is_sim(self) -> bool:
+        return self.protocol.currentText() == SIM
+
+    def spec_text(self) -> str:
+        """This row as the command line names it: ``PROTOCOL@PORT`` or ``sim:SCENARIO``."""
+        target = self.port.currentText().strip()
+        if self.is_sim:
+            return f"{SIM}:{target}"
+        return f"{self.protocol.currentText()}@{target}"
+
+    def set_ports(self, ports: Sequence[tuple[str, str]]) -> None:
+        self._ports = list(ports)
+        if not self.is_sim:
+            self._fill_ports()
+
+    def set_error(self, text: str | None) -> None:
+        self.error.setText(text or "")
+        self.error.setVisible(bool(text))
+        self.port.setToolTip(text or self._port_tooltip())
+
+    def _port_tooltip(self) -> str:
+        if self.is_sim:
+            return "A simulator scenario, or a scenario .toml file"
+        return f"Pick a port or type one: {PORT_HINT}"
+
+    def _fill_ports(self) -> None:
+        text = self.port.currentText()
+        self.port.blockSignals(True)
+        self.port.clear()
+        if self.is_sim:
+            self.port.addItems(_scenario_names())
+            self.port.lineEdit().setPlaceholderText("scenario name or .toml file")
+        else:
+            for device, description in self._ports:
+                self.port.addItem(device)
+                self.port.setItemData(
+                    self.port.count() - 1, description, Qt.ItemDataRole.ToolTipRole
+                )
+            self.port.lineEdit().setPlaceholderText(PORT_HINT)
+        self.port.setEditText(text)
+        self.port.blockSignals(False)
+        self.port.setToolTip(self._port_tooltip())
+
+    def _protocol_changed(self, _text: str) -> None:
+        self.port.setEditText("")
+        self._fill_ports()
+        self._default_scenario()
+        self.set_error(None)
+
+    def _default_scenario(self) -> None:
+        if self.is_sim and self.port.count():
+            self.port.setCurrentIndex(max(0, self.port.findText("typical")))
+
+
+class StartDialog(QDialog):
+    """Asks for the session's header, devices and alarm profile.
+
+    ``check_device(spec_text)`` (optional) is called for each device on OK, e.g. to open and
+    close its port; it returns a sentence saying what is wrong, or None. Any problem keeps the
+    dialog open with the sentence in red under that device. ``list_ports`` replaces the port
+    enumeration (tests, or a platform-specific list).
+    """
+
+    def __init__(
+        self,
+        parent: QWidget | None = None,
+        *,
+        check_device: Callable[[str], str | None] | None = None,
+        list_ports: Callable[[], list[tuple[str, str]]] = serial_ports,
+        defaults: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Start a session")
+        self.setModal(True)
+        self._check_device = check_device
+        self._list_ports = list_ports
+        self._ports = list_ports()
+        self.rows: list[DeviceRow] = []
+
+        # Who and what.
+        self.patient = QLineEdit(self)
+        self.patient.setPlaceholderText("the patient identifier as the clinic uses it")
+        self.patient_error = _error_label(self)
+        self.clinician = QLineEdit(self)
+        self.operator = QLineEdit(self)
+        self.operator.setPlaceholderText("who runs the monitor (recorded with acks and pauses)")
+        self.drug = QComboBox(self)
+        for drug in Drug:
+            self.drug.addItem(drug.value, drug.value)
+        self.route = QComboBox(self)
+        for route in Route:
+            self.route.addItem(ROUTE_LABELS.get(route, route.value), route.value)
+        self.dose = QDoubleSpinBox(self)
+        self.dose.setRange(0.0, 10000.0)
+        self.dose.setDecimals(2)
+        self.dose.setSingleStep(1.0)
+        self.dose.setSpecialValueText("not given")
+        self.dose.setMinimumWidth(120)
+        self.dose_unit = QComboBox(self)
+        self.dose_unit.setEditable(True)
+        self.dose_unit.addItems(DOSE_UNITS)
+        dose_line = QHBoxLayout()
+        dose_line.addWidget(self.dose)
+        dose_line.addWidget(self.dose_unit)
+        dose_line.addStretch(1)
+
+        self.profile = QComboBox(self)
+        self.profile.setEditable(True)
+        self.profile.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
+        self.profile.addItems(profile_names())
+        self.profile.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.profile_browse = QPushButton("&File…", self)
+        self.profile_browse.setAutoDefault(False)
+        self.profile_browse.setToolTip("Use an alarm profile file (.toml)")
+        self.profile_browse.clicked.connect(self._browse_profile)
+        self.profile_error = _error_label(self)
+        profile_line = QHBoxLayout()
+        profile_line.addWidget(self.profile, 1)
+        profile_line.addWidget(self.profile_browse)
+
+        form = QFormLayout()
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.ExpandingFieldsGrow)
+        form.addRow(self._buddy("&Patient identifier *", self.patient), self.patient)
+        form.addRow("", self.patient_error)
+        form.addRow(self._buddy("C&linician", self.clinician), self.clinician)
+        form.addRow(self._buddy("&Operator", self.operator), self.operator)
+        form.addRow(self._buddy("&Drug", self.drug), self.drug)
+        form.addRow(self._buddy("&Route", self.route), self.route)
+        form.addRow(self._buddy("Do&se", self.dose), dose_line)
+        form.addRow(self._buddy("Alarm pro&file", self.profile), profile_line)
+        form.addRow("", self.profile_error)
+
+        # Devices.
+        self.devices_box = QGroupBox("Devices", self)
+        self.rows_layout = QVBoxLayout()
+        self.rows_layout.setSpacing(6)
+        self.devices_error = _error_label(self)
+        self.add_button = QPushButton("&Add device", self)
+        self.add_button.setAutoDefault(False)
+        self.add_button.clicked.connect(lambda: self.add_device(focus=True))
+        self.refresh_button = QPushButton("Refres&h ports", self)
+        self.refresh_button.setAutoDefault(False)
+        self.refresh_button.setToolTip("Look again for serial ports (after plugging a cable in)")
+        self.refresh_button.clicked.connect(self.refresh_ports)
+        buttons_line = QHBoxLayout()
+        buttons_line.addWidget(self.add_button)
+        buttons_line.addWidget(self.refresh_button)
+        buttons_line.addStretch(1)
+        hint = QLabel(
+            "Not every port is listed: type a path (/dev/pts/3) or a URL (socket://host:7000).",
+            self,
+        )
+        hint.setWordWrap(True)
+        hint.setStyleSheet("color: #8a939d;")
+        box_layout = QVBoxLayout(self.devices_box)
+        box_layout.addLayout(self.rows_layout)
+        box_layout.addWidget(self.devices_error)
+        box_layout.addLayout(buttons_line)
+        box_layout.addWidget(hint)
+
+        self.buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel, self
+        )
+        self.ok_button = self.buttons.button(QDialogButtonBox.StandardButton.Ok)
+        self.ok_button.setText("Start session")
+        self.ok_button.setDefault(True)
+        self.buttons.accepted.connect(self.accept)
+        self.buttons.rejected.connect(self.reject)
+
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.devices_box)
+        layout.addWidget(self.buttons)
+        self.resize(720, self.sizeHint().height())
+
+        self._apply_defaults(defaults or {})
+        if not self.rows:
+            self.add_device()
+        self._fix_tab_order()
+        self.patient.setFocus()
+
+    # --- devices --------------------------------------------------------------------------
+
+    def add_device(self, protocol: str | None = None, port: str = "", focus: bool = False):
+        """Add a device row; returns it."""
+        row = DeviceRow(self._ports, self.devices_box, protocol, port)
+        row.remove_requested.connect(self._remove_row)
+        self.rows.append(row)
+        self.rows_layout.addWidget(row)
+        row.show()
+        self.devices_error.hide()
+        self._fix_tab_order()
+        if focus:
+            row.protocol.setFocus()
+        return row
+
+    def refresh_ports(self) -> None:
+        self._ports = self._list_ports()
+        for row in self.rows:
+            row.set_ports(self._ports)
+
+    def _remove_row(self, row: QWidget) -> None:
+        if row not in self.rows:
+            return
+        index = self.rows.index(row)
+        self.rows.remove(row)
+        self.rows_layout.removeWidget(row)
+        row.hide()
+        row.deleteLater()
+        self._fix_tab_order()
+        if self.rows:
+            self.rows[min(index, len(self.rows) - 1)].port.setFocus()
+        else:
+            self.add_button.setFocus()
+
+    # --- the result -----------------------------------------------------------------------
+
+    def values(self) -> dict[str, Any]:
+        """What the nurse entered (after OK)."""
+        dose = self.dose.value()
+        return {
+            "patient": self.patient.text().strip(),
+            "clinician": self.clinician.text().strip(),
+            "operator": self.operator.text().strip(),
+            "drug": self.drug.currentData(),
+            "route": self.route.currentData(),
+            "dose": dose if dose > 0 else None,
+            "dose_unit": self.dose_unit.currentText().strip() or "mg",
+            "devices": [row.spec_text() for row in self.rows],
+            "profile": self.profile.currentText().strip(),
+        }
+
+    def accept(self) -> None:
+        if self.validate():
+            super().accept()
+
+    def validate(self) -> bool:
+        """Check every field and device; show each problem where it is. True if all is well."""
+        first_bad: QWidget | None = None
+
+        def bad(widget: QWidget) -> None:
+            nonlocal first_bad
+            if first_bad is None:
+                first_bad = widget
+
+        self._show(self.patient_error, None)
+        self._show(self.profile_error, None)
+        self._show(self.devices_error, None)
+        for row in self.rows:
+            row.set_error(None)
+
+        if not self.patient.text().strip():
+            self._show(self.patient_error, "Enter the patient identifier.")
+            bad(self.patient)
+
+        profile = self.profile.currentText().strip()
+        if not profile:
+            self._show(self.profile_error, "Choose an alarm profile.")
+            bad(self.profile)
+        else:
+            try:
+                load_profile(profile)
+            except UserError as exc:
+                self._show(self.profile_error, str(exc))
+                bad(self.profile)
+
+        if not self.rows:
+            self._show(self.devices_error, "Add at least one device.")
+            bad(self.add_button)
+        seen: dict[str, int] = {}
+        for number, row in enumerate(self.rows, start=1):
+            target = row.port.currentText().strip()
+            if not target:
+                row.set_error(
+                    "Choose a simulator scenario."
+                    if row.is_sim
+                    else f"Choose or type the port ({PORT_HINT})."
+                )
+                bad(row.port)
+                continue
+            try:
+                DeviceSpec.parse(row.spec_text())
+            except UserError as exc:
+                row.set_error(str(exc))
+                bad(row.port)
+                continue
+            key = row.spec_text() if row.is_sim else target
+            if not row.is_sim and key in seen:
+                row.set_error(f"Device {seen[key]} already uses port '{target}'.")
+                bad(row.port)
+                continue
+            seen[key] = number
+
+        if first_bad is None and self._check_device is not None:
+            QGuiApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
+            try:
+                for row in self.rows:
+                    try:
+                        problem = self._check_device(row.spec_text())
+                    except Exception as exc:  # a checker's bug must not close the dialog
+                        problem = f"this device could not be checked: {exc}"
+                    if problem:
+                        row.set_error(problem)
+                        bad(row.port)
+            finally:
+                QGuiApplication.restoreOverrideCursor()
+
+        if first_bad is not None:
+            first_bad.setFocus()
+            return False
+        return True
+
+    # --- internals ------------------------------------------------------------------------
+
+    def _buddy(self, text: str, widget: QWidget) -> QLabel:
+        label = QLabel(text, self)
+        label.setBuddy(widget)
+        return label
+
+    @staticmethod
+    def _show(label: QLabel, text: str | None) -> None:
+        label.setText(text or "")
+        label.setVisible(bool(text))
+
+    def _browse_profile(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Alarm profile", "", "Alarm profiles (*.toml);;All files (*)"
+        )
+        if path:
+            self.profile.setEditText(path)
+
+    def _apply_defaults(self, defaults: dict[str, Any]) -> None:
+        self.patient.setText(str(defaults.get("patient") or ""))
+        self.clinician.setText(str(defaults.get("clinician") or ""))
+        self.operator.setText(str(defaults.get("operator") or ""))
+        for combo, key in ((self.drug, "drug"), (self.route, "route")):
+            if defaults.get(key):
+                index = combo.findData(str(defaults[key]))
+                if index >= 0:
+                    combo.setCurrentIndex(index)
+        if defaults.get("dose"):
+            self.dose.setValue(float(defaults["dose"]))
+        if defaults.get("dose_unit"):
+            self.dose_unit.setEditText(str(defaults["dose_unit"]))
+        if defaults.get("profile"):
+            self.profile.setEditText(str(defaults["profile"]))
+        for text in defaults.get("devices") or ():
+            try:
+                spec = DeviceSpec.parse(text)
+            except UserError:
+                continue
+            protocol = spec.text.partition("@")[0] if spec.kind != SIM else SIM
+            self.add_device(protocol.split("+")[0], spec.target)
+
+    def _fix_tab_order(self) -> None:
+        chain: list[QWidget] = [
+            self.patient,
+            self.clinician,
+            self.operator,
+            self.drug,
+            self.route,
+            self.dose,
+            self.dose_unit,
+            self.profile,
+            self.profile_browse,
+        ]
+        for row in self.rows:
+            chain += [row.protocol, row.port, row.remove]
+        chain += [
+            self.add_button,
+            self.refresh_button,
+            *self.buttons.buttons(),
+        ]
+        for a, b in itertools.pairwise(chain):
+            QWidget.setTabOrder(a, b)
