@@ -1,0 +1,394 @@
+"""What the dosing-room screen draws, kept as numpy arrays: plain Python, no Qt.
+
+:class:`LiveBuffers` takes the hub's items (and the alarm log's entries) as they are drained on
+the screen's timer tick and keeps just what the live view needs:
+
+* a trend per numeric code (SpO2, pulse rate, heart rate, perfusion index) for the whole
+  session: ``(t_wall, value)`` in preallocated arrays that double when full, a missing value
+  (``None``) kept as NaN so the plot shows a gap, never a 0;
+* the NIBP readings (time, systolic, diastolic, mean, flags);
+* the last 10 s of pleth per source in a ring buffer (fixed size: memory is flat however long
+  the session runs), NaN samples kept and missing blocks filled with NaN;
+* the latest value per code with its flags and stamp (its age is ``now - stamp.wall``);
+* the dose time (T0: the first ``SessionEvent`` DOSE), session markers and alarm starts.
+
+The screen reads the arrays as views (:meth:`Series.t`, :meth:`Series.v`); each buffer has a
+``version`` that changes when it does, so a redraw can skip what has not changed.
+
+Times on the screen are minutes from the dose (:meth:`LiveBuffers.minutes_from_dose`); before
+a dose they are minutes from the session start, and once the dose is given the pre-dose part of
+the session reads as negative minutes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from alarms.model import LogEntry, LogEvent, Priority
+from kapmonitor.codes import Code
+from kapmonitor.model import (
+    DeviceEvent,
+    Flag,
+    Flags,
+    NibpReading,
+    Numeric,
+    SessionEvent,
+    SessionEventKind,
+    Stamp,
+    WaveformBlock,
+)
+
+#: The numerics that get a trend.
+TREND_CODES = (Code.SPO2, Code.PULSE_RATE, Code.HEART_RATE, Code.PERFUSION)
+#: Seconds of pleth kept per source.
+PLETH_WINDOW_S = 10.0
+#: First capacity of a growing series: about an hour of 1-Hz numerics before the first doubling.
+INITIAL_CAPACITY = 4096
+#: A growing series never holds more than this many points: past it, neighbouring points are
+#: merged pairwise (a day and a half of 1-Hz numerics before the first merge), so even a session
+#: left running for days stays bounded.
+MAX_POINTS = 1 << 17
+#: A pleth block that starts this many sample periods after the previous one ended means samples
+#: were lost (an unplugged cable): the ring gets NaN for them, so the sweep shows a gap.
+PLETH_GAP_PERIODS = 1.5
+
+
+class Series:
+    """Columns of float64 that grow together by doubling; appends are O(1) amortised.
+
+    Column ``t`` is the wall time (seconds since the epoch); the others are values, NaN where
+    there was none.
+    """
+
+    def __init__(
+        self,
+        columns: tuple[str, ...] = ("t", "v"),
+        capacity: int = INITIAL_CAPACITY,
+        max_points: int = MAX_POINTS,
+    ) -> None:
+        if capacity < 2 or max_points < capacity:
+            raise ValueError("capacity must be at least 2 and at most max_points")
+        self.columns = columns
+        self.max_points = max_points
+        self._data = np.full((len(columns), capacity), np.nan)
+        self._index = {name: i for i, name in enumerate(columns)}
+        self.n = 0
+        self.version = 0  #: changes whenever the series does
+
+    def __len__(self) -> int:
+        return self.n
+
+    @property
+    def capacity(self) -> int:
+        return self._data.shape[1]
+
+    @property
+    def nbytes(self) -> int:
+        return self._data.nbytes
+
+    def column(self, name: str) -> np.ndarray:
+        """A read-only view of the first ``n`` values of a column (no copy)."""
+        view = self._data[self._index[name], : self.n]
+        view.flags.writeable = False
+        return view
+
+    @property
+    def t(self) -> np.ndarray:
+        return self.column("t")
+
+    @property
+    def v(self) -> np.ndarray:
+        return self.column(self.columns[1])
+
+    def append(self, *values: float) -> None:
+        if self.n == self.capacity:
+            self._make_room()
+        self._data[:, self.n] = values
+        self.n += 1
+        self.version += 1
+
+    def _make_room(self) -> None:
+        # New arrays rather than in-place changes: views handed out earlier stay valid.
+        if self.capacity < self.max_points:
+            grown = np.full((len(self.columns), min(2 * self.capacity, self.max_points)), np.nan)
+            grown[:, : self.n] = self._data
+            self._data = grown
+            return
+        # Full at the cap: merge neighbours pairwise (time of the first, NaN if either is a gap,
+        # so a gap never disappears), halving the points and the time resolution.
+        half = self.n // 2
+        pairs = self._data[:, : 2 * half].reshape(len(self.columns), half, 2)
+        merged = pairs[:, :, 0].copy()
+        merged[1:][np.isnan(pairs[1:, :, 1])] = np.nan
+        data = np.full_like(self._data, np.nan)
+        data[:, :half] = merged
+        data[:, half : half + self.n - 2 * half] = self._data[:, 2 * half : self.n]
+        self._data = data
+        self.n = half + self.n - 2 * half
+
+
+class PlethRing:
+    """The last ``window_s`` seconds of one source's pleth, in a ring of fixed size.
+
+    Sample ``k`` of the source's stream (counted from its first block) lives at ``data[k % size]``,
+    so a sweep display can draw the ring as it is, at x = index / fs, with the write head at
+    ``count % size``.
+    """
+
+    def __init__(self, fs: float, window_s: float = PLETH_WINDOW_S) -> None:
+        if not fs > 0:
+            raise ValueError("fs must be positive")
+        self.fs = fs
+        self.window_s = window_s
+        self.size = max(2, math.ceil(window_s * fs))
+        self.data = np.full(self.size, np.nan)
+        self.count = 0  #: samples written since the first block (lost samples count too)
+        self.t_end: float | None = None  #: wall time just after the newest sample
+        self.flags: Flags = frozenset()  #: the newest block's flags
+        self.version = 0
+
+    @property
+    def nbytes(self) -> int:
+        return self.data.nbytes
+
+    @property
+    def head(self) -> int:
+        """Where the next sample goes."""
+        return self.count % self.size
+
+    def add(self, block: WaveformBlock) -> None:
+        if self.t_end is not None:
+            missing = round((block.stamp.wall - self.t_end) * self.fs)
+            if missing >= PLETH_GAP_PERIODS:
+                self._write(np.full(min(missing, self.size), np.nan), skip=missing)
+        self._write(block.samples)
+        self.t_end = block.stamp.wall + len(block.samples) / self.fs
+        self.flags = block.flags
+        self.version += 1
+
+    def _write(self, samples: np.ndarray, skip: int | None = None) -> None:
+        """Write ``samples`` at the head and advance it by ``skip`` (default: their number)."""
+        n = len(samples)
+        advance = n if skip is None else skip
+        if n >= self.size:
+            samples = samples[-self.size :]
+            n = self.size
+        start = (self.count + advance - n) % self.size
+        first = min(n, self.size - start)
+        self.data[start : start + first] = samples[:first]
+        self.data[: n - first] = samples[first:]
+        self.count += advance
+
+    def latest(self, seconds: float | None = None) -> np.ndarray:
+        """The newest samples in time order (a copy): all of the ring, or the last ``seconds``."""
+        n = min(self.count, self.size)
+        if seconds is not None:
+            n = min(n, round(seconds * self.fs))
+        idx = (self.head - n + np.arange(n)) % self.size
+        return self.data[idx]
+
+    def age(self, now_wall: float) -> float | None:
+        return None if self.t_end is None else now_wall - self.t_end
+
+
+@dataclass(frozen=True, slots=True)
+class Latest:
+    """The newest value of a code, as a tile shows it."""
+
+    source: str
+    value: float | None
+    flags: Flags
+    stamp: Stamp
+
+    def age(self, now_wall: float) -> float:
+        return now_wall - self.stamp.wall
+
+
+@dataclass(frozen=True, slots=True)
+class Marker:
+    """A labelled point in the session's time (the dose, a nurse's marker)."""
+
+    t: float  #: wall time
+    kind: SessionEventKind
+    text: str
+
+
+class LiveBuffers:
+    """Everything the live view draws, fed by :meth:`ingest` on the screen's timer tick.
+
+    Not thread-safe: one thread (the Qt main thread) ingests and reads. Items from a hub
+    subscription's ``drain()`` and alarm :class:`~alarms.model.LogEntry` objects may be mixed.
+    """
+
+    def __init__(
+        self,
+        session_start: float | None = None,
+        *,
+        pleth_window_s: float = PLETH_WINDOW_S,
+        capacity: int = INITIAL_CAPACITY,
+    ) -> None:
+        #: Wall time of the session start; by default the first item's stamp.
+        self.session_start = session_start
+        self.pleth_window_s = pleth_window_s
+        self.trends: dict[Code, Series] = {code: Series(capacity=capacity) for code in TREND_CODES}
+        #: NIBP readings; a failed reading is a row of NaN values (its flags say why).
+        self.nibp = Series(("t", "sys", "dia", "mean"), capacity=64)
+        self.nibp_flags: list[Flags] = []
+        self.latest_nibp: NibpReading | None = None
+        self.last_valid_nibp: NibpReading | None = None
+        self.pleth: dict[str, PlethRing] = {}
+        self.latest: dict[Code, Latest] = {}
+        self.devices: dict[str, DeviceEvent] = {}  #: the newest connection state per source
+        self.dose_time: float | None = None  #: wall time of T0
+        self.markers: list[Marker] = []  #: dose and nurse markers, in arrival order
+        self.alarm_log: list[LogEntry] = []
+        #: Alarm starts (LogEvent.ACTIVE): wall time, priority (1-3), value or NaN.
+        self.alarm_starts = Series(("t", "priority", "value"), capacity=64)
+        self.alarm_start_codes: list[str | None] = []
+        self.version = 0  #: changes whenever anything does
+
+    # --- input --------------------------------------------------------------------------------
+
+    def ingest(self, items: Iterable[object]) -> int:
+        """Take hub items and alarm log entries; return how many were used."""
+        used = 0
+        for item in items:
+            used += self.add(item)
+        return used
+
+    def add(self, item: object) -> bool:
+        """Take one item; False for what the live view does not show (e.g. device values)."""
+        stamp = getattr(item, "stamp", None)
+        if isinstance(stamp, Stamp) and self.session_start is None:
+            self.session_start = stamp.wall
+        if isinstance(item, WaveformBlock):
+            if item.code is not Code.PLETH:
+                return False
+            ring = self.pleth.get(item.source)
+            if ring is None or ring.fs != item.fs:
+                ring = self.pleth[item.source] = PlethRing(item.fs, self.pleth_window_s)
+            ring.add(item)
+        elif isinstance(item, Numeric):
+            self.latest[item.code] = Latest(item.source, item.value, item.flags, item.stamp)
+            series = self.trends.get(item.code)
+            if series is not None:
+                series.append(item.stamp.wall, _nan(item.value))
+        elif isinstance(item, NibpReading):
+            self.nibp.append(
+                item.stamp.wall, _nan(item.systolic), _nan(item.diastolic), _nan(item.mean)
+            )
+            self.nibp_flags.append(item.flags)
+            self.latest_nibp = item
+            if item.systolic is not None and item.diastolic is not None:
+                self.last_valid_nibp = item
+        elif isinstance(item, SessionEvent):
+            if item.kind is SessionEventKind.NIBP_SCHEDULED:
+                return False
+            if item.kind is SessionEventKind.DOSE:
+                if self.dose_time is not None:
+                    return False  # T0 is the first dose
+                self.dose_time = item.stamp.wall
+            self.markers.append(Marker(item.stamp.wall, item.kind, item.text))
+        elif isinstance(item, DeviceEvent):
+            self.devices[item.source] = item
+        elif isinstance(item, LogEntry):
+            self.alarm_log.append(item)
+            if item.event is LogEvent.ACTIVE:
+                priority = float(item.priority or Priority.LOW)
+                self.alarm_starts.append(item.stamp.wall, priority, _nan(item.value))
+                self.alarm_start_codes.append(item.code)
+        else:
+            return False
+        self.version += 1
+        return True
+
+    # --- time ---------------------------------------------------------------------------------
+
+    @property
+    def origin(self) -> float | None:
+        """Wall time of minute 0 on the screen: the dose, else the session start."""
+        return self.dose_time if self.dose_time is not None else self.session_start
+
+    def minutes_from_dose(self, t_wall):
+        """Minutes from the dose (before one: from the session start); works on arrays too."""
+        origin = self.origin
+        if origin is None:  # nothing has arrived: every time is minute 0
+            origin = t_wall
+        if isinstance(t_wall, np.ndarray):
+            return (t_wall - origin) / 60.0
+        return (float(t_wall) - origin) / 60.0
+
+    # --- reading ------------------------------------------------------------------------------
+
+    def first_pleth(self) -> PlethRing | None:
+        """The ring of the first source that sent pleth (what a one-oximeter screen shows)."""
+        return next(iter(self.pleth.values()), None)
+
+    def nbytes(self) -> int:
+        """Bytes held in the numpy buffers (trends, NIBP, pleth rings, alarm starts)."""
+        return (
+            sum(s.nbytes for s in self.trends.values())
+            + self.nibp.nbytes
+            + self.alarm_starts.nbytes
+            + sum(r.nbytes for r in self.pleth.values())
+        )
+
+
+def _nan(value: float | None) -> float:
+    return math.nan if value is None else float(value)
+
+
+# --- signal quality, for the SpO2 tile -------------------------------------------------------
+
+#: Perfusion index (%) below which the signal is called weak.
+WEAK_PI = 1.0
+LOW_PI = 0.4
+
+
+def signal_quality(flags: Flags, perfusion: float | None) -> tuple[int, str]:
+    """How far to trust the SpO2 reading: (0 none .. 3 good, a word for the tile)."""
+    if Flag.SENSOR_OFF in flags:
+        return 0, "sensor off"
+    if Flag.SEARCHING in flags:
+        return 0, "searching"
+    if flags & {Flag.ARTIFACT, Flag.QUESTIONABLE, Flag.OUT_OF_RANGE}:
+        return 1, "poor (artifact)" if Flag.ARTIFACT in flags else "poor"
+    if Flag.LOW_PERFUSION in flags or (perfusion is not None and perfusion < LOW_PI):
+        return 1, "low perfusion"
+    if perfusion is not None and perfusion < WEAK_PI:
+        return 2, "weak"
+    return 3, "good"
+
+
+FLAG_TEXT = {
+    Flag.SENSOR_OFF: "sensor off",
+    Flag.SEARCHING: "searching",
+    Flag.ARTIFACT: "artifact",
+    Flag.OUT_OF_RANGE: "out of range",
+    Flag.QUESTIONABLE: "questionable",
+    Flag.LOW_PERFUSION: "low perfusion",
+    Flag.MEASUREMENT_FAILED: "measurement failed",
+}
+
+
+def flags_text(flags: Flags) -> str:
+    """The flags in words, most important first: "sensor off", "searching, artifact"."""
+    return ", ".join(FLAG_TEXT[f] for f in FLAG_TEXT if f in flags)
+
+
+def age_text(seconds: float | None) -> str:
+    """How old a reading is, as a nurse says it: "just now", "40 s ago", "3 min ago"."""
+    if seconds is None or math.isnan(seconds):
+        return ""
+    if seconds < 5:
+        return "just now"
+    if seconds < 60:
+        return f"{seconds:.0f} s ago"
+    minutes = int(seconds // 60)
+    if minutes < 60:
+        return f"{minutes} min ago"
+    return f"{minutes // 60} h {minutes % 60} min ago"

@@ -1,0 +1,172 @@
+"""The live view of the dosing-room screen: trends, pleth and the big numbers.
+
+Layout (landscape, 1920×1080 or what the main window leaves of it): trends top left, the pleth
+sweep under them, the tiles in a column on the right: SpO2 (with signal quality), pulse rate,
+NIBP (age, schedule, change from baseline), and a small row with the perfusion index and, once an
+ECG sends it, the heart rate.
+
+The view never redraws by itself: the main window's QTimer calls :meth:`MonitorView.refresh`
+(at most 30 Hz) after draining the hub into the :class:`~kapmonitor.live.LiveBuffers`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from PySide6 import QtWidgets
+
+from alarms.profile import Profile
+from kapmonitor.codes import Code
+from kapmonitor.live import LiveBuffers, signal_quality
+from ui import theme
+from ui.pleth import PlethSweep
+from ui.tiles import NibpTile, NumericTile, baseline_pair
+from ui.trends import TrendPlot
+
+#: The schedule text for the NIBP tile, from the wall clock: ("next in 3 min", due_now).
+ScheduleProvider = Callable[[float], tuple[str, bool]]
+
+
+class MonitorView(QtWidgets.QWidget):
+    """Trends (top left), pleth (bottom left), tiles (right)."""
+
+    def __init__(
+        self,
+        profile: Profile | None = None,
+        *,
+        schedule: ScheduleProvider | None = None,
+        parent: QtWidgets.QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.trends = TrendPlot()
+        self.pleth = PlethSweep()
+        self.spo2 = NumericTile("SpO2", "%", theme.SPO2, value_px=160)
+        self.pulse = NumericTile("PR", "/min", theme.PULSE, value_px=160)
+        self.nibp = NibpTile(value_px=136)
+        self.pi = NumericTile("PI", "%", theme.PERFUSION, value_px=64, decimals=1, label_px=24)
+        self.hr = NumericTile("HR", "/min", theme.HEART_RATE, value_px=64, label_px=24)
+        self.hr.hide()  # until an ECG sends a heart rate
+        #: Called on each refresh for the NIBP tile's "next in …"/"DUE NOW", if set.
+        self.schedule_provider = schedule
+        self.numeric_tiles: dict[Code, NumericTile] = {
+            Code.SPO2: self.spo2,
+            Code.PULSE_RATE: self.pulse,
+            Code.PERFUSION: self.pi,
+            Code.HEART_RATE: self.hr,
+        }
+
+        left = QtWidgets.QVBoxLayout()
+        left.setSpacing(6)
+        left.addWidget(self.trends, 7)
+        left.addWidget(self.pleth, 3)
+        right = QtWidgets.QVBoxLayout()
+        right.setSpacing(8)
+        right.addWidget(self.spo2, 30)
+        right.addWidget(self.pulse, 30)
+        right.addWidget(self.nibp, 34)
+        small = QtWidgets.QHBoxLayout()
+        small.setSpacing(8)
+        small.addWidget(self.pi)
+        small.addWidget(self.hr)
+        right.addLayout(small, 16)
+        columns = QtWidgets.QHBoxLayout(self)
+        columns.setContentsMargins(8, 8, 8, 8)
+        columns.setSpacing(10)
+        columns.addLayout(left, 63)
+        columns.addLayout(right, 37)
+        self.set_profile(profile)
+
+    # --- pass-throughs for the main window ----------------------------------------------------
+
+    def set_profile(self, profile: Profile | None) -> None:
+        """Show the profile's limits on the trends and the tiles."""
+        self.trends.set_profile(profile)
+        if profile is None:
+            for tile in (*self.numeric_tiles.values(), self.nibp):
+                tile.set_limits("")
+            self.nibp.set_rise_rule(None)
+            return
+        self.spo2.set_limits(_limit_text(profile, (Code.SPO2,)))
+        self.pulse.set_limits(_limit_text(profile, (Code.PULSE_RATE,)))
+        self.hr.set_limits(_limit_text(profile, (Code.HEART_RATE,)))
+        self.nibp.set_limits(_limit_text(profile, (Code.NIBP_SYS, Code.NIBP_DIA)))
+        rise = profile.baseline_rise
+        self.nibp.set_rise_rule(None if rise is None else (rise.systolic, rise.diastolic))
+
+    def set_baseline(
+        self, systolic: float | tuple[float, float] | None = None, diastolic: float | None = None
+    ) -> None:
+        """The pre-dose NIBP baseline: ``set_baseline(124, 78)``, ``set_baseline((124, 78))``
+        or ``set_baseline(None)``."""
+        baseline = baseline_pair(systolic, diastolic)
+        self.nibp.set_baseline(baseline)
+        self.trends.set_baseline(baseline)
+
+    def set_schedule(self, next_due_text: str, due_now: bool) -> None:
+        self.nibp.set_schedule(next_due_text, due_now)
+
+    # --- the frame ----------------------------------------------------------------------------
+
+    def refresh(self, buffers: LiveBuffers, now_wall: float) -> None:
+        """Update everything from ``buffers`` as of ``now_wall`` (time.time() scale)."""
+        self.trends.refresh(buffers, now_wall)
+        self.pleth.refresh(buffers.first_pleth(), now_wall)
+        for code, tile in self.numeric_tiles.items():
+            latest = buffers.latest.get(code)
+            if latest is None:
+                tile.set_value(None)
+                continue
+            if tile.isHidden():
+                tile.show()
+            tile.set_value(latest.value, latest.flags, latest.age(now_wall))
+        spo2 = buffers.latest.get(Code.SPO2)
+        if spo2 is None:
+            self.spo2.set_quality(None)
+        else:
+            pi = buffers.latest.get(Code.PERFUSION)
+            level, word = signal_quality(spo2.flags, None if pi is None else pi.value)
+            self.spo2.set_quality(level, f"signal {word}")
+        reading = buffers.latest_nibp
+        if reading is None:
+            self.nibp.set_reading(None, None)
+        else:
+            valid = buffers.last_valid_nibp
+            last_valid = None
+            if valid is not None and valid is not reading:
+                last_valid = (valid.systolic, valid.diastolic, now_wall - valid.stamp.wall)
+            self.nibp.set_reading(
+                reading.systolic,
+                reading.diastolic,
+                reading.mean,
+                reading.flags,
+                now_wall - reading.stamp.wall,
+                last_valid=last_valid,
+            )
+        if self.schedule_provider is not None:
+            self.set_schedule(*self.schedule_provider(now_wall))
+
+
+def _limit_text(profile: Profile, codes: tuple[Code, ...]) -> str:
+    """The first (least severe) level of each limit on ``codes``: "< 90", "50–120", "sys > 160"."""
+    low = high = None
+    parts = []
+    for rule in profile.limits:
+        if not set(rule.codes) & set(codes):
+            continue
+        limit = rule.levels[0][1]
+        if len(codes) > 1:  # NIBP: name the part
+            part = "sys" if Code.NIBP_SYS in rule.codes else "dia"
+            parts.append(f"{part} {'<' if rule.direction == 'low' else '>'} {limit:g}")
+        elif rule.direction == "low":
+            low = limit
+        else:
+            high = limit
+    if parts:
+        return "  ".join(parts)
+    if low is not None and high is not None:
+        return f"alarm < {low:g} or > {high:g}"
+    if low is not None:
+        return f"alarm < {low:g}"
+    if high is not None:
+        return f"alarm > {high:g}"
+    return ""

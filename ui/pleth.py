@@ -1,0 +1,166 @@
+"""The pleth wave of the last ~10 s, drawn as a monitor's sweep.
+
+Sweep, not scroll: the trace is written left to right over a fixed 10-s window and wraps, with a
+short erase bar ahead of the write head, as bedside monitors draw it. It maps straight onto the
+ring buffer of :class:`~kapmonitor.live.PlethRing` (sample ``k`` is drawn at x = (k mod size)/fs),
+so a frame costs one copy of the ring (1,000 samples at 100 Hz) and one ``setData``; nothing
+moves that did not change, and a nurse's eye can rest on a beat instead of chasing it.
+
+Devices deliver the pleth in blocks (a quarter of a second from the simulator); drawn as they
+arrive the head would jump four times a second. The head is instead placed where the wall clock
+says it should be, :data:`DISPLAY_DELAY_S` behind the newest sample, so it moves smoothly at the
+frame rate. Samples the device marked invalid (NaN) and lost blocks are gaps, never a flat line
+at 0; when the pleth stops arriving the view says so over the last trace.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from kapmonitor.live import PlethRing, flags_text
+from ui import theme
+
+#: How far the drawn head lags the newest sample: a bit more than one device block.
+DISPLAY_DELAY_S = 0.3
+#: Width of the erase bar ahead of the head.
+ERASE_S = 0.25
+#: Seconds without pleth after which the view says "no pleth".
+STALE_S = 2.0
+
+
+class PlethSweep(QtWidgets.QWidget):
+    """The sweep of one source's pleth; :meth:`refresh` with its ring and the wall clock."""
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.title = QtWidgets.QLabel("Pleth")
+        self.title.setStyleSheet(theme.label_style(theme.PLETH, 22, bold=True))
+        self.status = QtWidgets.QLabel("")
+        self.status.setStyleSheet(theme.label_style(theme.WARN, 20))
+        self.status.setAlignment(QtCore.Qt.AlignmentFlag.AlignRight)
+        self.plot = pg.PlotWidget(background=theme.BACKGROUND)
+        item = self.plot.getPlotItem()
+        item.setMenuEnabled(False)
+        item.setMouseEnabled(x=False, y=False)
+        item.hideButtons()
+        item.disableAutoRange()
+        item.hideAxis("left")
+        item.hideAxis("bottom")
+        item.getViewBox().setDefaultPadding(0)
+        item.setContentsMargins(0, 4, 0, 4)
+        pen = pg.mkPen(theme.PLETH, width=1)
+        pen.setCosmetic(True)
+        self.curve = pg.PlotCurveItem(pen=pen, antialias=False, connect="finite")
+        self.plot.addItem(self.curve)
+        self.message = pg.TextItem("", color=theme.WARN, anchor=(0.5, 0.5))
+        font = QtGui.QFont(theme.TEXT_FONT)
+        font.setPixelSize(28)
+        font.setBold(True)
+        self.message.setFont(font)
+        self.message.setZValue(10)
+        self.plot.addItem(self.message)
+
+        header = QtWidgets.QHBoxLayout()
+        header.setContentsMargins(8, 0, 8, 0)
+        header.addWidget(self.title)
+        header.addStretch(1)
+        header.addWidget(self.status)
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addLayout(header)
+        layout.addWidget(self.plot, 1)
+
+        self._ring: PlethRing | None = None
+        self._x = np.zeros(0)
+        self._y = np.zeros(0)
+        self._y_range = (0.0, 1.0)
+        self._shown_head = -1
+        self._version = -1
+        self._any_signal = False
+        self._message = ""
+        self._status = ""
+        self.head = 0  #: index of the drawn write head in the ring (for tests)
+        self._set_y_range(0.0, 1.0)
+        self.plot.setXRange(0.0, 10.0, padding=0)
+
+    def refresh(self, ring: PlethRing | None, now_wall: float) -> None:
+        """Draw ``ring`` as it should look at ``now_wall``; None: no pleth source yet."""
+        if ring is None:
+            self._say("no pleth", "")
+            return
+        if ring is not self._ring:
+            self._ring = ring
+            self._x = np.arange(ring.size) / ring.fs
+            self._y = np.empty(ring.size)
+            self._shown_head = -1
+            self.plot.setXRange(0.0, ring.size / ring.fs, padding=0)
+        # How many of the received samples are due on screen by now.
+        hidden = 0
+        if ring.t_end is not None:
+            lag = ring.t_end - (now_wall - DISPLAY_DELAY_S)
+            hidden = min(max(0, round(lag * ring.fs)), ring.size // 2, ring.count)
+        shown = ring.count - hidden
+        head = shown % ring.size
+        if head == self._shown_head and ring.version == self._version:
+            self._update_text(ring, now_wall)
+            return
+        if ring.version != self._version:
+            self._version = ring.version
+            self._any_signal = bool(np.isfinite(ring.data).any())
+        self._update_text(ring, now_wall)
+        self._shown_head = head
+        self.head = head
+        y = self._y
+        np.copyto(y, ring.data)
+        erase = hidden + max(1, round(ERASE_S * ring.fs))
+        end = head + erase
+        y[head : min(end, ring.size)] = np.nan
+        if end > ring.size:
+            y[: end - ring.size] = np.nan
+        self._fit(y)
+        self.curve.setData(self._x, y)
+
+    def _update_text(self, ring: PlethRing, now_wall: float) -> None:
+        age = ring.age(now_wall)
+        if age is not None and age > STALE_S:
+            self._say("NO PLETH", f"no pleth for {_seconds(age)}")
+        else:
+            self._say("" if self._any_signal else "NO SIGNAL", flags_text(ring.flags))
+
+    def _say(self, message: str, status: str) -> None:
+        if message != self._message:
+            self._message = message
+            self.message.setText(message)
+        if status != self._status:
+            self._status = status
+            self.status.setText(status)
+
+    def _fit(self, y: np.ndarray) -> None:
+        """Keep the wave filling the view; move the range only when it is clearly off."""
+        finite = y[np.isfinite(y)]
+        if len(finite) < 2:
+            return
+        lo, hi = float(finite.min()), float(finite.max())
+        span = max(hi - lo, 1e-9)
+        r_lo, r_hi = self._y_range
+        r_span = r_hi - r_lo
+        outside = lo < r_lo or hi > r_hi
+        too_loose = span < 0.5 * r_span
+        if outside or too_loose:
+            self._set_y_range(lo - 0.08 * span, hi + 0.08 * span)
+
+    @property
+    def message_text(self) -> str:
+        return self._message
+
+    def _set_y_range(self, lo: float, hi: float) -> None:
+        self._y_range = (lo, hi)
+        self.plot.setYRange(lo, hi, padding=0)
+        self.message.setPos(5.0 if self._ring is None else self._ring.window_s / 2, (lo + hi) / 2)
+
+
+def _seconds(age: float) -> str:
+    return f"{age:.0f} s" if age < 120 else f"{age / 60:.0f} min"

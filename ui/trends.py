@@ -1,0 +1,421 @@
+"""The session's trends: every numeric since the start, on minutes from the dose.
+
+Four rows share one time axis: SpO2; pulse rate (and ECG heart rate when there is one); NIBP as
+points (systolic ▼ over diastolic ▲ joined by a thin line, the mean as a small dot); perfusion
+index. The alarm limits of the profile are dashed lines in the alarm colour of their level, with
+a faint band beyond the first level on the SpO2 and pulse rows. The dose and the nurse's markers
+are labelled vertical lines; each alarm start is a small diamond in its priority's colour at the
+value that triggered it (technical alarms, with no value, sit at the top of the SpO2 row).
+
+Cheap to refresh: :meth:`TrendPlot.refresh` looks at the buffers' versions and only calls
+``setData`` for what changed (numerics arrive once a second); the values go in as views of the
+buffers' arrays, the minutes (x) are computed once per change. The time axis is moved in steps of
+:data:`X_STEP_MIN` minutes, not on every frame, so a refresh with no new data repaints nothing.
+Curves: pen width 1, no antialiasing, peak downsampling with clip-to-view, NaN gaps kept
+(``connect='finite'``), auto-range off.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from alarms.model import Priority
+from alarms.profile import Profile
+from kapmonitor.codes import Code
+from kapmonitor.live import LiveBuffers, Series
+from kapmonitor.model import SessionEventKind
+from ui import theme
+
+#: The time axis grows in steps of this many minutes (so it moves rarely).
+X_STEP_MIN = 5.0
+#: The right edge of the time axis stays at least this far past now.
+X_HEADROOM_MIN = 1.0
+AXIS_WIDTH = 78
+TICK_PX = 15
+
+
+@dataclass
+class _Row:
+    name: str
+    title: str
+    colour: str
+    y_range: tuple[float, float]  #: the default range; it widens to fit the data
+    y_floor: float | None = None  #: the range never goes below this
+    y_ceiling: float | None = None
+    bands: bool = (
+        True  #: shade beyond the limits (not where codes of different meaning share a row)
+    )
+    plot: pg.PlotItem | None = None
+    y_lo: float = 0.0
+    y_hi: float = 0.0
+    limit_items: list = field(default_factory=list)
+    alarm_points: pg.ScatterPlotItem | None = None
+
+
+ROW_OF: dict[Code, str] = {
+    Code.SPO2: "spo2",
+    Code.PULSE_RATE: "pulse",
+    Code.HEART_RATE: "pulse",
+    Code.NIBP_SYS: "nibp",
+    Code.NIBP_DIA: "nibp",
+    Code.NIBP_MEAN: "nibp",
+    Code.PERFUSION: "pi",
+}
+CURVE_COLOURS = {
+    Code.SPO2: theme.SPO2,
+    Code.PULSE_RATE: theme.PULSE,
+    Code.HEART_RATE: theme.HEART_RATE,
+    Code.PERFUSION: theme.PERFUSION,
+}
+
+
+def _pen(colour: str, style: QtCore.Qt.PenStyle = QtCore.Qt.PenStyle.SolidLine) -> QtGui.QPen:
+    pen = pg.mkPen(colour, width=1, style=style)
+    pen.setCosmetic(True)
+    return pen
+
+
+class TrendPlot(pg.GraphicsLayoutWidget):
+    """All numerics of the session on one dose-relative time axis."""
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setBackground(theme.BACKGROUND)
+        self.ci.setContentsMargins(4, 4, 12, 4)
+        self.ci.setSpacing(2)
+        self.rows: dict[str, _Row] = {
+            "spo2": _Row("spo2", "SpO2 %", theme.SPO2, (84, 101), y_ceiling=101),
+            "pulse": _Row("pulse", "PR /min", theme.PULSE, (35, 145), y_floor=0),
+            "nibp": _Row("nibp", "NIBP mmHg", theme.NIBP, (50, 190), y_floor=0, bands=False),
+            "pi": _Row("pi", "PI %", theme.PERFUSION, (0, 8), y_floor=0, bands=False),
+        }
+        stretch = {"spo2": 3, "pulse": 3, "nibp": 4, "pi": 2}
+        first: pg.PlotItem | None = None
+        for i, row in enumerate(self.rows.values()):
+            plot = self.addPlot(row=i, col=0)
+            row.plot = plot
+            self._style_plot(plot, row)
+            if first is None:
+                first = plot
+            else:
+                plot.setXLink(first)
+            self.ci.layout.setRowStretchFactor(i, stretch[row.name])
+            row.y_lo, row.y_hi = row.y_range
+            plot.setYRange(row.y_lo, row.y_hi, padding=0)
+            row.alarm_points = pg.ScatterPlotItem(size=11, symbol="d", pxMode=True)
+            row.alarm_points.setZValue(20)
+            plot.addItem(row.alarm_points)
+        last = self.rows["pi"].plot
+        last.showAxis("bottom")
+        self.x_axis = last.getAxis("bottom")
+        self.x_axis.setLabel("minutes", color=theme.TEXT_DIM, **{"font-size": f"{TICK_PX}px"})
+        for row in list(self.rows.values())[:-1]:
+            row.plot.getAxis("bottom").setStyle(showValues=False)
+
+        self.curves: dict[Code, pg.PlotDataItem] = {}
+        for code, colour in CURVE_COLOURS.items():
+            curve = pg.PlotDataItem(
+                pen=_pen(colour), antialias=False, connect="finite", name=code.info.label
+            )
+            curve.setDownsampling(auto=True, method="peak")
+            curve.setClipToView(True)
+            self.rows[ROW_OF[code]].plot.addItem(curve)
+            self.curves[code] = curve
+        nibp = self.rows["nibp"].plot
+        self.nibp_link = pg.PlotCurveItem(pen=_pen(theme.NIBP_MEAN), connect="pairs")
+        self.nibp_sys = pg.ScatterPlotItem(
+            symbol="t", size=12, pen=pg.mkPen(None), brush=pg.mkBrush(theme.NIBP)
+        )
+        self.nibp_dia = pg.ScatterPlotItem(
+            symbol="t1", size=12, pen=pg.mkPen(None), brush=pg.mkBrush(theme.NIBP)
+        )
+        self.nibp_mean = pg.ScatterPlotItem(
+            symbol="o", size=5, pen=pg.mkPen(None), brush=pg.mkBrush(theme.NIBP_MEAN)
+        )
+        for item in (self.nibp_link, self.nibp_sys, self.nibp_dia, self.nibp_mean):
+            nibp.addItem(item)
+        self.baseline_lines: list[pg.InfiniteLine] = []
+
+        #: Vertical lines per marker: one per row, the label on the top row.
+        self.event_lines: list[tuple[float, list[pg.InfiniteLine]]] = []
+        self.dose_lines: list[pg.InfiniteLine] = []
+        self._seen: dict[object, int] = {}
+        self._origin: float | None = None
+        self._dose: float | None = None
+        self._n_markers = 0
+        self._x_range: tuple[float, float] | None = None
+        self.set_x_range(0.0, X_STEP_MIN)
+
+    # --- set-up ---------------------------------------------------------------------------------
+
+    def _style_plot(self, plot: pg.PlotItem, row: _Row) -> None:
+        plot.setMenuEnabled(False)
+        plot.setMouseEnabled(x=False, y=False)
+        plot.hideButtons()
+        plot.disableAutoRange()
+        plot.showGrid(x=True, y=True, alpha=0.18)
+        font = QtGui.QFont(theme.TEXT_FONT)
+        font.setPixelSize(TICK_PX)
+        for name in ("left", "bottom"):
+            axis = plot.getAxis(name)
+            axis.setPen(_pen(theme.GRID))
+            axis.setTextPen(pg.mkPen(theme.TEXT_DIM))
+            axis.setStyle(tickFont=font, tickTextOffset=4)
+        left = plot.getAxis("left")
+        left.setWidth(AXIS_WIDTH)
+        left.setLabel(row.title, color=row.colour, **{"font-size": f"{TICK_PX + 1}px"})
+        plot.getViewBox().setDefaultPadding(0)
+
+    def set_profile(self, profile: Profile | None) -> None:
+        """Draw the profile's alarm limits: dashed lines per level, a faint band beyond."""
+        for row in self.rows.values():
+            for item in row.limit_items:
+                row.plot.removeItem(item)
+            row.limit_items.clear()
+        if profile is None:
+            return
+        done: set[tuple[str, float]] = set()
+        for rule in profile.limits:
+            rows = {ROW_OF[c] for c in rule.codes if c in ROW_OF}
+            for name in sorted(rows):
+                row = self.rows[name]
+                for k, (priority, limit) in enumerate(rule.levels):
+                    if (name, limit) in done:
+                        continue
+                    done.add((name, limit))
+                    colour = theme.ALARM_COLOURS[priority]
+                    # NIBP rows carry limits of two codes: name them, on the side of the line
+                    # away from the other code's (sys low below its line, dia high above).
+                    label, opts = None, {}
+                    if name == "nibp" and k == 0:
+                        part = "sys" if Code.NIBP_SYS in rule.codes else "dia"
+                        label = f"{part} {'<' if rule.direction == 'low' else '>'} {limit:g}"
+                        anchor = (1, 0) if rule.direction == "low" else (1, 1)
+                        opts = {"position": 0.995, "color": colour, "anchors": [anchor, anchor]}
+                    line = pg.InfiniteLine(
+                        pos=limit,
+                        angle=0,
+                        pen=_pen(colour, QtCore.Qt.PenStyle.DashLine),
+                        movable=False,
+                        label=label,
+                        labelOpts=opts,
+                    )
+                    line.setZValue(-5)
+                    row.plot.addItem(line)
+                    row.limit_items.append(line)
+                    if row.bands and k == 0:
+                        band = _band(limit, rule.direction, colour)
+                        row.plot.addItem(band)
+                        row.limit_items.append(band)
+
+    def set_baseline(self, baseline: tuple[float, float] | None) -> None:
+        """Faint dotted lines at the pre-dose baseline systolic and diastolic."""
+        plot = self.rows["nibp"].plot
+        for line in self.baseline_lines:
+            plot.removeItem(line)
+        self.baseline_lines = []
+        if baseline is None:
+            return
+        # Labels left of the limit labels; sys above its line, dia below.
+        for value, anchor in zip(baseline, ((1, 1), (1, 0)), strict=True):
+            line = pg.InfiniteLine(
+                pos=value,
+                angle=0,
+                pen=_pen(theme.TEXT_DIM, QtCore.Qt.PenStyle.DotLine),
+                movable=False,
+                label=f"baseline {value:.0f}",
+                labelOpts={"position": 0.8, "color": theme.TEXT_DIM, "anchors": [anchor, anchor]},
+            )
+            line.setZValue(-6)
+            plot.addItem(line)
+            self.baseline_lines.append(line)
+
+    # --- refresh ------------------------------------------------------------------------------
+
+    def refresh(self, buffers: LiveBuffers, now_wall: float | None = None) -> None:
+        """Bring the plot up to date with ``buffers``; does nothing when nothing changed."""
+        origin = buffers.origin
+        moved = origin != self._origin
+        if moved:
+            self._origin = origin
+            self._seen.clear()
+            self._n_markers = 0
+            self._clear_events()
+        if buffers.dose_time != self._dose:
+            self._dose = buffers.dose_time
+            label = "minutes from dose" if self._dose is not None else "minutes"
+            self.x_axis.setLabel(label, color=theme.TEXT_DIM, **{"font-size": f"{TICK_PX}px"})
+        if origin is None:
+            return
+        for code, curve in self.curves.items():
+            series = buffers.trends[code]
+            if self._changed(code, series):
+                self._fit_y(ROW_OF[code], series.v, self._seen.get(("n", code), 0))
+                self._seen[("n", code)] = series.n
+                curve.setData(buffers.minutes_from_dose(series.t), series.v)
+        if self._changed("nibp", buffers.nibp):
+            self._update_nibp(buffers)
+        if len(buffers.markers) != self._n_markers:
+            for marker in buffers.markers[self._n_markers :]:
+                self._add_event(buffers.minutes_from_dose(marker.t), marker.kind, marker.text)
+            self._n_markers = len(buffers.markers)
+        if self._changed("alarms", buffers.alarm_starts) or self._seen.pop("alarms-y", False):
+            self._update_alarm_points(buffers)
+        last = now_wall if now_wall is not None else _last_time(buffers)
+        if last is not None:
+            first = buffers.minutes_from_dose(buffers.session_start)
+            self._follow(first, buffers.minutes_from_dose(last))
+
+    def _changed(self, key: object, thing: Series) -> bool:
+        if self._seen.get(key) == thing.version:
+            return False
+        self._seen[key] = thing.version
+        return True
+
+    def _fit_y(self, name: str, values: np.ndarray, seen: int) -> None:
+        """Widen a row's range to the new values (never narrow it: the axis stays still)."""
+        new = values[seen:]
+        new = new[np.isfinite(new)]
+        if not len(new):
+            return
+        row = self.rows[name]
+        lo, hi = float(new.min()), float(new.max())
+        span = row.y_hi - row.y_lo
+        y_lo, y_hi = row.y_lo, row.y_hi
+        if lo < y_lo:
+            y_lo = lo - 0.05 * span
+            if row.y_floor is not None:
+                y_lo = max(y_lo, row.y_floor)
+        if hi > y_hi:
+            y_hi = hi + 0.05 * span
+            if row.y_ceiling is not None:
+                y_hi = min(y_hi, row.y_ceiling)
+        if (y_lo, y_hi) != (row.y_lo, row.y_hi):
+            row.y_lo, row.y_hi = y_lo, y_hi
+            row.plot.setYRange(y_lo, y_hi, padding=0)
+            self._seen["alarms-y"] = True
+
+    def _update_nibp(self, buffers: LiveBuffers) -> None:
+        nibp = buffers.nibp
+        x = buffers.minutes_from_dose(nibp.t)
+        sys_, dia, mean = nibp.column("sys"), nibp.column("dia"), nibp.column("mean")
+        ok = np.isfinite(sys_) & np.isfinite(dia)
+        self._fit_y("nibp", np.concatenate([sys_[ok], dia[ok]]), 0)
+        self.nibp_sys.setData(x[ok], sys_[ok])
+        self.nibp_dia.setData(x[ok], dia[ok])
+        has_mean = np.isfinite(mean)
+        self.nibp_mean.setData(x[has_mean], mean[has_mean])
+        if ok.any():
+            self.nibp_link.setData(
+                np.repeat(x[ok], 2), np.column_stack([sys_[ok], dia[ok]]).ravel()
+            )
+        else:
+            self.nibp_link.setData([], [])
+
+    def _update_alarm_points(self, buffers: LiveBuffers) -> None:
+        starts = buffers.alarm_starts
+        x = buffers.minutes_from_dose(starts.t)
+        priorities, values = starts.column("priority"), starts.column("value")
+        per_row: dict[str, list[dict]] = {name: [] for name in self.rows}
+        for i, code in enumerate(buffers.alarm_start_codes):
+            try:
+                name = ROW_OF[Code(code)] if code else "spo2"
+            except ValueError:
+                name = "spo2"
+            row = self.rows[name]
+            y = values[i]
+            if not math.isfinite(y) or code is None:
+                y = row.y_hi - 0.04 * (row.y_hi - row.y_lo)
+            colour = theme.ALARM_COLOURS[Priority(int(priorities[i]))]
+            per_row[name].append(
+                {"pos": (x[i], y), "brush": pg.mkBrush(colour), "pen": pg.mkPen(theme.BACKGROUND)}
+            )
+        for name, spots in per_row.items():
+            self.rows[name].alarm_points.setData(spots)
+
+    def _clear_events(self) -> None:
+        for _, lines in self.event_lines:
+            for row, line in zip(self.rows.values(), lines, strict=True):
+                row.plot.removeItem(line)
+        self.event_lines.clear()
+        self.dose_lines = []
+
+    def _add_event(self, x: float, kind: SessionEventKind, text: str) -> None:
+        dose = kind is SessionEventKind.DOSE
+        colour = theme.DOSE if dose else theme.MARKER
+        lines = []
+        for i, row in enumerate(self.rows.values()):
+            label = None
+            if i == 0:
+                label = "DOSE" if dose else (text or kind.value)
+            line = pg.InfiniteLine(
+                pos=x,
+                angle=90,
+                pen=_pen(
+                    colour, QtCore.Qt.PenStyle.SolidLine if dose else QtCore.Qt.PenStyle.DashLine
+                ),
+                movable=False,
+                label=label,
+                labelOpts={
+                    "position": 0.93,
+                    "color": colour,
+                    "anchors": [(0, 0.5), (0, 0.5)],
+                    "fill": pg.mkBrush(0, 0, 0, 200),
+                },
+            )
+            line.setZValue(10)
+            row.plot.addItem(line)
+            lines.append(line)
+        self.event_lines.append((x, lines))
+        if dose:
+            self.dose_lines = lines
+
+    def _follow(self, first: float, now: float) -> None:
+        """Keep the whole session in view, moving the right edge in steps."""
+        left = min(first, 0.0) if self._dose is not None else first
+        left = math.floor(left)
+        right = self._x_range[1] if self._x_range else X_STEP_MIN
+        if now + X_HEADROOM_MIN > right or (self._x_range and left != self._x_range[0]):
+            right = max(
+                X_STEP_MIN * math.ceil((now + X_HEADROOM_MIN) / X_STEP_MIN), left + X_STEP_MIN
+            )
+            self.set_x_range(left, right)
+
+    def set_x_range(self, left: float, right: float) -> None:
+        if self._x_range == (left, right):
+            return
+        self._x_range = (left, right)
+        self.rows["spo2"].plot.setXRange(left, right, padding=0)
+
+    @property
+    def x_range(self) -> tuple[float, float] | None:
+        return self._x_range
+
+    @property
+    def x_label(self) -> str:
+        return self.x_axis.labelText
+
+
+def _band(limit: float, direction: str, colour: str) -> QtWidgets.QGraphicsRectItem:
+    """A faint rectangle from ``limit`` outwards, far past any plausible value."""
+    far = 1e4
+    y0, y1 = (limit - far, limit) if direction == "low" else (limit, limit + far)
+    band = QtWidgets.QGraphicsRectItem(QtCore.QRectF(-1e6, y0, 2e6, y1 - y0))
+    fill = QtGui.QColor(colour)
+    fill.setAlpha(26)
+    band.setBrush(QtGui.QBrush(fill))
+    band.setPen(QtGui.QPen(QtCore.Qt.PenStyle.NoPen))
+    band.setZValue(-10)
+    return band
+
+
+def _last_time(buffers: LiveBuffers) -> float | None:
+    times = [s.t[-1] for s in buffers.trends.values() if s.n]
+    if buffers.nibp.n:
+        times.append(buffers.nibp.t[-1])
+    return max(times) if times else None
