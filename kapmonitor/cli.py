@@ -193,7 +193,8 @@ def cmd_record(args: argparse.Namespace, out: TextIO) -> int:
     for session_id in runner.interrupted:
         print(f"kapmonitor: session {session_id} was interrupted; review it with "
               f"'kapmonitor sessions show {session_id}'", file=sys.stderr)  # fmt: skip
-    print(f"kapmonitor: {runner.recording_status()[1]}", file=sys.stderr)
+    print(f"kapmonitor: recording session {runner.session_id} to {runner.store.db.url}",
+          file=sys.stderr)  # fmt: skip
     deadline = None if args.duration is None else time.monotonic() + args.duration / args.speed
     try:
         while True:

@@ -10,6 +10,7 @@ a display, and the screen is only a view of it.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -280,7 +281,7 @@ class SessionRunner:
             return False, "not recording"
         if self.recorder.failing:
             return False, "the database is unavailable: measurements wait in the spool"
-        return True, f"recording session {self.session_id} to {self.store.db.url}"
+        return True, f"recording session {self.session_id}"
 
     def nibp_schedule(self) -> tuple[str, bool]:
         """The next reading due ("next in 3 min", "due now") and whether it is due now."""
@@ -298,7 +299,9 @@ class SessionRunner:
         if due - 1.0 <= elapsed and not taken:
             return f"DUE NOW: {minute}", True
         nxt = next_due(self.profile.nibp_schedule, elapsed)
-        return (f"next in {nxt - elapsed:.0f} min" if nxt else "no more scheduled readings"), False
+        if nxt is None:
+            return "no more scheduled readings", False
+        return f"next in {math.ceil(nxt - elapsed)} min", False
 
     def baseline(self) -> tuple[float, float] | None:
         return self.alarms.engine.baseline

@@ -270,7 +270,7 @@ class AlarmArea(QWidget):
         # The banner: the highest priority, perceivable from 4 m.
         self.banner = QFrame(self)
         self.banner.setObjectName("banner")
-        self.banner.setMinimumHeight(86)
+        self.banner.setMinimumHeight(72)
         self.banner.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.banner_text = QLabel(self.banner)
         big = QFont()
@@ -305,6 +305,9 @@ class AlarmArea(QWidget):
         self.table.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.table.verticalHeader().setVisible(False)
         self.table.verticalHeader().setDefaultSectionSize(38)
+        # Two rows show; more scroll. The banner above always shows the most urgent, and the
+        # trends and numerics below need the height more than a long list does.
+        self.table.setFixedHeight(26 + 2 * 38)
         header = self.table.horizontalHeader()
         header.setHighlightSections(False)
         header.setDefaultAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
@@ -369,6 +372,7 @@ class AlarmArea(QWidget):
         controls.addWidget(self.pause_button)
         controls.addWidget(self.paused_label)
         controls.addStretch(1)
+        controls.addWidget(self.baseline_label, 3)  # beside the buttons: height is precious
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(8, 8, 8, 8)
@@ -376,7 +380,6 @@ class AlarmArea(QWidget):
         layout.addWidget(self.banner)
         layout.addWidget(self.table, 1)
         layout.addLayout(controls)
-        layout.addWidget(self.baseline_label)
 
         # Window-wide shortcuts: they work wherever the focus is in the main window.
         self.ack_shortcut = QShortcut(QKeySequence(self.ACK_KEY), self)

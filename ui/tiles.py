@@ -155,7 +155,7 @@ class NumericTile(_Tile):
         self.limits.setAlignment(QtCore.Qt.AlignmentFlag.AlignRight)
 
         grid = QtWidgets.QGridLayout(self)
-        grid.setContentsMargins(16, 8, 16, 8)
+        grid.setContentsMargins(16, 4, 16, 4)
         grid.setVerticalSpacing(0)
         top = QtWidgets.QHBoxLayout()
         top.addWidget(self.label)
@@ -246,7 +246,7 @@ class NibpTile(_Tile):
         )
 
         grid = QtWidgets.QGridLayout(self)
-        grid.setContentsMargins(16, 8, 16, 8)
+        grid.setContentsMargins(16, 4, 16, 4)
         grid.setVerticalSpacing(2)
         top = QtWidgets.QHBoxLayout()
         top.addWidget(self.label)

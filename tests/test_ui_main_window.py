@@ -1,0 +1,153 @@
+"""The dosing-room screen driven as a nurse would: start, baseline, dose, a reading due, an
+alarm acknowledged and paused, a device unplugged and back, events, discharge, the end."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QApplication
+
+from kapmonitor.record.db import open_database
+from kapmonitor.record.session import SessionStatus
+from kapmonitor.record.store import Store
+from kapmonitor.runner import SessionConfig, SessionRunner
+from ui.main_window import MainWindow
+from ui.theme import apply_dark_theme
+
+SIZE = (1920, 1080)
+
+
+def _shots(tmp_path: Path) -> Path:
+    """Where screenshots go: docs/screenshots when KAPMONITOR_SCREENSHOTS says so."""
+    folder = Path(os.environ.get("KAPMONITOR_SCREENSHOTS", tmp_path))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture
+def screen(qtbot, tmp_path):
+    apply_dark_theme(QApplication.instance())
+    windows = []
+
+    def open_screen(scenario: str, speed: float) -> MainWindow:
+        config = SessionConfig(
+            patient="P-0042", devices=(f"sim:{scenario}",), operator="RN Lee",
+            db_url=f"sqlite:///{tmp_path / 'k.sqlite3'}", speed=speed, seed=3,
+        )  # fmt: skip
+        window = MainWindow(SessionRunner(config))
+        qtbot.addWidget(window)
+        window.resize(*SIZE)
+        window.runner.start()
+        window.show()
+        qtbot.waitExposed(window)
+        window.start()
+        windows.append(window)
+        return window
+
+    yield open_screen
+    for window in windows:
+        if window.timer.isActive():
+            window.timer.stop()
+            window.runner.stop()
+        window.sound.close()
+
+
+def _key(qtbot, window: MainWindow, key, modifier=Qt.KeyboardModifier.NoModifier) -> None:
+    qtbot.keyClick(window, key, modifier)
+
+
+def test_a_whole_session_on_the_screen(screen, qtbot, tmp_path):
+    window = screen("device-unplug", speed=400)
+    runner = window.runner
+    shots = _shots(tmp_path)
+    # No sound card here: the screen says alarms are visual only, and keeps saying it.
+    assert window.audio_warning.isVisible()
+    assert "visual only" in window.audio_warning.text()
+
+    # Baseline readings before the dose, then the dose with one key.
+    qtbot.waitUntil(lambda: len(runner.predose_readings()) >= 3, timeout=20_000)
+    _key(qtbot, window, Qt.Key.Key_D)
+    assert runner.dose is not None
+    assert "Dose given" in window.message.text()
+    qtbot.waitUntil(lambda: runner.baseline() is not None, timeout=10_000)
+    _key(qtbot, window, Qt.Key.Key_1)  # the dissociation marker
+    assert "dissociation" in window.message.text()
+
+    # A scheduled reading falls due and the NIBP tile says so.
+    qtbot.waitUntil(lambda: runner.nibp_schedule()[1], timeout=20_000)
+    window.update_status()  # at 400x speed the due window is shorter than the status refresh
+    assert window.view.nibp.due_now
+    window.grab().save(str(shots / "screen-calm.png"))
+
+    # The device is unplugged (38 min after the dose): a technical alarm, and the status says so.
+    qtbot.waitUntil(
+        lambda: any(a.condition == "disconnected" for a in runner.alarms.snapshot()[0]),
+        timeout=30_000,
+    )
+    qtbot.waitUntil(
+        lambda: any(s in ("disconnected", "reconnecting") for _, s, _ in runner.device_rows()),
+        timeout=5_000,
+    )
+    window.tick()
+    window.grab().save(str(shots / "screen-device-lost.png"))
+    _key(qtbot, window, Qt.Key.Key_A)  # acknowledge the top alarm
+    _key(qtbot, window, Qt.Key.Key_P)  # audio pause
+    done = {(e.event.value, e.operator) for e in runner.alarms.engine.log if e.operator}
+    assert {("acknowledged", "RN Lee"), ("audio-paused", "RN Lee")} <= done
+    # (The countdown itself runs in session time, a third of a second at 400x: the alarm
+    # area's own tests check it.)
+
+    # The device comes back by itself, and its alarm ends. (Read from the alarm log: at 400x
+    # the simulated session may be over, and the device gone for good, by the time we look.)
+    qtbot.waitUntil(
+        lambda: any(
+            e.condition == "disconnected" and e.event.value == "inactive"
+            for e in runner.alarms.engine.log
+        ),
+        timeout=30_000,
+    )
+
+    # The discharge checklist: before 2 h it is not met; an override with a reason ends it.
+    _key(qtbot, window, Qt.Key.Key_E, Qt.KeyboardModifier.ControlModifier)
+    dialog = window.discharge
+    qtbot.waitExposed(dialog)
+    assert not dialog.all_met
+    dialog.grab().save(str(shots / "screen-discharge.png"))
+    dialog.override.setChecked(True)
+    dialog.override_reason_edit.setText("transport home arrived; clinician agreed")
+    dialog.end_button.click()
+    assert dialog.ended and not window.timer.isActive()
+    summary = dialog.summary_view.summary()
+    assert summary["patient"] == "P-0042"
+    dialog.close_button.click()
+    qtbot.waitUntil(lambda: not window.isVisible(), timeout=5_000)
+
+    store = Store(open_database(runner.config.db_url))
+    record = store.load_session(runner.session_id)
+    store.db.close()
+    assert record.info.status is SessionStatus.COMPLETED
+    texts = [e.text for e in record.events if e.kind == "marker"]
+    assert any(t.startswith("dissociation") for t in texts)
+    assert any("overridden: transport home arrived" in t for t in texts)
+    assert any(e.kind == "dose" for e in record.events)
+    assert any(a.operator == "RN Lee" for a in record.alarms)  # the acknowledgment and pause
+
+
+def test_a_high_priority_alarm_on_the_screen(screen, qtbot, tmp_path):
+    window = screen("desaturation", speed=600)
+    runner = window.runner
+    qtbot.waitUntil(lambda: len(runner.predose_readings()) >= 3, timeout=20_000)
+    _key(qtbot, window, Qt.Key.Key_D)
+    qtbot.waitUntil(
+        lambda: any(a.priority.label == "high" for a in runner.alarms.snapshot()[0]),
+        timeout=30_000,
+    )
+    window.tick()
+    assert window.alarm_area.banner_priority.label == "high"
+    assert "SpO2 low" in window.alarm_area.banner_text.text()
+    time.sleep(0.05)
+    window.grab().save(str(_shots(tmp_path) / "screen-high-alarm.png"))

@@ -1,0 +1,65 @@
+"""Starting the dosing-room screen: the start dialog (or a demo), then the window."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from PySide6.QtWidgets import QApplication, QMessageBox
+
+from kapmonitor.errors import UserError
+from kapmonitor.record.session import Drug, Route
+from kapmonitor.runner import SessionConfig, SessionRunner, check_device
+from ui.main_window import MainWindow
+from ui.start_dialog import StartDialog
+from ui.theme import apply_dark_theme
+
+
+def _application() -> QApplication:
+    os.environ.setdefault("QT_LOGGING_RULES", "qt.multimedia*=false")
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName("kapmonitor")
+    apply_dark_theme(app)
+    return app
+
+
+def config_from_dialog(values: dict, db_url: str | None) -> SessionConfig:
+    return SessionConfig(
+        patient=values["patient"],
+        devices=tuple(values["devices"]),
+        clinician=values.get("clinician", ""),
+        operator=values.get("operator", ""),
+        drug=Drug(values["drug"]) if values.get("drug") else None,
+        route=Route(values["route"]) if values.get("route") else None,
+        dose=values.get("dose"),
+        dose_unit=values.get("dose_unit", "mg"),
+        profile=values.get("profile") or "kap-default",
+        db_url=db_url,
+    )
+
+
+def run(config: SessionConfig | None, *, db_url: str | None = None) -> int:
+    """Show the screen; with no config, ask for one in the start dialog first."""
+    app = _application()
+    from_dialog = config is None
+    while True:
+        if from_dialog:
+            dialog = StartDialog(check_device=check_device)
+            if not dialog.exec():
+                return 0
+            config = config_from_dialog(dialog.values(), db_url)
+        try:
+            runner = SessionRunner(config)
+            window = MainWindow(runner)
+            runner.start()
+            break
+        except UserError as exc:
+            # One plain sentence; from the dialog the nurse corrects it and tries again.
+            QMessageBox.critical(None, "kapmonitor", str(exc))
+            if not from_dialog:
+                return 2
+    for session_id in runner.interrupted:
+        window.say(f"Session {session_id} was interrupted; review it with kapmonitor review.")
+    window.showMaximized()
+    window.start()
+    return app.exec()

@@ -1,0 +1,219 @@
+"""The dosing-room screen: the live view, the alarm area and the session's controls.
+
+The window is a view of a :class:`~kapmonitor.runner.SessionRunner`: one timer (30 Hz) drains
+what arrived into the live buffers and redraws; nothing is drawn per sample, and nothing the
+alarms need waits on the screen (they run on their own thread in the pipeline).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QMainWindow,
+    QVBoxLayout,
+    QWidget,
+)
+
+from alarms.model import AudioDue
+from kapmonitor.live import LiveBuffers
+from kapmonitor.runner import MARKERS, SessionRunner
+from ui.alarm_area import AlarmArea
+from ui.discharge_dialog import DischargeDialog
+from ui.monitor_view import MonitorView
+from ui.sound import AlarmSound
+from ui.status_panel import DeviceStatusPanel
+
+#: Redraws per second at most: enough for a sweeping pleth, light on the CPU.
+FRAME_RATE = 30
+#: The status panel and schedule change slowly: update them a few times a second.
+SLOW_EVERY = 10
+
+#: Keys for what a nurse does often (also shown on the buttons' tooltips).
+KEYS = {
+    "dose": "D",
+    "stat": "S",
+    "acknowledge": "A",
+    "pause": "P",
+    "end": "Ctrl+E",
+    "fullscreen": "F11",
+}
+MARKER_KEYS = {kind: str(i) for i, kind in enumerate(MARKERS, 1)}
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, runner: SessionRunner, *, sound: AlarmSound | None = None) -> None:
+        super().__init__()
+        self.runner = runner
+        self.operator = runner.config.operator or "nurse"
+        self.buffers = LiveBuffers()
+        # Subscribed before the runner starts, so the screen sees the session from its start.
+        self._live = runner.hub.subscribe("screen", maxsize=200_000)
+        self._alarm_log = runner.alarms.out.subscribe("screen", maxsize=100_000)
+        self.setWindowTitle(f"kapmonitor — {runner.config.patient}")
+
+        self.view = MonitorView()
+        self.view.set_profile(runner.profile)
+        self.alarm_area = AlarmArea()
+        self.status = DeviceStatusPanel()
+        self.sound = sound or AlarmSound(self)
+        self.audio_warning = QLabel()
+        self.audio_warning.setObjectName("audioWarning")
+        self.audio_warning.setStyleSheet(
+            "background:#5a3a00; color:#ffd27f; font-size:18px; padding:4px 10px;"
+        )
+        self.audio_warning.setVisible(not self.sound.available)
+        self.audio_warning.setText(self.sound.problem or "")
+        self.message = QLabel()
+        self.message.setStyleSheet("color:#ffd27f; font-size:20px; padding:2px 10px;")
+
+        central = QWidget()
+        layout = QVBoxLayout(central)
+        layout.setContentsMargins(6, 6, 6, 6)
+        layout.setSpacing(4)
+        layout.addWidget(self.alarm_area)
+        layout.addWidget(self.view, stretch=1)
+        bottom = QHBoxLayout()  # one line: what just happened, sound, devices and recording
+        bottom.addWidget(self.message, stretch=2)
+        bottom.addWidget(self.audio_warning)
+        bottom.addWidget(self.status, stretch=3)
+        layout.addLayout(bottom)
+        self.setCentralWidget(central)
+
+        # One set of keys for the whole window; the alarm area's buttons show them.
+        self.alarm_area.set_keys(KEYS["acknowledge"], KEYS["pause"], own_shortcuts=False)
+        self.alarm_area.acknowledge_requested.connect(self.acknowledge)
+        self.alarm_area.pause_requested.connect(self.pause_audio)
+        self._actions()
+        self._last_audio: AudioDue | None = None
+        self._frame = 0
+        self.timer = QTimer(self)
+        self.timer.setInterval(int(1000 / FRAME_RATE))
+        self.timer.timeout.connect(self.tick)
+
+    def _actions(self) -> None:
+        """Every frequent action on a key, and in the menu bar with its key shown."""
+        session = self.menuBar().addMenu("&Session")
+        events = self.menuBar().addMenu("&Events")
+        view = self.menuBar().addMenu("&View")
+
+        def add(menu, text: str, key: str, slot) -> None:
+            action = QAction(text, self)
+            action.setShortcut(QKeySequence(key))
+            action.setShortcutContext(Qt.ShortcutContext.ApplicationShortcut)
+            action.triggered.connect(slot)
+            menu.addAction(action)
+
+        add(session, "Dose given", KEYS["dose"], self.dose_given)
+        add(session, "STAT NIBP", KEYS["stat"], self.stat)
+        add(session, "Acknowledge alarm", KEYS["acknowledge"], self.acknowledge_top)
+        add(session, "Audio pause", KEYS["pause"], self.pause_audio)
+        add(session, "End session…", KEYS["end"], self.end_session)
+        add(view, "Full screen", KEYS["fullscreen"], self.toggle_fullscreen)
+        for kind, key in MARKER_KEYS.items():
+            add(events, kind.capitalize(), key, lambda checked=False, k=kind: self.marker(k))
+
+    # --- the timer --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.timer.start()
+
+    def tick(self) -> None:
+        runner = self.runner
+        runner.poll()
+        self.buffers.ingest(self._live.drain())
+        self.buffers.ingest(self._alarm_log.drain())
+        now = runner.now().wall
+        self.view.refresh(self.buffers, now)
+        alarms, audio, baseline_text = runner.alarms.snapshot()
+        self.alarm_area.update_alarms(alarms, audio, baseline_text, now)
+        if audio != self._last_audio:
+            self.sound.play(audio)
+            self._last_audio = audio
+        self._frame += 1
+        if self._frame % SLOW_EVERY == 0:
+            self.update_status()
+
+    def update_status(self) -> None:
+        """What changes slowly: device and recording status, the NIBP schedule, the baseline."""
+        runner = self.runner
+        self.status.update_status(runner.device_rows(), runner.recording_status())
+        text, due = runner.nibp_schedule()
+        self.view.set_schedule(text, due)
+        self.view.set_baseline(runner.baseline())
+
+    # --- what the nurse does ----------------------------------------------------------------
+
+    def dose_given(self) -> None:
+        if self.runner.dose is not None:
+            self.say("The dose is already marked.")
+            return
+        self.runner.dose_given(self.operator)
+        self.say("Dose given: the time axis now reads minutes from the dose.")
+
+    def stat(self) -> None:
+        self.say(self.runner.request_stat(self.operator))
+
+    def marker(self, kind: str) -> None:
+        stamp = self.runner.add_marker(kind, operator=self.operator)
+        self.say(f"Marked: {kind} at {time.strftime('%H:%M:%S', time.localtime(stamp.wall))}")
+
+    def acknowledge(self, alarm_id: str) -> None:
+        with contextlib.suppress(KeyError):  # it ended between the click and now
+            self.runner.alarms.acknowledge(alarm_id, self.operator)
+
+    def acknowledge_top(self) -> None:
+        alarms, _, _ = self.runner.alarms.snapshot()
+        unacknowledged = [a for a in alarms if not a.acknowledged]
+        if unacknowledged:
+            self.acknowledge(unacknowledged[0].id)
+
+    def pause_audio(self) -> None:
+        self.runner.alarms.pause_audio(self.operator)
+
+    def toggle_fullscreen(self) -> None:
+        self.showNormal() if self.isFullScreen() else self.showFullScreen()
+
+    def say(self, text: str) -> None:
+        self.message.setText(text)
+
+    def end_session(self) -> None:
+        """The discharge checklist; ending there stops the session and shows its summary."""
+        self.discharge = DischargeDialog(
+            self.runner.discharge_checklist(), summary=self._finish, parent=self
+        )
+        self.discharge.finished.connect(self._after_discharge)
+        self.discharge.open()
+
+    def _finish(self, outcome: dict) -> dict[str, str]:
+        reason = outcome.get("override_reason")
+        if reason:
+            self.runner.add_marker("discharge checklist overridden", reason, self.operator)
+        confirmed = [i["label"] for i in outcome["items"] if i["confirmed_by_nurse"] and i["ok"]]
+        for label in confirmed:
+            self.runner.add_marker("confirmed", label, self.operator)
+        summary = self.runner.summary()
+        self.timer.stop()
+        self.sound.play(AudioDue(None, 0.0))
+        self.runner.stop(who=self.operator)
+        self.say(f"Session {self.runner.session_id} ended.")
+        return summary
+
+    def _after_discharge(self) -> None:
+        if self.discharge.ended:
+            self.close()
+
+    def closeEvent(self, event) -> None:
+        # Monitoring does not stop by a stray click on a window's close button: the session
+        # ends through the discharge checklist, which records who ended it and why.
+        if self.timer.isActive():
+            event.ignore()
+            self.say(f"Monitoring continues. To stop, end the session ({KEYS['end']}).")
+            return
+        self.sound.close()
+        event.accept()
