@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from typing import ClassVar
@@ -108,3 +109,45 @@ class Driver(ABC):
     @abstractmethod
     def _run(self) -> None:
         """The reader thread's body; return when :attr:`stopping` is set or the source ends."""
+
+
+class PlaybackDriver(Driver):
+    """A device that plays a session on its own clock: the simulator, a stored session.
+
+    Session time 0 is the stamp taken in :meth:`open`; an item at session time ``t`` is stamped
+    ``origin + t`` and published ``t / speed`` seconds after the start, so at ``--speed 60``
+    an hour passes in a minute while every item carries the time the device would have given.
+    """
+
+    def __init__(self, spec: DeviceSpec, publish: Publish, *, speed: float = 1.0, **kwargs):
+        super().__init__(spec, publish, **kwargs)
+        if not speed > 0:
+            raise ValueError("speed must be positive")
+        self.speed = speed
+        self._origin: Stamp | None = None
+        self._started = 0.0
+
+    def open(self) -> None:
+        self._origin = Stamp.now()
+        self._set_state(ConnectionState.CONNECTING, stamp=self._origin)
+
+    @property
+    def origin(self) -> Stamp:
+        if self._origin is None:
+            self.open()
+        return self._origin
+
+    def at(self, t: float) -> Stamp:
+        """The stamp of session time ``t``."""
+        return self.origin.shifted(t)
+
+    def begin(self) -> None:
+        """Start the pacing clock: call once, as the reader thread starts playing."""
+        self._started = time.monotonic()
+
+    def wait_until(self, t: float) -> bool:
+        """Sleep until session time ``t`` is due; False if the driver is being stopped."""
+        delay = self._started + t / self.speed - time.monotonic()
+        if delay > 0:
+            self._stop.wait(delay)
+        return not self.stopping

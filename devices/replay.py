@@ -24,9 +24,8 @@ over).
 from __future__ import annotations
 
 import dataclasses
-import time
 
-from devices.base import Driver, Publish
+from devices.base import PlaybackDriver, Publish
 from devices.spec import DeviceSpec
 from kapmonitor.errors import UserError
 from kapmonitor.model import (
@@ -34,7 +33,6 @@ from kapmonitor.model import (
     Item,
     SessionEvent,
     SessionEventKind,
-    Stamp,
 )
 from kapmonitor.record.db import open_database
 from kapmonitor.record.session import SessionRecord
@@ -58,7 +56,7 @@ def timeline(record: SessionRecord, *, with_dose: bool = True) -> list[tuple[flo
     return [(item.stamp.wall - start, item) for item in ordered]
 
 
-class ReplayDriver(Driver):
+class ReplayDriver(PlaybackDriver):
     """Plays a recorded session from the database as a live device."""
 
     name = "replay"
@@ -68,15 +66,12 @@ class ReplayDriver(Driver):
         spec: DeviceSpec,
         publish: Publish,
         *,
-        speed: float = 1.0,
         db: str | None = None,
         until: float | None = None,
         publish_dose: bool = True,
         **kwargs,
     ) -> None:
         super().__init__(spec, publish, **kwargs)
-        if not speed > 0:
-            raise ValueError("speed must be positive")
         try:
             session_id = int(spec.target)
         except ValueError:
@@ -90,39 +85,24 @@ class ReplayDriver(Driver):
         finally:
             database.close()
         self.session_id = session_id
-        self.speed = speed
         self.timeline = timeline(record, with_dose=publish_dose)
         end = self.timeline[-1][0] if self.timeline else 0.0
         #: Session seconds after which the replay stops (default: its last item).
         self.until = min(end, until) if until else end
-        self._origin: Stamp | None = None
-
-    def open(self) -> None:
-        # The replay device's clock starts here: session time 0 is this stamp.
-        self._origin = Stamp.now()
-        self._set_state(ConnectionState.CONNECTING, stamp=self._origin)
 
     def _run(self) -> None:
-        if self._origin is None:
-            self.open()
-        origin = self._origin
-        started = time.monotonic()
-        self._set_state(ConnectionState.CONNECTED, stamp=origin)
+        self.begin()
+        self._set_state(ConnectionState.CONNECTED, stamp=self.origin)
         t = 0.0
         for offset, item in self.timeline:
-            if offset > self.until:
-                break
-            delay = started + offset / self.speed - time.monotonic()
-            if delay > 0 and self._stop.wait(delay):
-                break
-            if self.stopping:
+            if offset > self.until or not self.wait_until(offset):
                 break
             t = offset
-            self._publish(dataclasses.replace(item, source=self.source, stamp=origin.shifted(t)))
+            self._publish(dataclasses.replace(item, source=self.source, stamp=self.at(t)))
         else:
             t = self.until
         self._set_state(
             ConnectionState.DISCONNECTED,
             f"the replay of session {self.session_id} is over",
-            origin.shifted(t),
+            self.at(t),
         )

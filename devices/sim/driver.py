@@ -8,9 +8,8 @@ simulated monitor would have stamped, so trends, alarms and the record see a tru
 from __future__ import annotations
 
 import math
-import time
 
-from devices.base import Driver, Publish
+from devices.base import PlaybackDriver, Publish
 from devices.sim.physiology import KapSession
 from devices.sim.scenario import load_scenario
 from devices.spec import DeviceSpec
@@ -36,7 +35,7 @@ STEP = 0.25
 SIGNAL_FLAGS = frozenset({Flag.SENSOR_OFF, Flag.ARTIFACT, Flag.SEARCHING})
 
 
-class SimDriver(Driver):
+class SimDriver(PlaybackDriver):
     """Plays a KAP-session scenario as a monitor with SpO2, pulse rate, PI, pleth and NIBP."""
 
     name = "sim"
@@ -46,44 +45,29 @@ class SimDriver(Driver):
         spec: DeviceSpec,
         publish: Publish,
         *,
-        speed: float = 1.0,
         seed: int = 0,
         until: float | None = None,
         publish_dose: bool = True,
         **kwargs,
     ) -> None:
         super().__init__(spec, publish, **kwargs)
-        if not speed > 0:
-            raise ValueError("speed must be positive")
         self.session = KapSession(load_scenario(spec.target), seed=seed)
-        self.speed = speed
         #: Session seconds after which the simulated device stops (default: the scenario's end).
         self.until = min(self.session.duration, until) if until else self.session.duration
-        self._origin: Stamp | None = None
         #: Headless, the scenario's dose is the session's T0; on screen the nurse marks it.
         self.publish_dose = publish_dose
 
-    def open(self) -> None:
-        # The simulated device's clock starts here: session time 0 is this stamp.
-        self._origin = Stamp.now()
-        self._set_state(ConnectionState.CONNECTING, stamp=self._origin)
-
     def _run(self) -> None:
-        if self._origin is None:
-            self.open()
-        origin = self._origin
-        started = time.monotonic()
+        origin = self.origin
+        self.begin()
         t = 0.0
-        while not self.stopping and t < self.until:
+        while t < self.until:
             t1 = min(t + STEP, self.until)
             self._step(origin, t, t1)
-            delay = started + t1 / self.speed - time.monotonic()
-            if delay > 0:
-                self._stop.wait(delay)
+            if not self.wait_until(t1):
+                break
             t = t1
-        self._set_state(
-            ConnectionState.DISCONNECTED, "the simulated session is over", origin.shifted(t)
-        )
+        self._set_state(ConnectionState.DISCONNECTED, "the simulated session is over", self.at(t))
 
     def _step(self, origin: Stamp, t0: float, t1: float) -> None:
         session = self.session
