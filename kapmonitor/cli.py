@@ -21,8 +21,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
-from sqlalchemy.exc import SQLAlchemyError
-
 from alarms.engine import AlarmEngine
 from alarms.model import LogEvent
 from alarms.profile import load_profile, profile_names
@@ -37,10 +35,8 @@ from kapmonitor.errors import UserError
 from kapmonitor.hub import Hub
 from kapmonitor.model import DeviceEvent, Item, Stamp, WaveformBlock
 from kapmonitor.record.db import ENV_VAR as DB_ENV_VAR
-from kapmonitor.record.db import open_database
-from kapmonitor.record.recorder import flush_spool, spool_path
+from kapmonitor.record.recorder import open_store as open_record_store
 from kapmonitor.record.session import Drug, Route, SessionStatus
-from kapmonitor.record.spool import Spool
 from kapmonitor.record.store import Store
 from kapmonitor.runner import SessionConfig, SessionRunner
 
@@ -236,24 +232,14 @@ def opened_store(url: str | None) -> Iterator[Store]:
 
 
 def open_store(url: str | None) -> Store:
-    """The session database, with interrupted sessions found and any spool written out."""
-    store = Store(open_database(url))
-    for session_id in store.recover_interrupted():
+    """The session database, telling the user of sessions found interrupted."""
+    store, interrupted = open_record_store(url)
+    for session_id in interrupted:
         print(
             f"kapmonitor: session {session_id} was interrupted; review it with "
             f"'kapmonitor sessions show {session_id}'",
             file=sys.stderr,
         )
-    spool = Spool(spool_path(store.db.url))
-    if len(spool):
-        try:
-            flush_spool(store, spool)
-            print(
-                "kapmonitor: measurements kept in the spool are now in the database",
-                file=sys.stderr,
-            )
-        except SQLAlchemyError as exc:
-            log.warning("the spool could not be written yet: %s", exc)
     return store
 
 

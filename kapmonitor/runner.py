@@ -33,8 +33,7 @@ from kapmonitor.model import (
     SessionEventKind,
     Stamp,
 )
-from kapmonitor.record.db import open_database
-from kapmonitor.record.recorder import Recorder, flush_spool, spool_path
+from kapmonitor.record.recorder import Recorder, open_store, spool_path
 from kapmonitor.record.session import Drug, Route, SessionStatus
 from kapmonitor.record.spool import Spool
 from kapmonitor.record.store import NewSession, Store
@@ -153,11 +152,8 @@ class SessionRunner:
         """Open every device (a wrong port fails here, in one sentence), then run."""
         for driver in self.drivers:
             driver.open()
-        self.store = Store(open_database(self.config.db_url))
-        self.interrupted = self.store.recover_interrupted()
+        self.store, self.interrupted = open_store(self.config.db_url)
         spool = Spool(spool_path(self.store.db.url))
-        if len(spool):
-            flush_spool(self.store, spool)
         c = self.config
         self.session_id = self.store.create_session(
             NewSession(

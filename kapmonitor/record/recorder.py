@@ -21,7 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from alarms.model import LogEntry
 from kapmonitor.hub import Hub
 from kapmonitor.model import Item, WaveformBlock
-from kapmonitor.record.db import default_path
+from kapmonitor.record.db import default_path, open_database
 from kapmonitor.record.spool import Spool
 from kapmonitor.record.store import Store
 
@@ -148,3 +148,18 @@ class Recorder:
             log.warning("recording is failing: %s", text)
             if self._on_status:
                 self._on_status(True, text)
+
+
+def open_store(url: str | None) -> tuple[Store, list[int]]:
+    """The session database ready for a new start: interrupted sessions marked (their ids are
+    returned, to tell the user) and what an earlier run left in the spool written out."""
+    store = Store(open_database(url))
+    interrupted = store.recover_interrupted()
+    spool = Spool(spool_path(store.db.url))
+    if len(spool):
+        try:
+            flush_spool(store, spool)
+            log.warning("measurements kept in the spool are now in the database")
+        except (SQLAlchemyError, OSError) as exc:
+            log.warning("the spool could not be written yet (it is kept): %s", exc)
+    return store, interrupted
