@@ -263,6 +263,9 @@ class NibpTile(_Tile):
         grid.addWidget(self.schedule, 3, 1)
         grid.addWidget(self.note, 4, 0, 1, 2)
         grid.setRowStretch(1, 1)
+        # Half the width each: a highlighted "DUE NOW" must not squeeze the baseline change.
+        grid.setColumnStretch(0, 1)
+        grid.setColumnStretch(1, 1)
 
     def _mean_style(self, colour: str) -> str:
         return theme.label_style(colour, max(24, self.value_px // 3), family=theme.NUMBER_FONT)
