@@ -159,12 +159,13 @@ def test_the_simulator_plays_a_device_unplug_that_the_reader_survives(pipeline, 
     link = tmp_path / "sim-oximeter"
     endpoint = PtyEndpoint(link)
     stop = threading.Event()
-    # Fast enough to reach the unplug within seconds, slow enough for a pty.
-    speed = max(1.0, gaps[0] / 4.0)
+    # Start shortly before the unplug, at a pace any machine keeps up with.
+    speed = 10.0
+    begin = float(gaps[0]) - 20.0
     server = threading.Thread(
         target=serve,
         args=(NoninFormat2Emulator(session), endpoint),
-        kwargs={"speed": speed, "stop": stop},
+        kwargs={"speed": speed, "start": begin, "stop": stop},
     )
     try:
         start(str(link))

@@ -158,6 +158,7 @@ def serve(
     endpoint: Endpoint,
     *,
     speed: float = 1.0,
+    start: float = 0.0,
     stop: threading.Event | None = None,
     on_replug=None,
 ) -> float:
@@ -169,11 +170,11 @@ def serve(
     stop = stop or threading.Event()
     session = emulator.session
     started = time.monotonic()
-    t = 0.0
+    t = start  # session time to begin at: a tester can go straight to an incident
     plugged = True
     while not stop.is_set() and t < session.duration:
         t1 = min(t + emulator.tick, session.duration)
-        delay = started + t1 / speed - time.monotonic()
+        delay = started + (t1 - start) / speed - time.monotonic()
         if delay > 0:
             stop.wait(delay)
         connected = session.connected(t)
