@@ -3,6 +3,7 @@ alarm acknowledged and paused, a device unplugged and back, events, discharge, t
 
 from __future__ import annotations
 
+import gc
 import os
 import time
 from pathlib import Path
@@ -32,6 +33,11 @@ def _shots(tmp_path: Path) -> Path:
 def screen(qtbot, tmp_path):
     apply_dark_theme(QApplication.instance())
     windows = []
+    # Python's garbage collector running in the middle of a pyqtgraph paint, collecting wrappers
+    # left by earlier Qt tests, has crashed this test (PySide6 6.11, intermittently): collect
+    # now, and not again until the windows are gone.
+    gc.collect()
+    gc.disable()
 
     def open_screen(scenario: str, speed: float) -> MainWindow:
         config = SessionConfig(
@@ -57,6 +63,8 @@ def screen(qtbot, tmp_path):
         window.sound.close()
         window.deleteLater()
     QApplication.processEvents()
+    gc.enable()
+    gc.collect()
 
 
 def _key(qtbot, window: MainWindow, key, modifier=Qt.KeyboardModifier.NoModifier) -> None:
