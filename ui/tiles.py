@@ -29,6 +29,17 @@ BLANK_S = 30.0
 NIBP_STALE_MIN = 20.0
 
 
+def _header(label: QtWidgets.QWidget, unit: QtWidgets.QWidget, limits: QtWidgets.QWidget):
+    """A tile's top line: its name, its unit, and the alarm limits on the right."""
+    top = QtWidgets.QHBoxLayout()
+    top.addWidget(label)
+    top.addSpacing(12)
+    top.addWidget(unit, 0, QtCore.Qt.AlignmentFlag.AlignBottom)
+    top.addStretch(1)
+    top.addWidget(limits)
+    return top
+
+
 class _Label(QtWidgets.QLabel):
     """A QLabel that ignores setText/setStyleSheet calls that would change nothing."""
 
@@ -157,13 +168,7 @@ class NumericTile(_Tile):
         grid = QtWidgets.QGridLayout(self)
         grid.setContentsMargins(16, 4, 16, 4)
         grid.setVerticalSpacing(0)
-        top = QtWidgets.QHBoxLayout()
-        top.addWidget(self.label)
-        top.addSpacing(12)
-        top.addWidget(self.unit, 0, QtCore.Qt.AlignmentFlag.AlignBottom)
-        top.addStretch(1)
-        top.addWidget(self.limits)
-        grid.addLayout(top, 0, 0, 1, 2)
+        grid.addLayout(_header(self.label, self.unit, self.limits), 0, 0, 1, 2)
         grid.addWidget(self.value, 1, 0, 1, 2)
         grid.addWidget(self.status, 2, 0)
         grid.addWidget(self.quality, 2, 1)
@@ -248,13 +253,7 @@ class NibpTile(_Tile):
         grid = QtWidgets.QGridLayout(self)
         grid.setContentsMargins(16, 4, 16, 4)
         grid.setVerticalSpacing(2)
-        top = QtWidgets.QHBoxLayout()
-        top.addWidget(self.label)
-        top.addSpacing(12)
-        top.addWidget(self.unit, 0, QtCore.Qt.AlignmentFlag.AlignBottom)
-        top.addStretch(1)
-        top.addWidget(self.limits)
-        grid.addLayout(top, 0, 0, 1, 2)
+        grid.addLayout(_header(self.label, self.unit, self.limits), 0, 0, 1, 2)
         # sys/dia alone on its line, as big as the tile allows; the mean under it, right.
         grid.addWidget(self.value, 1, 0, 1, 2)
         grid.addWidget(self.age, 2, 0)
