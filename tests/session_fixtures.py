@@ -202,3 +202,34 @@ def build_session(folder: Path, *, seed: int = 11, duration_s: float = DURATION_
             )
     record.alarms = _alarm_log(items)
     return record
+
+
+def store_session(store, folder: Path, *, seed: int = 11, duration_s: float = DURATION_S) -> int:
+    """The simulated session written through a real :class:`Store`, as the recorder writes it
+    (one-second batches with the alarm log), with a nurse's marker and note; returns its id."""
+    from kapmonitor.record.store import NewSession
+
+    items = simulate(folder, seed=seed, duration_s=duration_s)
+    log = _alarm_log(items)
+    session_id = store.create_session(
+        NewSession(PATIENT, CLINICIAN, OPERATOR, Drug.KETAMINE, Route.IV, 35.0, "mg",
+                   "kap-default", load_profile("kap-default").text),
+        started=START,
+    )  # fmt: skip
+    batch: list[Item] = []
+    second = int(items[0].stamp.wall)
+    pending = list(log)
+    for item in items:
+        if int(item.stamp.wall) != second and batch:
+            due = [e for e in pending if e.stamp.wall < second + 1]
+            pending = pending[len(due) :]
+            store.write(session_id, batch, due)
+            batch, second = [], int(item.stamp.wall)
+        batch.append(item)
+    store.write(session_id, batch, pending)
+    dose = next(i for i in items if isinstance(i, SessionEvent) and i.kind.value == "dose")
+    store.add_event(session_id, "marker", "dissociation", OPERATOR, stamp=dose.stamp.shifted(1800))
+    store.add_event(session_id, "note", "feels calm, BP settling", OPERATOR,
+                    stamp=dose.stamp.shifted(3000))  # fmt: skip
+    store.end_session(session_id, SessionStatus.COMPLETED, START + duration_s, who=OPERATOR)
+    return session_id

@@ -18,8 +18,14 @@ def screen(config: SessionConfig | None, db_url: str | None) -> int:
     return run(config, db_url=db_url)
 
 
+def review(session_id: int | None, db_url: str | None, reviewer: str | None) -> int:
+    from ui.review.app import run
+
+    return run(session_id, db_url, reviewer)
+
+
 def main() -> int:
-    return cli_main(screen=screen)
+    return cli_main(screen=screen, review=review)
 
 
 if __name__ == "__main__":

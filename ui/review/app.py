@@ -1,0 +1,51 @@
+"""``kapmonitor review [ID]``: the session browser, or one session's review window."""
+
+from __future__ import annotations
+
+from kapmonitor.record.recorder import open_store
+from ui.review.browser import SessionBrowser
+from ui.review.window import ReviewWindow
+
+
+class ReviewApp:
+    """The browser and the review windows it opened (kept here so they are not collected)."""
+
+    def __init__(self, store, reviewer: str | None = None) -> None:
+        self.store = store
+        self.reviewer = reviewer
+        self.windows: dict[int, ReviewWindow] = {}
+        self.browser: SessionBrowser | None = None
+
+    def show_browser(self) -> SessionBrowser:
+        self.browser = SessionBrowser(self.store)
+        self.browser.open_session.connect(self.open)
+        self.browser.resize(1300, 800)
+        self.browser.show()
+        return self.browser
+
+    def open(self, session_id: int) -> ReviewWindow:
+        window = self.windows.get(session_id)
+        if window is None or not window.isVisible():
+            window = ReviewWindow(self.store, session_id, reviewer=self.reviewer)
+            self.windows[session_id] = window
+            window.resize(1600, 1000)
+        window.showMaximized()
+        window.raise_()
+        return window
+
+
+def run(session_id: int | None, db_url: str | None, reviewer: str | None = None) -> int:
+    from ui.app import _application
+
+    app = _application()
+    store, _ = open_store(db_url)  # interrupted sessions are listed as such
+    review = ReviewApp(store, reviewer)
+    if session_id is None:
+        review.show_browser()
+    else:
+        store.session_info(session_id)  # a wrong id is a one-line error, before any window
+        review.open(session_id)
+    try:
+        return app.exec()
+    finally:
+        store.db.close()

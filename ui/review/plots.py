@@ -1,0 +1,272 @@
+"""The review plots: every vital over the whole session, on one zoomable dose-relative axis.
+
+Rows share the x axis (minutes from the dose): the alarms, one lane per condition with a bar
+from its start to its end in its priority's colour (a tick where it was acknowledged); SpO2;
+pulse rate and ECG heart rate; NIBP (systolic ▼ over diastolic ▲ joined by a line, the mean as
+a dot, a failed reading as an x on the axis); perfusion index; and the pleth waveform, hidden
+until it is asked for. Events are dashed vertical lines, labelled on the SpO2 row. A cursor line
+runs through every row; the window reads the values under it. The mouse wheel and drag zoom
+and pan in time only; the y ranges stay put so a clinician compares like with like.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6 import QtCore, QtGui
+
+from alarms.model import VISUAL, Priority
+from kapmonitor.codes import Code
+from kapmonitor.review.timeline import QUIET_KINDS, Timeline
+from ui import theme
+
+ROWS = {  # name: (title, default y range, stretch)
+    "alarms": ("Alarms", (0.0, 1.0), 2),
+    "spo2": ("SpO2 %", (80.0, 101.0), 3),
+    "pulse": ("PR /min", (35.0, 150.0), 3),
+    "nibp": ("NIBP mmHg", (40.0, 200.0), 4),
+    "pi": ("PI %", (0.0, 10.0), 2),
+    "pleth": ("Pleth", (-1.0, 1.0), 3),
+}
+ROW_OF = {
+    Code.SPO2: "spo2",
+    Code.PULSE_RATE: "pulse",
+    Code.HEART_RATE: "pulse",
+    Code.PERFUSION: "pi",
+}
+COLOURS = {
+    Code.SPO2: theme.SPO2,
+    Code.PULSE_RATE: theme.PULSE,
+    Code.HEART_RATE: theme.HEART_RATE,
+    Code.PERFUSION: theme.PERFUSION,
+}
+TICK_PX = 14
+
+
+def _pen(colour: str, width: float = 1, style=QtCore.Qt.PenStyle.SolidLine) -> QtGui.QPen:
+    pen = pg.mkPen(colour, width=width, style=style)
+    pen.setCosmetic(True)
+    return pen
+
+
+def alarm_colour(priority: Priority | None, alpha: int) -> QtGui.QColor:
+    colour = QtGui.QColor(VISUAL[priority].colour if priority else theme.TEXT_DIM)
+    colour.setAlpha(alpha)
+    return colour
+
+
+class ReviewPlots(pg.GraphicsLayoutWidget):
+    """The session's plots. ``cursor_moved(x)`` says where the clinician put the cursor."""
+
+    cursor_moved = QtCore.Signal(float)
+
+    def __init__(self, timeline: Timeline, parent=None) -> None:
+        super().__init__(parent)
+        self.timeline = timeline
+        self.setBackground(theme.BACKGROUND)
+        self.ci.setContentsMargins(4, 4, 12, 4)
+        self.ci.setSpacing(2)
+        self.plots: dict[str, pg.PlotItem] = {}
+        self.cursors: list[pg.InfiniteLine] = []
+        self.curves: dict[tuple[Code, str], pg.PlotDataItem] = {}
+        first = None
+        for i, (name, (title, y_range, stretch)) in enumerate(ROWS.items()):
+            plot = self.addPlot(row=i, col=0)
+            self.plots[name] = plot
+            plot.setMenuEnabled(False)
+            plot.hideButtons()
+            plot.setMouseEnabled(x=True, y=False)
+            plot.showGrid(x=True, y=True, alpha=0.25)
+            plot.setYRange(*y_range, padding=0)
+            axis = plot.getAxis("left")
+            axis.setWidth(70)
+            axis.setLabel(title, color=theme.TEXT_DIM, **{"font-size": f"{TICK_PX}px"})
+            font = QtGui.QFont(theme.TEXT_FONT)
+            font.setPixelSize(TICK_PX)
+            for side in ("left", "bottom"):
+                plot.getAxis(side).setTickFont(font)
+                plot.getAxis(side).setTextPen(theme.TEXT_DIM)
+            if first is None:
+                first = plot
+            else:
+                plot.setXLink(first)
+            plot.getAxis("bottom").setStyle(showValues=name == "pleth")
+            self.ci.layout.setRowStretchFactor(i, stretch)
+            cursor = pg.InfiniteLine(angle=90, movable=False, pen=_pen(theme.TEXT, 1))
+            cursor.setZValue(30)
+            plot.addItem(cursor, ignoreBounds=True)
+            self.cursors.append(cursor)
+        self.top = first
+        self._draw_alarms()
+        self._draw_marks()
+        self._draw_numerics()
+        self._draw_nibp()
+        self.pleth_curve = pg.PlotDataItem(pen=_pen(theme.PLETH), connect="finite")
+        self.plots["pleth"].addItem(self.pleth_curve)
+        self.pleth_note = pg.TextItem("", color=theme.TEXT_DIM, anchor=(0.5, 0.5))
+        self.plots["pleth"].addItem(self.pleth_note, ignoreBounds=True)
+        self.set_pleth_visible(False)
+        self.scene().sigMouseClicked.connect(self._clicked)
+        self.show_all()
+        self.set_cursor(timeline.x_min)
+
+    # --- what the window asks -----------------------------------------------------------------
+
+    def x_range(self) -> tuple[float, float]:
+        lo, hi = self.top.viewRange()[0]
+        return float(lo), float(hi)
+
+    def set_x_range(self, lo: float, hi: float) -> None:
+        self.top.setXRange(lo, hi, padding=0)
+
+    def show_all(self) -> None:
+        t = self.timeline
+        self.set_x_range(t.x_min - 1.0, t.x_max + 1.0)
+
+    def zoom(self, factor: float, around: float | None = None) -> None:
+        """Zoom in (factor < 1) or out around a point (the cursor), keeping it where it is."""
+        lo, hi = self.x_range()
+        c = self.cursor_x if around is None else around
+        span = min(max((hi - lo) * factor, 0.05), (self.timeline.x_max - self.timeline.x_min) + 2)
+        f = (c - lo) / (hi - lo) if hi > lo else 0.5
+        self.set_x_range(c - span * f, c + span * (1 - f))
+
+    def centre_on(self, x: float, span: float | None = None) -> None:
+        lo, hi = self.x_range()
+        span = span or (hi - lo)
+        self.set_x_range(x - span / 2, x + span / 2)
+
+    def set_cursor(self, x: float) -> None:
+        self.cursor_x = float(x)
+        for line in self.cursors:
+            line.setValue(self.cursor_x)
+        self.cursor_moved.emit(self.cursor_x)
+
+    def set_pleth_visible(self, visible: bool) -> None:
+        self.plots["pleth"].setVisible(visible)
+        row = list(ROWS).index("pleth")
+        self.ci.layout.setRowStretchFactor(row, ROWS["pleth"][2] if visible else 0)
+        self.ci.layout.setRowMaximumHeight(row, 10_000 if visible else 0)
+        label = "minutes from the dose" if self.timeline.dose_relative else "minutes from the start"
+        for name in ROWS:
+            bottom = name == self.bottom_row(visible)
+            axis = self.plots[name].getAxis("bottom")
+            axis.setStyle(showValues=bottom)
+            axis.setLabel(label if bottom else "", color=theme.TEXT_DIM)
+            axis.showLabel(bottom)
+
+    def bottom_row(self, pleth_visible: bool | None = None) -> str:
+        visible = self.plots["pleth"].isVisible() if pleth_visible is None else pleth_visible
+        return "pleth" if visible else "pi"
+
+    def set_pleth(self, x: np.ndarray, y: np.ndarray, note: str = "") -> None:
+        self.pleth_curve.setData(x, y)
+        lo, hi = self.x_range()
+        self.pleth_note.setText(note)
+        self.pleth_note.setPos((lo + hi) / 2, 0.0)
+        if y.size and np.isfinite(y).any():
+            finite = y[np.isfinite(y)]
+            pad = max(float(np.ptp(finite)) * 0.05, 1e-3)
+            self.plots["pleth"].setYRange(float(finite.min()) - pad, float(finite.max()) + pad)
+
+    # --- drawing ----------------------------------------------------------------------------
+
+    def _draw_numerics(self) -> None:
+        for (code, source), trace in self.timeline.traces.items():
+            row = ROW_OF.get(code)
+            if row is None:
+                continue
+            curve = pg.PlotDataItem(
+                trace.x, trace.y, pen=_pen(COLOURS[code]), connect="finite", antialias=False
+            )
+            self.plots[row].addItem(curve)  # first: clipping needs the plot's view box
+            curve.setDownsampling(auto=True, method="peak")
+            curve.setClipToView(True)
+            self.curves[(code, source)] = curve
+
+    def _draw_nibp(self) -> None:
+        t = self.timeline
+        plot = self.plots["nibp"]
+        ok = np.isfinite(t.nibp[:, 0]) & np.isfinite(t.nibp[:, 1])
+        x = t.nibp_x[ok]
+        sys_, dia, mean = t.nibp[ok, 0], t.nibp[ok, 1], t.nibp[ok, 2]
+        link = pg.PlotCurveItem(
+            np.repeat(x, 2), np.column_stack([sys_, dia]).ravel(), pen=_pen(theme.NIBP_MEAN),
+            connect="pairs",
+        )  # fmt: skip
+        plot.addItem(link)
+        for y, symbol, size, colour in (
+            (sys_, "t", 12, theme.NIBP),
+            (dia, "t1", 12, theme.NIBP),
+            (mean, "o", 5, theme.NIBP_MEAN),
+        ):
+            finite = np.isfinite(y)
+            plot.addItem(
+                pg.ScatterPlotItem(x[finite], y[finite], symbol=symbol, size=size,
+                                   pen=pg.mkPen(None), brush=pg.mkBrush(colour))
+            )  # fmt: skip
+        failed = t.nibp_x[~ok]
+        if failed.size:  # a reading the cuff could not make: an x on the axis, not a 0
+            plot.addItem(
+                pg.ScatterPlotItem(failed, np.full(failed.size, ROWS["nibp"][1][0] + 6),
+                                   symbol="x", size=10, pen=_pen(theme.WARN), brush=None)
+            )  # fmt: skip
+
+    def _draw_marks(self) -> None:
+        shown = [m for m in self.timeline.marks if m.event.kind not in QUIET_KINDS]
+        for i, mark in enumerate(shown):
+            height = 0.92 - 0.16 * (i % 3)  # staggered, so labels of close events do not overlap
+            colour = theme.DOSE if mark.event.kind == "dose" else theme.MARKER
+            for name, plot in self.plots.items():
+                line = pg.InfiniteLine(
+                    pos=mark.x, angle=90, movable=False,
+                    pen=_pen(colour, 1, QtCore.Qt.PenStyle.DashLine),
+                    label=mark.text[:40] if name == "spo2" else None,
+                    labelOpts={"position": height, "color": colour, "anchors": [(0, 0), (0, 0)]},
+                )  # fmt: skip
+                line.setZValue(10)
+                plot.addItem(line, ignoreBounds=True)
+
+    def _draw_alarms(self) -> None:
+        """One lane per alarm condition (and source), newest condition at the bottom."""
+        plot = self.plots["alarms"]
+        plot.showGrid(x=True, y=False, alpha=0.25)
+        plot.getAxis("left").setStyle(showValues=False)
+        end = self.timeline.x_max
+        lanes: dict[tuple[str | None, str | None], int] = {}
+        for span in self.timeline.alarms:
+            lanes.setdefault((span.entry.condition, span.entry.source), len(lanes))
+        n = max(len(lanes), 1)
+        plot.setYRange(-n + 0.5, 0.5, padding=0.05)
+        # a condition's levels share its lane; the more urgent is drawn over the less
+        for span in sorted(self.timeline.alarms, key=lambda a: a.priority or 0):
+            lane = lanes[(span.entry.condition, span.entry.source)]
+            stop = span.end if span.end is not None else end
+            plot.addItem(
+                pg.BarGraphItem(x0=[span.start], x1=[max(stop, span.start + 0.05)], y=[-lane],
+                                height=0.7, brush=alarm_colour(span.priority, 200),
+                                pen=pg.mkPen(None))
+            )  # fmt: skip
+            if span.acknowledged is not None:
+                plot.addItem(
+                    pg.ScatterPlotItem([span.acknowledged], [-lane], symbol="|", size=14,
+                                       pen=_pen(theme.TEXT, 2))
+                )  # fmt: skip
+        font = QtGui.QFont(theme.TEXT_FONT)
+        font.setPixelSize(12)
+        for (condition, _), lane in lanes.items():
+            first = next(a for a in self.timeline.alarms if a.entry.condition == condition)
+            label = pg.TextItem(first.entry.text or condition or "", color=theme.TEXT,
+                                anchor=(0, 0.5))  # fmt: skip
+            label.setFont(font)
+            label.setPos(first.start, -lane)
+            label.setZValue(5)
+            plot.addItem(label, ignoreBounds=True)
+
+    def _clicked(self, event) -> None:
+        if event.button() != QtCore.Qt.MouseButton.LeftButton:
+            return
+        for plot in self.plots.values():
+            if plot.isVisible() and plot.sceneBoundingRect().contains(event.scenePos()):
+                self.set_cursor(plot.vb.mapSceneToView(event.scenePos()).x())
+                return
