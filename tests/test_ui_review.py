@@ -325,3 +325,42 @@ def test_the_review_screenshot(window, tmp_path):
     path = Path(tmp_path) / "review.png"
     assert window.grab().save(str(path))
     assert path.stat().st_size > 20_000
+
+
+def test_the_rems_assessment_is_saved_signed_and_shown(window, store, recorded):
+    rows = dict(
+        (window.rems_table.item(r, 0).text(), window.rems_table.item(r, 1).text())
+        for r in range(window.rems_table.rowCount())
+    )
+    assert rows["Dissociation"].startswith("Yes")  # from the nurse's marker until assessed
+    assert rows["Sedation"].startswith("not recorded")
+    t = window.timeline
+    near_40 = min(
+        (r for r in window.record.nibp if r.systolic is not None),
+        key=lambda r: abs(t.minutes(r.stamp.wall) - 40),
+    )
+    bp40 = rows["BP at 40 min after administration"]
+    assert bp40.startswith(f"{near_40.systolic:.0f}/{near_40.diastolic:.0f} mmHg")
+
+    window.assessment["sedation"].setCurrentIndex(window.assessment["sedation"].findText("No"))
+    window.assessment["dissociation"].setCurrentIndex(
+        window.assessment["dissociation"].findText("Yes")
+    )
+    window.ready_set.setChecked(True)
+    window.ready_time.setTime(QtCore.QTime(12, 5))
+    window._save_assessment()
+
+    rows = dict(
+        (window.rems_table.item(r, 0).text(), window.rems_table.item(r, 1).text())
+        for r in range(window.rems_table.rowCount())
+    )
+    assert rows["Sedation"].startswith("No") and REVIEWER in rows["Sedation"]
+    assert rows["Ready to leave"].startswith("12:05")
+    record = store.load_session(recorded[1], waves=False)
+    written = [e for e in record.events if e.kind == "assessment"]
+    assert {e.text for e in written} >= {
+        "sedation: no",
+        "dissociation: yes",
+        "ready to leave: 12:05",
+    }
+    assert all(e.author == REVIEWER for e in written)

@@ -27,6 +27,8 @@ from kapmonitor.errors import UserError
 from kapmonitor.record.export import FORMATS, export_session
 from kapmonitor.record.session import EventRecord, SessionStatus
 from kapmonitor.record.store import Store
+from kapmonitor.review import rems
+from kapmonitor.review.summary import summarise
 from kapmonitor.review.timeline import QUIET_KINDS, Timeline
 from ui import theme
 from ui.review.plots import ReviewPlots
@@ -149,6 +151,7 @@ class ReviewWindow(QtWidgets.QMainWindow):
         self.alarms_table = _table(["Start", "Min", "Priority", "Alarm", "End", "Acknowledged"])
         self.audit_table = _table(["When", "Who", "What", "Detail"])
         self.tabs.addTab(self.summary_table, "Summary")
+        self.tabs.addTab(self._rems_tab(), "REMS form")
         self.tabs.addTab(self.nibp_table, "NIBP")
         self.tabs.addTab(self._events_tab(), "Events")
         self.tabs.addTab(self.alarms_table, "Alarms")
@@ -237,6 +240,64 @@ class ReviewWindow(QtWidgets.QMainWindow):
         row.addStretch(1)
         return row
 
+    def _rems_tab(self) -> QtWidgets.QWidget:
+        """The REMS monitoring form as the record gives it, and the clinician's assessment."""
+        w = QtWidgets.QWidget()
+        layout = QtWidgets.QVBoxLayout(w)
+        layout.setContentsMargins(0, 0, 0, 0)
+        self.rems_table = _table(["", ""])
+        self.rems_table.horizontalHeader().setVisible(False)
+        self.rems_table.setWordWrap(True)
+        layout.addWidget(self.rems_table, 1)
+        box = QtWidgets.QGroupBox("Clinician's assessment (written to the record, signed)")
+        form = QtWidgets.QFormLayout(box)
+        self.assessment: dict[str, QtWidgets.QComboBox] = {}
+        for name in rems.YES_NO_FIELDS:
+            combo = QtWidgets.QComboBox()
+            for label, value in (("not assessed", None), ("No", False), ("Yes", True)):
+                combo.addItem(label, value)
+            form.addRow(name.capitalize(), combo)
+            self.assessment[name] = combo
+        self.ready_set = QtWidgets.QCheckBox("Ready to leave at")
+        self.ready_time = QtWidgets.QTimeEdit()
+        self.ready_time.setDisplayFormat("HH:mm")
+        form.addRow(self.ready_set, self.ready_time)
+        save = QtWidgets.QPushButton("Save assessment")
+        save.clicked.connect(self._save_assessment)
+        form.addRow(save)
+        layout.addWidget(box)
+        return w
+
+    def save_assessment(
+        self, answers: dict[str, bool], ready_to_leave: str | None = None
+    ) -> list[int]:
+        """Write the assessment: one event per field (``ready_to_leave`` as HH:MM)."""
+        texts = [rems.assessment_text(name, value) for name, value in answers.items()]
+        if ready_to_leave:
+            texts.append(rems.assessment_text(rems.READY_TO_LEAVE, ready_to_leave))
+        if not texts:
+            raise UserError("choose at least one answer to save")
+        stamp = self.timeline.stamp_at(self.timeline.x_max)  # about the session, at its end
+        ids = [
+            self.store.add_event(self.session_id, rems.ASSESSMENT_KIND, text, self.reviewer,
+                                 stamp=stamp)
+            for text in texts
+        ]  # fmt: skip
+        self._reload("Assessment saved to the record.")
+        return ids
+
+    def _save_assessment(self) -> None:
+        answers = {
+            name: combo.currentData()
+            for name, combo in self.assessment.items()
+            if combo.currentData() is not None
+        }
+        ready = self.ready_time.time().toString("HH:mm") if self.ready_set.isChecked() else None
+        try:
+            self.save_assessment(answers, ready)
+        except UserError as exc:
+            self.say(str(exc))
+
     def _events_tab(self) -> QtWidgets.QWidget:
         w = QtWidgets.QWidget()
         layout = QtWidgets.QVBoxLayout(w)
@@ -256,6 +317,9 @@ class ReviewWindow(QtWidgets.QMainWindow):
         _fill(self.summary_table, [list(r) for r in self.summary_rows()])
         self.summary_table.setColumnWidth(0, 250)  # labels wrap; the figures get the room
         self.summary_table.resizeRowsToContents()
+        _fill(self.rems_table, [list(r) for r in self.rems_rows()])
+        self.rems_table.setColumnWidth(0, 250)
+        self.rems_table.resizeRowsToContents()
         rows, xs = [], []
         for r, x in zip(self.record.nibp, t.nibp_x, strict=True):
             flags = ", ".join(sorted(f.value for f in r.flags))
@@ -320,9 +384,11 @@ class ReviewWindow(QtWidgets.QMainWindow):
         )
 
     def summary_rows(self) -> list[tuple[str, str]]:
-        from kapmonitor.review.summary import summarise
+        self.summary = summarise(self.record)
+        return self.summary.rows()
 
-        return summarise(self.record).rows()
+    def rems_rows(self) -> list[tuple[str, str]]:
+        return rems.rems_form(self.record, summary=self.summary).rows()
 
     # --- moving about -------------------------------------------------------------------------
 
