@@ -30,15 +30,25 @@ LIMIT_S = 1.0  #: a 2-hour stream must decode faster than this
 
 
 def build_stream(driver_cls: type[SerialDriver]) -> bytes:
-    """Two hours of the device's bytes, as the emulator sends them to a real driver."""
+    """Two hours of the device's bytes, as the emulator sends them to a real driver.
+
+    The device's answers to the host are part of the stream, and the driver reads them and
+    answers in turn (``reply``), as it does on a port: a session protocol (intellivue) only
+    streams once its handshake is done.
+    """
     driver = driver_cls(DeviceSpec.parse(f"{driver_cls.name}@loop://"), lambda item: None)
     emulator = driver_cls.emulator_class(KapSession(load_scenario("typical"), seed=1))
-    emulator.on_host_bytes(driver.greeting(), 0.0)
+    stamp = Stamp.now()
+    host = driver.greeting()
     chunks = []
     for second in range(int(SECONDS)):
         if driver.keep_alive_interval is not None:
-            emulator.on_host_bytes(driver.keep_alive(), float(second))
-        chunks.append(emulator.emit(float(second), second + 1.0))
+            host += driver.keep_alive()
+        sent = emulator.on_host_bytes(host, float(second)) if host else b""
+        sent += emulator.emit(float(second), second + 1.0)
+        driver.parser.feed(sent, stamp)
+        host = driver.reply()
+        chunks.append(sent)
     return b"".join(chunks)
 
 

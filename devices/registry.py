@@ -26,6 +26,8 @@ BUILTIN_DRIVERS: dict[str, str] = {
     "nonin8": "devices.protocols.nonin:Nonin8Driver",
     "masimo": "devices.protocols.masimo:MasimoDriver",
     "contec": "devices.protocols.contec:ContecDriver",
+    "ge-s5": "devices.protocols.ge_s5:GeS5Driver",
+    "intellivue": "devices.protocols.intellivue:IntellivueDriver",
 }
 
 

@@ -42,6 +42,15 @@ class SerialDriver(Driver):
         """What the host sends every :attr:`keep_alive_interval` seconds."""
         return b""
 
+    def reply(self) -> bytes:
+        """What the host answers right after a read, for protocols with a session handshake
+        (the parser has seen the device ask for it)."""
+        return b""
+
+    def farewell(self) -> bytes:
+        """What the host sends before it closes the port on stop (e.g. a release request)."""
+        return b""
+
     def __init__(self, *args, tap: Tap | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         # One parser for the driver's life, so its error counters survive reconnects.
@@ -119,6 +128,7 @@ class SerialDriver(Driver):
                     self._set_state(ConnectionState.CONNECTED, stamp=stamp)
                 for item in self.parser.feed(data, stamp):
                     self._publish(item)
+                self._send(port, self.reply())
             elif (
                 self.state is ConnectionState.CONNECTED
                 and time.monotonic() - last_data >= self.no_data_timeout
@@ -127,6 +137,7 @@ class SerialDriver(Driver):
                     ConnectionState.NO_DATA,
                     f"no data from the device for {self.no_data_timeout:g} s",
                 )
+        self._send(port, self.farewell())
 
     def _send(self, port: serial.Serial, data: bytes) -> None:
         if data:

@@ -40,12 +40,23 @@ def open_port(
     except ValueError as exc:
         raise PortError(f"'{url}' cannot be opened: {_first_line(exc)}") from None
     except (serial.SerialException, OSError) as exc:
+        if (settings.parity != "N" or settings.rtscts) and _is_pty(url):
+            # A pseudo-terminal has no line: Linux refuses even parity together with RTS/CTS
+            # on it (EINVAL), and it carries the bytes the same without them. This lets
+            # ``simulate --pty`` stand in for a device that needs them (ge-s5).
+            plain = SerialSettings(settings.baudrate, settings.bytesize, "N", settings.stopbits)
+            return open_port(url, plain, timeout=timeout)
         raise PortError(describe_port_error(url, exc)) from None
     return port
 
 
 def _is_device_path(url: str) -> bool:
     return "://" not in url
+
+
+def _is_pty(url: str) -> bool:
+    """Whether ``url`` is (a link to) the terminal side of a pseudo-terminal."""
+    return _is_device_path(url) and os.path.realpath(url).startswith(("/dev/pts/", "/dev/ttyp"))
 
 
 def describe_port_error(url: str, exc: BaseException) -> str:
