@@ -123,7 +123,8 @@ def main() -> int:
     window = ReviewWindow(store, session_id)
 
     def open_pleth() -> None:
-        window.show_pleth_at(window.timeline.x_min + 1.0)
+        window._pleth_cache = None  # from the database each time, not from the last run
+        window.show_pleth_at(window.timeline.x_min + 30.0)
 
     list_s = median_time(list_only)
     browser_s = median_time(list_and_show)

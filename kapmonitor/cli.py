@@ -198,9 +198,10 @@ def cmd_record(args: argparse.Namespace, out: TextIO) -> int:
             write_alarms()
             if item is not None:
                 write(item)
-                continue
-            if all_simulated and runner.finished():
+            elif all_simulated and runner.finished():
                 break
+            # Checked after items too: a device that never pauses (a pleth stream) must not
+            # keep a --duration recording going.
             if not all_simulated and deadline is not None and time.monotonic() >= deadline:
                 break
     finally:
@@ -307,14 +308,15 @@ def cmd_sessions_show(args: argparse.Namespace, out: TextIO) -> int:
         return 0
 
 
-EXPORT_FORMATS = ("csv", "fhir", "hl7", "vital")
+EXPORT_FORMATS = ("csv", "fhir", "hl7", "vital", "pdf")
 
 
 def cmd_export(args: argparse.Namespace, out: TextIO) -> int:
     from kapmonitor.record.export import export_session
 
     with opened_store(args.db) as store:
-        record = store.load_session(args.id)
+        # The report draws no pleth: a 2-hour session's waveform blocks would be most of the load.
+        record = store.load_session(args.id, waves=args.format != "pdf")
         export_session(record, args.format, Path(args.output), deidentify=args.deidentify)
         print(
             f"kapmonitor: session {args.id} exported as {args.format} to {args.output}",
@@ -597,9 +599,18 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("id", type=int, metavar="ID")
     show.set_defaults(func=cmd_sessions_show)
 
+    rev = subs.add_parser(
+        "review",
+        help="review recorded sessions: the session browser, or one session",
+        description="Open the clinician's review: the session browser, or session ID directly.",
+    )
+    rev.add_argument("id", type=int, nargs="?", help="the session to open (default: browse)")
+    rev.add_argument("--reviewer", help="who reviews, for notes and amendments (default: login)")
+    _db_option(rev)
+    rev.set_defaults(func=cmd_review)
     exp = subs.add_parser(
         "export",
-        help="export a session as CSV, FHIR, HL7 v2 or a VitalDB .vital file",
+        help="export a session as CSV, FHIR, HL7 v2, a VitalDB .vital file or a PDF report",
         description="Export a recorded session.",
     )
     _db_option(exp)
@@ -668,6 +679,19 @@ def cmd_screen(args: argparse.Namespace, out: TextIO) -> int:
     return args.screen(None, args.db)
 
 
+#: Opens the review (the browser, or session ID) on a database URL, for a reviewer.
+Review = Callable[[int | None, str | None, str | None], int]
+
+
+def cmd_review(args: argparse.Namespace, out: TextIO) -> int:
+    if args.review is None:
+        raise UserError("the review is not available here: run the 'kapmonitor' command")
+    if args.id is not None:
+        with opened_store(args.db) as store:
+            store.session_info(args.id)  # a wrong id: one sentence, before any window opens
+    return args.review(args.id, args.db, args.reviewer)
+
+
 def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
     if args.screen is None:
         raise UserError("the screen is not available here: run the 'kapmonitor' command")
@@ -684,10 +708,15 @@ def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def main(
-    argv: Sequence[str] | None = None, out: TextIO | None = None, *, screen: Screen | None = None
+    argv: Sequence[str] | None = None,
+    out: TextIO | None = None,
+    *,
+    screen: Screen | None = None,
+    review: Review | None = None,
 ) -> int:
     args = build_parser().parse_args(argv)
     args.screen = screen
+    args.review = review
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="kapmonitor: %(levelname)s %(name)s: %(message)s",

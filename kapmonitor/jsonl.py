@@ -90,6 +90,8 @@ def records(item: Item, origin: float, *, with_source: bool = False) -> list[Rec
         with_source = True
     elif isinstance(item, SessionEvent):
         out = [{"t": _t(item.stamp.mono, origin), "event": item.kind.value, "text": item.text}]
+        if item.author:
+            out[0]["author"] = item.author
     else:
         raise TypeError(f"not an item: {item!r}")
     if with_source:

@@ -47,6 +47,7 @@ class Flag(StrEnum):
     QUESTIONABLE = "questionable"
     LOW_PERFUSION = "low-perfusion"
     MEASUREMENT_FAILED = "measurement-failed"
+    DEMO = "demo"  #: the device sends demo or test data, not the patient's (IntelliVue)
 
 
 Flags = frozenset[Flag]
@@ -172,6 +173,9 @@ class SessionEvent:
     kind: SessionEventKind
     stamp: Stamp
     text: str = ""
+    #: who did it (the nurse who marked the dose): kept apart from the text, so a de-identified
+    #: export can leave the name out and keep what happened
+    author: str | None = None
 
 
 Measurement = Numeric | NibpReading | WaveformBlock | DeviceValue

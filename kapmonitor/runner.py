@@ -219,16 +219,18 @@ class SessionRunner:
         stamp = self.now()
         self.dose = stamp
         self.hub.publish(
-            SessionEvent(SESSION_SOURCE, SessionEventKind.DOSE, stamp, f"dose given ({operator})")
+            SessionEvent(
+                SESSION_SOURCE, SessionEventKind.DOSE, stamp, "dose given", operator or None
+            )
         )
         return stamp
 
     def add_marker(self, kind: str, text: str = "", operator: str = "") -> Stamp:
         stamp = self.now()
         label = f"{kind}: {text}" if text else kind
-        if operator:
-            label += f" ({operator})"
-        self.hub.publish(SessionEvent(SESSION_SOURCE, SessionEventKind.MARKER, stamp, label))
+        self.hub.publish(
+            SessionEvent(SESSION_SOURCE, SessionEventKind.MARKER, stamp, label, operator or None)
+        )
         return stamp
 
     def request_stat(self, operator: str = "") -> str:

@@ -501,8 +501,8 @@ def test_missing_values_stay_missing(
 
 
 def test_unknown_format_is_a_user_error(record: SessionRecord, tmp_path: Path) -> None:
-    with pytest.raises(UserError, match="unknown export format 'pdf'"):
-        export_session(record, "pdf", tmp_path / "s.pdf")
+    with pytest.raises(UserError, match="unknown export format 'xlsx'"):
+        export_session(record, "xlsx", tmp_path / "s.xlsx")
     assert list(tmp_path.iterdir()) == []
 
 

@@ -71,10 +71,10 @@ def test_a_session_from_start_to_discharge(tmp_path):
     record = store.load_session(runner.session_id)
     store.db.close()
     assert record.info.status is SessionStatus.COMPLETED
-    kinds = [(e.kind, e.text) for e in record.events if e.kind in ("dose", "marker")]
-    assert kinds[0] == ("dose", "dose given (RN L)")
-    assert ("marker", "dissociation: eyes closed, calm (RN L)") in kinds
-    assert ("marker", "STAT NIBP requested (RN L)") in kinds
+    kinds = [(e.kind, e.text, e.author) for e in record.events if e.kind in ("dose", "marker")]
+    assert kinds[0] == ("dose", "dose given", "RN L")  # the name apart, for de-identification
+    assert ("marker", "dissociation: eyes closed, calm", "RN L") in kinds
+    assert ("marker", "STAT NIBP requested", "RN L") in kinds
     assert record.dose_stamp.wall == pytest.approx(dose.wall)
 
 

@@ -203,8 +203,8 @@ def test_the_pleth_loads_on_demand_for_the_view(window):
 
 def test_amend_an_event_keeps_the_original_and_audits_it(window, store, recorded, qtbot):
     note = next(e for e in window.record.events if e.text == "feels calm, BP settling")
-    row = next(r for r in range(window.events_table.rowCount())
-               if window.events_table.item(r, 2).text() == "note: feels calm, BP settling")  # fmt: skip
+    texts = [window.events_table.item(r, 2).text() for r in range(window.events_table.rowCount())]
+    row = texts.index("note: feels calm, BP settling")
     window.events_table.selectRow(row)
 
     def fill_and_accept():

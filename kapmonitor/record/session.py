@@ -83,6 +83,9 @@ class SessionRecord:
     values: list[DeviceValue] = field(default_factory=list)
     events: list[EventRecord] = field(default_factory=list)
     alarms: list[LogEntry] = field(default_factory=list)
+    #: The alarm profile's TOML as the session ran with it ("" when not stored): review and the
+    #: report judge limits by the profile in force, not by today's copy of it.
+    profile_text: str = ""
 
     @property
     def dose_stamp(self) -> Stamp | None:

@@ -18,9 +18,11 @@ from alarms.model import LogEntry, LogEvent, Priority
 from kapmonitor.codes import Code
 from kapmonitor.model import Stamp
 from kapmonitor.record.session import EventRecord, SessionRecord
+from kapmonitor.review.summary import HOLD_MAX_S
 
-#: Samples of one code further apart than this (seconds) are not joined.
-GAP_S = 5.0
+#: Samples of one code further apart than this (seconds) are not joined: the same hold the
+#: summary's time-beyond-limits uses, so a plotted gap and an uncounted stretch are one thing.
+GAP_S = HOLD_MAX_S
 #: The event kinds that are bookkeeping rather than something a clinician looks for.
 QUIET_KINDS = frozenset({"nibp-scheduled", "device-state"})
 

@@ -1,9 +1,11 @@
-"""Exports of a recorded session: CSV, FHIR R4, HL7 v2.6 and VitalDB ``.vital``.
+"""Exports of a recorded session: CSV, FHIR R4, HL7 v2.6, VitalDB ``.vital`` and a PDF report.
 
-Each format is written by its own module from the plain-data :class:`SessionRecord`, with no
-library beyond numpy, so an export never depends on a package the monitor does not ship. The
-file appears whole or not at all: it is written next to its destination and renamed over it,
-so a full disk or a crash never leaves a half-written export looking like a good one.
+Each format is written by its own module from the plain-data :class:`SessionRecord`. The data
+formats use no library beyond numpy; the PDF report draws with reportlab (a dependency of the
+package, imported only when a PDF is written), so an export never depends on a package the
+monitor does not ship. The file appears whole or not at all: it is written next to its
+destination and renamed over it, so a full disk or a crash never leaves a half-written export
+looking like a good one.
 
 ``deidentify`` replaces the patient identifier by a pseudonym derived from the session uid
 (``anon-`` and its first 8 hex digits: the same session always gets the same pseudonym, so
@@ -35,6 +37,7 @@ FORMATS: dict[str, str] = {
     "fhir": "fhir",
     "hl7": "hl7",
     "vital": "vital",
+    "pdf": "pdf",
 }
 
 Writer = Callable[..., None]
@@ -43,7 +46,7 @@ Writer = Callable[..., None]
 def export_session(
     record: SessionRecord, fmt: str, path: Path, *, deidentify: bool = False
 ) -> None:
-    """Write ``record`` to ``path`` as ``fmt`` (csv, fhir, hl7 or vital).
+    """Write ``record`` to ``path`` as ``fmt`` (csv, fhir, hl7, vital or pdf).
 
     Raises UserError for an unknown format or a path that cannot be written.
     """

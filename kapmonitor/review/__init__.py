@@ -1,0 +1,5 @@
+"""Review of a recorded session: the figures and form fields the review window and the PDF share.
+
+Plain Python over :class:`~kapmonitor.record.session.SessionRecord` (no Qt), so the window, the
+report and the tests compute every number the same way.
+"""
