@@ -68,6 +68,20 @@ QToolTip {{
     color: {TEXT};
     border: 1px solid {BORDER};
 }}
+QCheckBox::indicator {{
+    width: 15px;
+    height: 15px;
+    border: 1px solid {TEXT_DIM};
+    border-radius: 2px;
+    background-color: {PANEL};
+}}
+QCheckBox::indicator:checked {{
+    background-color: {PERFUSION};
+    border-color: {TEXT};
+}}
+QCheckBox::indicator:disabled {{
+    border-color: {TEXT_STALE};
+}}
 """
 
 

@@ -136,8 +136,12 @@ class SessionBrowser(QtWidgets.QWidget):
         self.table.setSelectionBehavior(QtWidgets.QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QtWidgets.QAbstractItemView.SelectionMode.SingleSelection)
         self.table.horizontalHeader().setStretchLastSection(True)
-        for col, width in enumerate((80, 160, 160, 180, 190, 80)):
-            self.table.setColumnWidth(col, width)
+        # Widths from the font, not from measuring 10,000 rows (resizeColumnsToContents would).
+        metrics = self.table.fontMetrics()
+        samples = ("Session 0", "2026-01-01 00:00", "KAP-PT-000000", "Dr Clarissa Whitfield",
+                   "esketamine 84 mg", "Minutes")  # fmt: skip
+        for col, sample in enumerate(samples):
+            self.table.setColumnWidth(col, metrics.horizontalAdvance(sample) + 24)
         self.table.doubleClicked.connect(self._open_index)
         layout.addWidget(self.table, 1)
         self.table.installEventFilter(self)
@@ -146,6 +150,9 @@ class SessionBrowser(QtWidgets.QWidget):
         self.clinician.textChanged.connect(self.apply_filter)
         self.status.currentIndexChanged.connect(self.apply_filter)
         self.use_dates.toggled.connect(self.apply_filter)
+        for d in (self.since, self.until):
+            d.setEnabled(False)
+            self.use_dates.toggled.connect(d.setEnabled)
         self.since.dateChanged.connect(self.apply_filter)
         self.until.dateChanged.connect(self.apply_filter)
         self.apply_filter()
