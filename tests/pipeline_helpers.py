@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from kapmonitor.hub import Subscription
 from kapmonitor.model import ConnectionState, DeviceEvent, Item
@@ -35,3 +39,18 @@ class Collector:
 
     def of_type(self, cls: type) -> list:
         return [it for it in self.items if isinstance(it, cls)]
+
+
+def decode_cli(protocol: str, path: Path, *, unexpected: str = "checksum") -> list[dict]:
+    """`kapmonitor decode --protocol P FILE` as a user runs it: its JSON lines, after checking
+    it succeeded without a traceback or a warning containing ``unexpected``."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "kapmonitor", "decode", "--protocol", protocol, str(path)],
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr and unexpected not in proc.stderr
+    return [json.loads(line) for line in proc.stdout.splitlines()]

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import itertools
-import json
 import math
-import subprocess
 import sys
 import threading
 import time
@@ -42,8 +40,7 @@ from devices.spec import DeviceSpec
 from kapmonitor.codes import Code
 from kapmonitor.hub import Hub
 from kapmonitor.model import ConnectionState, Flag, Numeric, Stamp, WaveformBlock
-from tests.conftest import ROOT
-from tests.pipeline_helpers import Collector
+from tests.pipeline_helpers import Collector, decode_cli
 
 DATA = Path(__file__).parent / "data" / "contec"  # copied from ../shared/data (see README)
 CAPTURE = DATA / "stream_data.py.capture-excerpt.txt"
@@ -625,16 +622,7 @@ def test_the_registry_names_the_driver_with_its_wire_settings() -> None:
 def test_kapmonitor_decode_reads_a_contec_file(tmp_path: Path, stream: bytes) -> None:
     path = tmp_path / "cms50d.bin"
     path.write_bytes(stream[: 9 * 600])  # ten seconds
-    proc = subprocess.run(
-        [sys.executable, "-m", "kapmonitor", "decode", "--protocol", "contec", str(path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert "Traceback" not in proc.stderr and "framing" not in proc.stderr
-    records = [json.loads(line) for line in proc.stdout.splitlines()]
+    records = decode_cli("contec", path, unexpected="framing")
     spo2 = [r for r in records if r["code"] == Code.SPO2.value]
     assert len(spo2) == 10 and all(90 <= r["value"] <= 100 for r in spo2)
     assert [r["t"] for r in spo2] == pytest.approx([(1 + 60 * k) / 60 for k in range(10)], abs=1e-4)

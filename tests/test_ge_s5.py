@@ -83,7 +83,7 @@ from kapmonitor.model import (
     WaveformBlock,
 )
 from tests.conftest import ROOT
-from tests.pipeline_helpers import Collector
+from tests.pipeline_helpers import Collector, decode_cli
 
 DATA = Path(__file__).parent / "data" / "ge-b650"  # copied from ../shared/data (see README)
 ORIGIN = Stamp(1000.0, 1.7e9)
@@ -834,16 +834,7 @@ def test_round_trip_over_a_pty_with_the_drivers_requests() -> None:
 def test_kapmonitor_decode_reads_a_ge_s5_file(tmp_path: Path, stream: bytes) -> None:
     path = tmp_path / "b650.bin"
     path.write_bytes(stream)
-    proc = subprocess.run(
-        [sys.executable, "-m", "kapmonitor", "decode", "--protocol", "ge-s5", str(path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert "Traceback" not in proc.stderr and "checksum" not in proc.stderr
-    records = [json.loads(line) for line in proc.stdout.splitlines()]
+    records = decode_cli("ge-s5", path)
     hr = [r for r in records if r.get("code") == Code.HEART_RATE.value]
     assert len(hr) == 24 and all(40 <= r["value"] <= 140 for r in hr)
     waves = [r for r in records if r.get("code") == Code.PLETH.value]

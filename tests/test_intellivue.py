@@ -4,11 +4,9 @@ session, damage, a pty round trip with the real driver, and the command line."""
 from __future__ import annotations
 
 import itertools
-import json
 import math
 import re
 import struct
-import subprocess
 import sys
 import threading
 import time
@@ -52,8 +50,8 @@ from kapmonitor.model import (
     Stamp,
     WaveformBlock,
 )
-from tests.conftest import ROOT, SHARED_DATA
-from tests.pipeline_helpers import Collector
+from tests.conftest import SHARED_DATA
+from tests.pipeline_helpers import Collector, decode_cli
 
 DATA = Path(__file__).parent / "data" / "intellivue-mp90"  # slices of ../shared/data (README)
 SESSIONS = {"1A": "1A_normal_NSR_SpO2-100", "1B": "1B_hypoxic_NSR_SpO2-85"}
@@ -671,16 +669,7 @@ def test_the_driver_associates_again_when_the_monitor_falls_silent(typical) -> N
 
 def test_kapmonitor_decode_reads_the_real_mp90_bytes(tmp_path: Path) -> None:
     path = DATA / "1A.wire.DERIVED.bin"
-    proc = subprocess.run(
-        [sys.executable, "-m", "kapmonitor", "decode", "--protocol", "intellivue", str(path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert "Traceback" not in proc.stderr and "checksum" not in proc.stderr
-    records = [json.loads(line) for line in proc.stdout.splitlines()]
+    records = decode_cli("intellivue", path)
     spo2 = [r for r in records if r.get("code") == Code.SPO2.value]
     assert len(spo2) == 62 and all(99.0 <= r["value"] <= 100.0 for r in spo2)
     waves = [r for r in records if r.get("code") == Code.PLETH.value]

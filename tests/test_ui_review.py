@@ -261,6 +261,11 @@ def test_the_pdf_report_from_the_button_has_the_session(window, tmp_path):
     path = window.export("pdf", tmp_path / "report.pdf")
     text = "\n".join(page.extract_text() for page in pypdf.PdfReader(path).pages)
     assert PATIENT in text
+    peak = window.summary.peak_systolic
+    assert f"{peak.systolic:.0f}/{peak.diastolic:.0f} mmHg" in text  # the summary's peak
+    rems_40 = dict(window.rems_rows())["BP at 40 min after administration"]
+    assert rems_40.split(" at ")[0] in text  # the REMS form's 40-minute reading
+    assert "feels calm, BP settling" in text and "NIBP systolic high" in text  # events, alarms
     window.deidentify.setChecked(True)
     path = window.export("pdf", tmp_path / "anon.pdf")
     text = "\n".join(page.extract_text() for page in pypdf.PdfReader(path).pages)
