@@ -133,6 +133,22 @@ def test_an_empty_session_still_gives_a_valid_report(record: SessionRecord, tmp_
     assert "Monitored not recorded: no device data" in text
 
 
+def test_names_and_notes_in_any_european_script_print_as_typed(
+    record: SessionRecord, tmp_path: Path
+):
+    if not pdf_export.register_fonts().startswith("DejaVu"):
+        pytest.skip("DejaVu Sans is not installed (fonts-dejavu-core): the report uses Helvetica")
+    info = dataclasses.replace(record.info, patient="Zoë Łukasiewicz-Παπαδοπούλου",
+                               clinician="Д-р Ольга Смирнова")  # fmt: skip
+    note = EventRecord(990, record.events[-1].stamp, "note", "пациент спокоен, ćwiczenia oddechowe")
+    path = tmp_path / "scripts.pdf"
+    export_session(dataclasses.replace(with_events(record, note), info=info), "pdf", path)
+    text = text_of(path)
+    for typed in ("Zoë Łukasiewicz-Παπαδοπούλου", "Д-р Ольга Смирнова", "ćwiczenia oddechowe",
+                  "пациент спокоен"):  # fmt: skip
+        assert typed in text
+
+
 def test_a_session_without_dose_or_nibp(record: SessionRecord, tmp_path: Path):
     bare = dataclasses.replace(
         record, nibp=[], events=[e for e in record.events if e.kind != "dose"], alarms=[]

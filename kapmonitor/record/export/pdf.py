@@ -31,6 +31,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import metadata
+from pathlib import Path
 from typing import BinaryIO
 from xml.sax.saxutils import escape
 
@@ -41,6 +42,8 @@ from reportlab.lib.enums import TA_LEFT
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import ParagraphStyle
 from reportlab.lib.units import mm
+from reportlab.pdfbase import pdfmetrics
+from reportlab.pdfbase.ttfonts import TTFError, TTFont
 from reportlab.pdfgen.canvas import Canvas
 from reportlab.platypus import (
     KeepTogether,
@@ -61,6 +64,62 @@ from kapmonitor.review.summary import HOLD_MAX_S, minutes_text, summarise, usabl
 
 PAGE = A4
 MARGIN = 14 * mm
+
+#: The report's typeface, by kapmonitor's own names: DejaVu Sans Condensed (as wide as
+#: Helvetica), embedded, where the system has it (``./dev`` installs fonts-dejavu-core and
+#: -extra), so names and notes in Latin, Greek or Cyrillic script print as typed; else DejaVu
+#: Sans; else PDF's built-in Helvetica, which has only the Western European characters.
+SANS, SANS_BOLD, SANS_ITALIC, SANS_BOLD_ITALIC = (
+    "KapSans", "KapSans-Bold", "KapSans-Oblique", "KapSans-BoldOblique"
+)  # fmt: skip
+FONT_DIRS = (
+    "/usr/share/fonts/truetype/dejavu",
+    "/usr/share/fonts/dejavu",
+    "/usr/local/share/fonts",
+    "/Library/Fonts",
+    "C:/Windows/Fonts",
+)
+_FACES = ("", "-Bold", "-Oblique", "-BoldOblique")
+_DEJAVU = ("DejaVuSansCondensed", "DejaVuSans")
+_family: str | None = None  #: what register_fonts chose, once per process
+_HELVETICA = ("Helvetica", "Helvetica-Bold", "Helvetica-Oblique", "Helvetica-BoldOblique")
+
+
+def register_fonts() -> str:
+    """Register the report's four faces (once); returns the family used."""
+    global _family
+    if _family is not None:
+        return _family
+    names = (SANS, SANS_BOLD, SANS_ITALIC, SANS_BOLD_ITALIC)
+    family = _register_dejavu(names)
+    if family is None:
+        for name, face in zip(names, _HELVETICA, strict=True):
+            pdfmetrics.registerFont(pdfmetrics.Font(name, face, "WinAnsiEncoding"))
+        family = "Helvetica"
+    pdfmetrics.registerFontFamily(SANS, normal=SANS, bold=SANS_BOLD, italic=SANS_ITALIC,
+                                  boldItalic=SANS_BOLD_ITALIC)  # fmt: skip
+    _family = family
+    return family
+
+
+def _register_dejavu(names: tuple[str, ...]) -> str | None:
+    """The first DejaVu family found with its upright faces; a missing oblique face is the
+    upright one (slanted text matters less than the right letters)."""
+    for folder in FONT_DIRS:
+        for base in _DEJAVU:
+            paths = [Path(folder) / f"{base}{face}.ttf" for face in _FACES]
+            if not (paths[0].is_file() and paths[1].is_file()):
+                continue
+            try:
+                for i, name in enumerate(names):
+                    path = paths[i] if paths[i].is_file() else paths[i % 2]
+                    pdfmetrics.registerFont(TTFont(name, str(path)))
+            except (TTFError, OSError):
+                continue
+            return base
+    return None
+
+
 #: Event kinds left out of the events table: the NIBP schedule's reminders are bookkeeping.
 QUIET_KINDS = frozenset({"nibp-scheduled"})
 
@@ -80,17 +139,16 @@ PRIORITY_COLOURS = {
 #: Priority as text colour: the signal colours, yellow darkened to be readable on paper.
 PRIORITY_TEXT = PRIORITY_COLOURS | {Priority.MEDIUM: colors.HexColor("#a87800")}
 
-_BODY = ParagraphStyle("body", fontName="Helvetica", fontSize=8, leading=10, alignment=TA_LEFT)
+_BODY = ParagraphStyle("body", fontName=SANS, fontSize=8, leading=10, alignment=TA_LEFT)
 _SMALL = ParagraphStyle("small", parent=_BODY, fontSize=7, leading=8.5)
-_TITLE = ParagraphStyle("title", parent=_BODY, fontName="Helvetica-Bold", fontSize=14, leading=17)
-_H2 = ParagraphStyle(
-    "h2", parent=_BODY, fontName="Helvetica-Bold", fontSize=10, leading=13, spaceBefore=6
-)
-_WARN = ParagraphStyle("warn", parent=_BODY, fontName="Helvetica-Bold", textColor=colors.white)
+_TITLE = ParagraphStyle("title", parent=_BODY, fontName=SANS_BOLD, fontSize=14, leading=17)
+_H2 = ParagraphStyle("h2", parent=_BODY, fontName=SANS_BOLD, fontSize=10, leading=13, spaceBefore=6)
+_WARN = ParagraphStyle("warn", parent=_BODY, fontName=SANS_BOLD, textColor=colors.white)
 
 
 def write(record: SessionRecord, out: BinaryIO, *, deidentify: bool = False) -> None:
     """Write the session report as PDF to the binary stream ``out``."""
+    register_fonts()
     summary = summarise(record)  # judged by the profile the session ran with
     profile = summary.profile
     assert profile is not None
@@ -160,7 +218,7 @@ def _num(value: float | None) -> str:
 
 def _grid(table: Table, *, header: bool = True) -> Table:
     style = [
-        ("FONT", (0, 0), (-1, -1), "Helvetica", 7.5),
+        ("FONT", (0, 0), (-1, -1), SANS, 7.5),
         ("VALIGN", (0, 0), (-1, -1), "TOP"),
         ("LINEBELOW", (0, 0), (-1, -1), 0.25, LIGHT),
         ("TOPPADDING", (0, 0), (-1, -1), 1.5),
@@ -170,7 +228,7 @@ def _grid(table: Table, *, header: bool = True) -> Table:
     ]
     if header:
         style += [
-            ("FONT", (0, 0), (-1, 0), "Helvetica-Bold", 7.5),
+            ("FONT", (0, 0), (-1, 0), SANS_BOLD, 7.5),
             ("LINEBELOW", (0, 0), (-1, 0), 0.6, INK),
         ]
     table.setStyle(TableStyle(style))
@@ -226,9 +284,9 @@ def _header(record: SessionRecord, deidentify: bool, width: float) -> Table:
     table.setStyle(
         TableStyle(
             [
-                ("FONT", (0, 0), (-1, -1), "Helvetica", 8),
-                ("FONT", (0, 0), (0, -1), "Helvetica-Bold", 8),
-                ("FONT", (2, 0), (2, -1), "Helvetica-Bold", 8),
+                ("FONT", (0, 0), (-1, -1), SANS, 8),
+                ("FONT", (0, 0), (0, -1), SANS_BOLD, 8),
+                ("FONT", (2, 0), (2, -1), SANS_BOLD, 8),
                 ("VALIGN", (0, 0), (-1, -1), "TOP"),
                 ("TOPPADDING", (0, 0), (-1, -1), 1),
                 ("BOTTOMPADDING", (0, 0), (-1, -1), 1),
@@ -377,7 +435,7 @@ def _frame(
     while y <= hi + 1e-9:
         py = bottom + (y - lo) / (hi - lo) * (top - bottom)
         d.add(Line(axis.left, py, axis.right, py, strokeColor=LIGHT, strokeWidth=0.3))
-        d.add(String(axis.left - 3, py - 2.5, _num(y), fontName="Helvetica", fontSize=6.5,
+        d.add(String(axis.left - 3, py - 2.5, _num(y), fontName=SANS, fontSize=6.5,
                      fillColor=INK, textAnchor="end"))  # fmt: skip
         y += step
     span = axis.hi - axis.lo
@@ -387,14 +445,14 @@ def _frame(
         px = axis.x(m)
         d.add(Line(px, bottom, px, top, strokeColor=LIGHT, strokeWidth=0.3))
         if labels is not None:
-            d.add(String(px, bottom - 8, f"{m:g}", fontName="Helvetica", fontSize=6.5,
+            d.add(String(px, bottom - 8, f"{m:g}", fontName=SANS, fontSize=6.5,
                          fillColor=INK, textAnchor="middle"))  # fmt: skip
         m += tick
     if labels is not None:
-        d.add(String((axis.left + axis.right) / 2, bottom - 16, labels, fontName="Helvetica",
+        d.add(String((axis.left + axis.right) / 2, bottom - 16, labels, fontName=SANS,
                      fontSize=7, fillColor=INK, textAnchor="middle"))  # fmt: skip
     title_y = top + 2.5 if title_y is None else title_y
-    d.add(String(axis.left + 3, title_y, title, fontName="Helvetica-Bold", fontSize=7.5,
+    d.add(String(axis.left + 3, title_y, title, fontName=SANS_BOLD, fontSize=7.5,
                  fillColor=INK))  # fmt: skip
 
 
@@ -419,7 +477,7 @@ def _marks(
         )  # fmt: skip
         label = "T0" if is_dose else str(n)
         if numbers and (is_dose or px - labelled >= 4 + 3 * len(label)):
-            d.add(String(px, top + 2.5, label, fontName="Helvetica",
+            d.add(String(px, top + 2.5, label, fontName=SANS,
                          fontSize=5.5, fillColor=INK, textAnchor="middle"))  # fmt: skip
             labelled = px
     names = {c.value for c in codes}
@@ -492,7 +550,7 @@ def _numeric_plot(
                 d.add(PolyLine(flat.tolist(), strokeColor=TRACE, strokeWidth=0.6))
     if not arrays or all(not np.isfinite(v).any() for _, v in arrays):
         d.add(String((axis.left + axis.right) / 2, (bottom + top) / 2, "no values recorded",
-                     fontName="Helvetica-Oblique", fontSize=8, fillColor=GREY,
+                     fontName=SANS_ITALIC, fontSize=8, fillColor=GREY,
                      textAnchor="middle"))  # fmt: skip
     _marks(d, axis, bottom, top, events, alarm_starts, codes, numbers=numbers)
     return d
@@ -564,11 +622,11 @@ def _nibp_plot(
                          strokeWidth=0.5))  # fmt: skip
     for r in failed:
         px = float(axis.x((r.stamp.wall - axis.origin) / 60.0))
-        d.add(String(px, bottom + 2, "x", fontName="Helvetica", fontSize=6, fillColor=GREY,
+        d.add(String(px, bottom + 2, "x", fontName=SANS, fontSize=6, fillColor=GREY,
                      textAnchor="middle"))  # fmt: skip
     if not readings:
         d.add(String((axis.left + axis.right) / 2, (bottom + top) / 2, "no NIBP reading",
-                     fontName="Helvetica-Oblique", fontSize=8, fillColor=GREY,
+                     fontName=SANS_ITALIC, fontSize=8, fillColor=GREY,
                      textAnchor="middle"))  # fmt: skip
     _marks(d, axis, bottom, top, events, alarm_starts, codes, numbers=False)
     return d
@@ -724,7 +782,7 @@ def _numbered_canvas(footer: str) -> type[Canvas]:
             total = len(self._pages)
             for state in self._pages:
                 self.__dict__.update(state)
-                self.setFont("Helvetica", 7)
+                self.setFont(SANS, 7)
                 self.setFillColor(GREY)
                 self.drawString(MARGIN, MARGIN - 2 * mm, footer)
                 self.drawRightString(
