@@ -357,7 +357,7 @@ def cmd_capture(args: argparse.Namespace, out: TextIO) -> int:
     sub = hub.subscribe("capture")
     driver = driver_cls(spec, hub.publish, tap=tap, no_data_timeout=args.no_data_timeout)
     driver.open()  # a wrong port is refused before the file is created
-    writer = CaptureWriter(Path(args.output), spec.kind, spec.target, driver_cls.serial_settings)
+    writer = CaptureWriter(Path(args.output), spec.kind, spec.target, driver.serial_settings)
     measurements = 0
     deadline = None if args.duration is None else origin + args.duration
     print(f"kapmonitor: capturing {spec.text} to {args.output}; Ctrl+C stops", file=sys.stderr)

@@ -177,3 +177,12 @@ def test_capture_of_a_missing_port_is_refused_without_creating_a_file(tmp_path, 
     )
     assert "does not exist" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_the_capture_header_keeps_the_line_settings_the_device_was_opened_with(tmp_path):
+    out = tmp_path / "mp90.kapcap"
+    args = ["capture", "--device", "intellivue+19200@loop://", "-o", str(out), "--duration", "1s"]
+    assert main(args) == 0
+    header, _ = read_capture(out.read_bytes())
+    assert header.protocol == "intellivue"
+    assert header.serial["baudrate"] == 19200  # the +19200 option, not the class's 115200
