@@ -3,12 +3,12 @@
 Run: ``python benchmarks/bench_decode.py [PROTOCOL ...]``. Each stream is what the protocol's
 emulator sends for the 'typical' KAP session (seed 1), with the host's start and keep-alive
 commands played to it as the real driver sends them. Reports the median of several runs per
-protocol and exits 1 if any protocol decodes slower than :data:`MIN_MB_S` in either mode.
+protocol and exits 1 if a protocol is too slow in either mode.
 
-The floor is the foundation's requirement put as a speed: a 2-hour Nonin format-2 capture
-(about 2.7 MB) decodes in under a second. A protocol that sends more bytes per hour needs more
-than a second for its 2 hours at that speed (IntelliVue: 5.6 MB, pleth in small framed
-messages), so the time for 2 hours is printed too, but the speed is what is judged.
+The foundation's requirement: a 2-hour Nonin format-2 capture (about 2.7 MB) decodes in under a
+second. A protocol passes if its 2 hours decode in under :data:`LIMIT_S`, or at
+:data:`MIN_MB_S` or more: one that sends more bytes per hour (IntelliVue: 5.6 MB, pleth in small
+framed messages) is held to the same speed, not to a stricter one.
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ from kapmonitor.model import Stamp
 SECONDS = 2 * 3600.0
 RUNS = 7
 CHUNK = 64  #: a typical serial read: whatever arrived since the last one
-MIN_MB_S = 2.7  #: decode at least this fast: 2.7 MB (2 h of Nonin format 2) in under a second
+LIMIT_S = 1.0  #: 2 hours of a device's stream decode in under this…
+MIN_MB_S = 2.7  #: …or at least this fast (2.7 MB: 2 h of Nonin format 2 in a second)
 
 
 def build_stream(driver_cls: type[SerialDriver]) -> bytes:
@@ -86,7 +87,7 @@ def bench(name: str) -> bool:
     for label, chunk in (("whole", None), (f"{CHUNK}-byte reads", CHUNK)):
         runs = [decode(driver_cls, stream, chunk) for _ in range(RUNS)]
         median = statistics.median(r[0] for r in runs)
-        fast = mb / median >= MIN_MB_S
+        fast = median < LIMIT_S or mb / median >= MIN_MB_S
         ok &= fast
         print(
             f"  {label:>15}: median {median:.3f} s for 2 h ({mb / median:.1f} MB/s, "
@@ -100,7 +101,10 @@ def main(names: list[str]) -> int:
     print(f"decode speed on {describe()}")
     slow = [name for name in names or protocol_names() if not bench(name)]
     if slow:
-        print(f"FAIL: decoding must run at {MIN_MB_S:g} MB/s or faster: {', '.join(slow)}")
+        print(
+            f"FAIL: 2 hours must decode in under {LIMIT_S:g} s or at {MIN_MB_S:g} MB/s or "
+            f"faster: {', '.join(slow)}"
+        )
         return 1
     return 0
 
