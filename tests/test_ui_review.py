@@ -12,6 +12,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pyqtgraph as pg
 import pytest
 from PySide6 import QtCore, QtWidgets
 
@@ -369,3 +370,18 @@ def test_the_rems_assessment_is_saved_signed_and_shown(window, store, recorded):
         "ready to leave: 12:05",
     }
     assert all(e.author == REVIEWER for e in written)
+
+
+def test_alarm_starts_are_marked_on_the_vital_that_alarmed(window):
+    t = window.timeline
+    nibp_alarms = [a for a in t.alarms if a.entry.code == Code.NIBP_SYS.value]
+    assert nibp_alarms
+    diamonds = [
+        item
+        for item in window.plots.plots["nibp"].items
+        if isinstance(item, pg.ScatterPlotItem) and item.opts["symbol"] == "d"
+    ]
+    assert len(diamonds) == 1
+    xs, ys = diamonds[0].getData()
+    i = t.nibp_at(nibp_alarms[0].start)
+    assert (nibp_alarms[0].start, t.nibp[i, 0]) in set(zip(xs, ys, strict=True))

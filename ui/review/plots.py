@@ -4,7 +4,8 @@ Rows share the x axis (minutes from the dose): the alarms, one lane per conditio
 from its start to its end in its priority's colour (a tick where it was acknowledged); SpO2;
 pulse rate and ECG heart rate; NIBP (systolic ▼ over diastolic ▲ joined by a line, the mean as
 a dot, a failed reading as an x on the axis); perfusion index; and the pleth waveform, hidden
-until it is asked for. Events are dashed vertical lines, labelled on the SpO2 row. A cursor line
+until it is asked for. Events are dashed vertical lines, labelled on the SpO2 row; where a
+vital's alarm began, a diamond in the priority's colour sits on its curve. A cursor line
 runs through every row; the window reads the values under it. The mouse wheel and drag zoom
 and pan in time only; the y ranges stay put so a clinician compares like with like.
 """
@@ -101,6 +102,7 @@ class ReviewPlots(pg.GraphicsLayoutWidget):
         self._draw_marks()
         self._draw_numerics()
         self._draw_nibp()
+        self._draw_alarm_starts()
         self.pleth_curve = pg.PlotDataItem(pen=_pen(theme.PLETH), connect="finite")
         self.plots["pleth"].addItem(self.pleth_curve)
         self.pleth_note = pg.TextItem("", color=theme.TEXT_DIM, anchor=(0.5, 0.5))
@@ -262,6 +264,35 @@ class ReviewPlots(pg.GraphicsLayoutWidget):
             label.setPos(first.start, -lane)
             label.setZValue(5)
             plot.addItem(label, ignoreBounds=True)
+
+    def _draw_alarm_starts(self) -> None:
+        """A diamond in the priority's colour where a vital's alarm began, on its own curve."""
+        t = self.timeline
+        nibp_column = {Code.NIBP_SYS.value: 0, Code.NIBP_DIA.value: 1, Code.NIBP_MEAN.value: 2}
+        points: dict[str, list[dict]] = {}
+        for span in sorted(t.alarms, key=lambda a: a.priority or 0):  # the most urgent on top
+            code = span.entry.code
+            if code is None:
+                continue
+            if code in nibp_column:
+                i = t.nibp_at(span.start)
+                row, y = "nibp", None if i is None else float(t.nibp[i, nibp_column[code]])
+            else:
+                known = next((c for c in ROW_OF if c.value == code), None)
+                trace = t.trace(known) if known is not None else None
+                row = ROW_OF.get(known) if trace is not None else None
+                y = trace.value_at(span.start) if trace is not None else None
+            if row is None or y is None or np.isnan(y):
+                continue
+            colour = alarm_colour(span.priority, 255)
+            points.setdefault(row, []).append(
+                {"pos": (span.start, y), "brush": pg.mkBrush(colour), "pen": _pen(theme.TEXT)}
+            )
+        for row, spots in points.items():
+            scatter = pg.ScatterPlotItem(symbol="d", size=12, pxMode=True)
+            scatter.addPoints(spots)
+            scatter.setZValue(20)
+            self.plots[row].addItem(scatter)
 
     def _clicked(self, event) -> None:
         if event.button() != QtCore.Qt.MouseButton.LeftButton:
