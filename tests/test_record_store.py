@@ -61,6 +61,22 @@ def _record(url: str, tmp_path, scenario: str = "probe-off", minutes: float = 40
 def test_every_item_of_a_session_is_stored_and_read_back(db_url, tmp_path):
     store, session_id, items, log, recorder = _record(db_url, tmp_path)
     record = store.load_session(session_id)
+    # What review reads, on both databases: the lean list, the pleth for a span, the amendment
+    # with its reason in the audit trail, the profile the session ran with.
+    assert [s.id for s in store.list_sessions(patient="P-42")] == [session_id]
+    assert store.list_sessions()[0] == record.info
+    t0 = record.waves[10].stamp.wall
+    span = store.load_waves(session_id, t0, t0 + 5.0)
+    assert [w.stamp for w in span] == [w.stamp for w in record.waves if t0 <= w.stamp.wall < t0 + 5]
+    dose = next(e for e in record.events if e.kind == "dose")
+    store.add_event(session_id, "dose", "dose given, 84 mg", "Dr K", stamp=dose.stamp,
+                    amends=dose.id, reason="dose text incomplete")  # fmt: skip
+    audit = store.audit_log(session_id)
+    assert audit[-1].who == "Dr K" and audit[-1].action == "amended"
+    assert "reason: dose text incomplete" in audit[-1].detail
+    doses = [e for e in store.load_session(session_id, waves=False).events if e.kind == "dose"]
+    assert [(e.text, e.amends) for e in doses] == [(dose.text, None),  # the original is kept
+                                                   ("dose given, 84 mg", dose.id)]  # fmt: skip
     store.db.close()
     assert record.info.patient == "P-42" and record.info.status is SessionStatus.COMPLETED
     assert record.info.drug is Drug.ESKETAMINE and record.info.dose == 84
