@@ -18,7 +18,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from devices.protocols import intellivue as iv
 from devices.protocols.intellivue import (
     ABORT,
     ASSOCIATION_REQUEST,
@@ -33,6 +32,10 @@ from devices.protocols.intellivue import (
     frame,
     parse_message,
 )
+from devices.protocols.intellivue import messages as ivmsg
+from devices.protocols.intellivue import nomenclature as nom
+from devices.protocols.intellivue import parser as ivparser
+from devices.protocols.intellivue import wire as ivwire
 from devices.registry import get_driver_class
 from devices.sim.physiology import KapSession
 from devices.sim.scenario import load_scenario
@@ -64,7 +67,7 @@ PTY = pytest.mark.skipif(sys.platform == "win32", reason="pseudo-terminals are P
 
 
 def byte_stamp(end: int) -> Stamp:
-    return ORIGIN.shifted(end / iv.BYTE_RATE)
+    return ORIGIN.shifted(end / nom.BYTE_RATE)
 
 
 def decode(stream: bytes, cuts=None) -> tuple[IntellivueParser, list]:
@@ -126,16 +129,16 @@ def raw_numerics(stream: bytes) -> list[list[tuple[int, int, int, int]]]:
     """(physio, state, unit, FLOAT) of every numeric of every numerics poll result, wire order."""
     out = []
     for f in wire_frames(stream):
-        content = iv.unescape(f[1:-1])
+        content = ivwire.unescape(f[1:-1])
         msg = parse_message(content[4:-2])
-        if msg.kind != "poll-result" or msg.poll.obj_code != iv.NOM_MOC_VMO_METRIC_NU:
+        if msg.kind != "poll-result" or msg.poll.obj_code != nom.NOM_MOC_VMO_METRIC_NU:
             continue
         values = []
         for obs in msg.poll.observations:
-            c = obs.attrs.get(iv.NOM_ATTR_NU_CMPD_VAL_OBS)
+            c = obs.attrs.get(nom.NOM_ATTR_NU_CMPD_VAL_OBS)
             if c is not None:
                 values += [struct.unpack_from(">HHHI", c, 4 + 10 * i) for i in range(c[1])]
-            nu = obs.attrs.get(iv.NOM_ATTR_NU_VAL_OBS)
+            nu = obs.attrs.get(nom.NOM_ATTR_NU_VAL_OBS)
             if nu is not None:
                 values.append(struct.unpack(">HHHI", nu))
         out.append(values)
@@ -168,9 +171,11 @@ def test_fcs_spec_vectors() -> None:
     assert fcs_bytes(bytes.fromhex("3A91")) == bytes.fromhex("95C1")
     # The spec's whole frame (it leaves out the header): the FCS byte C1 is escaped.
     data = bytes.fromhex("3A91")
-    assert b"\xc0" + iv.escape(data + fcs_bytes(data)) + b"\xc1" == bytes.fromhex("C03A91957DE1C1")
-    assert iv.unescape(bytes.fromhex("3A91957DE1")) == bytes.fromhex("3A9195C1")
-    assert iv.unescape(b"\x01\x7d") is None  # 7D C1: the sender aborted the frame
+    assert b"\xc0" + ivwire.escape(data + fcs_bytes(data)) + b"\xc1" == bytes.fromhex(
+        "C03A91957DE1C1"
+    )
+    assert ivwire.unescape(bytes.fromhex("3A91957DE1")) == bytes.fromhex("3A9195C1")
+    assert ivwire.unescape(b"\x01\x7d") is None  # 7D C1: the sender aborted the frame
 
 
 def test_float_values_and_specials() -> None:
@@ -184,32 +189,32 @@ def test_float_values_and_specials() -> None:
     assert math.isnan(decode_float(0x00800000))  # NRes
     assert decode_float(0x007FFFFE) == math.inf
     assert decode_float(0x00800002) == -math.inf
-    assert iv.float_value(0x007FFFFF) == (None, None)
+    assert ivwire.float_value(0x007FFFFF) == (None, None)
     for special in (0x00800000, 0x007FFFFE, 0x00800002):
-        assert iv.float_value(special) == (None, Flag.OUT_OF_RANGE)
+        assert ivwire.float_value(special) == (None, Flag.OUT_OF_RANGE)
     for value, exp in ((86.3, -1), (0.8, -2), (120.0, 0), (-0.2, -1), (None, 0)):
         raw = encode_float(value, exp)
-        assert iv.float_value(raw)[0] == value
+        assert ivwire.float_value(raw)[0] == value
 
 
 @given(st.integers(0, 0xFFFFFFFF))
 def test_any_float_decodes(raw: int) -> None:
     x = decode_float(raw)
-    value, flag = iv.float_value(raw)
+    value, flag = ivwire.float_value(raw)
     assert value is None or value == x
     assert flag in (None, Flag.OUT_OF_RANGE)
 
 
 def test_measurement_state_flags() -> None:
     hr = encode_float(72.0)
-    assert iv.numeric_value(0x0000, hr) == (72.0, frozenset())
-    assert iv.numeric_value(iv.MSMT_STATE_IN_ALARM, hr) == (72.0, frozenset())
-    assert iv.numeric_value(iv.QUESTIONABLE, hr) == (72.0, {Flag.QUESTIONABLE})
-    assert iv.numeric_value(iv.INVALID, hr) == (None, {Flag.MEASUREMENT_FAILED})
-    assert iv.numeric_value(iv.UNAVAILABLE, hr) == (None, frozenset())
-    assert iv.numeric_value(iv.DEMO_DATA, hr) == (72.0, {Flag.DEMO})
-    assert iv.numeric_value(iv.TEST_DATA, hr) == (72.0, {Flag.DEMO})
-    assert iv.numeric_value(0, 0x007FFFFE) == (None, {Flag.OUT_OF_RANGE})
+    assert ivparser.numeric_value(0x0000, hr) == (72.0, frozenset())
+    assert ivparser.numeric_value(nom.MSMT_STATE_IN_ALARM, hr) == (72.0, frozenset())
+    assert ivparser.numeric_value(nom.QUESTIONABLE, hr) == (72.0, {Flag.QUESTIONABLE})
+    assert ivparser.numeric_value(nom.INVALID, hr) == (None, {Flag.MEASUREMENT_FAILED})
+    assert ivparser.numeric_value(nom.UNAVAILABLE, hr) == (None, frozenset())
+    assert ivparser.numeric_value(nom.DEMO_DATA, hr) == (72.0, {Flag.DEMO})
+    assert ivparser.numeric_value(nom.TEST_DATA, hr) == (72.0, {Flag.DEMO})
+    assert ivparser.numeric_value(0, 0x007FFFFE) == (None, {Flag.OUT_OF_RANGE})
 
 
 def test_messages_match_the_public_templates() -> None:
@@ -218,28 +223,30 @@ def test_messages_match_the_public_templates() -> None:
     assert ASSOCIATION_REQUEST[2:20].hex() == "050813010016010280001402000 2c1dc3180".replace(
         " ", ""
     )
-    assert iv.mds_create_result(1, 0x000ABD00) == bytes.fromhex(
+    assert ivmsg.mds_create_result(1, 0x000ABD00) == bytes.fromhex(
         "E10000020002001400010001000E002100000000000ABD000D060000"
     )
-    assert iv.ext_poll_request(1, 1, iv.NOM_MOC_VMO_METRIC_NU, 30.0) == bytes.fromhex(
+    assert ivmsg.ext_poll_request(1, 1, nom.NOM_MOC_VMO_METRIC_NU, 30.0) == bytes.fromhex(
         "E10000020001002800010007002200210000000000000000F13B00140001000100060000"
         "00010008F13E00040003A980"
     )
     assert RELEASE_REQUEST.hex().startswith("0918c116") and len(RELEASE_REQUEST) == 26
     assert RELEASE_RESPONSE.hex().startswith("0a18c116") and ABORT[:2] == b"\x19\x2e"
-    aare = iv.association_result(1.5)
+    aare = ivmsg.association_result(1.5)
     assert parse_message(aare).kind == "accept" and parse_message(aare).min_poll_s == 1.5
-    assert iv.negotiated_timeout(1.0) == 10.0 and iv.negotiated_timeout(60.0) == 130.0
-    assert iv.negotiated_timeout(20.0) == 60.0 and iv.negotiated_timeout(None) == 10.0
+    assert ivmsg.negotiated_timeout(1.0) == 10.0 and ivmsg.negotiated_timeout(60.0) == 130.0
+    assert ivmsg.negotiated_timeout(20.0) == 60.0 and ivmsg.negotiated_timeout(None) == 10.0
     kinds = {parse_message(m).kind for m in (RELEASE_REQUEST, RELEASE_RESPONSE, ABORT)}
     assert kinds == {"release-request", "release-response", "abort"}
 
 
 def test_absolute_time_round_trips() -> None:
     t = datetime_2015 = 1441630621.0  # 2015-09-07 12:57:01 (the MDS time of session 1A)
-    raw = iv.encode_abs_time(datetime_2015)
-    assert raw.hex() == "2015090712570100" and iv.decode_abs_time(raw) == t
-    assert iv.decode_abs_time(b"\xff" * 8) is None and iv.encode_abs_time(None) == b"\xff" * 8
+    raw = ivwire.encode_abs_time(datetime_2015)
+    assert raw.hex() == "2015090712570100" and ivwire.decode_abs_time(raw) == t
+    assert (
+        ivwire.decode_abs_time(b"\xff" * 8) is None and ivwire.encode_abs_time(None) == b"\xff" * 8
+    )
 
 
 # --- golden: the real MP90 sessions -------------------------------------------------------------
@@ -322,16 +329,16 @@ def test_the_fast_path_for_wave_results_gives_the_same_items(name: str, monkeypa
 
 def test_golden_spot_check_frame_of_1b() -> None:
     wire = (DATA / "1B.wire.DERIVED.bin").read_bytes()
-    content = iv.unescape(wire_frames(wire)[2][1:-1])
+    content = ivwire.unescape(wire_frames(wire)[2][1:-1])
     assert bytes.fromhex("09 50 00 0A 4B B8 00 02 02 20 FF 00 03 5F".replace(" ", "")) in content
 
 
 def test_the_real_mds_create_event_places_the_monitors_clock(slice_1a: bytes) -> None:
-    content = iv.unescape(wire_frames(slice_1a)[0][1:-1])
+    content = ivwire.unescape(wire_frames(slice_1a)[0][1:-1])
     msg = parse_message(content[4:-2])
     assert (msg.kind, msg.invoke_id) == ("mds-create", 1)
-    assert iv.decode_abs_time(msg.attrs[iv.NOM_ATTR_TIME_ABS]) == 1441630621.0
-    reply = iv.mds_create_result(msg.invoke_id, msg.event_time)
+    assert ivwire.decode_abs_time(msg.attrs[nom.NOM_ATTR_TIME_ABS]) == 1441630621.0
+    reply = ivmsg.mds_create_result(msg.invoke_id, msg.event_time)
     answered = parse_message(reply)
     assert (answered.kind, answered.invoke_id, answered.event_time) == (
         "mds-create-result",
@@ -346,9 +353,9 @@ def test_stamps_follow_the_monitors_clock(slice_1a: bytes) -> None:
     frames = wire_frames(slice_1a)
     items = []
     for f in frames:
-        msg = parse_message(iv.unescape(f[1:-1])[4:-2])
+        msg = parse_message(ivwire.unescape(f[1:-1])[4:-2])
         rel = msg.poll.rel_time if msg.poll else 0
-        items += parser.feed(f, ORIGIN.shifted(rel / iv.TICKS + 0.01))
+        items += parser.feed(f, ORIGIN.shifted(rel / nom.TICKS + 0.01))
     waves = [i for i in items if isinstance(i, WaveformBlock)]
     gaps = np.diff([w.stamp.mono for w in waves])
     assert np.allclose(gaps, 0.256, atol=1e-9)
@@ -442,8 +449,8 @@ def test_both_directions_in_one_file_decode_the_same(slice_1a: bytes) -> None:
     frames = wire_frames(slice_1a)[:30]
     host = [
         frame(ASSOCIATION_REQUEST),
-        frame(iv.mds_create_result(1, 0)),
-        frame(iv.ext_poll_request(2, 1, iv.NOM_MOC_VMO_METRIC_NU)),
+        frame(ivmsg.mds_create_result(1, 0)),
+        frame(ivmsg.ext_poll_request(2, 1, nom.NOM_MOC_VMO_METRIC_NU)),
     ]
     mixed = host[0] + frames[0] + host[1] + host[2] + b"".join(frames[1:])
     parser, items = decode(mixed)
@@ -461,7 +468,7 @@ def typical() -> KapSession:
 
 
 def messages(data: bytes) -> list:
-    return [parse_message(iv.unescape(f[1:-1])[4:-2]) for f in wire_frames(data)]
+    return [parse_message(ivwire.unescape(f[1:-1])[4:-2]) for f in wire_frames(data)]
 
 
 def associated(session: KapSession, t: float = 0.0, **kw) -> IntellivueEmulator:
@@ -469,7 +476,7 @@ def associated(session: KapSession, t: float = 0.0, **kw) -> IntellivueEmulator:
     emu = IntellivueEmulator(session, **kw)
     reply = messages(emu.on_host_bytes(frame(ASSOCIATION_REQUEST), t))
     assert [m.kind for m in reply] == ["accept", "mds-create"]
-    emu.on_host_bytes(frame(iv.mds_create_result(reply[1].invoke_id, reply[1].event_time)), t)
+    emu.on_host_bytes(frame(ivmsg.mds_create_result(reply[1].invoke_id, reply[1].event_time)), t)
     assert emu.confirmed
     return emu
 
@@ -477,7 +484,7 @@ def associated(session: KapSession, t: float = 0.0, **kw) -> IntellivueEmulator:
 def test_the_emulator_is_silent_until_asked_and_repeats_the_create_event(typical) -> None:
     emu = IntellivueEmulator(typical)
     assert emu.emit(0.0, 20.0) == b""
-    polls = frame(iv.ext_poll_request(1, 1, iv.NOM_MOC_VMO_METRIC_NU))
+    polls = frame(ivmsg.ext_poll_request(1, 1, nom.NOM_MOC_VMO_METRIC_NU))
     assert emu.on_host_bytes(polls, 1.0) == b""  # no association: no answer
     reply = messages(emu.on_host_bytes(frame(ASSOCIATION_REQUEST), 2.0))
     assert [m.kind for m in reply] == ["accept", "mds-create"] and reply[0].min_poll_s == 1.0
@@ -486,38 +493,38 @@ def test_the_emulator_is_silent_until_asked_and_repeats_the_create_event(typical
     emu.on_host_bytes(polls, 2.5)
     again = messages(emu.emit(2.5, 13.0))
     assert [(m.kind, m.invoke_id) for m in again] == [("mds-create", create.invoke_id)] * 2
-    wrong = frame(iv.mds_create_result(create.invoke_id + 1, create.event_time))
+    wrong = frame(ivmsg.mds_create_result(create.invoke_id + 1, create.event_time))
     emu.on_host_bytes(wrong, 13.0)
     assert not emu.confirmed
-    emu.on_host_bytes(frame(iv.mds_create_result(create.invoke_id, create.event_time)), 13.5)
+    emu.on_host_bytes(frame(ivmsg.mds_create_result(create.invoke_id, create.event_time)), 13.5)
     assert emu.confirmed and emu.emit(13.5, 20.0) == b""  # confirmed, but nothing polled yet
 
 
 def test_polls_are_answered_on_the_monitors_grid(typical) -> None:
     emu = associated(typical)
-    emu.on_host_bytes(frame(iv.wave_priority_request(7)), 0.1)
-    emu.on_host_bytes(frame(iv.ext_poll_request(8, 1, iv.NOM_MOC_VMO_METRIC_NU)), 0.2)
+    emu.on_host_bytes(frame(ivmsg.wave_priority_request(7)), 0.1)
+    emu.on_host_bytes(frame(ivmsg.ext_poll_request(8, 1, nom.NOM_MOC_VMO_METRIC_NU)), 0.2)
     reply = messages(
-        emu.on_host_bytes(frame(iv.ext_poll_request(9, 2, iv.NOM_MOC_VMO_METRIC_SA_RT)), 0.3)
+        emu.on_host_bytes(frame(ivmsg.ext_poll_request(9, 2, nom.NOM_MOC_VMO_METRIC_SA_RT)), 0.3)
     )
     assert reply == []
     out = messages(emu.emit(0.3, 5.0))
-    nums = [m.poll for m in out if m.poll.obj_code == iv.NOM_MOC_VMO_METRIC_NU]
-    waves = [m.poll for m in out if m.poll.obj_code == iv.NOM_MOC_VMO_METRIC_SA_RT]
+    nums = [m.poll for m in out if m.poll.obj_code == nom.NOM_MOC_VMO_METRIC_NU]
+    waves = [m.poll for m in out if m.poll.obj_code == nom.NOM_MOC_VMO_METRIC_SA_RT]
     assert [p.sequence for p in nums] == [0, 1, 2, 3] and {p.invoke_id for p in nums} == {8}
     assert len(waves) == 18 and {p.invoke_id for p in waves} == {9}
     rel = [p.rel_time for p in nums]
     assert np.diff(rel).tolist() == [8192] * 3  # 1.024 s in 1/8 ms
     # Emit boundaries do not change the bytes.
     emu2 = associated(typical)
-    emu2.on_host_bytes(frame(iv.wave_priority_request(7)), 0.1)
-    emu2.on_host_bytes(frame(iv.ext_poll_request(8, 1, iv.NOM_MOC_VMO_METRIC_NU)), 0.2)
-    emu2.on_host_bytes(frame(iv.ext_poll_request(9, 2, iv.NOM_MOC_VMO_METRIC_SA_RT)), 0.3)
+    emu2.on_host_bytes(frame(ivmsg.wave_priority_request(7)), 0.1)
+    emu2.on_host_bytes(frame(ivmsg.ext_poll_request(8, 1, nom.NOM_MOC_VMO_METRIC_NU)), 0.2)
+    emu2.on_host_bytes(frame(ivmsg.ext_poll_request(9, 2, nom.NOM_MOC_VMO_METRIC_SA_RT)), 0.3)
     edges = [0.3, 0.31, 1.0, 1.024, 1.5, 2.048, 3.3, 5.0]
     chunked = b"".join(emu2.emit(a, b) for a, b in itertools.pairwise(edges))
     assert messages(chunked) == out
     # A repeated request replaces the running poll: sequence from 0, no duplicate result.
-    emu.on_host_bytes(frame(iv.ext_poll_request(10, 1, iv.NOM_MOC_VMO_METRIC_NU)), 5.0)
+    emu.on_host_bytes(frame(ivmsg.ext_poll_request(10, 1, nom.NOM_MOC_VMO_METRIC_NU)), 5.0)
     more = [m.poll for m in messages(emu.emit(5.0, 7.0)) if m.poll.obj_code == 6]
     assert [(p.invoke_id, p.sequence) for p in more] == [(10, 0), (10, 1)]
     assert more[0].rel_time - rel[-1] == 8192
@@ -525,7 +532,7 @@ def test_polls_are_answered_on_the_monitors_grid(typical) -> None:
 
 def test_a_poll_ends_after_its_period(typical) -> None:
     emu = associated(typical)
-    emu.on_host_bytes(frame(iv.ext_poll_request(8, 1, iv.NOM_MOC_VMO_METRIC_NU, 3.0)), 0.0)
+    emu.on_host_bytes(frame(ivmsg.ext_poll_request(8, 1, nom.NOM_MOC_VMO_METRIC_NU, 3.0)), 0.0)
     assert len(messages(emu.emit(0.0, 9.0))) == 2  # results at 1.024 and 2.048 s only
 
 
@@ -534,7 +541,7 @@ def test_release_and_timeout_and_drop(typical) -> None:
     assert messages(emu.on_host_bytes(frame(RELEASE_REQUEST), 1.0))[0].kind == "release-response"
     assert not emu.associated and emu.ended == [(1.0, "release")]
     emu = associated(typical, timeout=10.0)
-    emu.on_host_bytes(frame(iv.ext_poll_request(8, 1, iv.NOM_MOC_VMO_METRIC_NU)), 0.0)
+    emu.on_host_bytes(frame(ivmsg.ext_poll_request(8, 1, nom.NOM_MOC_VMO_METRIC_NU)), 0.0)
     assert emu.emit(0.0, 9.0)  # still associated
     assert [m.kind for m in messages(emu.emit(10.5, 11.0))] == ["abort"]
     assert emu.ended[-1] == (10.5, "timeout") and emu.emit(11.0, 20.0) == b""
@@ -558,13 +565,13 @@ def nibp_items(emu: IntellivueEmulator, t0: float, t1: float) -> list[NibpReadin
 
 def test_nibp_is_one_reading_per_cuff_measurement(typical) -> None:
     emu = associated(typical, timeout=1e6)  # a host that keeps the association (not played)
-    emu.on_host_bytes(frame(iv.ext_poll_request(8, 1, iv.NOM_MOC_VMO_METRIC_NU, 1e4)), 0.0)
+    emu.on_host_bytes(frame(ivmsg.ext_poll_request(8, 1, nom.NOM_MOC_VMO_METRIC_NU, 1e4)), 0.0)
     readings = [r for r in typical.nibp_readings if r.t < 1000]
     # While the cuff measures, the object says so and holds the last reading.
     first = readings[0]
     measuring = dict(emu.nibp_attrs(first.t - 10.0))
-    cmpd = measuring[iv.NOM_ATTR_NU_CMPD_VAL_OBS]
-    assert struct.unpack_from(">H", cmpd, 6)[0] & iv.MSMT_ONGOING
+    cmpd = measuring[nom.NOM_ATTR_NU_CMPD_VAL_OBS]
+    assert struct.unpack_from(">H", cmpd, 6)[0] & nom.MSMT_ONGOING
     got = nibp_items(emu, 0.0, 1000.0)
     assert [(r.systolic, r.diastolic, r.mean) for r in got] == [
         (x.systolic, x.diastolic, x.mean) for x in readings
@@ -579,7 +586,7 @@ def test_a_failed_cuff_measurement_is_one_failed_reading() -> None:
     failed = [r for r in session.nibp_readings if r.systolic is None]
     assert failed
     emu = associated(session, timeout=1e6)
-    emu.on_host_bytes(frame(iv.ext_poll_request(8, 1, iv.NOM_MOC_VMO_METRIC_NU, 1e5)), 0.0)
+    emu.on_host_bytes(frame(ivmsg.ext_poll_request(8, 1, nom.NOM_MOC_VMO_METRIC_NU, 1e5)), 0.0)
     end = failed[0].t + 5
     got = nibp_items(emu, 0.0, end)
     expected = [r for r in session.nibp_readings if r.t < end - 1.1]
@@ -589,15 +596,15 @@ def test_a_failed_cuff_measurement_is_one_failed_reading() -> None:
 
 def test_the_round_trip_values_are_the_scenarios(typical) -> None:
     emu = associated(typical, timeout=1e6)
-    emu.on_host_bytes(frame(iv.ext_poll_request(8, 1, iv.NOM_MOC_VMO_METRIC_NU, 1e4)), 0.0)
-    emu.on_host_bytes(frame(iv.ext_poll_request(9, 2, iv.NOM_MOC_VMO_METRIC_SA_RT, 1e4)), 0.0)
+    emu.on_host_bytes(frame(ivmsg.ext_poll_request(8, 1, nom.NOM_MOC_VMO_METRIC_NU, 1e4)), 0.0)
+    emu.on_host_bytes(frame(ivmsg.ext_poll_request(9, 2, nom.NOM_MOC_VMO_METRIC_SA_RT, 1e4)), 0.0)
     stream = emu.emit(0.0, 30.0)
     parser, items = decode(stream)
     assert parser.stats.checksum_errors == parser.stats.framing_errors == 0
     spo2 = [i for i in items if isinstance(i, Numeric) and i.code is Code.SPO2]
     assert len(spo2) == 29
     for k, n in enumerate(spo2, start=1):
-        v = typical.vitals(k * iv.NUMERIC_PERIOD)
+        v = typical.vitals(k * nom.NUMERIC_PERIOD)
         assert n.value == round(v.spo2, 1)
     waves = [i for i in items if isinstance(i, WaveformBlock)]
     samples = np.concatenate([w.samples for w in waves])
@@ -660,7 +667,7 @@ def test_the_driver_associates_again_when_the_monitor_falls_silent(typical) -> N
     emu.on_host_bytes(driver.reply(), 0.0)
     assert driver.polling and emu.confirmed
     sent = [driver.keep_alive() for _ in range(3)]  # no frame in three periods
-    assert [parse_message(iv.unescape(f[1:-1])[4:-2]).kind for f in wire_frames(sent[-1])] == [
+    assert [parse_message(ivwire.unescape(f[1:-1])[4:-2]).kind for f in wire_frames(sent[-1])] == [
         "abort",
         "associate",
     ]
