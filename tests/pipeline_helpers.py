@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -54,3 +55,13 @@ def decode_cli(protocol: str, path: Path, *, unexpected: str = "checksum") -> li
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr and unexpected not in proc.stderr
     return [json.loads(line) for line in proc.stdout.splitlines()]
+
+
+def feed_chunks(parser, stream: bytes, cuts, stamp_at: Callable[[int], object]) -> list:
+    """Feed ``stream`` to ``parser`` split at ``cuts`` (None: whole), each chunk stamped by
+    ``stamp_at(index of the byte after it)``, as a serial read would be; the items."""
+    bounds = [0, *sorted({c for c in (cuts or []) if 0 < c < len(stream)}), len(stream)]
+    items: list = []
+    for a, b in itertools.pairwise(bounds):
+        items += parser.feed(stream[a:b], stamp_at(b))
+    return items

@@ -83,7 +83,7 @@ from kapmonitor.model import (
     WaveformBlock,
 )
 from tests.conftest import ROOT
-from tests.pipeline_helpers import Collector, decode_cli
+from tests.pipeline_helpers import Collector, decode_cli, feed_chunks
 
 DATA = Path(__file__).parent / "data" / "ge-b650"  # copied from ../shared/data (see README)
 ORIGIN = Stamp(1000.0, 1.7e9)
@@ -124,11 +124,7 @@ def byte_stamp(end: int) -> Stamp:
 def decode(stream: bytes, cuts=None) -> tuple[GeS5Parser, list]:
     """Feed ``stream`` split at ``cuts`` (default: whole), each chunk stamped by its last byte."""
     parser = GeS5Parser("ge")
-    bounds = [0, *sorted(set(c for c in (cuts or []) if 0 < c < len(stream))), len(stream)]
-    items = []
-    for a, b in itertools.pairwise(bounds):
-        items += parser.feed(stream[a:b], byte_stamp(b))
-    return parser, items
+    return parser, feed_chunks(parser, stream, cuts, byte_stamp)
 
 
 def comparable(items: list) -> list[tuple]:

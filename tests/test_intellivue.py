@@ -54,7 +54,7 @@ from kapmonitor.model import (
     WaveformBlock,
 )
 from tests.conftest import SHARED_DATA
-from tests.pipeline_helpers import Collector, decode_cli
+from tests.pipeline_helpers import Collector, decode_cli, feed_chunks
 
 DATA = Path(__file__).parent / "data" / "intellivue-mp90"  # slices of ../shared/data (README)
 SESSIONS = {"1A": "1A_normal_NSR_SpO2-100", "1B": "1B_hypoxic_NSR_SpO2-85"}
@@ -73,11 +73,7 @@ def byte_stamp(end: int) -> Stamp:
 def decode(stream: bytes, cuts=None) -> tuple[IntellivueParser, list]:
     """Feed ``stream`` split at ``cuts``, each chunk stamped by its last byte."""
     parser = IntellivueParser("mp90")
-    bounds = [0, *sorted(set(c for c in (cuts or []) if 0 < c < len(stream))), len(stream)]
-    items = []
-    for a, b in itertools.pairwise(bounds):
-        items += parser.feed(stream[a:b], byte_stamp(b))
-    return parser, items
+    return parser, feed_chunks(parser, stream, cuts, byte_stamp)
 
 
 def comparable(items: list) -> list[tuple]:
