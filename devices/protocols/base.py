@@ -57,12 +57,21 @@ class Parser(ABC):
         #: (e.g. a Masimo sending ASCII 2); None while all is well.
         self.problem: str | None = None
 
-    @abstractmethod
     def feed(self, data: bytes, stamp: Stamp) -> list[Measurement]:
         """Consume ``data`` (any chunking) that arrived at ``stamp``; return completed items.
 
         Never raises for any input; bad bytes are counted in :attr:`stats` and skipped.
         """
+        if not data:
+            return []
+        if not isinstance(data, bytes):
+            data = bytes(data)  # a bytearray or memoryview from a port
+        self.stats.bytes_in += len(data)
+        return self._feed(data, stamp)
+
+    @abstractmethod
+    def _feed(self, data: bytes, stamp: Stamp) -> list[Measurement]:
+        """The protocol's decoding of ``data`` (non-empty bytes, already in ``bytes_in``)."""
 
     def flush(self) -> list[Measurement]:
         """Items held back for a block the stream ended inside (the end of a file)."""

@@ -322,13 +322,8 @@ class ContecParser(Parser):
         bytes_in_packets + pending_bytes`` (an unknown packet's bytes count as discarded)."""
         return len(self._buf)
 
-    def feed(self, data: bytes, stamp: Stamp) -> list[Measurement]:
-        if not data:
-            return []
-        if not isinstance(data, bytes):
-            data = bytes(data)
+    def _feed(self, data: bytes, stamp: Stamp) -> list[Measurement]:
         stats = self.stats
-        stats.bytes_in += len(data)
         b = self._buf + data if self._buf else data
         n = len(b)
         cls = b.translate(_CLASS)

@@ -521,11 +521,9 @@ class GeS5Parser(Parser):
     def pending_bytes(self) -> int:
         return len(self._buf)
 
-    def feed(self, data: bytes, stamp: Stamp) -> list[Measurement]:
+    def _feed(self, data: bytes, stamp: Stamp) -> list[Measurement]:
         out: list[Measurement] = []
-        data = bytes(data)
         stats = self.stats
-        stats.bytes_in += len(data)
         if not self._synced:
             i = data.find(FLAG)
             if i < 0:

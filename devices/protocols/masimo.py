@@ -239,13 +239,8 @@ class MasimoParser(Parser):
         """Bytes of a line still arriving."""
         return len(self._buf)
 
-    def feed(self, data: bytes, stamp: Stamp) -> list[Measurement]:
-        if not data:
-            return []
-        if not isinstance(data, bytes):
-            data = bytes(data)
+    def _feed(self, data: bytes, stamp: Stamp) -> list[Measurement]:
         stats = self.stats
-        stats.bytes_in += len(data)
         out: list = []
         b = self._buf + data if self._buf else data
         n = len(b)

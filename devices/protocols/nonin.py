@@ -300,12 +300,7 @@ class _NoninParser(Parser):
         self._reply_deadline = deadline
         self._fresh = True
 
-    def feed(self, data: bytes, stamp: Stamp) -> list[Measurement]:
-        if not data:
-            return []
-        if not isinstance(data, bytes):
-            data = bytes(data)
-        self.stats.bytes_in += len(data)
+    def _feed(self, data: bytes, stamp: Stamp) -> list[Measurement]:
         if self._fresh:
             self._fresh = False
             if self._take_reply(data[0]):

@@ -314,18 +314,22 @@ class Store:
 
     def session_info(self, session_id: int) -> SessionInfo:
         with Session(self.db.engine) as s:
-            row = s.get(SessionRow, session_id)
-            if row is None:
-                raise UserError(f"there is no session {session_id} in {self.db.url}")
-            return _info(row)
+            return self._header_and_profile(s, session_id)[0]
+
+    def _header_and_profile(self, s: Session, session_id: int) -> tuple[SessionInfo, str]:
+        """A session's header and its alarm profile's text, in one query."""
+        columns = (*(getattr(SessionRow, c) for c in _INFO_COLUMNS), SessionRow.alarm_profile_text)
+        row = s.execute(select(*columns).where(SessionRow.id == session_id)).first()
+        if row is None:
+            raise UserError(f"there is no session {session_id} in {self.db.url}")
+        return _header(*row[:-1]), row[-1] or ""
 
     def load_session(self, session_id: int, *, waves: bool = True) -> SessionRecord:
         """The whole session, measurements in time order."""
-        record = SessionRecord(self.session_info(session_id))
         with Session(self.db.engine) as s:
             # The profile as it was when the session ran: review judges the limits by it.
-            query = select(SessionRow.alarm_profile_text).where(SessionRow.id == session_id)
-            record.profile_text = s.scalar(query) or ""
+            info, profile_text = self._header_and_profile(s, session_id)
+            record = SessionRecord(info, profile_text=profile_text)
             devices = {
                 row.id: row
                 for row in s.scalars(select(DeviceRow).where(DeviceRow.session_id == session_id))
@@ -435,24 +439,6 @@ def _header(id_, uid, patient, clinician, operator, drug, route, dose, dose_unit
     return SessionInfo(id_, uid, patient, clinician, operator, _DRUGS.get(drug),
                        _ROUTES.get(route), dose, dose_unit, started, ended, _STATUSES[status],
                        alarm_profile)  # fmt: skip
-
-
-def _info(row: SessionRow) -> SessionInfo:
-    return SessionInfo(
-        id=row.id,
-        uid=row.uid,
-        patient=row.patient,
-        clinician=row.clinician,
-        operator=row.operator,
-        drug=Drug(row.drug) if row.drug else None,
-        route=Route(row.route) if row.route else None,
-        dose=row.dose,
-        dose_unit=row.dose_unit,
-        started=row.started,
-        ended=row.ended,
-        status=SessionStatus(row.status),
-        alarm_profile=row.alarm_profile,
-    )
 
 
 def _alarm_row(session_id: int, entry: LogEntry) -> dict:

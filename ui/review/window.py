@@ -177,12 +177,16 @@ class ReviewWindow(QtWidgets.QMainWindow):
 
         self._pleth_timer = QtCore.QTimer(self, singleShot=True, interval=150)
         self._pleth_timer.timeout.connect(self._load_pleth)
-        self.plots.top.sigXRangeChanged.connect(lambda *_: self._pleth_timer.start())
-        self.plots.cursor_moved.connect(self._update_readout)
+        self._wire_plots()
         self._fill_tables()
         self._update_readout(self.plots.cursor_x)
 
     # --- the parts ----------------------------------------------------------------------------
+
+    def _wire_plots(self) -> None:
+        """Connect the plots to the window: a new view loads its pleth; the cursor is read out."""
+        self.plots.top.sigXRangeChanged.connect(lambda *_: self._pleth_timer.start())
+        self.plots.cursor_moved.connect(self._update_readout)
 
     def _header_text(self) -> str:
         i = self.record.info
@@ -487,10 +491,9 @@ class ReviewWindow(QtWidgets.QMainWindow):
             y = np.concatenate(ys) if ys else np.empty(0)
             self._pleth_cache = cache = (lo - margin, hi + margin, x, y)
         _, _, x, y = cache
-        shown = (x >= lo) & (x <= hi)
-        note = "" if np.isfinite(y[shown]).any() else "no pleth recorded here"
-        self.plots.set_pleth(x, y, note)
-        return int(np.isfinite(y[shown]).sum())
+        samples = int(np.isfinite(y[(x >= lo) & (x <= hi)]).sum())
+        self.plots.set_pleth(x, y, "" if samples else "no pleth recorded here")
+        return samples
 
     # --- writing to the record ----------------------------------------------------------------
 
@@ -534,8 +537,7 @@ class ReviewWindow(QtWidgets.QMainWindow):
         old.parentWidget().layout().replaceWidget(old, self.plots)
         old.deleteLater()
         self.plots.set_pleth_visible(self.pleth_button.isChecked())
-        self.plots.top.sigXRangeChanged.connect(lambda *_: self._pleth_timer.start())
-        self.plots.cursor_moved.connect(self._update_readout)
+        self._wire_plots()
         self.plots.set_x_range(lo, hi)
         self.plots.set_cursor(cursor)
         self.header.setText(self._header_text())

@@ -182,13 +182,7 @@ class IntellivueParser(Parser):
 
     # --- framing ---
 
-    def feed(self, data: bytes, stamp: Stamp) -> list[Measurement]:
-        if not data:
-            return []
-        if not isinstance(data, bytes):
-            data = bytes(data)
-        stats = self.stats
-        stats.bytes_in += len(data)
+    def _feed(self, data: bytes, stamp: Stamp) -> list[Measurement]:
         buf = self._buf
         if buf and _EOF not in data and _BOF not in data and len(buf) + len(data) <= MAX_WIRE:
             self._buf = buf + data  # the middle of a frame: nothing to decide yet
