@@ -14,10 +14,23 @@ Conditions and their life:
 - Acknowledging an active alarm silences it while its condition lasts; the visual signal stays.
 - Audio pause silences every alarm for the profile's pause (1-3 min), never longer; a new
   condition of higher priority than any active at the pause sounds at once.
+
+Technical conditions from a value's flags (sensor off, poor signal) belong to the device *and*
+the parameter: on a multiparameter monitor an ECG heart rate without flags must not end the
+SpO2 probe-off condition. A device's silence is seen from the items' own time: once a device
+has sent a measurement, no valid measurement for the profile's no-data timeout is the "no-data"
+condition, live and in replay alike; the driver's own NO_DATA event raises the same condition
+(never twice), and while the device is disconnected only "disconnected" is shown.
+
+A value the alarm system cannot trust never meets a limit: a value flagged out-of-range, outside
+its code's physical range, or not finite is treated like a missing one. It interrupts a pending
+condition but does not end an active one: an impossible value says nothing about whether the
+patient recovered, and ending the alarm on noise would be the unsafe error.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from alarms.model import (
@@ -34,17 +47,25 @@ from kapmonitor.codes import Code
 from kapmonitor.model import (
     ConnectionState,
     DeviceEvent,
+    DeviceValue,
     Flag,
+    Flags,
     Item,
     NibpReading,
     Numeric,
     SessionEvent,
     SessionEventKind,
     Stamp,
+    WaveformBlock,
 )
 from kapmonitor.schedule import latest_due
 
 SESSION = "session"
+#: Items that show a device is measuring: each restarts its silence watch.
+MEASUREMENTS = (Numeric, NibpReading, WaveformBlock, DeviceValue)
+#: Items that start the watch: the periodic ones (a cuff's readings come minutes apart).
+PERIODIC = (Numeric, WaveformBlock, DeviceValue)
+LOST = frozenset({ConnectionState.DISCONNECTED, ConnectionState.RECONNECTING})
 QUALITY_FLAGS = frozenset({Flag.SEARCHING, Flag.ARTIFACT, Flag.QUESTIONABLE, Flag.LOW_PERFUSION})
 TECHNICAL_MESSAGES = {
     "sensor-off": "Sensor off or probe fault",
@@ -88,6 +109,16 @@ class _Pause:
 
 
 @dataclass
+class _Watch:
+    """One device's silence watch."""
+
+    since: float  #: mono time of its last valid measurement or (re)connection
+    driver_no_data: bool = False  #: its driver reported NO_DATA
+    lost: bool = False  #: disconnected or reconnecting: that condition is the one shown
+    no_data: bool = False  #: whether the no-data condition is present now
+
+
+@dataclass
 class _Baseline:
     readings: list[tuple[float, float]] = field(default_factory=list)
     systolic: float | None = None
@@ -108,6 +139,7 @@ class AlarmEngine:
         self._nibp_times: list[float] = []  #: successful readings after the dose (mono)
         #: The latest value per (limit, device, code), to judge it again when a limit changes.
         self._last_values: dict[tuple[str, str, Code], float | None] = {}
+        self._watches: dict[str, _Watch] = {}
         self._new: list[LogEntry] = []
 
     # --- input ----------------------------------------------------------------------------
@@ -115,6 +147,8 @@ class AlarmEngine:
     def process(self, item: Item) -> list[LogEntry]:
         """Take one item; return the log entries it caused."""
         self._advance(item.stamp)
+        if isinstance(item, MEASUREMENTS):
+            self._measured(item)
         if isinstance(item, Numeric):
             self._numeric(item)
         elif isinstance(item, NibpReading):
@@ -135,6 +169,7 @@ class AlarmEngine:
         if self.now is None or stamp.mono > self.now.mono:
             self.now = stamp
         now = self.now
+        self._check_silence(now)
         # What fell due between two inputs is stamped when it fell due, not when it was noticed,
         # so a replay with gaps in its input logs what the live monitor would have logged.
         for cond in list(self._conditions.values()):
@@ -157,8 +192,8 @@ class AlarmEngine:
     # --- physiological ----------------------------------------------------------------------
 
     def _numeric(self, item: Numeric) -> None:
-        self._technical_flags(item.source, item.flags, item.stamp)
-        self._limits(item.source, item.code, item.value, item.stamp)
+        self._technical_flags(item.source, item.code, item.flags, item.stamp)
+        self._limits(item.source, item.code, trusted(item.code, item.value, item.flags), item.stamp)
 
     def _nibp(self, item: NibpReading) -> None:
         failed = Flag.MEASUREMENT_FAILED in item.flags or item.systolic is None
@@ -166,9 +201,12 @@ class AlarmEngine:
         if failed:
             return
         for code, value in item.parts():
-            self._limits(item.source, code, value, item.stamp)
-        if item.diastolic is None:
-            return
+            self._limits(item.source, code, trusted(code, value, item.flags), item.stamp)
+        if (
+            trusted(Code.NIBP_SYS, item.systolic, item.flags) is None
+            or trusted(Code.NIBP_DIA, item.diastolic, item.flags) is None
+        ):
+            return  # an untrusted reading neither sets the baseline nor rises from it
         if self.dose is None:
             self._baseline.readings.append((item.systolic, item.diastolic))
         else:
@@ -282,22 +320,63 @@ class AlarmEngine:
 
     # --- technical ----------------------------------------------------------------------------
 
-    def _technical_flags(self, source: str, flags: frozenset[Flag], stamp: Stamp) -> None:
+    def _technical_flags(self, source: str, code: Code, flags: Flags, stamp: Stamp) -> None:
+        # Per device and parameter: only this parameter's next value ends what its flag began.
         sensor_off = Flag.SENSOR_OFF in flags
-        self._technical("sensor-off", source, present=sensor_off, stamp=stamp)
+        self._technical("sensor-off", source, present=sensor_off, stamp=stamp, code=code)
         poor = bool(flags & QUALITY_FLAGS) and not sensor_off
-        self._technical("signal-quality", source, present=poor, stamp=stamp)
+        self._technical("signal-quality", source, present=poor, stamp=stamp, code=code)
 
     def _device_event(self, event: DeviceEvent) -> None:
         state = event.state
-        lost = state in (ConnectionState.DISCONNECTED, ConnectionState.RECONNECTING)
+        lost = state in LOST
         self._technical(
             "disconnected", event.source, present=lost, stamp=event.stamp, text=event.detail
         )
-        no_data = state is ConnectionState.NO_DATA
-        self._technical(
-            "no-data", event.source, present=no_data, stamp=event.stamp, text=event.detail
-        )
+        watch = self._watches.get(event.source)
+        if watch is None:
+            if state is not ConnectionState.NO_DATA:
+                return  # the watch starts with the device's first measurement
+            watch = self._watches[event.source] = _Watch(event.stamp.mono)
+        watch.lost = lost
+        watch.driver_no_data = state is ConnectionState.NO_DATA
+        if state in (ConnectionState.CONNECTING, ConnectionState.CONNECTED):
+            watch.since = max(watch.since, event.stamp.mono)  # silence counts from here
+        silent = event.stamp.mono >= watch.since + self.profile.technical["no_data"].timeout_s
+        self._update_no_data(event.source, watch, event.stamp, silent, event.detail)
+
+    def _measured(self, item: Item) -> None:
+        """A device measured: its silence watch restarts (noise flagged out-of-range is no
+        measurement: a device that decodes only impossible values is not delivering data)."""
+        if Flag.OUT_OF_RANGE in item.flags:
+            return
+        watch = self._watches.get(item.source)
+        if watch is None:
+            if not isinstance(item, PERIODIC):
+                return
+            watch = self._watches[item.source] = _Watch(item.stamp.mono)
+        watch.since = max(watch.since, item.stamp.mono)
+        watch.driver_no_data = False
+        self._update_no_data(item.source, watch, item.stamp, silent=False)
+
+    def _check_silence(self, now: Stamp) -> None:
+        timeout = self.profile.technical["no_data"].timeout_s
+        for source, watch in self._watches.items():
+            due = watch.since + timeout
+            if not watch.no_data and not watch.lost and now.mono >= due:
+                # Stamped when the silence reached the timeout, not when it was noticed.
+                stamp = now.shifted(due - now.mono)
+                text = f"no measurement for {timeout:g} s"
+                self._update_no_data(source, watch, stamp, silent=True, text=text)
+
+    def _update_no_data(
+        self, source: str, watch: _Watch, stamp: Stamp, silent: bool, text: str = ""
+    ) -> None:
+        present = not watch.lost and (watch.driver_no_data or silent)
+        if present == watch.no_data:
+            return
+        watch.no_data = present
+        self._technical("no-data", source, present=present, stamp=stamp, text=text)
 
     def set_technical(
         self, name: str, source: str, present: bool, stamp: Stamp, text: str = ""
@@ -308,9 +387,16 @@ class AlarmEngine:
         return self._flush()
 
     def _technical(
-        self, name: str, source: str, *, present: bool, stamp: Stamp, text: str = ""
+        self,
+        name: str,
+        source: str,
+        *,
+        present: bool,
+        stamp: Stamp,
+        text: str = "",
+        code: Code | None = None,
     ) -> None:
-        key = f"{name}@{source}"
+        key = f"{name}@{source}" if code is None else f"{name}@{source}/{code.value}"
         cond = self._conditions.get(key)
         if cond is None:
             if not present:
@@ -323,7 +409,7 @@ class AlarmEngine:
                 priority=rule.priority,
                 kind=AlarmKind.TECHNICAL,
                 source=source,
-                code=None,
+                code=None if code is None else code.value,
                 limit=None,
                 delay_s=rule.delay_s,
                 latching=False,
@@ -507,3 +593,11 @@ class AlarmEngine:
         entry = LogEntry(stamp or self.now, event, **fields)
         self.log.append(entry)
         self._new.append(entry)
+
+
+def trusted(code: Code, value: float | None, flags: Flags) -> float | None:
+    """``value`` if a limit may judge it; None if it is missing or cannot be a measurement."""
+    if value is None or Flag.OUT_OF_RANGE in flags or not math.isfinite(value):
+        return None
+    low, high = code.physical_range
+    return value if low <= value <= high else None

@@ -3,6 +3,25 @@
 A profile is checked whole before it is used: an unknown key, a wrong type, a limit on the
 wrong side of another is refused with one sentence naming the file, the key and the reason, so
 the engine never runs with a half-read profile (and never without limits).
+
+A profile must not be able to switch an alarm off, so beyond its form it is checked for sense
+(IEC 60601-1-8's spirit: a delay long enough to hide a condition is no alarm):
+
+- every number is finite;
+- condition delays are at most :data:`MAX_DELAY_S` (30 s: vendors disclose SpO2 delays of
+  10-20 s, ISO 80601-2-61 asks an oximeter to respond within 30 s; a hypoxaemic patient falls
+  from 90 to 80 % in well under a minute), the no-data timeout lies in
+  :data:`NO_DATA_TIMEOUT_RANGE`, the overdue grace is at most :data:`MAX_GRACE_S` (one
+  reading interval of the densest schedule), readings at most every :data:`MAX_EVERY_MIN`
+  minutes, audio pause 60-180 s;
+- a limit lies in :data:`LIMIT_RANGES`, a range inside the code's physical range
+  (:attr:`kapmonitor.codes.CodeInfo.physical_range`) that a living adult can reach: an SpO2
+  limit of 8 % is inside the physical range but never met, so it is refused too;
+- levels grow more extreme with their priority, a low limit lies below every high limit on
+  the same code (pulse-low 130 with pulse-high 120 would alarm always or never);
+- hysteresis lets a condition end: the value that ends it (limit ± hysteresis) lies inside the
+  physical range and on the normal side of the opposite limit;
+- the core vital signs are covered: :data:`REQUIRED_RULES`.
 """
 
 from __future__ import annotations
@@ -28,6 +47,39 @@ TECHNICAL_CONDITIONS = (
     "nibp_overdue",
 )
 AUDIO_PAUSE_RANGE = (60.0, 180.0)
+#: The longest condition delay, physiological or technical (seconds).
+MAX_DELAY_S = 30.0
+#: The no-data timeout: long enough for a device that updates every 5 s, short enough to alarm.
+NO_DATA_TIMEOUT_RANGE = (2.0, 30.0)
+DEFAULT_NO_DATA_TIMEOUT_S = 10.0  #: as the drivers' watchdog
+#: The longest grace before a scheduled NIBP reading counts as overdue (seconds).
+MAX_GRACE_S = 300.0
+#: The longest interval between scheduled NIBP readings (minutes), and the longest schedule.
+MAX_EVERY_MIN = 60.0
+MAX_SCHEDULE_MIN = 24 * 60.0
+#: The largest rise from the baseline a rule may wait for (mmHg).
+MAX_BASELINE_RISE = 100.0
+#: Where an alarm limit may lie: inside the physical range, and reachable by a living adult
+#: (below 50 % an oximeter's accuracy is not even declared; ISO 80601-2-61 declares 70-100 %).
+LIMIT_RANGES: dict[Code, tuple[float, float]] = {
+    Code.SPO2: (50.0, 100.0),
+    Code.PULSE_RATE: (25.0, 250.0),
+    Code.HEART_RATE: (25.0, 250.0),
+    Code.NIBP_SYS: (40.0, 260.0),
+    Code.NIBP_DIA: (20.0, 200.0),
+    Code.NIBP_MEAN: (30.0, 220.0),
+    Code.PERFUSION: Code.PERFUSION.physical_range,
+}
+#: Rules every profile has: (direction, code, what a nurse calls it).
+REQUIRED_RULES = (
+    ("low", Code.SPO2, "SpO2 low"),
+    ("low", Code.PULSE_RATE, "pulse rate low"),
+    ("high", Code.PULSE_RATE, "pulse rate high"),
+    ("low", Code.HEART_RATE, "heart rate low"),
+    ("high", Code.HEART_RATE, "heart rate high"),
+    ("low", Code.NIBP_SYS, "NIBP systolic low"),
+    ("high", Code.NIBP_SYS, "NIBP systolic high"),
+)
 
 
 class ProfileError(UserError):
@@ -69,6 +121,7 @@ class TechnicalRule:
     priority: Priority
     delay_s: float = 0.0
     grace_s: float = 0.0
+    timeout_s: float = DEFAULT_NO_DATA_TIMEOUT_S  #: no_data only: silence before the condition
 
 
 @dataclass(frozen=True)
@@ -97,9 +150,10 @@ class Profile:
         if priority not in dict(rule.levels):
             raise ProfileError(f"limit '{rule_id}' has no {priority.label} level")
         levels = tuple((p, limit if p == priority else v) for p, v in rule.levels)
-        _check_level_order(rule.id, rule.direction, levels, self.source)
         new = replace(rule, levels=levels)
-        return replace(self, limits=tuple(new if r.id == rule_id else r for r in self.limits))
+        changed = replace(self, limits=tuple(new if r.id == rule_id else r for r in self.limits))
+        _check_limits(changed.limits, _Reader(self.source))
+        return changed
 
 
 def profile_names() -> list[str]:
@@ -134,18 +188,60 @@ def parse_profile(text: str, source: str = "<string>") -> Profile:
     return replace(_Reader(source).profile(data), text=text)
 
 
-def _check_level_order(
-    rule_id: str, direction: str, levels: tuple[tuple[Priority, float], ...], source: str
-) -> None:
+def _check_limits(rules: tuple[LimitRule, ...], reader: _Reader) -> None:
+    """What makes a set of limits able to alarm: see the module docstring."""
+    for rule in rules:
+        _check_rule(rule, reader)
+    for low in (r for r in rules if r.direction == "low"):
+        for high in (r for r in rules if r.direction == "high" and set(r.codes) & set(low.codes)):
+            # Least severe levels first: the low rule's highest limit, the high rule's lowest.
+            (lp, lv), (hp, hv) = low.levels[0], high.levels[0]
+            if lv >= hv:
+                raise reader.fail(
+                    f"[[limit]] '{low.id}' {lp.label}",
+                    f"{lv:g} must lie below the {hp.label} limit {hv:g} of '{high.id}'",
+                )
+            for rule, opposite in ((low, hv), (high, lv)):
+                for priority, value in rule.levels:
+                    end = value + rule.hysteresis if rule is low else value - rule.hysteresis
+                    if (end >= opposite) if rule is low else (end <= opposite):
+                        raise reader.fail(
+                            f"[[limit]] '{rule.id}' hysteresis",
+                            f"{rule.hysteresis:g} would end the {priority.label} condition only "
+                            f"beyond the opposite limit {opposite:g}, so it could never end",
+                        )
+    for direction, code, what in REQUIRED_RULES:
+        if not any(r.direction == direction and code in r.codes for r in rules):
+            raise reader.fail(
+                "[[limit]]", f"no rule for {what} ({code.value}): core vital signs must alarm"
+            )
+
+
+def _check_rule(rule: LimitRule, reader: _Reader) -> None:
+    where = f"[[limit]] '{rule.id}'"
     # The more urgent level must be further out: below the other for "low", above for "high".
-    values = [v for _, v in levels]
-    ordered = values == sorted(values, reverse=direction == "low")
+    values = [v for _, v in rule.levels]
+    ordered = values == sorted(values, reverse=rule.direction == "low")
     if len(set(values)) != len(values) or not ordered:
-        side = "below" if direction == "low" else "above"
-        raise ProfileError(
-            f"alarm profile '{source}': [[limit]] '{rule_id}': the high limit must lie {side} "
-            "the medium limit"
-        )
+        side = "below" if rule.direction == "low" else "above"
+        raise reader.fail(where, f"the high limit must lie {side} the medium limit")
+    for priority, value in rule.levels:
+        for code in rule.codes:
+            low, high = LIMIT_RANGES.get(code, code.physical_range)
+            if not low <= value <= high:
+                raise reader.fail(
+                    f"{where} {priority.label}",
+                    f"{value:g} is outside {low:g} to {high:g} {code.unit} for {code.info.label}, "
+                    "so the alarm would never sound as meant",
+                )
+            floor, ceiling = code.physical_range
+            end = value + rule.hysteresis if rule.direction == "low" else value - rule.hysteresis
+            if not floor < end < ceiling:
+                raise reader.fail(
+                    f"{where} hysteresis",
+                    f"{rule.hysteresis:g} would end the {priority.label} condition only at "
+                    f"{end:g} {code.unit}, which {code.info.label} cannot reach",
+                )
 
 
 class _Reader:
@@ -168,12 +264,30 @@ class _Reader:
             raise self.fail(where, f"'{missing[0]}' is missing")
         return data
 
-    def number(self, value: Any, where: str, *, minimum: float | None = None) -> float:
+    def number(
+        self,
+        value: Any,
+        where: str,
+        *,
+        minimum: float | None = None,
+        maximum: float | None = None,
+        why: str = "",
+        finite: bool = True,
+    ) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
             raise self.fail(where, "must be a number")
+        if finite and not math.isfinite(value):
+            raise self.fail(where, "must be a finite number")
         if minimum is not None and value < minimum:
             raise self.fail(where, f"must be at least {minimum:g}")
+        if maximum is not None and value > maximum:
+            raise self.fail(where, f"must be at most {maximum:g}{why}")
         return float(value)
+
+    def delay(self, value: Any, where: str) -> float:
+        return self.number(
+            value, where, minimum=0, maximum=MAX_DELAY_S, why=": a longer delay hides the condition"
+        )
 
     def text(self, value: Any, where: str) -> str:
         if not isinstance(value, str) or not value.strip():
@@ -202,7 +316,8 @@ class _Reader:
         behaviour = self.table(
             top["behaviour"], "[behaviour]", {"audio_pause_s", "latching"}, {"audio_pause_s"}
         )
-        pause = self.number(behaviour["audio_pause_s"], "[behaviour] audio_pause_s")
+        # Its range check below refuses inf as well, with the range in the message.
+        pause = self.number(behaviour["audio_pause_s"], "[behaviour] audio_pause_s", finite=False)
         low, high = AUDIO_PAUSE_RANGE
         if not low <= pause <= high:
             raise self.fail("[behaviour] audio_pause_s", f"must be {low:g} to {high:g} seconds")
@@ -223,9 +338,10 @@ class _Reader:
                 {"systolic", "diastolic", "priority"},
                 {"systolic", "diastolic", "priority"},
             )
+            rise = {"minimum": 1, "maximum": MAX_BASELINE_RISE, "why": " mmHg"}
             baseline = BaselineRule(
-                self.number(b["systolic"], "[baseline_rise] systolic", minimum=1),
-                self.number(b["diastolic"], "[baseline_rise] diastolic", minimum=1),
+                self.number(b["systolic"], "[baseline_rise] systolic", **rise),
+                self.number(b["diastolic"], "[baseline_rise] diastolic", **rise),
                 self.priority(b["priority"], "[baseline_rise] priority"),
             )
         return Profile(
@@ -280,7 +396,6 @@ class _Reader:
             )
             if not levels:
                 raise self.fail(where, "needs at least one of 'low', 'medium', 'high'")
-            _check_level_order(rule_id, direction, levels, self.source)
             rules.append(
                 LimitRule(
                     rule_id,
@@ -289,9 +404,10 @@ class _Reader:
                     direction,
                     levels,
                     self.number(entry.get("hysteresis", 0), f"{where} hysteresis", minimum=0),
-                    self.number(entry.get("delay_s", 0), f"{where} delay_s", minimum=0),
+                    self.delay(entry.get("delay_s", 0), f"{where} delay_s"),
                 )
             )
+        _check_limits(tuple(rules), self)
         return tuple(rules)
 
     def technical(self, data: Any) -> dict[str, TechnicalRule]:
@@ -301,11 +417,23 @@ class _Reader:
         rules = {}
         for name in TECHNICAL_CONDITIONS:
             where = f"[technical] {name}"
-            entry = self.table(table[name], where, {"priority", "delay_s", "grace_s"}, {"priority"})
+            keys = {"priority", "delay_s", "grace_s"}
+            if name == "no_data":
+                keys.add("timeout_s")
+            entry = self.table(table[name], where, keys, {"priority"})
+            low, high = NO_DATA_TIMEOUT_RANGE
             rules[name] = TechnicalRule(
                 self.priority(entry["priority"], f"{where} priority"),
-                self.number(entry.get("delay_s", 0), f"{where} delay_s", minimum=0),
-                self.number(entry.get("grace_s", 0), f"{where} grace_s", minimum=0),
+                self.delay(entry.get("delay_s", 0), f"{where} delay_s"),
+                self.number(
+                    entry.get("grace_s", 0), f"{where} grace_s", minimum=0, maximum=MAX_GRACE_S
+                ),
+                self.number(
+                    entry.get("timeout_s", DEFAULT_NO_DATA_TIMEOUT_S),
+                    f"{where} timeout_s",
+                    minimum=low,
+                    maximum=high,
+                ),
             )
         return rules
 
@@ -319,10 +447,16 @@ class _Reader:
         for i, seg in enumerate(segments, 1):
             where = f"[nibp_schedule] segment {i}"
             seg = self.table(seg, where, {"until_min", "every_min"}, {"every_min"})
-            every = self.number(seg["every_min"], f"{where} every_min", minimum=1)
+            every = self.number(
+                seg["every_min"], f"{where} every_min", minimum=1, maximum=MAX_EVERY_MIN
+            )
             if "until_min" not in seg and i != len(segments):
                 raise self.fail(where, "only the last segment may leave out 'until_min'")
-            until = self.number(seg.get("until_min", math.inf), f"{where} until_min")
+            until = math.inf  # the last segment, open-ended
+            if "until_min" in seg:
+                until = self.number(
+                    seg["until_min"], f"{where} until_min", maximum=MAX_SCHEDULE_MIN
+                )
             if until <= last_until:
                 raise self.fail(f"{where} until_min", "must be later than the segment before")
             out.append((until, every))

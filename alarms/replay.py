@@ -3,6 +3,18 @@
 Input is what ``kapmonitor decode`` and ``kapmonitor record`` write, plus ``{"t": T, "event":
 "dose"}`` lines and bare ``{"t": T}`` lines that only advance time. Time comes from the input
 alone, so the same input always gives the same timeline.
+
+``record`` writes its own alarm lines (``{"t", "condition", ..., "state": "active"}``) among the
+measurements: they are what the live engine decided, not input, so they are skipped. A
+single-device ``record`` names the device only on its connection-state lines; a line with no
+device belongs to the one device the input has named so far (or ``input`` if none or several).
+
+Each device's time must not run backwards: a measurement or device-state line stamped before
+that device's previous one is refused with one sentence naming the line, rather than ordered
+(which would need the whole input in memory) or replayed (the engine keeps time moving forward,
+so a condition held in back-dated samples would never last its delay: an alarm hidden). A bare
+time line earlier than now carries nothing and is ignored. Values that are not finite (NaN,
+Infinity, 1e400), bytes that are not UTF-8 and nesting too deep to read are refused the same way.
 """
 
 from __future__ import annotations
@@ -36,27 +48,76 @@ class ReplayError(UserError):
     pass
 
 
-def read_items(lines: Iterable[str], name: str = "input") -> Iterator[Item | Stamp]:
+def _not_finite(text: str) -> float:
+    raise ValueError(f"{text} is not a finite number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    return value if math.isfinite(value) else _not_finite(text)
+
+
+def _parse(line: str, where: str) -> Any:
+    try:
+        return json.loads(line, parse_constant=_not_finite, parse_float=_finite)
+    except json.JSONDecodeError as exc:
+        raise ReplayError(f"{where} is not JSON: {exc.msg}") from None
+    except ValueError as exc:  # NaN, Infinity, 1e400, an integer of thousands of digits
+        raise ReplayError(
+            f'{where} has a value that cannot be read ({exc}): "t" and every value must be '
+            "finite numbers"
+        ) from None
+    except RecursionError:
+        raise ReplayError(f"{where} is nested too deeply to be a measurement") from None
+
+
+def _lines(lines: Iterable[str | bytes], name: str) -> Iterator[tuple[int, str]]:
+    """Numbered lines, decoded one by one so that bytes that are not UTF-8 name their line."""
+    for number, line in enumerate(lines, 1):
+        if isinstance(line, bytes):
+            try:
+                line = line.decode("utf-8")
+            except UnicodeDecodeError:
+                raise ReplayError(
+                    f"{name} line {number} is not UTF-8 text: is it a JSON lines file?"
+                ) from None
+        yield number, line
+
+
+def read_items(lines: Iterable[str | bytes], name: str = "input") -> Iterator[Item | Stamp]:
     """Items from JSON lines; a bare ``{"t": T}`` gives just the Stamp to advance time to.
 
     NIBP parts with the same ``t`` and device are joined into one reading, as a cuff gives them.
     """
     nibp: dict[str, Any] | None = None
-    for number, line in enumerate(lines, 1):
+    named: set[str] = set()  #: the devices lines have named so far
+    last: dict[str, tuple[float, int]] = {}  #: per device: the latest time and its line
+    for number, line in _lines(lines, name):
         if not line.strip():
             continue
         where = f"{name} line {number}"
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ReplayError(f"{where} is not JSON: {exc.msg}") from None
+        obj = _parse(line, where)
         t = obj.get("t") if isinstance(obj, dict) else None
-        if isinstance(t, bool) or not isinstance(t, int | float) or not math.isfinite(t):
+        if isinstance(t, bool) or not isinstance(t, int | float):
             raise ReplayError(f'{where} has no time: every line needs a finite number "t"')
-        t = float(t)
+        t = _float(t, where, '"t"')
+        if "condition" in obj:
+            continue  # an alarm line that record wrote: what the live engine decided
         stamp = Stamp(t, t)
-        device = str(obj.get("device", DEFAULT_DEVICE))
+        if "device" in obj:
+            device = str(obj["device"])
+            named.add(device)
+        else:
+            device = next(iter(named)) if len(named) == 1 else DEFAULT_DEVICE
         code = _code(obj.get("code"))
+        if (code is not None and "value" in obj) or "state" in obj:
+            before = last.get(device)
+            if before is not None and t < before[0]:
+                raise ReplayError(
+                    f"{where} goes back in time: t = {t:g} is before t = {before[0]:g} on line "
+                    f"{before[1]} for device '{device}'; sort the input by time"
+                )
+            last[device] = (t, number)
         if nibp is not None and not (code in NIBP_PARTS and nibp["key"] == (t, device)):
             yield _reading(nibp)
             nibp = None
@@ -72,7 +133,7 @@ def read_items(lines: Iterable[str], name: str = "input") -> Iterator[Item | Sta
         elif "state" in obj:
             try:
                 state = ConnectionState(obj["state"])
-            except ValueError:
+            except (ValueError, TypeError):
                 raise ReplayError(f"{where}: unknown device state {obj['state']!r}") from None
             yield DeviceEvent(device, state, stamp, str(obj.get("detail", "")))
         elif set(obj) <= {"t", "device"}:
@@ -82,18 +143,27 @@ def read_items(lines: Iterable[str], name: str = "input") -> Iterator[Item | Sta
         yield _reading(nibp)
 
 
+def _float(number: int | float, where: str, what: str) -> float:
+    try:
+        return float(number)  # an integer too large for a float raises OverflowError
+    except OverflowError:
+        raise ReplayError(f"{where}: {what} is too large to be a measurement") from None
+
+
 def _code(text: Any) -> Code | None:
     try:
         return Code(text) if text is not None else None
-    except ValueError:
+    except (ValueError, TypeError):
         return None  # a code the alarm system has no rule for
 
 
 def _value(obj: dict, where: str) -> float | None:
     value = obj.get("value")
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
         raise ReplayError(f'{where}: "value" must be a number or null')
-    return value
+    return _float(value, where, '"value"')
 
 
 def _flags(obj: dict, where: str) -> set[Flag]:

@@ -4,11 +4,16 @@ It reads items from the hub like any consumer, so a slow or closed screen never 
 What it decides goes out through its own hub (:attr:`AlarmService.out`) to the screen and the
 recorder. Operator actions (acknowledge, audio pause) come in through methods that are safe to
 call from the screen's thread.
+
+Time passes on a clock when no item arrives (delays elapse, a silent device becomes "no-data").
+It is the wall clock for real devices; for simulated or replayed devices at ``--speed`` it must be
+their session clock, which runs ahead of the wall clock: the runner hands it in.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 from alarms.engine import AlarmEngine
 from alarms.model import Alarm, AudioDue, LogEntry, Priority
@@ -25,8 +30,9 @@ QUEUE_SIZE = 100_000
 class AlarmService:
     """Runs an :class:`AlarmEngine` on a thread fed by a hub subscription."""
 
-    def __init__(self, hub: Hub, profile: Profile) -> None:
+    def __init__(self, hub: Hub, profile: Profile, clock: Callable[[], Stamp] = Stamp.now) -> None:
         self.engine = AlarmEngine(profile)
+        self._clock = clock  #: the time now, in the devices' own time
         self.out = Hub()  #: carries every new :class:`~alarms.model.LogEntry`
         self._sub = hub.subscribe("alarms", maxsize=QUEUE_SIZE)
         self._hub = hub
@@ -54,8 +60,8 @@ class AlarmService:
         return self.engine.tick(self._now())
 
     def _now(self) -> Stamp:
-        # A simulated device may run ahead of the wall clock (--speed): keep to its time then.
-        now = Stamp.now()
+        # Never behind what the devices have stamped already (items of a clock running ahead).
+        now = self._clock()
         engine_now = self.engine.now
         return engine_now if engine_now is not None and engine_now.mono > now.mono else now
 

@@ -151,3 +151,15 @@ class PlaybackDriver(Driver):
         if delay > 0:
             self._stop.wait(delay)
         return not self.stopping
+
+    def session_now(self) -> Stamp:
+        """The stamp of the session time due now: ahead of the wall clock at ``--speed`` > 1.
+
+        The alarm system's clock for a silent stretch (an unplug, the end of the session), so
+        that its delays and the no-data timeout pass in session time, as the items' stamps do.
+        """
+        if self._origin is None:
+            return Stamp.now()
+        if not self._started:
+            return self._origin
+        return self._origin.shifted((time.monotonic() - self._started) * self.speed)

@@ -109,9 +109,14 @@ EXPECTED = [
     rec(225.0, "pulse-low", PR, "high", "physiological", "active", 38, 40.0, "ox"),
     rec(226.0, "pulse-low", PR, "medium", "physiological", "inactive", 38, 50.0, "ox"),
     rec(226.0, "pulse-low", PR, "high", "physiological", "inactive", 38, 40.0, "ox"),
+    # The oximeter falls silent after 230: no data from 240 until it is shown disconnected.
+    rec(240.0, "no-data", None, "medium", "technical", "active", None, None, "ox"),
     rec(480.0, "bp-rise-systolic", SYS, "medium", "physiological", "active", 40.0, 40.0, "cuff"),
     rec(500.0, "disconnected", None, "medium", "technical", "active", None, None, "ox"),
+    rec(500.0, "no-data", None, "medium", "technical", "inactive", None, None, "ox"),
     rec(530.0, "disconnected", None, "medium", "technical", "inactive", None, None, "ox"),
+    # Connected again, but no measurement comes: no data 10 s after the connection.
+    rec(540.0, "no-data", None, "medium", "technical", "active", None, None, "ox"),
     rec(900.0, "nibp-overdue", None, "low", "technical", "active", None, None, "session"),
 ]
 
@@ -293,7 +298,8 @@ def test_read_items_turns_each_kind_of_line_into_its_item():
     ]
     assert list(read_items(lines)) == [
         Numeric("ox", Code.SPO2, 97, Stamp(1, 1), frozenset({Flag.LOW_PERFUSION})),
-        SessionEvent("input", SessionEventKind.DOSE, Stamp(2, 2)),
+        # A line with no device belongs to the only device named so far (record's own output).
+        SessionEvent("ox", SessionEventKind.DOSE, Stamp(2, 2)),
         DeviceEvent("ox", ConnectionState.NO_DATA, Stamp(3, 3), "quiet"),
         Stamp(4, 4),
         Stamp(5, 5),
@@ -307,7 +313,7 @@ def test_read_items_names_the_line():
 
 def test_timeline_missing_values_never_alarm():
     lines = [json.dumps(m(t, code, None)) for t in range(120) for code in (SPO2, PR)]
-    lines += [json.dumps(x) for x in nibp(130, None, None, None)]
+    lines += [json.dumps(x) for x in nibp(119.5, None, None, None)]
     out = list(timeline(AlarmEngine(load_profile()), read_items(lines)))
     # No SpO2 0 or pulse 0: only the NIBP with nothing measured, which is technical.
     assert [(r["condition"], r["kind"]) for r in out] == [("nibp-failed", "technical")]
