@@ -445,17 +445,17 @@ def cmd_alarms_replay(args: argparse.Namespace, out: TextIO) -> int:
     engine = AlarmEngine(load_profile(args.profile))
     name = "standard input" if args.input == "-" else args.input
     if args.input == "-":
-        lines = sys.stdin
+        lines = sys.stdin.buffer  # bytes: read_items decodes each line and names a bad one
     else:
         try:
-            lines = open(args.input, encoding="utf-8")  # noqa: SIM115 (closed below)
+            lines = open(args.input, "rb")  # noqa: SIM115 (closed below)
         except OSError as exc:
             raise UserError(f"cannot read '{args.input}': {exc.strerror}") from None
     try:
         for record in timeline(engine, read_items(lines, name)):
             out.write(jsonl.dumps(record) + "\n")
     finally:
-        if lines is not sys.stdin:
+        if lines is not sys.stdin.buffer:
             lines.close()
     return 0
 

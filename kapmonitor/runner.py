@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from alarms.model import LogEvent
 from alarms.profile import Profile, load_profile
 from alarms.service import AlarmService
-from devices.base import DEFAULT_NO_DATA_TIMEOUT, Driver
+from devices.base import DEFAULT_NO_DATA_TIMEOUT, Driver, PlaybackDriver
 from devices.registry import get_driver_class
 from devices.serial_driver import SerialDriver
 from devices.spec import REPLAY, SIM, DeviceSpec
@@ -133,7 +133,7 @@ class SessionRunner:
         self.config = config
         self.profile = profile or load_profile(config.profile)
         self.hub = Hub()
-        self.alarms = AlarmService(self.hub, self.profile)
+        self.alarms = AlarmService(self.hub, self.profile, clock=self._device_clock)
         self.specs = [DeviceSpec.parse(text) for text in config.devices]
         self.drivers = [make_driver(spec, self.hub, config) for spec in self.specs]
         self.store: Store | None = None
@@ -184,6 +184,17 @@ class SessionRunner:
         for driver in self.drivers:
             driver.start()
         self._running = True
+
+    def _device_clock(self) -> Stamp:
+        """The devices' time: for simulated and replayed devices their session clock (ahead of
+        the wall clock at --speed > 1), which stops where their playback ended."""
+        playing = [d for d in self.drivers if isinstance(d, PlaybackDriver)]
+        if not playing or len(playing) < len(self.drivers):
+            return Stamp.now()
+        running = [d.session_now() for d in playing if not d.join(0)]
+        if not running:
+            return self.alarms.engine.now or Stamp.now()
+        return min(running, key=lambda stamp: stamp.mono)
 
     def finished(self) -> bool:
         """Whether every device has ended by itself (a simulated session that is over)."""
