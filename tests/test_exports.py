@@ -12,6 +12,10 @@ import csv
 import dataclasses
 import gzip
 import io
+import os
+import re
+import stat
+import struct
 import warnings
 from datetime import datetime
 from pathlib import Path
@@ -22,10 +26,11 @@ import pytest
 
 from kapmonitor.codes import Code
 from kapmonitor.errors import UserError
-from kapmonitor.record.export import export_session, pseudonym
+from kapmonitor.record.export import export_session
 from kapmonitor.record.export import hl7 as hl7_export
+from kapmonitor.record.export.deidentify import SHIFT_DAYS, deidentified
 from kapmonitor.record.export.vital import device_names
-from kapmonitor.record.session import DeviceInfo, SessionRecord
+from kapmonitor.record.session import DeviceInfo, EventRecord, SessionRecord
 from tests.session_fixtures import (
     CLINICIAN,
     OPERATOR,
@@ -33,6 +38,7 @@ from tests.session_fixtures import (
     SERIAL,
     SESSION_UID,
     SOURCE,
+    START,
     build_session,
 )
 
@@ -445,8 +451,7 @@ def test_deidentify_removes_patient_and_names(
     if fmt != "vital":  # the vital format has no place for a patient or names at all
         assert PATIENT.encode() in plain
         assert CLINICIAN.encode() in plain
-        assert pseudonym(SESSION_UID).encode() in anon
-    assert pseudonym(SESSION_UID) == "anon-3f2b8c1e"
+        assert re.search(rb"anon-[0-9a-f]{8}", anon)  # a pseudonym stands in
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -535,3 +540,114 @@ def test_failed_export_leaves_no_file(
         export_session(record, "csv", target)
     assert target.read_text() == "an older export"
     assert [p.name for p in tmp_path.iterdir()] == ["s.csv"]
+
+
+# --- de-identified: no identifier, no exact date, no free text, no UID ---------------------------
+
+EVERY_FORMAT = {**FORMATS, "pdf": "pdf"}
+#: A note and a marker a nurse typed, one naming the patient.
+NOTE = f"{PATIENT} said her sister drove her here"
+MARKER_TEXT = "note: lives on Elm Street"
+
+
+def readable(path: Path) -> bytes:
+    """The bytes a reader of the file sees: the PDF's extracted text added to its raw bytes."""
+    data = contents(path)
+    if path.suffix == ".pdf":
+        from pypdf import PdfReader
+
+        data += " ".join(p.extract_text() for p in PdfReader(path).pages).encode()
+    return data
+
+
+@pytest.fixture(scope="module")
+def noted(record: SessionRecord) -> SessionRecord:
+    dose = record.dose_stamp
+    assert dose is not None
+    extra = [
+        EventRecord(900, dose.shifted(600), "note", NOTE, None, OPERATOR),
+        EventRecord(901, dose.shifted(900), "marker", MARKER_TEXT, None, OPERATOR),
+    ]
+    return dataclasses.replace(
+        record, events=sorted([*record.events, *extra], key=lambda e: e.stamp.wall)
+    )
+
+
+@pytest.mark.parametrize("fmt", EVERY_FORMAT)
+def test_a_deidentified_export_holds_no_identifier_date_note_or_uid(
+    fmt: str, noted: SessionRecord, tmp_path: Path
+) -> None:
+    plain, anon = tmp_path / f"plain.{EVERY_FORMAT[fmt]}", tmp_path / f"anon.{EVERY_FORMAT[fmt]}"
+    export_session(noted, fmt, plain)
+    export_session(noted, fmt, anon, deidentify=True)
+    identified, data = readable(plain), readable(anon)
+    real_dates = (b"2026-01-01", b"20260101", struct.pack("<d", START))
+    leaks = {
+        "patient": PATIENT.encode(),
+        "uid": SESSION_UID.encode(),
+        "uid prefix": SESSION_UID[:8].encode(),
+        "note": b"sister drove her",
+        "typed marker": b"Elm Street",
+        "earlier note": b"feels calm",
+        "clinician": CLINICIAN.encode(),
+    }
+    for what, secret in leaks.items():
+        assert secret not in data, f"the {what} is in the de-identified {fmt} export"
+    assert not [d for d in real_dates if d in data], f"the real date is in the {fmt} export"
+    # The test can fail: the identified export holds what the de-identified one must not
+    # (FHIR carries no notes but the dose's).
+    assert (b"sister drove her" in identified) == (fmt != "fhir")
+    assert any(d in identified for d in real_dates)
+    if fmt != "vital":  # the vital format has no place for a patient
+        assert PATIENT.encode() in identified and SESSION_UID[:8].encode() in identified
+
+
+def test_dates_move_by_one_random_offset_and_times_from_the_dose_stay_exact(noted: SessionRecord):
+    first, second = deidentified(noted), deidentified(noted)
+    shift = first.info.started - noted.info.started
+    assert SHIFT_DAYS[0] * 86400 <= abs(shift) <= (SHIFT_DAYS[1] + 1) * 86400
+    assert second.info.started - noted.info.started != shift  # drawn afresh for each export
+    assert first.info.uid != second.info.uid != noted.info.uid
+    assert first.info.patient != second.info.patient
+    dose, moved_dose = noted.dose_stamp, first.dose_stamp
+    assert dose is not None and moved_dose is not None
+    for n, m in zip(noted.numerics, first.numerics, strict=True):
+        assert m.stamp.wall - moved_dose.wall == pytest.approx(n.stamp.wall - dose.wall, abs=1e-6)
+        assert (m.code, m.value, m.flags) == (n.code, n.value, n.flags)
+    assert [r.systolic for r in first.nibp] == [r.systolic for r in noted.nibp]
+    assert len(first.waves) == len(noted.waves) and len(first.alarms) == len(noted.alarms)
+
+
+def test_system_texts_stay_and_typed_text_goes_unless_asked_for(noted: SessionRecord):
+    anon = deidentified(noted)
+    texts = {(e.kind, e.text) for e in anon.events}
+    assert ("marker", "note") in texts  # the label the nurse picked; not what she typed
+    assert ("note", "") in texts and not any("Elm" in t or "sister" in t for _, t in texts)
+    assert {e.text for e in anon.events if e.kind == "device-state"} == {
+        e.text for e in noted.events if e.kind == "device-state"
+    }
+    assert all(e.author is None for e in anon.events)
+    assert all(a.operator is None for a in anon.alarms)
+    kept = deidentified(noted, keep_notes=True)
+    notes = [e.text for e in kept.events if e.kind == "note"]
+    # Kept as typed, except the patient identifier, which becomes the pseudonym.
+    assert f"{kept.info.patient} said her sister drove her here" in notes
+    assert not any(PATIENT in e.text for e in kept.events)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+def test_identified_exports_are_owner_only_and_deidentified_ones_follow_the_umask(
+    record: SessionRecord, tmp_path: Path
+) -> None:
+    old = os.umask(0o022)
+    try:
+        for fmt in ("csv", "vital"):
+            identified, anon = tmp_path / f"id.{fmt}", tmp_path / f"anon.{fmt}"
+            identified.write_bytes(b"")
+            identified.chmod(0o644)  # an older export in the way: replaced by a private file
+            export_session(record, fmt, identified)
+            export_session(record, fmt, anon, deidentify=True)
+            assert stat.S_IMODE(identified.stat().st_mode) == 0o600
+            assert stat.S_IMODE(anon.stat().st_mode) == 0o644
+    finally:
+        os.umask(old)

@@ -7,11 +7,14 @@ monitor does not ship. The file appears whole or not at all: it is written next 
 destination and renamed over it, so a full disk or a crash never leaves a half-written export
 looking like a good one.
 
-``deidentify`` replaces the patient identifier by a pseudonym derived from the session uid
-(``anon-`` and its first 8 hex digits: the same session always gets the same pseudonym, so
-exports of one session can still be joined) and leaves out the clinician's and operators' names
-(event authors, alarm acknowledgments) and device serial numbers. Times are kept: they are the
-data. Free text the user typed (notes, markers) is kept as typed.
+``deidentify`` passes the session through :func:`~kapmonitor.record.export.deidentify.deidentified`
+first, the one de-identification step of every format: a random pseudonym and session UID, no
+names or serial numbers, dates shifted by a random per-export offset (times relative to the dose
+kept exact), and no free text unless ``keep_notes``. The writers' own ``deidentify`` flag only
+labels the output as de-identified.
+
+An export of identified data is created readable by its owner only (0600), like the database;
+a de-identified one gets the user's usual permissions (umask).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from typing import BinaryIO
 from kapmonitor.codes import CodeInfo
 from kapmonitor.errors import UserError
 from kapmonitor.model import Flags, Stamp
+from kapmonitor.record.export.deidentify import deidentified, pseudonym
 from kapmonitor.record.session import SessionInfo, SessionRecord
 
 #: Format name -> module (in this package) with ``write(record, out, *, deidentify)``.
@@ -44,9 +48,15 @@ Writer = Callable[..., None]
 
 
 def export_session(
-    record: SessionRecord, fmt: str, path: Path, *, deidentify: bool = False
+    record: SessionRecord,
+    fmt: str,
+    path: Path,
+    *,
+    deidentify: bool = False,
+    keep_notes: bool = False,
 ) -> None:
-    """Write ``record`` to ``path`` as ``fmt`` (csv, fhir, hl7, vital or pdf).
+    """Write ``record`` to ``path`` as ``fmt`` (csv, fhir, hl7, vital or pdf); de-identified
+    (with notes only if ``keep_notes``) when ``deidentify``.
 
     Raises UserError for an unknown format or a path that cannot be written.
     """
@@ -55,8 +65,10 @@ def export_session(
         raise UserError(f"unknown export format '{fmt}' (available: {', '.join(sorted(FORMATS))})")
     write: Writer = importlib.import_module(f"{__name__}.{module}").write
     path = Path(path)
+    if deidentify:
+        record = deidentified(record, keep_notes=keep_notes)
     try:
-        with _atomic(path) as out:
+        with _atomic(path, private=not deidentify) as out:
             write(record, out, deidentify=deidentify)
     except OSError as exc:
         reason = (exc.strerror or str(exc)).lower()
@@ -64,13 +76,14 @@ def export_session(
 
 
 @contextlib.contextmanager
-def _atomic(path: Path) -> Iterator[BinaryIO]:
-    """A file that becomes ``path`` only once it is complete."""
+def _atomic(path: Path, *, private: bool) -> Iterator[BinaryIO]:
+    """A file that becomes ``path`` only once it is complete; owner-only when ``private``."""
     if path.is_dir():
         raise IsADirectoryError(21, "it is a folder", str(path))
-    # Not mkstemp: its file is private (0600), and the export should get the user's umask.
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.partial")
-    out = open(tmp, "xb")  # noqa: SIM115 (closed below, before the rename)
+    flags = os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_BINARY", 0)
+    fd = os.open(tmp, flags, 0o600 if private else 0o666)
+    out = os.fdopen(fd, "wb")
     try:
         with out:
             yield out
@@ -82,12 +95,6 @@ def _atomic(path: Path) -> Iterator[BinaryIO]:
 
 
 # --- what every format needs ------------------------------------------------------------------
-
-
-def pseudonym(uid: str) -> str:
-    """The stable stand-in for the patient identifier in a de-identified export."""
-    digits = "".join(c for c in uid.lower() if c in "0123456789abcdef")
-    return f"anon-{digits[:8]}"
 
 
 def patient_id(info: SessionInfo, deidentify: bool) -> str:
@@ -163,6 +170,7 @@ def sources(record: SessionRecord) -> list[str]:
 __all__ = [
     "FORMATS",
     "Row",
+    "deidentified",
     "export_session",
     "flag_text",
     "iso_utc",

@@ -57,7 +57,7 @@ from reportlab.platypus import (
 from alarms.model import LogEntry, LogEvent, Priority
 from alarms.profile import Profile
 from kapmonitor.codes import Code
-from kapmonitor.record.export import patient_id, person, pseudonym
+from kapmonitor.record.export import patient_id, person
 from kapmonitor.record.session import EventRecord, SessionRecord, SessionStatus
 from kapmonitor.review.rems import rems_form
 from kapmonitor.review.summary import HOLD_MAX_S, minutes_text, summarise, usable
@@ -154,10 +154,11 @@ def write(record: SessionRecord, out: BinaryIO, *, deidentify: bool = False) -> 
     assert profile is not None
     form = rems_form(record, profile, summary)
     info = record.info
-    generated = time.time()
-    footer = f"kapmonitor {_version()} · generated {_datetime(generated)} · session {info.id}" + (
-        f" · {pseudonym(info.uid)}" if deidentify else ""
-    )
+    # De-identified: the session number and the day of the export (most often the day of the
+    # session) are left out too.
+    generated = time.strftime("%Y") if deidentify else _datetime(time.time())
+    session = info.patient if deidentify else f"session {info.id}"
+    footer = f"kapmonitor {_version()} · generated {generated} · {session}"
     doc = SimpleDocTemplate(
         out,
         pagesize=PAGE,
@@ -165,7 +166,8 @@ def write(record: SessionRecord, out: BinaryIO, *, deidentify: bool = False) -> 
         rightMargin=MARGIN,
         topMargin=MARGIN,
         bottomMargin=MARGIN + 4 * mm,
-        title=f"KAP session report, session {info.id}",
+        title=f"KAP session report, {session}",
+        invariant=deidentify,  # no creation date in the file's metadata
         author="kapmonitor",
         subject="Ketamine-assisted psychotherapy session: vital signs",
         creator=f"kapmonitor {_version()}",
@@ -271,7 +273,7 @@ def _header(record: SessionRecord, deidentify: bool, width: float) -> Table:
         ),
         ("Ended", _datetime(info.ended) if info.ended is not None else "not ended"),
         ("Status", info.status.value),
-        ("Session", f"{info.id}  (uid {info.uid})"),
+        ("Session", f"uid {info.uid}" if deidentify else f"{info.id}  (uid {info.uid})"),
         ("Devices", "; ".join(devices) or "none recorded"),
     ]
     rows = []
@@ -304,6 +306,12 @@ def _status_warning(record: SessionRecord) -> str | None:
         return (
             f"INTERRUPTED: the recording stopped{end} without the session being ended; nothing "
             "after that time was recorded, and no discharge check was made."
+        )
+    if info.status is SessionStatus.STOPPED_BY_SYSTEM:
+        end = f" at {_datetime(info.ended)}" if info.ended is not None else ""
+        return (
+            f"STOPPED BY THE SYSTEM: the recording was stopped{end} by a shutdown, logout or "
+            "Ctrl+C, not ended by the nurse; no discharge check was made."
         )
     if info.status is SessionStatus.ACTIVE:
         return "The session was still being recorded when this report was made: it is partial."

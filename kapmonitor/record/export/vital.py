@@ -22,8 +22,10 @@ Device names are cleaned for VitalDB, whose names are ``device/track`` and whose
 lists at commas: ``PROTOCOL@/dev/ttyUSB0`` becomes ``PROTOCOL@ttyUSB0``, and any remaining
 ``/``, ``\\`` or ``,`` becomes ``_``. The port is kept in the device's DEVINFO.
 
-The file holds no patient identifier and no person's names in either mode (the format has no
-place for them), so ``deidentify`` changes nothing in it. Times are UTC (bias 0).
+The format has no place for a patient identifier or a person's name; it does hold the session's
+times and the events' texts. De-identified, those come from the shared de-identification step
+(:mod:`~kapmonitor.record.export.deidentify`: dates shifted, no free text), which
+``export_session`` applies before this writer runs. Times are UTC (bias 0).
 """
 
 from __future__ import annotations
@@ -124,7 +126,7 @@ def device_names(record: SessionRecord) -> dict[str, str]:
 
 def write(record: SessionRecord, out: BinaryIO, *, deidentify: bool = False) -> None:
     """Write the session as a gzip-compressed ``.vital`` file to ``out``."""
-    del deidentify  # nothing identifying is written either way (see the module docstring)
+    del deidentify  # the record is de-identified before it gets here (see the docstring)
     names = device_names(record)
     known = {d.source: d for d in record.devices}
     dids = {source: n for n, source in enumerate(names, 1)}
