@@ -25,7 +25,6 @@ from kapmonitor.model import DeviceEvent, NibpReading, Numeric, SessionEvent, Wa
 from kapmonitor.record.db import open_database
 from kapmonitor.record.recorder import Recorder
 from kapmonitor.record.session import Drug, Route, SessionStatus
-from kapmonitor.record.spool import Spool
 from kapmonitor.record.store import NewSession, Store
 from tests.conftest import ROOT
 from tests.pipeline_helpers import Collector
@@ -41,7 +40,7 @@ def _record(url: str, tmp_path, scenario: str = "probe-off", minutes: float = 40
     session_id = store.create_session(
         NewSession("P-42", "Dr K", "nurse A", Drug.ESKETAMINE, Route.INTRANASAL, 84, "mg")
     )
-    recorder = Recorder(store, session_id, hub, service.out, spool=Spool(tmp_path / "spool"))
+    recorder = Recorder(store, session_id, hub, service.out, spool_folder=tmp_path / "spool")
     driver = SimDriver(DeviceSpec.parse(f"sim:{scenario}"), hub.publish, speed=speed, seed=5,
                        until=minutes * 60)  # fmt: skip
     driver.open()
@@ -186,7 +185,7 @@ def test_postgres_stopped_and_restarted_mid_recording_loses_nothing(postgres, tm
     alarms = Collector(service.out.subscribe("test", maxsize=10**6))
     session_id = store.create_session(NewSession("P-pg"))
     recorder = Recorder(
-        store, session_id, hub, service.out, spool=Spool(tmp_path / "spool"),
+        store, session_id, hub, service.out, spool_folder=tmp_path / "spool",
         on_status=lambda failing, text: service.set_technical(
             "recording-failing", "recorder", failing, text),
     )  # fmt: skip

@@ -2,17 +2,26 @@
 
 It is one more consumer of the hub (and of the alarm service's log), with a queue of its own:
 neither the alarms nor the screen ever wait on the database. It commits at least once a second,
-so a killed process loses at most its last second. When the database fails, batches go to a
-local spool and the recorder says so (the "recording failing" technical alarm); they are written
-as soon as the database answers again. Nothing is lost.
+so a killed process loses at most its last second.
+
+When the database fails, batches go to the recorder's own spool (see
+:mod:`~kapmonitor.record.spool`) and it says so (the "recording failing" technical alarm); when
+the disk is full too, they stay in memory, bounded: beyond :data:`MEMORY_LIMIT` the oldest
+waveform blocks are dropped (counted and logged), never numerics, NIBP, events or alarms. All is
+written as soon as the database answers again. Each batch is named (writer, number), so one
+written twice is stored once. A SQLite file deleted or replaced under it is restored (see
+:meth:`~kapmonitor.record.db.Database.check_file`), with the same alarm. Whatever fails, the
+thread goes on: a recorder that dies loses the rest of the session.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import sqlite3
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,8 +30,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from alarms.model import LogEntry
 from kapmonitor.hub import Hub
 from kapmonitor.model import Item, WaveformBlock
-from kapmonitor.record.db import default_path, open_database
-from kapmonitor.record.spool import Spool
+from kapmonitor.record.batch import Batch
+from kapmonitor.record.db import local_folder, open_database
+from kapmonitor.record.spool import Spool, new_writer, orphans
 from kapmonitor.record.store import Store
 
 log = logging.getLogger(__name__)
@@ -31,31 +41,29 @@ log = logging.getLogger(__name__)
 FLUSH_INTERVAL = 0.5
 #: Seconds between attempts to reach a database that failed.
 RETRY_INTERVAL = 2.0
-#: Seconds between heartbeats when nothing arrives (shows the session is still being recorded).
+#: Seconds between heartbeats when nothing arrives (renews the session's lease).
 HEARTBEAT_INTERVAL = 5.0
+#: Seconds the alarm stays up after a database file was found deleted and restored.
+NOTICE_TIME = 30.0
 QUEUE_SIZE = 1_000_000
+#: Bytes of batches held in memory when neither the database nor the spool takes them; beyond
+#: it the oldest waveform blocks are dropped. Two hours of a 75-Hz pleth are about 45 MB.
+MEMORY_LIMIT = 256 * 1024 * 1024
+
+#: What failing to write looks like: the database's errors, the file system's.
+WRITE_ERRORS = (SQLAlchemyError, OSError, sqlite3.Error)
 
 #: Told ``(failing, reason)`` when recording starts or stops failing.
 StatusCallback = Callable[[bool, str], None]
 
 
-def spool_path(db_url: str) -> Path:
-    """One spool per database, beside the default database file."""
-    digest = hashlib.sha256(db_url.encode()).hexdigest()[:16]
-    return default_path().parent / "spool" / f"{digest}.spool"
+def spool_dir(db_url: str) -> Path:
+    return local_folder(db_url) / "spool"
 
 
-def flush_spool(store: Store, spool: Spool) -> int:
-    """Write what a spool holds to the database, then empty it; return the batches written.
-
-    Raises the database's error if it is still unavailable (the spool is kept).
-    """
-    written = 0
-    for session_id, items, alarms in spool.batches():
-        store.write(session_id, items, alarms)
-        written += 1
-    spool.clear()
-    return written
+def spool_prefix(db_url: str) -> str:
+    """The spools of one database share this prefix (the URL's digest: no name in the file)."""
+    return hashlib.sha256(db_url.encode()).hexdigest()[:16]
 
 
 class Recorder:
@@ -66,14 +74,20 @@ class Recorder:
         hub: Hub,
         alarm_log: Hub | None = None,
         *,
-        spool: Spool | None = None,
+        spool_folder: Path | None = None,
         on_status: StatusCallback | None = None,
+        memory_limit: int = MEMORY_LIMIT,
     ) -> None:
         self.store = store
         self.session_id = session_id
-        self.spool = spool or Spool(spool_path(store.db.url))
+        self.writer = new_writer()
+        self.spool = Spool.create(
+            spool_folder or spool_dir(store.db.url), spool_prefix(store.db.url), self.writer
+        )
         self.failing = False
         self.written = 0  #: items committed to the database
+        self.dropped_waves = 0  #: waveform blocks dropped because memory and spool were full
+        self.lost = 0  #: items that could be written nowhere when the recorder stopped
         #: The latest item's wall-clock stamp: the session's end, for a device that runs ahead
         #: of the wall clock (a simulator at --speed 60).
         self.last_wall: float | None = None
@@ -83,83 +97,201 @@ class Recorder:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="recorder", daemon=True)
         self._next_retry = 0.0
+        self._notice_until = 0.0
+        self._seq = 0
+        self._memory: deque[Batch] = deque()
+        self._memory_bytes = 0
+        self._memory_limit = memory_limit
 
     def start(self) -> None:
         self._thread.start()
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Write everything still queued (to the spool if the database is down), then stop."""
+        """Write everything still queued (to the spool if the database is down), then stop.
+
+        An empty spool is removed; one still holding batches stays locked until the process
+        ends, then the next start writes it out.
+        """
         self._stop.set()
         self._thread.join(timeout)
+        if not len(self.spool):
+            self.spool.close(remove=True)
+
+    @property
+    def held(self) -> int:
+        """Items held in memory, waiting for the database or the spool."""
+        return sum(len(b) for b in self._memory)
 
     def _run(self) -> None:
         last_write = time.monotonic()
         while True:
             stopping = self._stop.wait(FLUSH_INTERVAL)
-            items: list[Item] = self._items.drain()
-            if items:
-                self.last_wall = max(self.last_wall or 0.0, max(i.stamp.wall for i in items))
-            alarms: list[LogEntry] = self._alarms.drain() if self._alarms else []
-            quiet = time.monotonic() - last_write < HEARTBEAT_INTERVAL
-            if items or alarms or not quiet or self.failing or stopping:
-                self._flush(items, alarms, force_retry=stopping)
-                last_write = time.monotonic()
+            try:
+                if self._cycle(stopping, time.monotonic() - last_write >= HEARTBEAT_INTERVAL):
+                    last_write = time.monotonic()
+            except Exception as exc:  # the recorder must never die: it would lose the rest
+                log.exception("the recorder met an unexpected error; it goes on")
+                self._failed(exc)
             if stopping:
+                self._give_up()
                 return
 
-    def _flush(self, items: list[Item], alarms: list[LogEntry], *, force_retry: bool) -> None:
-        if len(self.spool) and (force_retry or time.monotonic() >= self._next_retry):
-            try:
-                flush_spool(self.store, self.spool)
-            except (SQLAlchemyError, OSError) as exc:
-                self._failed(exc)
-        if len(self.spool):
-            self._to_spool(items, alarms)
-            return
+    def _cycle(self, stopping: bool, heartbeat_due: bool) -> bool:
+        """Take what arrived and write what can be written; True if the database was asked."""
+        items: list[Item] = self._items.drain()
+        if items:
+            self.last_wall = max(self.last_wall or 0.0, max(i.stamp.wall for i in items))
+        alarms: list[LogEntry] = self._alarms.drain() if self._alarms else []
+        if items or alarms:
+            self._hold(Batch(self.writer, self._seq, self.session_id, items, alarms))
+            self._seq += 1
+        elif not (heartbeat_due or self.failing or stopping):
+            return False
+        if self.failing and not stopping and time.monotonic() < self._next_retry:
+            self._spill()
+            return False
         try:
-            self.store.write(self.session_id, items, alarms)
-        except (SQLAlchemyError, OSError) as exc:
+            self._write()
+        except WRITE_ERRORS as exc:
             self._failed(exc)
-            self._to_spool(items, alarms)
-            return
-        self.written += len(items)
-        if self.failing:
+            self._spill()
+            return True
+        if self.failing and time.monotonic() >= self._notice_until:
             self.failing = False
-            log.warning("recording works again: the database answered and the spool is written")
+            log.warning("recording works again: everything kept is in the database")
             if self._on_status:
                 self._on_status(False, "")
+        return True
 
-    def _to_spool(self, items: list[Item], alarms: list[LogEntry]) -> None:
-        if not items and not alarms:
-            return
-        if self.spool.full():
-            # Keep what alarms and the record need most; the pleth can be lost first.
-            kept = [i for i in items if not isinstance(i, WaveformBlock)]
-            self.spool.dropped_waves += len(items) - len(kept)
-            items = kept
-        self.spool.append((self.session_id, items, alarms))
+    def _write(self) -> None:
+        """The spool (older), then memory (newer), to the database; the lease renewed."""
+        restored = self.store.db.check_file()
+        if restored:
+            self._notice(restored, hold=NOTICE_TIME)
+        if len(self.spool):
+            for batch in self.spool.batches():
+                if self.store.write(batch.session_id, batch.items, batch.alarms,
+                                    (batch.writer, batch.seq)):  # fmt: skip
+                    self.written += len(batch.items)
+            if self.spool.torn:
+                log.warning("%d damaged batches in the spool %s were skipped", self.spool.torn,
+                            self.spool.path)  # fmt: skip
+            self.spool.clear()
+        if not self._memory:
+            self.store.write(self.session_id, [], [])  # the heartbeat: the lease renewed
+        while self._memory:
+            batch = self._memory[0]
+            if self.store.write(batch.session_id, batch.items, batch.alarms,
+                                (batch.writer, batch.seq)):  # fmt: skip
+                self.written += len(batch.items)
+            self._forget()
 
-    def _failed(self, exc: BaseException) -> None:
-        self._next_retry = time.monotonic() + RETRY_INTERVAL
+    def _hold(self, batch: Batch) -> None:
+        """Keep ``batch`` in memory; past the limit drop the oldest waveform blocks, only them."""
+        self._memory.append(batch)
+        self._memory_bytes += batch.size()
+        dropped = 0
+        for old in self._memory:
+            if self._memory_bytes <= self._memory_limit:
+                break
+            if old.bare:
+                continue
+            kept = []
+            for item in old.items:
+                if self._memory_bytes > self._memory_limit and isinstance(item, WaveformBlock):
+                    self._memory_bytes -= item.samples.nbytes + 200
+                    dropped += 1
+                else:
+                    kept.append(item)
+            old.items = kept
+            old.bare = self._memory_bytes > self._memory_limit  # it has no waves left
+        if dropped:
+            if not self.dropped_waves:
+                log.warning("recording: memory for unwritten measurements is full; the oldest "
+                            "pleth blocks are dropped (numerics, NIBP, events and alarms are "
+                            "kept)")  # fmt: skip
+            self.dropped_waves += dropped
+
+    def _spill(self) -> None:
+        """Memory to the spool, oldest first; what the disk does not take stays in memory."""
+        while self._memory:
+            batch = self._memory[0]
+            if self.spool.full():
+                kept = [i for i in batch.items if not isinstance(i, WaveformBlock)]
+                self.spool.dropped_waves += len(batch.items) - len(kept)
+                batch.items = kept
+            try:
+                self.spool.append(batch)
+            except OSError as exc:
+                self._failed(exc, retry=False)  # the database may answer before the disk does
+                return
+            self._forget()
+
+    def _forget(self) -> None:
+        """The oldest batch in memory is stored: let it go."""
+        self._memory_bytes -= self._memory.popleft().size()
+
+    def _give_up(self) -> None:
+        self.lost = self.held
+        if self.lost:
+            log.error("recording: %d items could be written neither to the database nor to the "
+                      "spool (%s) and are lost", self.lost, self.spool.path)  # fmt: skip
+        if self.dropped_waves:
+            log.warning("recording: %d pleth blocks were dropped while memory was full",
+                        self.dropped_waves)  # fmt: skip
+
+    def _failed(self, exc: BaseException, *, retry: bool = True) -> None:
+        if retry:
+            self._next_retry = time.monotonic() + RETRY_INTERVAL
+        if not self.failing:
+            reason = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or ["?"])[0]
+            self._notice(
+                f"the database is unavailable ({reason}); measurements are kept in a spool, or "
+                "in memory while the disk is full, and written when it answers"
+            )
+
+    def _notice(self, text: str, hold: float = 0.0) -> None:
+        """Raise the "recording failing" alarm, up for at least ``hold`` seconds: a failure
+        over at once (a deleted file restored) is still seen by the nurse."""
+        self._notice_until = max(self._notice_until, time.monotonic() + hold)
         if not self.failing:
             self.failing = True
-            reason = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or ["?"])[0]
-            text = f"the database is unavailable ({reason}); measurements are kept in a spool"
             log.warning("recording is failing: %s", text)
             if self._on_status:
                 self._on_status(True, text)
 
 
+def write_orphans(store: Store, folder: Path | None = None) -> int:
+    """Write out the spools of this database's recorders that died; return the batches written.
+
+    A live recorder's spool is locked and left alone. Batches already committed are skipped
+    (they are named), so a spool written out twice is stored once. The dead recorder's lease is
+    not renewed: its session stays interrupted.
+    """
+    count = 0
+    for spool in orphans(folder or spool_dir(store.db.url), spool_prefix(store.db.url)):
+        try:
+            for batch in spool.batches():
+                store.write(batch.session_id, batch.items, batch.alarms,
+                            (batch.writer, batch.seq), lease=False)  # fmt: skip
+                count += 1
+        except WRITE_ERRORS as exc:
+            log.warning("the spool %s could not be written yet (it is kept): %s", spool.path, exc)
+            spool.close(remove=False)
+            continue
+        if spool.torn:
+            log.warning("%d damaged batches in the spool %s were skipped; the rest is written",
+                        spool.torn, spool.path)  # fmt: skip
+        spool.close(remove=True)
+    if count:
+        log.warning("measurements kept in the spool are now in the database")
+    return count
+
+
 def open_store(url: str | None) -> tuple[Store, list[int]]:
     """The session database ready for a new start: interrupted sessions marked (their ids are
-    returned, to tell the user) and what an earlier run left in the spool written out."""
+    returned, to tell the user) and what dead recorders left in their spools written out."""
     store = Store(open_database(url))
     interrupted = store.recover_interrupted()
-    spool = Spool(spool_path(store.db.url))
-    if len(spool):
-        try:
-            flush_spool(store, spool)
-            log.warning("measurements kept in the spool are now in the database")
-        except (SQLAlchemyError, OSError) as exc:
-            log.warning("the spool could not be written yet (it is kept): %s", exc)
+    write_orphans(store)
     return store, interrupted

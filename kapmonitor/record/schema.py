@@ -8,7 +8,16 @@ Waveforms are stored compactly: one zlib-compressed float32 block per device pac
 
 from __future__ import annotations
 
-from sqlalchemy import Float, ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import (
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -36,6 +45,7 @@ class SessionRow(Base):
     alarm_profile_text: Mapped[str] = mapped_column(Text, default="")
     #: Who is recording: host and process, and when it last wrote (finds interrupted sessions).
     owner: Mapped[str] = mapped_column(String(200), default="")
+    #: The recorder's lease: the database's own clock at its last commit (see Store.write).
     heartbeat: Mapped[float | None] = mapped_column(Float)
 
 
@@ -161,3 +171,16 @@ class AuditRow(Base):
     who: Mapped[str] = mapped_column(String(200))
     action: Mapped[str] = mapped_column(String(60))
     detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class BatchRow(Base):
+    """A recorder's batch that is committed: a batch written again (replayed from a spool after
+    a crash between the commit and the spool being emptied) is recognised and stored once."""
+
+    __tablename__ = "record_batches"
+    __table_args__ = (UniqueConstraint("writer", "seq", name="uq_record_batches_writer_seq"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("sessions.id"), index=True)
+    writer: Mapped[str] = mapped_column(String(32))  #: the recorder's random id
+    seq: Mapped[int] = mapped_column(Integer)

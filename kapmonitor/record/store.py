@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import insert, select, update
+from sqlalchemy import Float, cast, func, insert, literal, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from alarms.model import AlarmKind, LogEntry, LogEvent, Priority
@@ -35,6 +36,7 @@ from kapmonitor.record.db import Database
 from kapmonitor.record.schema import (
     AlarmRow,
     AuditRow,
+    BatchRow,
     DeviceRow,
     EventRow,
     NibpRow,
@@ -53,8 +55,12 @@ from kapmonitor.record.session import (
     SessionStatus,
 )
 
-#: A session whose recorder has not written for this long, and is not running here, was cut off.
-STALE_AFTER = 30.0
+#: The recorder's lease, in seconds of the database's own clock: a session whose recorder has
+#: not committed for this long is taken as cut off (its recorder dead or gone for good). It is
+#: well beyond the outages a live recorder rides out with its spool (a PostgreSQL restart, a
+#: network cut of a minute or two): a second client must never mark a live session interrupted.
+#: A recorder on this host whose process is gone is found at once, without waiting for the lease.
+LEASE = 300.0
 
 
 @dataclass(frozen=True)
@@ -111,7 +117,7 @@ class Store:
                 alarm_profile=new.alarm_profile,
                 alarm_profile_text=new.alarm_profile_text,
                 owner=_owner(),
-                heartbeat=time.time(),
+                heartbeat=_db_clock(self.db),
             )
             s.add(row)
             s.flush()
@@ -120,21 +126,73 @@ class Store:
             return row.id
 
     def write(
-        self, session_id: int, items: Sequence[Item], alarms: Sequence[LogEntry] = ()
+        self,
+        session_id: int,
+        items: Sequence[Item],
+        alarms: Sequence[LogEntry] = (),
+        batch: tuple[str, int] | None = None,
+        *,
+        lease: bool = True,
+    ) -> bool:
+        """Write a batch in one transaction: all of it is stored, or none (and it is retried).
+
+        ``batch`` names it (writer, number): a named batch already committed is not written
+        again, and False is returned. With ``lease`` (the session's own recorder writing) it
+        renews the session's lease, and resumes a session marked interrupted while its recorder
+        was cut off for longer than the lease; a dead recorder's spool is written without.
+        """
+        devices = dict(self._devices)  # ids of devices added in a transaction that fails are void
+        try:
+            with Session(self.db.engine) as s, s.begin():
+                if batch is not None:
+                    if self._committed(s, *batch):
+                        return False
+                    s.add(BatchRow(session_id=session_id, writer=batch[0], seq=batch[1]))
+                self._insert(s, session_id, items, alarms)
+                if lease:
+                    self._renew(s, session_id)
+            return True
+        except IntegrityError:
+            self._devices = devices
+            if batch is not None:
+                with Session(self.db.engine) as s:
+                    if self._committed(s, *batch):
+                        return False  # committed by another writer of the same spool meanwhile
+            raise
+        except BaseException:
+            self._devices = devices
+            raise
+
+    @staticmethod
+    def _committed(s: Session, writer: str, seq: int) -> bool:
+        found = s.scalar(select(BatchRow.id).where(BatchRow.writer == writer, BatchRow.seq == seq))
+        return found is not None
+
+    def _insert(
+        self, s: Session, session_id: int, items: Sequence[Item], alarms: Sequence[LogEntry]
     ) -> None:
-        """Write a batch in one transaction: all of it is stored, or none (and it is retried)."""
         rows: dict[type, list[dict]] = {}
-        with Session(self.db.engine) as s, s.begin():
-            for item in items:
-                table, row = self._row(s, session_id, item)
-                rows.setdefault(table, []).append(row)
-            for entry in alarms:
-                rows.setdefault(AlarmRow, []).append(_alarm_row(session_id, entry))
-            for table, values in rows.items():
-                s.execute(insert(table), values)
-            s.execute(
-                update(SessionRow).where(SessionRow.id == session_id).values(heartbeat=time.time())
-            )
+        for item in items:
+            table, row = self._row(s, session_id, item)
+            rows.setdefault(table, []).append(row)
+        for entry in alarms:
+            rows.setdefault(AlarmRow, []).append(_alarm_row(session_id, entry))
+        for table, values in rows.items():
+            s.execute(insert(table), values)
+
+    def _renew(self, s: Session, session_id: int) -> None:
+        this = SessionRow.id == session_id
+        s.execute(update(SessionRow).where(this).values(heartbeat=_db_clock(self.db)))
+        resumed = s.execute(
+            update(SessionRow)
+            .where(this, SessionRow.status == SessionStatus.INTERRUPTED.value)
+            .values(status=SessionStatus.ACTIVE.value, ended=None)
+        )
+        if resumed.rowcount:
+            s.add(AuditRow(session_id=session_id, at=time.time(), who="kapmonitor",
+                           action="session-resumed",
+                           detail=f"recorder {_owner()} reached the database again and wrote; "
+                                  "it was marked interrupted while cut off"))  # fmt: skip
 
     def _device(self, s: Session, session_id: int, source: str) -> int:
         key = (session_id, source)
@@ -224,28 +282,36 @@ class Store:
             s.add(AuditRow(session_id=session_id, at=time.time(), who=who or "kapmonitor",
                            action=f"session-{status.value}", detail=""))  # fmt: skip
 
-    def recover_interrupted(self) -> list[int]:
+    def recover_interrupted(self, lease: float = LEASE) -> list[int]:
         """Mark sessions whose recorder died as interrupted; return their ids.
 
-        A session is cut off when its recorder process is gone from this host, or when it has
-        not written for :data:`STALE_AFTER` seconds from anywhere. Its end is its last write.
+        A session is cut off when its recorder process is gone from this host, or when its
+        lease has expired: no commit for ``lease`` seconds by the database's own clock (so no
+        client's clock, and no client's view of the network, decides). Its end is its last
+        commit; the audit trail says which of the two decided it.
         """
         here = socket.gethostname()
         found = []
         with Session(self.db.engine) as s, s.begin():
+            now = s.scalar(select(_db_clock(self.db)))
             for row in s.scalars(
                 select(SessionRow).where(SessionRow.status == SessionStatus.ACTIVE.value)
             ):
                 host, _, pid = row.owner.rpartition(":")
-                dead_here = host == here and pid.isdigit() and not _alive(int(pid))
-                stale = row.heartbeat is None or time.time() - row.heartbeat > STALE_AFTER
-                if dead_here or stale:
-                    row.status = SessionStatus.INTERRUPTED.value
-                    row.ended = row.heartbeat
-                    s.add(AuditRow(session_id=row.id, at=time.time(), who="kapmonitor",
-                                   action="session-interrupted",
-                                   detail=f"recorder {row.owner} stopped writing"))  # fmt: skip
-                    found.append(row.id)
+                if host == here and pid.isdigit() and not _alive(int(pid)):
+                    how = f"process {pid} is no longer running on {here}"
+                elif row.heartbeat is None or now - row.heartbeat > lease:
+                    silent = "never" if row.heartbeat is None else f"{now - row.heartbeat:.0f} s"
+                    how = f"lease expired: no commit for {silent} by the database clock " \
+                          f"(lease {lease:.0f} s)"  # fmt: skip
+                else:
+                    continue
+                row.status = SessionStatus.INTERRUPTED.value
+                row.ended = row.heartbeat
+                s.add(AuditRow(session_id=row.id, at=time.time(), who="kapmonitor",
+                               action="session-interrupted",
+                               detail=f"recorder {row.owner} stopped writing; {how}"))  # fmt: skip
+                found.append(row.id)
         return found
 
     # --- reading ----------------------------------------------------------------------------
@@ -403,6 +469,14 @@ def _protocol_and_port(source: str) -> tuple[str, str]:
     except UserError:
         return "", source  # a source named by an import (a file's device name)
     return spec.kind, spec.target
+
+
+def _db_clock(db: Database):
+    """The database's clock, in seconds since the epoch, as an SQL expression: the lease is
+    judged by one clock, whichever host the recorder and the checking client run on."""
+    if db.is_sqlite:
+        return (func.julianday(literal("now")) - 2440587.5) * 86400.0
+    return cast(func.extract("epoch", func.clock_timestamp()), Float)
 
 
 def _alive(pid: int) -> bool:
