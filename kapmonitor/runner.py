@@ -33,9 +33,8 @@ from kapmonitor.model import (
     SessionEventKind,
     Stamp,
 )
-from kapmonitor.record.recorder import Recorder, open_store, spool_path
+from kapmonitor.record.recorder import Recorder, open_store
 from kapmonitor.record.session import Drug, Route, SessionStatus
-from kapmonitor.record.spool import Spool
 from kapmonitor.record.store import NewSession, Store
 from kapmonitor.schedule import next_due
 
@@ -153,7 +152,6 @@ class SessionRunner:
         for driver in self.drivers:
             driver.open()
         self.store, self.interrupted = open_store(self.config.db_url)
-        spool = Spool(spool_path(self.store.db.url))
         c = self.config
         self.session_id = self.store.create_session(
             NewSession(
@@ -173,7 +171,6 @@ class SessionRunner:
             self.session_id,
             self.hub,
             self.alarms.out,
-            spool=spool,
             on_status=lambda failing, text: self.alarms.set_technical(
                 "recording-failing", "recorder", failing, text
             ),
