@@ -15,8 +15,24 @@ from kapmonitor.model import DeviceValue, NibpReading, Numeric, Stamp, WaveformB
 
 class SessionStatus(StrEnum):
     ACTIVE = "active"
-    COMPLETED = "completed"
+    COMPLETED = "completed"  #: ended by the nurse (the discharge checklist) or the recording's end
     INTERRUPTED = "interrupted"  #: the recording process ended without closing the session
+    #: The system stopped the recording (SIGTERM or SIGINT: shutdown, logout, Ctrl+C): the
+    #: record was flushed and closed, but nobody ended the session through the discharge check.
+    STOPPED_BY_SYSTEM = "stopped-by-system"
+
+    @property
+    def text(self) -> str:
+        """The status as a reader of the record says it."""
+        return _STATUS_TEXT[self]
+
+
+_STATUS_TEXT = {
+    SessionStatus.ACTIVE: "active",
+    SessionStatus.COMPLETED: "completed",
+    SessionStatus.INTERRUPTED: "interrupted",
+    SessionStatus.STOPPED_BY_SYSTEM: "stopped by the system",
+}
 
 
 class Drug(StrEnum):

@@ -390,6 +390,7 @@ def _ready(
         return info.ended, f"end of the session{how}"
     why = {
         SessionStatus.INTERRUPTED: "the session was interrupted",
+        SessionStatus.STOPPED_BY_SYSTEM: "the system stopped the recording (no discharge check)",
         SessionStatus.ACTIVE: "the session has not ended",
     }.get(info.status, "no end recorded")
     return None, f"{unreadable}; {why}" if unreadable else why

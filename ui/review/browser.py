@@ -18,6 +18,8 @@ from kapmonitor.record.store import Store
 from ui import theme
 
 COLUMNS = ("Session", "Started", "Patient", "Clinician", "Drug", "Minutes", "Status")
+#: Sessions that ended without the discharge check: listed in the warning colour.
+ENDED_EARLY = (SessionStatus.INTERRUPTED, SessionStatus.STOPPED_BY_SYSTEM)
 
 
 @dataclass(frozen=True)
@@ -88,8 +90,8 @@ class SessionModel(QtCore.QAbstractTableModel):
                 return f"{drug} {s.dose:g} {s.dose_unit}".strip() if s.dose is not None else drug
             if col == 5:
                 return _minutes(s)
-            return s.status.value
-        if role == QtCore.Qt.ItemDataRole.ForegroundRole and s.status is SessionStatus.INTERRUPTED:
+            return s.status.text
+        if role == QtCore.Qt.ItemDataRole.ForegroundRole and s.status in ENDED_EARLY:
             return QtGui.QBrush(QtGui.QColor(theme.WARN))
         if role == QtCore.Qt.ItemDataRole.UserRole:
             return s.id
@@ -112,7 +114,7 @@ class SessionBrowser(QtWidgets.QWidget):
         self.status = QtWidgets.QComboBox()
         self.status.addItem("Any status", None)
         for status in SessionStatus:
-            self.status.addItem(status.value.capitalize(), status)
+            self.status.addItem(status.text.capitalize(), status)
         self.use_dates = QtWidgets.QCheckBox("From")
         today = QtCore.QDate.currentDate()
         self.since = QtWidgets.QDateEdit(today.addMonths(-1), calendarPopup=True)

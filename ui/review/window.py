@@ -195,9 +195,14 @@ class ReviewWindow(QtWidgets.QMainWindow):
             dose += f" {i.dose:g} {i.dose_unit}"
         if i.route:
             dose += f" {i.route.value}"
-        status = i.status.value
+        status = i.status.text
         if i.status is SessionStatus.INTERRUPTED:
             status = f"<span style='color:{theme.WARN}'>INTERRUPTED — the record ends early</span>"
+        elif i.status is SessionStatus.STOPPED_BY_SYSTEM:
+            status = (
+                f"<span style='color:{theme.WARN}'>STOPPED BY THE SYSTEM — "
+                "ended without the discharge check</span>"
+            )
         dose_at = self.timeline.origin
         t0 = _clock(dose_at.wall) if dose_at else "<i>no dose marked: minutes from the start</i>"
         return (
