@@ -43,6 +43,7 @@ from devices.sim.driver import SimDriver
 from devices.spec import DeviceSpec
 from kapmonitor.hub import Hub
 from kapmonitor.live import LiveBuffers
+from kapmonitor.model import Stamp
 from ui.monitor_view import MonitorView
 from ui.theme import apply_dark_theme
 
@@ -85,6 +86,7 @@ class Screen:
         self.view.show()
         self.sim_clock = speed != 1.0  #: refresh on the items' clock, not the wall clock
         self.newest = 0.0
+        self.newest_stamp = Stamp.now()  #: the session's clock when devices run simulated
         self.ticks: list[float] = []
         self.refresh_s: list[float] = []
         self.painted = 0
@@ -110,7 +112,8 @@ class Screen:
         self.buffers.ingest(items)
         if items:
             self.newest = max(self.newest, items[-1].stamp.wall)
-        now = self.newest + 0.3 if self.sim_clock else time.time()
+            self.newest_stamp = items[-1].stamp
+        now = self.newest_stamp.shifted(0.3) if self.sim_clock else Stamp.now()
         self.view.refresh(self.buffers, now)
         self.refresh_s.append(time.perf_counter() - t0)
         if self.on_tick is not None:

@@ -9,11 +9,15 @@ the screen's timer tick and keeps just what the live view needs:
 * the NIBP readings (time, systolic, diastolic, mean, flags);
 * the last 10 s of pleth per source in a ring buffer (fixed size: memory is flat however long
   the session runs), NaN samples kept and missing blocks filled with NaN;
-* the latest value per code with its flags and stamp (its age is ``now - stamp.wall``);
+* the latest value per code with its flags and stamp (its age, on the monotonic clock, is
+  :func:`kapmonitor.staleness.age`);
 * the dose time (T0: the first ``SessionEvent`` DOSE), session markers and alarm starts.
 
 The screen reads the arrays as views (:meth:`Series.t`, :meth:`Series.v`); each buffer has a
 ``version`` that changes when it does, so a redraw can skip what has not changed.
+
+Ages and gaps are intervals, measured on the monotonic clock (``Stamp.mono``) against the
+session's "now"; wall time places points on the trends' axis and is what the screen prints.
 
 Times on the screen are minutes from the dose (:meth:`LiveBuffers.minutes_from_dose`); before
 a dose they are minutes from the session start, and once the dose is given the pre-dose part of
@@ -29,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from alarms.model import LogEntry, LogEvent, Priority
+from kapmonitor import staleness
 from kapmonitor.codes import Code
 from kapmonitor.model import (
     DeviceEvent,
@@ -147,7 +152,7 @@ class PlethRing:
         self.size = max(2, math.ceil(window_s * fs))
         self.data = np.full(self.size, np.nan)
         self.count = 0  #: samples written since the first block (lost samples count too)
-        self.t_end: float | None = None  #: wall time just after the newest sample
+        self.end: Stamp | None = None  #: just after the newest sample
         self.flags: Flags = frozenset()  #: the newest block's flags
         self.version = 0
 
@@ -161,12 +166,12 @@ class PlethRing:
         return self.count % self.size
 
     def add(self, block: WaveformBlock) -> None:
-        if self.t_end is not None:
-            missing = round((block.stamp.wall - self.t_end) * self.fs)
+        if self.end is not None:
+            missing = round((block.stamp.mono - self.end.mono) * self.fs)
             if missing >= PLETH_GAP_PERIODS:
                 self._write(np.full(min(missing, self.size), np.nan), skip=missing)
         self._write(block.samples)
-        self.t_end = block.stamp.wall + len(block.samples) / self.fs
+        self.end = block.stamp.shifted(len(block.samples) / self.fs)
         self.flags = block.flags
         self.version += 1
 
@@ -191,8 +196,9 @@ class PlethRing:
         idx = (self.head - n + np.arange(n)) % self.size
         return self.data[idx]
 
-    def age(self, now_wall: float) -> float | None:
-        return None if self.t_end is None else now_wall - self.t_end
+    def age(self, now: Stamp) -> float | None:
+        """Seconds since the newest sample ended (None before the first block)."""
+        return None if self.end is None else staleness.age(self.end, now)
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,8 +210,8 @@ class Latest:
     flags: Flags
     stamp: Stamp
 
-    def age(self, now_wall: float) -> float:
-        return now_wall - self.stamp.wall
+    def age(self, now: Stamp) -> float:
+        return staleness.age(self.stamp, now)
 
 
 @dataclass(frozen=True, slots=True)

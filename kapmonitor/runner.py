@@ -21,12 +21,15 @@ from devices.base import DEFAULT_NO_DATA_TIMEOUT, Driver, PlaybackDriver
 from devices.registry import get_driver_class
 from devices.serial_driver import SerialDriver
 from devices.spec import REPLAY, SIM, DeviceSpec
+from kapmonitor import staleness
 from kapmonitor.codes import Code
 from kapmonitor.errors import UserError
 from kapmonitor.hub import Hub, Subscription
+from kapmonitor.live import age_text, flags_text
 from kapmonitor.model import (
     ConnectionState,
     DeviceEvent,
+    Flag,
     NibpReading,
     Numeric,
     SessionEvent,
@@ -43,6 +46,17 @@ log = logging.getLogger(__name__)
 SESSION_SOURCE = "session"
 #: Markers a nurse sets with one key (the screen binds them to hotkeys).
 MARKERS = ("dissociation", "nausea or vomiting", "anxiety", "intervention", "note")
+#: Flags that keep a value from satisfying a discharge criterion: it is not the patient's.
+DOUBTFUL = frozenset(
+    {
+        Flag.SENSOR_OFF,
+        Flag.SEARCHING,
+        Flag.ARTIFACT,
+        Flag.OUT_OF_RANGE,
+        Flag.QUESTIONABLE,
+        Flag.DEMO,
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -175,7 +189,7 @@ class SessionRunner:
                 "recording-failing", "recorder", failing, text
             ),
         )
-        self.started = Stamp.now()
+        self.started = self.now()
         self.recorder.start()
         self.alarms.start()
         for driver in self.drivers:
@@ -215,8 +229,20 @@ class SessionRunner:
     # --- what the nurse does --------------------------------------------------------------
 
     def now(self) -> Stamp:
-        """The session's clock: the wall clock, or a simulated device's when it runs ahead."""
-        now = Stamp.now()
+        """The session's one "now", in the devices' time base: what the screen ages values by
+        (grey, blank), and what the checklist's, the schedule's and the summary's intervals run
+        on (their ``mono``; ``wall`` is for display and the record).
+
+        For real devices it is the clock; for simulated or replayed ones their session clock,
+        which runs ahead of it at ``--speed`` > 1 and, unlike the newest item's stamp, keeps
+        advancing while they are silent (an unplug, the end of the scenario): a frozen value
+        greys and blanks on every device alike. Never behind what a device has stamped.
+        """
+        playing = [d for d in self.drivers if isinstance(d, PlaybackDriver)]
+        if playing and len(playing) == len(self.drivers):
+            now = min((d.session_now() for d in playing), key=lambda stamp: stamp.mono)
+        else:
+            now = Stamp.now()
         seen = self.alarms.engine.now
         return seen if seen is not None and seen.mono > now.mono else now
 
@@ -293,12 +319,11 @@ class SessionRunner:
         """The next reading due ("next in 3 min", "due now") and whether it is due now."""
         if self.dose is None:
             return "before the dose: take the baseline readings", False
-        now = self.now()
-        elapsed = (now.wall - self.dose.wall) / 60
+        elapsed = (self.now().mono - self.dose.mono) / 60
         due = next_due(self.profile.nibp_schedule, elapsed - 1.0)
         if due is None:
             return "no more scheduled readings", False
-        taken = any(r.stamp.wall >= self.dose.wall + (due - 2.5) * 60 for r in self._latest.nibp)
+        taken = any(r.stamp.mono >= self.dose.mono + (due - 2.5) * 60 for r in self._latest.nibp)
         minute = f"the {due:.0f}-minute reading"
         if round(due) == 40:
             minute += " (the 40-minute check)"
@@ -330,7 +355,7 @@ class SessionRunner:
                 )
             )
         else:
-            hours = (now.wall - self.dose.wall) / 3600
+            hours = (now.mono - self.dose.mono) / 3600
             items.append(
                 CheckItem(
                     f"at least {c.min_hours_after_dose:g} h since the dose",
@@ -343,6 +368,9 @@ class SessionRunner:
         if base is None or last is None:
             why = "no baseline" if base is None else "no NIBP reading"
             items.append(CheckItem("BP back near baseline", False, why))
+        elif not staleness.is_current(last.stamp, now, staleness.NIBP_STALE_MIN * 60):
+            old = age_text(staleness.age(last.stamp, now))
+            items.append(CheckItem("BP back near baseline", False, f"no current reading ({old})"))
         else:
             near = (
                 last.systolic <= base[0] + c.bp_margin_systolic
@@ -355,15 +383,36 @@ class SessionRunner:
                     f"{last.systolic:.0f}/{last.diastolic:.0f} vs {base[0]:.0f}/{base[1]:.0f} mmHg",
                 )
             )
-        items.append(self._in_range_item())
+        items.append(self._in_range_item(now))
         items.append(CheckItem("patient alert and oriented", None, "confirm at the bedside"))
         return items
 
-    def _in_range_item(self) -> CheckItem:
-        spo2 = self._latest.values.get(Code.SPO2)
-        pulse = self._latest.values.get(Code.PULSE_RATE) or self._latest.values.get(Code.HEART_RATE)
-        if spo2 is None or pulse is None or spo2.value is None or pulse.value is None:
-            return CheckItem("SpO2 and pulse in range", False, "no current value")
+    def _current(self, codes: tuple[Code, ...], now: Stamp) -> Numeric | str:
+        """The first of ``codes`` with a current, unflagged value, or why there is none.
+
+        Current by the screen's own rule (:mod:`kapmonitor.staleness`): a value the tiles show
+        grey or blank cannot satisfy a discharge criterion, nor can one the device flags.
+        """
+        why = "no current reading"
+        for code in codes:
+            value = self._latest.values.get(code)
+            if value is None or value.value is None:
+                continue
+            if not staleness.is_current(value.stamp, now):
+                old = age_text(staleness.age(value.stamp, now))
+                why = f"no current reading ({code.info.label} {old})"
+            elif value.flags & DOUBTFUL:
+                why = f"no current reading ({code.info.label} {flags_text(value.flags)})"
+            else:
+                return value
+        return why
+
+    def _in_range_item(self, now: Stamp) -> CheckItem:
+        spo2 = self._current((Code.SPO2,), now)
+        pulse = self._current((Code.PULSE_RATE, Code.HEART_RATE), now)
+        for value in (spo2, pulse):
+            if isinstance(value, str):
+                return CheckItem("SpO2 and pulse in range", False, value)
         # In range: inside every limit's least severe level (levels are ordered that way).
         ok = not any(
             rule.beyond(value.value, rule.levels[0][1])
@@ -384,7 +433,7 @@ class SessionRunner:
         out = {
             "session": str(self.session_id),
             "patient": self.config.patient,
-            "monitored": f"{(self.now().wall - self.started.wall) / 60:.0f} min"
+            "monitored": f"{(self.now().mono - self.started.mono) / 60:.0f} min"
             if self.started
             else "-",
             "baseline": f"{base[0]:.0f}/{base[1]:.0f} mmHg" if base else "none",
@@ -398,5 +447,5 @@ class SessionRunner:
             or "none",
         }
         if peak is not None and self.dose is not None:
-            out["peak at"] = f"{(peak.stamp.wall - self.dose.wall) / 60:.0f} min after the dose"
+            out["peak at"] = f"{(peak.stamp.mono - self.dose.mono) / 60:.0f} min after the dose"
         return out

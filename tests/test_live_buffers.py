@@ -133,7 +133,7 @@ def test_latest_value_per_code_with_flags_and_age(probe_off_items, buffers):
     last = [i for i in probe_off_items if isinstance(i, Numeric) and i.code is Code.SPO2][-1]
     latest = buffers.latest[Code.SPO2]
     assert (latest.value, latest.flags, latest.stamp) == (last.value, last.flags, last.stamp)
-    assert latest.age(last.stamp.wall + 4.5) == pytest.approx(4.5)
+    assert latest.age(last.stamp.shifted(4.5)) == pytest.approx(4.5)
     off = LiveBuffers()
     off.add(Numeric("ox", Code.SPO2, None, last.stamp, frozenset({Flag.SENSOR_OFF})))
     assert off.latest[Code.SPO2].value is None
@@ -150,7 +150,7 @@ def test_the_pleth_ring_holds_the_last_ten_seconds_and_wraps(probe_off_items, bu
     expected = np.concatenate([b.samples for b in blocks[-60:]])[-ring.size :]
     assert np.array_equal(ring.latest(), expected, equal_nan=True)
     assert ring.head == total % ring.size
-    assert ring.t_end == pytest.approx(blocks[-1].stamp.wall + blocks[-1].duration)
+    assert ring.end.mono == pytest.approx(blocks[-1].stamp.mono + blocks[-1].duration)
 
 
 def test_the_pleth_keeps_nan_while_the_probe_is_off(probe_off_items):

@@ -6,11 +6,21 @@ import time
 
 import pytest
 
+from kapmonitor.codes import Code
 from kapmonitor.errors import UserError
+from kapmonitor.model import (
+    Flag,
+    NibpReading,
+    Numeric,
+    SessionEvent,
+    SessionEventKind,
+    Stamp,
+)
 from kapmonitor.record.db import open_database
 from kapmonitor.record.session import Drug, Route, SessionStatus
 from kapmonitor.record.store import Store
-from kapmonitor.runner import SessionConfig, SessionRunner, check_device
+from kapmonitor.runner import CheckItem, SessionConfig, SessionRunner, check_device
+from kapmonitor.staleness import BLANK_S, NIBP_STALE_MIN, STALE_S
 
 
 def _wait(predicate, runner: SessionRunner, timeout: float = 30.0) -> None:
@@ -83,3 +93,124 @@ def test_check_device_names_the_problem_in_one_sentence():
     assert "unknown scenario" in check_device("sim:nope")
     assert "does not exist" in check_device("nonin2@/dev/ttyKAP-nothing")
     assert "PROTOCOL@PORT" in check_device("rubbish")
+
+
+# --- what is current, and intervals on the monotonic clock ------------------------------------
+
+
+def _bedside_runner() -> SessionRunner:
+    """A runner for a real oximeter, not started: items are published to its hub by the test,
+    and its clock is the machine's (time.monotonic, time.time)."""
+    return SessionRunner(SessionConfig(patient="P-1", devices=("nonin2@/dev/ttyKAP-none",)))
+
+
+def _vitals(runner: SessionRunner, stamp: Stamp, spo2=97.0, pulse=80.0, flags=frozenset()):
+    runner.hub.publish(Numeric("ox", Code.SPO2, spo2, stamp, flags))
+    runner.hub.publish(Numeric("ox", Code.PULSE_RATE, pulse, stamp, flags))
+    runner.poll()
+
+
+def _in_range(runner: SessionRunner) -> CheckItem:
+    [item] = [i for i in runner.discharge_checklist() if i.label == "SpO2 and pulse in range"]
+    return item
+
+
+def test_a_value_the_screen_shows_grey_cannot_satisfy_the_discharge_check():
+    runner = _bedside_runner()
+    # The oximeter was disconnected 40 s ago: its last values are blanked on the screen.
+    _vitals(runner, Stamp.now().shifted(-40))
+    item = _in_range(runner)
+    assert (item.ok, item.detail) == (False, "no current reading (SpO2 40 s ago)")
+    # Greyed (just past STALE_S) is not current either; just before it, it is.
+    _vitals(runner, Stamp.now().shifted(-(STALE_S + 0.5)))
+    assert _in_range(runner).ok is False
+    _vitals(runner, Stamp.now().shifted(-(STALE_S - 2)))
+    assert _in_range(runner) == CheckItem(
+        "SpO2 and pulse in range", True, "SpO2 97 %, pulse 80 /min"
+    )
+    # A value the device flags is not the patient's.
+    _vitals(runner, Stamp.now(), flags=frozenset({Flag.SENSOR_OFF}))
+    assert _in_range(runner).detail == "no current reading (SpO2 sensor off)"
+    # Nothing at all.
+    assert _in_range(_bedside_runner()).detail == "no current reading"
+
+
+def test_a_current_ecg_heart_rate_stands_in_for_a_stale_pulse_rate():
+    runner = _bedside_runner()
+    _vitals(runner, Stamp.now().shifted(-40))
+    runner.hub.publish(Numeric("ox", Code.SPO2, 96.0, Stamp.now()))
+    runner.hub.publish(Numeric("ecg", Code.HEART_RATE, 72.0, Stamp.now()))
+    runner.poll()
+    assert _in_range(runner).detail == "SpO2 96 %, pulse 72 /min"
+
+
+def test_a_stale_nibp_reading_cannot_show_the_bp_back_near_baseline():
+    runner = _bedside_runner()
+    old = Stamp.now().shifted(-(NIBP_STALE_MIN + 5) * 60)
+    reading = NibpReading("bp", 120.0, 75.0, 90.0, old)
+    # The baseline reading, then the dose: the engine's own baseline (the alarm thread's work).
+    runner.alarms.engine.process(reading)
+    runner.alarms.engine.process(SessionEvent("session", SessionEventKind.DOSE, old.shifted(1), ""))
+    assert runner.baseline() == (120.0, 75.0)
+    runner.hub.publish(reading)
+    runner.poll()
+    [bp] = [i for i in runner.discharge_checklist() if i.label == "BP back near baseline"]
+    assert (bp.ok, bp.detail) == (False, "no current reading (25 min ago)")
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """Move the machine's clocks: ``clock(wall=+3 h)`` steps the wall clock only (NTP, a user
+    changing the time), ``clock(mono=40)`` lets 40 real seconds pass."""
+    real_time, real_mono = time.time, time.monotonic
+    offsets = {"wall": 0.0, "mono": 0.0}
+    monkeypatch.setattr(time, "time", lambda: real_time() + offsets["wall"] + offsets["mono"])
+    monkeypatch.setattr(time, "monotonic", lambda: real_mono() + offsets["mono"])
+
+    def move(wall: float = 0.0, mono: float = 0.0) -> None:
+        offsets["wall"] += wall
+        offsets["mono"] += mono
+
+    return move
+
+
+def test_a_wall_clock_step_does_not_move_the_sessions_intervals(clock):
+    runner = _bedside_runner()
+    runner.dose_given("RN L")
+    _vitals(runner, Stamp.now())
+    runner.hub.publish(NibpReading("bp", 120.0, 75.0, 90.0, Stamp.now()))
+    runner.poll()
+    clock(wall=3 * 3600)  # the clock jumps 3 h ahead, 2 real seconds after the dose
+    clock(mono=2)
+    since_dose, _, in_range, _ = runner.discharge_checklist()
+    assert (since_dose.ok, since_dose.detail) == (False, "0 h 00 min")
+    assert in_range.ok is True  # values of 2 s ago are current, whatever the wall clock says
+    assert runner.nibp_schedule() == ("next in 5 min", False)  # not "no more readings"
+    # The clock jumps back an hour, and 40 real seconds pass: the values are 40 s old.
+    clock(wall=-4 * 3600)
+    clock(mono=38)
+    assert _in_range(runner).detail == "no current reading (SpO2 40 s ago)"
+    assert runner.summary()["monitored"] == "-"  # never started: nothing monitored
+
+
+def test_a_silent_simulated_device_goes_stale_on_the_session_clock(tmp_path):
+    """At --speed 60 the simulator's stamps run ahead of the real clock; when it goes silent
+    (here: its scenario ends), the session's clock keeps running in its time base, so its last
+    values age as a real device's would, instead of staying current forever."""
+    runner = SessionRunner(
+        SessionConfig(
+            patient="P-2", devices=("sim:typical",), db_url=f"sqlite:///{tmp_path / 'k.db'}",
+            speed=60, until=20,
+        )
+    )  # fmt: skip
+    runner.start()
+    try:
+        _wait(runner.finished, runner)
+        runner.poll()
+        last = runner._latest.values[Code.SPO2].stamp
+        assert runner.now().mono >= last.mono  # the session clock is on the devices' time base
+        time.sleep(0.6)  # 36 s of session time without a value
+        assert runner.now().mono - last.mono > BLANK_S
+        assert _in_range(runner).detail.startswith("no current reading (SpO2")
+    finally:
+        runner.stop()

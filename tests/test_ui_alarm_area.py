@@ -95,7 +95,7 @@ def hue(colour: QColor) -> int:
 
 
 def test_alarms_are_ordered_most_urgent_first_with_markers_and_priority_colours(area):
-    area.update_alarms(mixed_alarms(), AudioDue(Priority.HIGH, 0.0), "", time.time())
+    area.update_alarms(mixed_alarms(), AudioDue(Priority.HIGH, 0.0), "", Stamp.now())
     assert [a.priority for a in area.alarms] == [Priority.HIGH, Priority.MEDIUM, Priority.LOW]
     assert [area.table.item(r, 0).text() for r in range(3)] == ["!!!", "!!", "!"]
     assert area.table.item(0, 1).text() == "SpO2 low"
@@ -120,7 +120,7 @@ def test_values_limits_units_times_states_and_delays_are_shown(area):
         message="NIBP systolic risen from the pre-dose baseline",
         code="MDC_PRESS_BLD_NONINV_SYS", value=46, limit=40, delay_s=0, acknowledged=True,
     )  # fmt: skip
-    area.update_alarms([latched, rise], AudioDue(Priority.HIGH, 0.0), "", NOW.wall)
+    area.update_alarms([latched, rise], AudioDue(Priority.HIGH, 0.0), "", NOW)
     row = [area.table.item(0, c).text() for c in range(area.table.columnCount())]
     assert row[2] == "82 % (limit < 85 %)"
     assert row[3] == "nonin2@/dev/ttyUSB0"
@@ -150,14 +150,14 @@ def test_formatting_helpers():
 
 def test_baseline_line_is_shown_and_an_inactive_rule_stands_out(area):
     area.update_alarms([], AudioDue(None, 0), "pre-dose baseline 124/78 mmHg (mean of 3 readings)",
-                       time.time())  # fmt: skip
+                       Stamp.now())  # fmt: skip
     assert area.baseline_label.text() == (
         "Baseline: pre-dose baseline 124/78 mmHg (mean of 3 readings)"
     )
     calm = area.baseline_label.styleSheet()
     area.update_alarms(
         [], AudioDue(None, 0),
-        "no NIBP reading before the dose: the rise-from-baseline rule is inactive", time.time(),
+        "no NIBP reading before the dose: the rise-from-baseline rule is inactive", Stamp.now(),
     )  # fmt: skip
     assert "rule is inactive" in area.baseline_label.text()
     assert area.baseline_label.styleSheet() != calm
@@ -199,7 +199,7 @@ def test_next_edge_is_the_next_switch():
 
 
 def test_every_row_and_the_banner_flash_at_their_own_priority(area):
-    area.update_alarms(mixed_alarms(), AudioDue(Priority.HIGH, 0.0), "", time.time())
+    area.update_alarms(mixed_alarms(), AudioDue(Priority.HIGH, 0.0), "", Stamp.now())
     # t=0.1: HIGH and MEDIUM lit; t=0.3: HIGH dark; t=1.0: MEDIUM dark; LOW always lit
     expected = {0.1: [True, True, True], 0.3: [False, True, True], 1.0: [True, False, True]}
     for t, lit in expected.items():
@@ -210,7 +210,7 @@ def test_every_row_and_the_banner_flash_at_their_own_priority(area):
 
 def test_one_timer_drives_the_flashing_in_real_time(area, qtbot):
     area.show()
-    area.update_alarms(mixed_alarms(), AudioDue(Priority.HIGH, 0.0), "", time.time())
+    area.update_alarms(mixed_alarms(), AudioDue(Priority.HIGH, 0.0), "", Stamp.now())
     assert area.findChildren(QTimer) == [area.flash_timer]
     changes: list[tuple[float, bool]] = []
     original = area._set_banner_lit
@@ -229,7 +229,7 @@ def test_one_timer_drives_the_flashing_in_real_time(area, qtbot):
     on = [b - a for (a, lit), (b, _) in itertools.pairwise(changes) if lit]
     assert np.mean(on) == pytest.approx(0.25, abs=0.06)
     # nothing flashing: the timer sleeps
-    area.update_alarms([mixed_alarms()[0]], AudioDue(Priority.LOW, 0.0), "", time.time())
+    area.update_alarms([mixed_alarms()[0]], AudioDue(Priority.LOW, 0.0), "", Stamp.now())
     assert not area.flash_timer.isActive()
 
 
@@ -238,12 +238,12 @@ def test_one_timer_drives_the_flashing_in_real_time(area, qtbot):
 
 def test_acknowledge_button_and_enter_emit_the_alarm_id(area, qtbot):
     area.show()
-    area.update_alarms(mixed_alarms(), AudioDue(Priority.HIGH, 0.0), "", time.time())
+    area.update_alarms(mixed_alarms(), AudioDue(Priority.HIGH, 0.0), "", Stamp.now())
     with qtbot.waitSignal(area.acknowledge_requested, timeout=1000) as blocker:
         qtbot.mouseClick(area.ack_button, Qt.MouseButton.LeftButton)
     assert blocker.args == ["spo2-low@ox"]  # nothing selected: the top alarm
     area.table.selectRow(1)
-    area.update_alarms(mixed_alarms(), AudioDue(Priority.HIGH, 0.0), "", time.time())
+    area.update_alarms(mixed_alarms(), AudioDue(Priority.HIGH, 0.0), "", Stamp.now())
     assert area.selected_alarm_id() == "pulse-high@ox"  # the selection survives an update
     with qtbot.waitSignal(area.acknowledge_requested, timeout=1000) as blocker:
         qtbot.mouseClick(area.ack_button, Qt.MouseButton.LeftButton)
@@ -256,9 +256,9 @@ def test_acknowledge_button_and_enter_emit_the_alarm_id(area, qtbot):
 
 def test_acknowledge_skips_acknowledged_alarms_and_is_disabled_when_none_wait(area, qtbot):
     acked = [alarm("a", Priority.HIGH, acknowledged=True), alarm("b", Priority.MEDIUM)]
-    area.update_alarms(acked, AudioDue(Priority.MEDIUM, 0.0), "", time.time())
+    area.update_alarms(acked, AudioDue(Priority.MEDIUM, 0.0), "", Stamp.now())
     assert area.target_alarm_id() == "b"
-    area.update_alarms(acked[:1], AudioDue(None, 0.0), "", time.time())
+    area.update_alarms(acked[:1], AudioDue(None, 0.0), "", Stamp.now())
     assert not area.ack_button.isEnabled()
     assert area.target_alarm_id() is None
 
@@ -267,7 +267,7 @@ def test_keyboard_shortcuts_acknowledge_and_pause(area, qtbot):
     with qtbot.waitActive(area):  # window shortcuts need the window to be active
         area.show()
         area.activateWindow()
-    area.update_alarms(mixed_alarms(), AudioDue(Priority.HIGH, 0.0), "", time.time())
+    area.update_alarms(mixed_alarms(), AudioDue(Priority.HIGH, 0.0), "", Stamp.now())
     area.table.setFocus()
     with qtbot.waitSignal(area.acknowledge_requested, timeout=1000) as blocker:
         qtbot.keyClick(area.table, Qt.Key.Key_F8)
@@ -288,18 +288,18 @@ def test_keyboard_shortcuts_acknowledge_and_pause(area, qtbot):
 
 def test_pause_button_emits_and_the_countdown_shows(area, qtbot):
     area.show()
-    area.update_alarms(mixed_alarms(), AudioDue(Priority.HIGH, 0.0), "", time.time())
+    area.update_alarms(mixed_alarms(), AudioDue(Priority.HIGH, 0.0), "", Stamp.now())
     assert area.paused_label.isHidden()
     with qtbot.waitSignal(area.pause_requested, timeout=1000):
         qtbot.mouseClick(area.pause_button, Qt.MouseButton.LeftButton)
-    area.update_alarms(mixed_alarms(), AudioDue(None, 103.2), "", time.time())
+    area.update_alarms(mixed_alarms(), AudioDue(None, 103.2), "", Stamp.now())
     assert area.paused_label.isVisible()
     assert area.paused_label.text() == "Audio paused 1:44"
-    area.update_alarms(mixed_alarms(), AudioDue(None, 59.5), "", time.time())
+    area.update_alarms(mixed_alarms(), AudioDue(None, 59.5), "", Stamp.now())
     assert area.paused_label.text() == "Audio paused 1:00"
     # the visual signal stays while the audio is paused
     assert area.banner_priority is Priority.HIGH
-    area.update_alarms(mixed_alarms(), AudioDue(Priority.HIGH, 0.0), "", time.time())
+    area.update_alarms(mixed_alarms(), AudioDue(Priority.HIGH, 0.0), "", Stamp.now())
     assert area.paused_label.isHidden()
 
 
@@ -318,7 +318,7 @@ def test_screenshot_of_a_high_priority_alarm_at_1920_px(area, qtbot, tmp_path):
     ]  # fmt: skip
     area.update_alarms(
         alarms, AudioDue(None, 103.0), "pre-dose baseline 124/78 mmHg (mean of 3 readings)",
-        NOW.wall,
+        NOW,
     )  # fmt: skip
     area.refresh_flash(0.1)  # lit
     image = area.grab()

@@ -20,8 +20,9 @@ from devices.sim.driver import SimDriver
 from devices.spec import DeviceSpec
 from kapmonitor.codes import Code
 from kapmonitor.live import LiveBuffers
-from kapmonitor.model import Flag, Numeric, SessionEvent, SessionEventKind, WaveformBlock
+from kapmonitor.model import Flag, Numeric, SessionEvent, SessionEventKind, Stamp, WaveformBlock
 from kapmonitor.schedule import next_due
+from ui import theme
 from ui.monitor_view import MonitorView
 from ui.pleth import PlethSweep
 from ui.theme import apply_dark_theme
@@ -95,6 +96,20 @@ def test_a_numeric_tile_greys_then_blanks_a_value_that_stops_updating(qtbot):
     assert tile.value_text() == MISSING and tile.status_text() == "no update for 1 min"
 
 
+def test_a_values_age_is_measured_on_the_monotonic_clock_not_the_wall_clock(view):
+    """A wall-clock step (NTP, a user changing the time) neither freshens nor ages a value."""
+    stamp = Stamp.now()
+    buffers = LiveBuffers()
+    buffers.add(Numeric("ox", Code.SPO2, 97.0, stamp))
+    # 1 real second later, with the clock stepped 1 h ahead: current, in colour.
+    view.refresh(buffers, Stamp(stamp.mono + 1, stamp.wall + 3601))
+    assert view.spo2.value_text() == "97" and view.spo2.value.colour != theme.TEXT_STALE
+    # 40 real seconds later, with the clock stepped 1 h back: blanked, as at any 40 s.
+    view.refresh(buffers, Stamp(stamp.mono + 40, stamp.wall + 40 - 3600))
+    assert view.spo2.value_text() == MISSING
+    assert view.spo2.status_text() == "no update for 40 s"
+
+
 def test_big_numerics_are_readable_from_across_the_room(view):
     view.show()  # the stylesheets (and their fonts) are applied when shown
     for tile in (view.spo2, view.pulse, view.nibp):
@@ -146,7 +161,7 @@ def test_a_failed_nibp_reading_shows_dashes_and_the_last_valid_one(qtbot):
 def test_trends_get_every_point_with_gaps_kept(view, session_items):
     buffers = LiveBuffers()
     buffers.ingest(session_items)
-    view.refresh(buffers, session_items[-1].stamp.wall)
+    view.refresh(buffers, session_items[-1].stamp)
     for code in (Code.SPO2, Code.PULSE_RATE, Code.PERFUSION):
         series = buffers.trends[code]
         x, y = view.trends.curves[code].getOriginalDataset()
@@ -167,17 +182,17 @@ def test_trends_get_every_point_with_gaps_kept(view, session_items):
 def test_trends_redraw_only_what_changed(view, session_items):
     buffers = LiveBuffers()
     buffers.ingest(session_items)
-    now = session_items[-1].stamp.wall
+    now = session_items[-1].stamp
     view.refresh(buffers, now)
     calls = []
     curve = view.trends.curves[Code.SPO2]
     original = curve.setData
     curve.setData = lambda *a, **k: (calls.append(1), original(*a, **k))
-    view.refresh(buffers, now + 0.03)
+    view.refresh(buffers, now.shifted(0.03))
     assert calls == []
     last = buffers.trends[Code.SPO2]
     buffers.add(Numeric("ox", Code.SPO2, 95.0, session_items[-1].stamp.shifted(1)))
-    view.refresh(buffers, now + 1)
+    view.refresh(buffers, now.shifted(1))
     assert calls == [1] and last.n == 35 * 60 + 1
 
 
@@ -185,13 +200,13 @@ def test_the_dose_line_appears_when_the_dose_arrives(view, session_items):
     buffers = LiveBuffers()
     dose = _dose_index(session_items)
     buffers.ingest(session_items[:dose])
-    view.refresh(buffers, session_items[dose - 1].stamp.wall)
+    view.refresh(buffers, session_items[dose - 1].stamp)
     assert view.trends.dose_lines == []
     assert view.trends.x_label == "minutes"
     x, _ = view.trends.curves[Code.SPO2].getOriginalDataset()
     assert x[0] == pytest.approx(0.0, abs=0.02)  # from the session start
     buffers.ingest(session_items[dose:])
-    view.refresh(buffers, session_items[-1].stamp.wall)
+    view.refresh(buffers, session_items[-1].stamp)
     assert len(view.trends.dose_lines) == 4  # one per row
     assert all(line.value() == 0.0 for line in view.trends.dose_lines)
     assert view.trends.dose_lines[0].label.textItem.toPlainText() == "DOSE"
@@ -209,7 +224,7 @@ def test_markers_and_alarm_starts_are_drawn(view, session_items):
             buffers.ingest(engine.process(item))
     stamp = session_items[-1].stamp
     buffers.add(SessionEvent("session", SessionEventKind.MARKER, stamp, "dissociation"))
-    view.refresh(buffers, stamp.wall)
+    view.refresh(buffers, stamp)
     labels = [lines[0].label.textItem.toPlainText() for _, lines in view.trends.event_lines]
     assert labels == ["DOSE", "dissociation"]
     drawn = sum(len(row.alarm_points.data) for row in view.trends.rows.values())
@@ -228,7 +243,7 @@ def test_the_pleth_sweeps_with_an_erase_bar_and_keeps_gaps(qtbot, session_items)
     heads = []
     for block in blocks[:60]:  # 15 s: the sweep wraps once
         buffers.add(block)
-        now = block.stamp.wall + block.duration
+        now = block.stamp.shifted(block.duration)
         sweep.refresh(buffers.first_pleth(), now)
         heads.append(sweep.head)
         _, y = sweep.curve.getData()
@@ -239,11 +254,11 @@ def test_the_pleth_sweeps_with_an_erase_bar_and_keeps_gaps(qtbot, session_items)
     assert np.all(steps == 25)  # a quarter of a second per block, wrapping at 10 s
     assert (np.diff(heads) < 0).sum() == 1  # wrapped once
     assert heads[-1] == (60 * 25 - 30) % 1000  # drawn 0.3 s behind the newest sample
-    # Between blocks the head moves with the wall clock, smoothly.
-    now = blocks[59].stamp.wall + blocks[59].duration
-    sweep.refresh(buffers.first_pleth(), now - 0.2)
+    # Between blocks the head moves with the session's clock, smoothly.
+    now = blocks[59].stamp.shifted(blocks[59].duration)
+    sweep.refresh(buffers.first_pleth(), now.shifted(-0.2))
     before = sweep.head
-    sweep.refresh(buffers.first_pleth(), now - 0.1)
+    sweep.refresh(buffers.first_pleth(), now.shifted(-0.1))
     assert (sweep.head - before) % 1000 == 10
     # While the probe is off the ring is NaN and the view says so.
     off = [b for b in blocks if Flag.SENSOR_OFF in b.flags]
@@ -251,13 +266,13 @@ def test_the_pleth_sweeps_with_an_erase_bar_and_keeps_gaps(qtbot, session_items)
     for block in off[:48]:
         ring_buffers.add(block)
     last = off[47]
-    sweep.refresh(ring_buffers.first_pleth(), last.stamp.wall + last.duration + 0.3)
+    sweep.refresh(ring_buffers.first_pleth(), last.stamp.shifted(last.duration + 0.3))
     _, y = sweep.curve.getData()
     assert np.isnan(y).all()
     assert sweep.message_text == "NO SIGNAL"
     assert sweep.status.text() == "sensor off"
     # No pleth for a while: the view says so.
-    sweep.refresh(ring_buffers.first_pleth(), last.stamp.wall + 30)
+    sweep.refresh(ring_buffers.first_pleth(), last.stamp.shifted(30))
     assert sweep.message_text == "NO PLETH"
 
 
@@ -265,7 +280,7 @@ def test_the_pleth_sweeps_with_an_erase_bar_and_keeps_gaps(qtbot, session_items)
 
 
 def test_the_view_shows_dashes_before_any_data(view):
-    view.refresh(LiveBuffers(), time.time())
+    view.refresh(LiveBuffers(), Stamp.now())
     assert view.spo2.value_text() == MISSING
     assert view.pulse.value_text() == MISSING
     assert view.nibp.value_text() == f"{MISSING}/{MISSING}"
@@ -275,7 +290,7 @@ def test_the_view_shows_dashes_before_any_data(view):
 def test_the_view_fills_its_tiles_from_the_buffers(view, session_items):
     buffers = LiveBuffers()
     buffers.ingest(session_items)
-    now = session_items[-1].stamp.wall + 0.5
+    now = session_items[-1].stamp.shifted(0.5)
     view.set_baseline(120, 80)
     view.schedule_provider = lambda t: ("next in 3 min", False)
     view.refresh(buffers, now)
@@ -314,15 +329,15 @@ def test_ten_thousand_refreshes_with_changing_data_do_not_crash(qtbot, session_i
     view.show()  # a hidden widget skips its paint
     qtbot.waitExposed(view)
     buffers = LiveBuffers()
-    start = session_items[0].stamp.wall
+    start = session_items[0].stamp
     curve_class = type(view.pleth.curve)
     counter, original = _counting_paint(curve_class)
     i = 0
     t0 = time.perf_counter()
     try:
         for frame in range(SOAK_CYCLES):
-            now = start + frame * 0.2
-            while i < len(session_items) and session_items[i].stamp.wall <= now:
+            now = start.shifted(frame * 0.2)
+            while i < len(session_items) and session_items[i].stamp.mono <= now.mono:
                 buffers.add(session_items[i])
                 i += 1
             view.refresh(buffers, now)
@@ -348,13 +363,13 @@ def test_screenshot_of_the_view_45_min_after_the_dose(qtbot, tmp_path):
         buffers.add(item)
         if not isinstance(item, WaveformBlock):
             buffers.ingest(engine.process(item))
-    now = items[-1].stamp.wall + 0.4
+    now = items[-1].stamp.shifted(0.4)
     apply_dark_theme(QtWidgets.QApplication.instance())
     view = MonitorView(profile)
     qtbot.addWidget(view)
     view.resize(1920, 1080)
     view.set_baseline(engine.baseline)
-    elapsed = buffers.minutes_from_dose(now)
+    elapsed = buffers.minutes_from_dose(now.wall)
     due = next_due(profile.nibp_schedule, elapsed)
     view.set_schedule(f"next in {math.ceil(due - elapsed)} min", False)
     view.show()

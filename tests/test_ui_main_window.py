@@ -18,7 +18,7 @@ from kapmonitor.record.session import SessionStatus
 from kapmonitor.record.store import Store
 from kapmonitor.runner import SessionConfig, SessionRunner
 from ui.main_window import MainWindow
-from ui.theme import apply_dark_theme
+from ui.theme import TEXT_STALE, apply_dark_theme
 
 SIZE = (1920, 1080)
 
@@ -40,10 +40,10 @@ def screen(qtbot, tmp_path):
     gc.collect()
     gc.disable()
 
-    def open_screen(scenario: str, speed: float) -> MainWindow:
+    def open_screen(scenario: str, speed: float, until: float | None = None) -> MainWindow:
         config = SessionConfig(
             patient="P-0042", devices=(f"sim:{scenario}",), operator="RN Lee",
-            db_url=f"sqlite:///{tmp_path / 'k.sqlite3'}", speed=speed, seed=3,
+            db_url=f"sqlite:///{tmp_path / 'k.sqlite3'}", speed=speed, seed=3, until=until,
         )  # fmt: skip
         window = MainWindow(SessionRunner(config))
         qtbot.addWidget(window)
@@ -178,3 +178,18 @@ def test_a_high_priority_alarm_on_the_screen(screen, qtbot, tmp_path):
     assert "SpO2 low" in window.alarm_area.banner_text.text()
     time.sleep(0.05)
     window.grab().save(str(_shots(tmp_path) / "screen-high-alarm.png"))
+
+
+def test_a_silent_simulated_device_greys_then_blanks_like_a_real_one(screen, qtbot):
+    """Issue 13: at --speed > 1 the values of a simulator gone silent (its scenario over) stayed in
+    full colour, because the screen aged them by the newest item's stamp, which stops with the
+    device. The session clock keeps running in the devices' time base: grey after 10 s, "---"
+    after 30 s of session time, and the discharge check, by the same rule, takes none of them."""
+    window = screen("typical", 10, until=30)
+    qtbot.waitUntil(window.runner.finished, timeout=20_000)
+    qtbot.waitUntil(lambda: window.view.spo2.value.colour == TEXT_STALE, timeout=5_000)
+    qtbot.waitUntil(lambda: window.view.spo2.value_text() == "---", timeout=5_000)
+    assert window.view.pulse.value_text() == "---"
+    assert "no update for" in window.view.spo2.status_text()
+    [in_range] = [i for i in window.runner.discharge_checklist() if "SpO2" in i.label]
+    assert in_range.ok is False and in_range.detail.startswith("no current reading")

@@ -320,6 +320,36 @@ def test_a_session_without_dose_or_data_opens(qtbot, tmp_path):
     store.db.close()
 
 
+def test_a_session_stopped_by_the_system_says_so_everywhere(qtbot, tmp_path):
+    """SIGTERM or Ctrl+C ended it: neither "completed" (no discharge check) nor "interrupted"."""
+    from pypdf import PdfReader
+
+    from kapmonitor.record.export import export_session
+
+    store = Store(open_database(f"sqlite:///{tmp_path / 'stopped.sqlite3'}"))
+    sid = store.create_session(NewSession("KAP-STOPPED"), started=START)
+    store.end_session(sid, SessionStatus.STOPPED_BY_SYSTEM, START + 600, who="system")
+    browser = SessionBrowser(store)
+    qtbot.addWidget(browser)
+    model = browser.model
+    assert model.data(model.index(0, 6), QtCore.Qt.ItemDataRole.DisplayRole) == (
+        "stopped by the system"
+    )
+    assert model.data(model.index(0, 0), QtCore.Qt.ItemDataRole.ForegroundRole) is not None
+    browser.status.setCurrentIndex(browser.status.findData(SessionStatus.STOPPED_BY_SYSTEM))
+    assert browser.status.currentText() == "Stopped by the system"
+    assert [s.patient for s in model.shown] == ["KAP-STOPPED"]
+    w = ReviewWindow(store, sid, reviewer=REVIEWER)
+    qtbot.addWidget(w)
+    assert "STOPPED BY THE SYSTEM" in w.header.text()
+    pdf = tmp_path / "stopped.pdf"
+    export_session(store.load_session(sid), "pdf", pdf)
+    text = " ".join(page.extract_text() for page in PdfReader(pdf).pages)
+    assert "STOPPED BY THE SYSTEM" in text and "no discharge check" in text
+    w.close()
+    store.db.close()
+
+
 def test_steps_skip_bookkeeping_events(window):
     quiet = [m.x for m in window.timeline.marks if m.event.kind in QUIET_KINDS]
     assert quiet  # the simulator's schedule and device states are in the record

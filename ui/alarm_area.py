@@ -34,6 +34,8 @@ from PySide6.QtWidgets import (
 
 from alarms.model import VISUAL, Alarm, AlarmKind, AlarmState, AudioDue, Priority
 from kapmonitor.codes import Code
+from kapmonitor.model import Stamp
+from kapmonitor.staleness import age
 
 __all__ = [
     "MARKERS",
@@ -239,7 +241,7 @@ _MARKER, _MESSAGE, _VALUE, _SOURCE, _SINCE, _STATE, _DELAY = range(len(_COLUMNS)
 class AlarmArea(QWidget):
     """The alarm banner, list and controls.
 
-    Feed it on the screen's tick with ``update_alarms(*service.snapshot(), time.time())``.
+    Feed it on the screen's tick with ``update_alarms(*service.snapshot(), runner.now())``.
 
     Signals:
         acknowledge_requested(str): acknowledge this alarm id (the selected alarm, else the
@@ -393,19 +395,20 @@ class AlarmArea(QWidget):
         self.flash_timer.setTimerType(Qt.TimerType.PreciseTimer)
         self.flash_timer.timeout.connect(self.refresh_flash)
 
-        self.update_alarms([], AudioDue(None, 0.0), "", time.time())
+        self.update_alarms([], AudioDue(None, 0.0), "", Stamp.now())
 
     # --- input ----------------------------------------------------------------------------
 
     def update_alarms(
-        self, alarms: list[Alarm], audio: AudioDue, baseline_text: str, now_wall: float
+        self, alarms: list[Alarm], audio: AudioDue, baseline_text: str, now: Stamp
     ) -> None:
-        """Show these alarms, the audio state and the baseline line; ``now_wall`` ages them."""
+        """Show these alarms, the audio state and the baseline line; the session's ``now`` ages
+        them (on the monotonic clock: a wall-clock step does not change an alarm's age)."""
         ordered = sorted(alarms, key=lambda a: (-a.priority, a.started.mono, a.id))
         selected = self.selected_alarm_id()
         self._alarms = ordered
         self._audio = audio
-        self._fill_table(ordered, now_wall, selected)
+        self._fill_table(ordered, now, selected)
         self._fill_banner(ordered)
         self.ack_button.setEnabled(any(not a.acknowledged for a in ordered))
         if audio.paused_for > 0:
@@ -555,7 +558,7 @@ class AlarmArea(QWidget):
         self.banner_extra.setText(extra)
         self.banner.setToolTip(_tooltip(top))
 
-    def _fill_table(self, alarms: list[Alarm], now_wall: float, selected: str | None) -> None:
+    def _fill_table(self, alarms: list[Alarm], now: Stamp, selected: str | None) -> None:
         rows = []
         for alarm in alarms:
             started = time.strftime("%H:%M:%S", time.localtime(alarm.started.wall))
@@ -564,7 +567,7 @@ class AlarmArea(QWidget):
                 _MESSAGE: alarm.message,
                 _VALUE: format_value(alarm),
                 _SOURCE: "" if alarm.source == "session" else alarm.source,
-                _SINCE: f"{started}  ({format_age(now_wall - alarm.started.wall)})",
+                _SINCE: f"{started}  ({format_age(age(alarm.started, now))})",
                 _STATE: _state_text(alarm),
                 _DELAY: _delay_text(alarm),
             }

@@ -1,4 +1,8 @@
-"""Starting the dosing-room screen: the start dialog (or a demo), then the window."""
+"""Starting the dosing-room screen: the start dialog (or a demo), then the window.
+
+SIGTERM and SIGINT (shutdown, logout, Ctrl+C) stop it within a second: the session is flushed
+and closed as stopped by the system, and the process exits with 128 + the signal's number.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from kapmonitor.record.session import Drug, Route
 from kapmonitor.runner import SessionConfig, SessionRunner, check_device
 from ui.main_window import MainWindow
 from ui.start_dialog import StartDialog
+from ui.system_stop import SystemStop
 from ui.theme import apply_dark_theme
 
 
@@ -41,12 +46,23 @@ def config_from_dialog(values: dict, db_url: str | None) -> SessionConfig:
 def run(config: SessionConfig | None, *, db_url: str | None = None) -> int:
     """Show the screen; with no config, ask for one in the start dialog first."""
     app = _application()
+    stop = SystemStop(app)
+    stop.stop_requested.connect(lambda signum: app.exit(128 + signum))
+    try:
+        return _run(app, stop, config, db_url)
+    finally:
+        stop.uninstall()
+
+
+def _run(
+    app: QApplication, stop: SystemStop, config: SessionConfig | None, db_url: str | None
+) -> int:
     from_dialog = config is None
     while True:
         if from_dialog:
             dialog = StartDialog(check_device=check_device)
             if not dialog.exec():
-                return 0
+                return 0 if stop.received is None else 128 + stop.received
             config = config_from_dialog(dialog.values(), db_url)
         try:
             runner = SessionRunner(config)
@@ -58,6 +74,8 @@ def run(config: SessionConfig | None, *, db_url: str | None = None) -> int:
             QMessageBox.critical(None, "kapmonitor", str(exc))
             if not from_dialog:
                 return 2
+    # app.exit only asks the event loop to end: this slot still runs, before it does.
+    stop.stop_requested.connect(lambda signum: window.stop_by_system())
     for session_id in runner.interrupted:
         window.say(f"Session {session_id} was interrupted; review it with kapmonitor review.")
     window.showMaximized()

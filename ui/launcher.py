@@ -1,7 +1,8 @@
 """The ``kapmonitor`` command: the core's command line, with the dosing-room screen plugged in.
 
 Qt is imported only when a screen is opened, so ``kapmonitor decode`` and friends start fast
-and run on machines without a display.
+and run on machines without a display. The screens write a crash log (faulthandler) into the
+data folder, so a crash in native code leaves a Python stack.
 """
 
 from __future__ import annotations
@@ -9,18 +10,21 @@ from __future__ import annotations
 import sys
 
 from kapmonitor.cli import main as cli_main
+from kapmonitor.crash_log import enable_crash_log
 from kapmonitor.runner import SessionConfig
 
 
 def screen(config: SessionConfig | None, db_url: str | None) -> int:
     from ui.app import run
 
+    enable_crash_log()
     return run(config, db_url=db_url)
 
 
 def review(session_id: int | None, db_url: str | None, reviewer: str | None) -> int:
     from ui.review.app import run
 
+    enable_crash_log()
     return run(session_id, db_url, reviewer)
 
 

@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
 
 from alarms.model import AudioDue
 from kapmonitor.live import LiveBuffers
+from kapmonitor.record.session import SessionStatus
 from kapmonitor.runner import MARKERS, SessionRunner
 from ui.alarm_area import AlarmArea
 from ui.discharge_dialog import DischargeDialog
@@ -128,7 +129,7 @@ class MainWindow(QMainWindow):
         runner.poll()
         self.buffers.ingest(self._live.drain())
         self.buffers.ingest(self._alarm_log.drain())
-        now = runner.now().wall
+        now = runner.now()
         self.view.refresh(self.buffers, now)
         alarms, audio, baseline_text = runner.alarms.snapshot()
         self.alarm_area.update_alarms(alarms, audio, baseline_text, now)
@@ -203,6 +204,18 @@ class MainWindow(QMainWindow):
         self.runner.stop(who=self.operator)
         self.say(f"Session {self.runner.session_id} ended.")
         return summary
+
+    def stop_by_system(self) -> None:
+        """SIGTERM or SIGINT: flush and close the session as stopped by the system, then close.
+
+        Not a discharge: the record says the system stopped it, not that the nurse ended it.
+        """
+        if not self.timer.isActive():
+            return  # the session has ended already
+        self.timer.stop()
+        self.sound.play(AudioDue(None, 0.0))
+        self.runner.stop(SessionStatus.STOPPED_BY_SYSTEM, who="system")
+        self.close()
 
     def _after_discharge(self) -> None:
         if self.discharge.ended:

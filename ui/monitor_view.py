@@ -18,13 +18,15 @@ from PySide6 import QtWidgets
 from alarms.profile import Profile
 from kapmonitor.codes import Code
 from kapmonitor.live import LiveBuffers, signal_quality
+from kapmonitor.model import Stamp
+from kapmonitor.staleness import age
 from ui import theme
 from ui.pleth import PlethSweep
 from ui.tiles import NibpTile, NumericTile, baseline_pair
 from ui.trends import TrendPlot
 
-#: The schedule text for the NIBP tile, from the wall clock: ("next in 3 min", due_now).
-ScheduleProvider = Callable[[float], tuple[str, bool]]
+#: The schedule text for the NIBP tile at the session's now: ("next in 3 min", due_now).
+ScheduleProvider = Callable[[Stamp], tuple[str, bool]]
 
 
 class MonitorView(QtWidgets.QWidget):
@@ -107,10 +109,14 @@ class MonitorView(QtWidgets.QWidget):
 
     # --- the frame ----------------------------------------------------------------------------
 
-    def refresh(self, buffers: LiveBuffers, now_wall: float) -> None:
-        """Update everything from ``buffers`` as of ``now_wall`` (time.time() scale)."""
-        self.trends.refresh(buffers, now_wall)
-        self.pleth.refresh(buffers.first_pleth(), now_wall)
+    def refresh(self, buffers: LiveBuffers, now: Stamp) -> None:
+        """Update everything from ``buffers`` as of the session's ``now``.
+
+        Ages (grey, blank, "40 s ago") are measured on ``now.mono``; ``now.wall`` only places the
+        right edge of the trends' time axis.
+        """
+        self.trends.refresh(buffers, now.wall)
+        self.pleth.refresh(buffers.first_pleth(), now)
         for code, tile in self.numeric_tiles.items():
             latest = buffers.latest.get(code)
             if latest is None:
@@ -118,7 +124,7 @@ class MonitorView(QtWidgets.QWidget):
                 continue
             if tile.isHidden():
                 tile.show()
-            tile.set_value(latest.value, latest.flags, latest.age(now_wall))
+            tile.set_value(latest.value, latest.flags, latest.age(now))
         spo2 = buffers.latest.get(Code.SPO2)
         if spo2 is None:
             self.spo2.set_quality(None)
@@ -133,17 +139,17 @@ class MonitorView(QtWidgets.QWidget):
             valid = buffers.last_valid_nibp
             last_valid = None
             if valid is not None and valid is not reading:
-                last_valid = (valid.systolic, valid.diastolic, now_wall - valid.stamp.wall)
+                last_valid = (valid.systolic, valid.diastolic, age(valid.stamp, now))
             self.nibp.set_reading(
                 reading.systolic,
                 reading.diastolic,
                 reading.mean,
                 reading.flags,
-                now_wall - reading.stamp.wall,
+                age(reading.stamp, now),
                 last_valid=last_valid,
             )
         if self.schedule_provider is not None:
-            self.set_schedule(*self.schedule_provider(now_wall))
+            self.set_schedule(*self.schedule_provider(now))
 
 
 def _limit_text(profile: Profile, codes: tuple[Code, ...]) -> str:

@@ -7,10 +7,11 @@ so a frame costs one copy of the ring (1,000 samples at 100 Hz) and one ``setDat
 moves that did not change, and a nurse's eye can rest on a beat instead of chasing it.
 
 Devices deliver the pleth in blocks (a quarter of a second from the simulator); drawn as they
-arrive the head would jump four times a second. The head is instead placed where the wall clock
-says it should be, :data:`DISPLAY_DELAY_S` behind the newest sample, so it moves smoothly at the
-frame rate. Samples the device marked invalid (NaN) and lost blocks are gaps, never a flat line
-at 0; when the pleth stops arriving the view says so over the last trace.
+arrive the head would jump four times a second. The head is instead placed where the session's
+clock (its monotonic side: a wall-clock step does not move it) says it should be,
+:data:`DISPLAY_DELAY_S` behind the newest sample, so it moves smoothly at the frame rate.
+Samples the device marked invalid (NaN) and lost blocks are gaps, never a flat line at 0; when
+the pleth stops arriving the view says so over the last trace.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from kapmonitor.live import PlethRing, flags_text
+from kapmonitor.model import Stamp
 from ui import theme
 
 #: How far the drawn head lags the newest sample: a bit more than one device block.
@@ -31,7 +33,7 @@ STALE_S = 2.0
 
 
 class PlethSweep(QtWidgets.QWidget):
-    """The sweep of one source's pleth; :meth:`refresh` with its ring and the wall clock."""
+    """The sweep of one source's pleth; :meth:`refresh` with its ring and the session's now."""
 
     def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
@@ -86,8 +88,8 @@ class PlethSweep(QtWidgets.QWidget):
         self._set_y_range(0.0, 1.0)
         self.plot.setXRange(0.0, 10.0, padding=0)
 
-    def refresh(self, ring: PlethRing | None, now_wall: float) -> None:
-        """Draw ``ring`` as it should look at ``now_wall``; None: no pleth source yet."""
+    def refresh(self, ring: PlethRing | None, now: Stamp) -> None:
+        """Draw ``ring`` as it should look at ``now``; None: no pleth source yet."""
         if ring is None:
             self._say("no pleth", "")
             return
@@ -99,18 +101,18 @@ class PlethSweep(QtWidgets.QWidget):
             self.plot.setXRange(0.0, ring.size / ring.fs, padding=0)
         # How many of the received samples are due on screen by now.
         hidden = 0
-        if ring.t_end is not None:
-            lag = ring.t_end - (now_wall - DISPLAY_DELAY_S)
+        if ring.end is not None:
+            lag = ring.end.mono - (now.mono - DISPLAY_DELAY_S)
             hidden = min(max(0, round(lag * ring.fs)), ring.size // 2, ring.count)
         shown = ring.count - hidden
         head = shown % ring.size
         if head == self._shown_head and ring.version == self._version:
-            self._update_text(ring, now_wall)
+            self._update_text(ring, now)
             return
         if ring.version != self._version:
             self._version = ring.version
             self._any_signal = bool(np.isfinite(ring.data).any())
-        self._update_text(ring, now_wall)
+        self._update_text(ring, now)
         self._shown_head = head
         self.head = head
         y = self._y
@@ -123,8 +125,8 @@ class PlethSweep(QtWidgets.QWidget):
         self._fit(y)
         self.curve.setData(self._x, y)
 
-    def _update_text(self, ring: PlethRing, now_wall: float) -> None:
-        age = ring.age(now_wall)
+    def _update_text(self, ring: PlethRing, now: Stamp) -> None:
+        age = ring.age(now)
         if age is not None and age > STALE_S:
             self._say("NO PLETH", f"no pleth for {_seconds(age)}")
         else:

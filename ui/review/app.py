@@ -5,6 +5,7 @@ from __future__ import annotations
 from kapmonitor.record.recorder import open_store
 from ui.review.browser import SessionBrowser
 from ui.review.window import ReviewWindow
+from ui.system_stop import SystemStop
 
 
 class ReviewApp:
@@ -45,7 +46,10 @@ def run(session_id: int | None, db_url: str | None, reviewer: str | None = None)
     else:
         store.session_info(session_id)  # a wrong id is a one-line error, before any window
         review.open(session_id)
+    stop = SystemStop(app)  # SIGTERM, SIGINT: close the database and exit
+    stop.stop_requested.connect(lambda signum: app.exit(128 + signum))
     try:
         return app.exec()
     finally:
+        stop.uninstall()
         store.db.close()
