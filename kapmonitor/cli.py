@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import math
+import os
 import re
 import signal
 import sys
@@ -20,6 +21,8 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from alarms.engine import AlarmEngine
 from alarms.model import LogEvent
@@ -35,6 +38,15 @@ from kapmonitor.errors import UserError
 from kapmonitor.hub import Hub
 from kapmonitor.model import DeviceEvent, Item, Stamp, WaveformBlock
 from kapmonitor.record.db import ENV_VAR as DB_ENV_VAR
+from kapmonitor.record.db import (
+    PASSWORD_ENV,
+    database_url,
+    has_password,
+    mask_password,
+    parse_url,
+    read_password_file,
+    require_existing,
+)
 from kapmonitor.record.recorder import open_store as open_record_store
 from kapmonitor.record.session import Drug, Route, SessionStatus
 from kapmonitor.record.store import Store
@@ -224,7 +236,10 @@ def cmd_record(args: argparse.Namespace, out: TextIO) -> int:
 
 
 @contextlib.contextmanager
-def opened_store(url: str | None) -> Iterator[Store]:
+def opened_store(url: str | None, *, reading: bool = True) -> Iterator[Store]:
+    """The session database; for a command that only reads, one that exists already."""
+    if reading:
+        require_existing(url)  # a mistyped path is named, not created as an empty database
     store = open_store(url)
     try:
         yield store
@@ -317,7 +332,15 @@ def cmd_export(args: argparse.Namespace, out: TextIO) -> int:
     with opened_store(args.db) as store:
         # The report draws no pleth: a 2-hour session's waveform blocks would be most of the load.
         record = store.load_session(args.id, waves=args.format != "pdf")
-        export_session(record, args.format, Path(args.output), deidentify=args.deidentify)
+        if args.keep_notes and not args.deidentify:
+            raise UserError("--keep-notes goes with --deidentify (an export keeps notes otherwise)")
+        export_session(
+            record,
+            args.format,
+            Path(args.output),
+            deidentify=args.deidentify,
+            keep_notes=args.keep_notes,
+        )
         print(
             f"kapmonitor: session {args.id} exported as {args.format} to {args.output}",
             file=sys.stderr,
@@ -329,12 +352,23 @@ def cmd_import(args: argparse.Namespace, out: TextIO) -> int:
     from kapmonitor.record.importers import read_recording, store_recording
 
     recording = read_recording(args.file)  # a bad file is refused before the database opens
-    with opened_store(args.db) as store:
+    with opened_store(args.db, reading=False) as store:
         session_id = store_recording(store, recording, patient=args.patient)
     out.write(f"{session_id}\n")  # the id alone on stdout, for scripts
+    flagged = (
+        f"; {recording.out_of_range} values outside their physical range are flagged out-of-range"
+        if recording.out_of_range
+        else ""
+    )
+    if recording.truncated:
+        # Kept, not refused: what the file holds up to the cut is data; the session says so.
+        raise UserError(
+            f"'{args.file}' is truncated: the {len(recording.items)} items before the cut are "
+            f"imported as session {session_id}, marked interrupted{flagged}"
+        )
     print(
         f"kapmonitor: {args.file} imported as session {session_id} "
-        f"({len(recording.items)} items from {', '.join(recording.sources)})",
+        f"({len(recording.items)} items from {', '.join(recording.sources)}){flagged}",
         file=sys.stderr,
     )
     return 0
@@ -617,7 +651,14 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("id", type=int, metavar="ID")
     exp.add_argument("--format", required=True, choices=EXPORT_FORMATS)
     exp.add_argument("-o", "--output", required=True, metavar="PATH", help="file to write")
-    exp.add_argument("--deidentify", action="store_true", help="leave out the patient identifier")
+    exp.add_argument(
+        "--deidentify",
+        action="store_true",
+        help="a pseudonym for the patient, no names, dates shifted, no free text (see README)",
+    )
+    exp.add_argument(
+        "--keep-notes", action="store_true", help="with --deidentify: keep the notes' free text"
+    )
     exp.set_defaults(func=cmd_export)
 
     imp = subs.add_parser(
@@ -658,8 +699,48 @@ def _db_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--db",
         metavar="URL",
-        help=f"database URL (default: ${DB_ENV_VAR}, else a SQLite file in the user's data folder)",
+        help=f"database URL (default: ${DB_ENV_VAR}, else a SQLite file in the user's data "
+        "folder); put no password in it: see --db-password-file",
     )
+    parser.add_argument(
+        "--db-password-file",
+        metavar="FILE",
+        help=f"the database server's password on the first line of FILE (or: ${PASSWORD_ENV}, "
+        "PGPASSWORD, PGPASSFILE, ~/.pgpass)",
+    )
+
+
+def _use_db_password(args: argparse.Namespace) -> None:
+    """Warn of a password written into --db (``ps`` shows it to every user); take one from a
+    file into the environment, where the database layer and libpq read it."""
+    if has_password(args.db):
+        parse_url(args.db)  # a URL that cannot be used is refused first, in its one sentence
+        print(
+            f"kapmonitor: warning: the password in --db can be seen by other users (ps): give it "
+            f"in ${PASSWORD_ENV}, PGPASSWORD, --db-password-file or ~/.pgpass instead",
+            file=sys.stderr,
+        )
+    if args.db_password_file:
+        os.environ[PASSWORD_ENV] = read_password_file(Path(args.db_password_file))
+
+
+class _MaskPasswords(logging.Filter):
+    """No log line shows a database password, whatever the message quotes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = mask_password(record.getMessage()), None
+        return True
+
+
+def _database_failure(args: argparse.Namespace, exc: SQLAlchemyError) -> str:
+    """One sentence for a database error nobody caught: its first line, never the SQL or the
+    values (a patient identifier) SQLAlchemy appends to it."""
+    orig = getattr(exc, "orig", None)
+    lines = str(orig if orig is not None else exc).strip().splitlines()
+    reason = lines[0] if lines else type(exc).__name__
+    if "malformed" in reason or "not a database" in reason:
+        reason += ": the file is damaged (restore it from a backup)"
+    return f"the database {database_url(getattr(args, 'db', None))} cannot be used: {reason}"
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:
@@ -721,12 +802,18 @@ def main(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="kapmonitor: %(levelname)s %(name)s: %(message)s",
     )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_MaskPasswords())
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _raise_interrupt)  # stop cleanly, flushing what was recorded
     try:
+        _use_db_password(args)
         return args.func(args, out or sys.stdout)
     except UserError as exc:
-        print(f"kapmonitor: {exc}", file=sys.stderr)
+        print(f"kapmonitor: {mask_password(str(exc))}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except SQLAlchemyError as exc:
+        print(f"kapmonitor: {mask_password(_database_failure(args, exc))}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
@@ -734,6 +821,12 @@ def main(
         # The reader of our output went away (`| head`): not an error of ours to report.
         sys.stderr.close()
         return 0
+    except OSError as exc:
+        # A file or folder the system refuses (permissions, a full disk): named, no traceback.
+        where = f" '{exc.filename}'" if exc.filename else ""
+        reason = (exc.strerror or str(exc)).lower()
+        print(f"kapmonitor: cannot use{where}: {mask_password(reason)}", file=sys.stderr)
+        return EXIT_USER_ERROR
 
 
 if __name__ == "__main__":

@@ -1,10 +1,13 @@
-"""Shared test set-up: Qt without a screen, and the shared reference data."""
+"""Shared test set-up: Qt without a screen, a private data folder, the shared reference data."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
+import platformdirs
 import pytest
 
 # Before anything can import Qt: no display on CI, and no plugin chatter from QtMultimedia.
@@ -13,6 +16,49 @@ os.environ.setdefault("QT_LOGGING_RULES", "qt.multimedia*=false")
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
+
+# --- the user's own data folder is never touched ------------------------------------------------
+# For the whole run, in this process and every command it starts, the home and data folders are
+# a temporary one: whatever a test or a command writes by default lands there. The user's
+# database, password and password file settings are not inherited either.
+REAL_DATA_FOLDER = Path(platformdirs.user_data_dir("kapmonitor", appauthor=False))
+TEST_HOME = Path(tempfile.mkdtemp(prefix="kapmonitor-test-home-"))
+for _var, _sub in (("HOME", ""), ("USERPROFILE", ""), ("XDG_DATA_HOME", ".local/share"),
+                   ("XDG_CONFIG_HOME", ".config"), ("XDG_CACHE_HOME", ".cache"),
+                   ("XDG_STATE_HOME", ".local/state"), ("LOCALAPPDATA", "AppData/Local"),
+                   ("APPDATA", "AppData/Roaming")):  # fmt: skip
+    os.environ[_var] = str(TEST_HOME / _sub)
+for _var in ("KAPMONITOR_DB", "KAPMONITOR_DB_PASSWORD", "PGPASSWORD", "PGPASSFILE"):
+    os.environ.pop(_var, None)
+
+
+def data_folder_snapshot(folder: Path = REAL_DATA_FOLDER) -> list[tuple[str, int, int]]:
+    """Every file under ``folder`` with its size and modification time (empty: no folder)."""
+    if not folder.exists():
+        return []
+    return sorted(
+        (str(p.relative_to(folder)), p.lstat().st_size, p.lstat().st_mtime_ns)
+        for p in [folder, *folder.rglob("*")]
+    )
+
+
+REAL_DATA_AT_START = data_folder_snapshot()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def private_data_folder() -> Path:
+    """The data folder every test sees: under the temporary home, never the user's own."""
+    folder = Path(platformdirs.user_data_dir("kapmonitor", appauthor=False))
+    assert TEST_HOME in folder.parents and folder != REAL_DATA_FOLDER, folder
+    return folder
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """The run fails if anything was written under the user's real data folder."""
+    shutil.rmtree(TEST_HOME, ignore_errors=True)
+    if data_folder_snapshot() != REAL_DATA_AT_START:
+        print(f"\nFAILED: the tests wrote into the user's data folder {REAL_DATA_FOLDER}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture

@@ -27,6 +27,13 @@ What becomes what:
   or now when the header has no date.
 
 A missing or invalid value is None, never 0: NaN, and WFDB's invalid-sample code, read as NaN.
+A value outside its code's physical range (SpO2 above 100 %, a pulse of 400) is kept as the file
+has it, flagged ``out-of-range`` (which alarms and discharge checks never judge), and the import
+says how many; a WFDB signal with no value inside the range
+(wrong gain or units: SpO2 970) refuses the record. A WFDB header whose sampling rate is not a
+positive number is refused. A ``.vital`` file cut short (its gzip stream ends before its end:
+a copy interrupted, a full disk) is imported up to the cut, and the session is marked
+``interrupted`` with a note saying the file was truncated.
 MIMIC-II numerics also write 0 for a parameter that is not being measured (HR 0 with the ECG off,
 SpO2 0 with no probe): for the vital signs in :data:`ZERO_IS_MISSING` a 0 is None too. A signal
 with no valid sample at all is left out. Items carry ``Stamp(mono=seconds from the recording's
@@ -53,7 +60,9 @@ import numpy as np
 from kapmonitor.codes import Code
 from kapmonitor.errors import UserError
 from kapmonitor.model import (
+    NO_FLAGS,
     DeviceValue,
+    Flag,
     Item,
     NibpReading,
     Numeric,
@@ -129,6 +138,8 @@ class Recording:
     started: float  #: wall clock of time 0
     ended: float
     items: list[Item] = field(default_factory=list)
+    truncated: bool = False  #: the file ends early: this is what it held up to the cut
+    out_of_range: int = 0  #: values outside their physical range, stored None and flagged
 
     @property
     def sources(self) -> list[str]:
@@ -202,6 +213,32 @@ def _value(x: float | None) -> float | None:
     return None if math.isnan(x) or math.isinf(x) else x
 
 
+OUT_OF_RANGE = frozenset({Flag.OUT_OF_RANGE})
+
+
+def _in_range(code: Code, value: float | None) -> bool:
+    low, high = code.physical_range
+    return value is None or low <= value <= high
+
+
+def _numeric(source: str, code: Code, value: float | None, stamp: Stamp) -> Numeric:
+    """A value outside the physical range is kept, flagged: stored, never alarmed on."""
+    flags = NO_FLAGS if _in_range(code, value) else OUT_OF_RANGE
+    return Numeric(source, code, value, stamp, flags)
+
+
+def _nibp(
+    source: str, values: tuple[float | None, float | None, float | None], stamp: Stamp
+) -> NibpReading:
+    codes = (Code.NIBP_SYS, Code.NIBP_DIA, Code.NIBP_MEAN)
+    sane = all(_in_range(c, v) for c, v in zip(codes, values, strict=True))
+    return NibpReading(source, *values, stamp, NO_FLAGS if sane else OUT_OF_RANGE)
+
+
+def _count_out_of_range(items: list[Item]) -> int:
+    return sum(Flag.OUT_OF_RANGE in i.flags for i in items if isinstance(i, Numeric | NibpReading))
+
+
 def _blocks(
     source: str, start: float, t0: float, fs: float, samples: np.ndarray
 ) -> Iterator[WaveformBlock]:
@@ -248,7 +285,7 @@ def read_vital(path: Path, name: str) -> Recording:
                 if part is not None:
                     nibp.setdefault(source, []).append((r["dt"], part, value))
                 elif code is not None:
-                    items.append(Numeric(source, code, value, stamp))
+                    items.append(_numeric(source, code, value, stamp))
                 else:
                     items.append(DeviceValue(source, trk.name, value, ucum(trk.unit), stamp))
         elif trk.type == 1 and key in PLETH_NAMES and trk.srate > 0:  # WAV
@@ -268,7 +305,20 @@ def read_vital(path: Path, name: str) -> Recording:
         raise UserError(f"'{name}' holds no measurement kapmonitor can import")
     items.sort(key=lambda i: i.stamp.wall)
     ended = max([vf.dtend or t0] + [_end(i) for i in items])
-    return Recording(name, "vital", t0, ended, items)
+    return Recording(
+        name, "vital", t0, ended, items, _gzip_truncated(path), _count_out_of_range(items)
+    )
+
+
+def _gzip_truncated(path: Path) -> bool:
+    """Whether the file's gzip stream stops before its end (the reader keeps quiet about it)."""
+    stream = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            while chunk and not stream.eof:
+                stream.decompress(chunk, 1 << 20)  # bounded: the output is not kept
+                chunk = stream.unconsumed_tail
+    return not stream.eof
 
 
 def _vital_number(val: Any, fmt: int) -> float | None:
@@ -301,9 +351,7 @@ def _vital_readings(
 
 
 def _reading(source: str, parts: dict[str, float | None], wall: float, t0: float) -> NibpReading:
-    return NibpReading(
-        source, parts.get(SYS), parts.get(DIA), parts.get(MEAN), Stamp(wall - t0, wall)
-    )
+    return _nibp(source, (parts.get(SYS), parts.get(DIA), parts.get(MEAN)), Stamp(wall - t0, wall))
 
 
 def _end(item: Item) -> float:
@@ -315,6 +363,7 @@ def _end(item: Item) -> float:
 
 def read_wfdb(header: Path, name: str) -> Recording:
     wfdb = _require("wfdb", "WFDB records")
+    _check_sampling_rate(header, name)
     try:
         with _quiet():
             rec = wfdb.rdrecord(str(header.with_suffix("")))
@@ -346,7 +395,32 @@ def read_wfdb(header: Path, name: str) -> Recording:
     if not items:
         raise UserError(f"'{name}' is a WFDB record without {what}")
     items.sort(key=lambda i: i.stamp.wall)
-    return Recording(name, "wfdb", t0, t0 + rec.sig_len / fs, items)
+    flagged = _count_out_of_range(items)
+    return Recording(name, "wfdb", t0, t0 + rec.sig_len / fs, items, out_of_range=flagged)
+
+
+def _check_sampling_rate(header: Path, name: str) -> None:
+    """Refuse a header whose sampling rate is not a positive number.
+
+    The reader misreads a negative one ("rec 2 -1 120" takes 120 as the rate): read the record
+    line's third field ourselves (``fs[/counter freq[(base counter)]]``).
+    """
+    try:
+        lines = header.read_text(encoding="ascii", errors="replace").splitlines()
+    except OSError as exc:
+        raise UserError(f"cannot read '{header}': {exc.strerror}") from None
+    record_line = next((ln.split() for ln in lines if ln.strip() and ln[0] != "#"), [])
+    if len(record_line) < 3:
+        return  # no rate given: the WFDB default (250 Hz)
+    text = record_line[2].split("/")[0]
+    try:
+        fs = float(text)
+    except ValueError:
+        return  # not a number: not a header the reader takes either, and it says why
+    if not 0 < fs < math.inf:
+        raise UserError(
+            f"'{name}' has the sampling rate '{text}' in its header: it must be a positive number"
+        )
 
 
 def _wfdb_numerics(
@@ -371,8 +445,16 @@ def _wfdb_numerics(
             continue
         code = NUMERIC_CODES.get(key)
         if code is not None:
+            low, high = code.physical_range
+            valid = column[~np.isnan(column)]
+            if not ((valid >= low) & (valid <= high)).any():
+                raise UserError(
+                    f"'{rec.record_name}' is refused: no value of its signal {rec.sig_name[k]} "
+                    f"is a possible {code.info.label} (e.g. {valid[0]:g}, outside "
+                    f"{low:g}–{high:g} {code.unit}): check its gain and units"
+                )
             items.extend(
-                Numeric(source, code, _value(v), s) for v, s in zip(column, stamps, strict=True)
+                _numeric(source, code, _value(v), s) for v, s in zip(column, stamps, strict=True)
             )
         else:
             unit = ucum(rec.units[k] if rec.units else "")
@@ -406,7 +488,7 @@ def _wfdb_readings(
             previous = None
             continue
         if values != previous:
-            yield NibpReading(source, *values, stamp)
+            yield _nibp(source, values, stamp)
         previous = values
 
 
@@ -420,20 +502,25 @@ def store_recording(
     session_id = store.create_session(
         NewSession(patient=patient, operator=operator), started=recording.started
     )
+    note = f"imported from {Path(recording.name).name} ({recording.fmt})"
+    if recording.truncated:
+        note += ": the file is truncated; this is what it held up to the cut"
     try:
         for i in range(0, len(recording.items), BATCH):
             store.write(session_id, recording.items[i : i + BATCH])
         store.add_event(
             session_id,
             "note",
-            f"imported from {Path(recording.name).name} ({recording.fmt})",
+            note,
             author=operator or "kapmonitor import",
             stamp=Stamp(0.0, recording.started),
         )
     except BaseException:
         store.end_session(session_id, SessionStatus.INTERRUPTED, recording.started, who=operator)
         raise
-    store.end_session(session_id, SessionStatus.COMPLETED, recording.ended, who=operator)
+    # A truncated file is an incomplete session: interrupted, as review shows it.
+    status = SessionStatus.INTERRUPTED if recording.truncated else SessionStatus.COMPLETED
+    store.end_session(session_id, status, recording.ended, who=operator)
     return session_id
 
 
