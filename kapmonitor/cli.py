@@ -204,6 +204,7 @@ def cmd_record(args: argparse.Namespace, out: TextIO) -> int:
     print(f"kapmonitor: recording session {runner.session_id} to {runner.store.db.url}",
           file=sys.stderr)  # fmt: skip
     deadline = None if args.duration is None else time.monotonic() + args.duration / args.speed
+    status, who = SessionStatus.COMPLETED, args.operator
     try:
         while True:
             item = sub.get(timeout=0.2)
@@ -216,8 +217,11 @@ def cmd_record(args: argparse.Namespace, out: TextIO) -> int:
             # keep a --duration recording going.
             if not all_simulated and deadline is not None and time.monotonic() >= deadline:
                 break
+    except KeyboardInterrupt:  # SIGTERM or SIGINT: the system, not the nurse, stopped it
+        status, who = SessionStatus.STOPPED_BY_SYSTEM, "system"
+        raise
     finally:
-        runner.stop(who=args.operator)
+        runner.stop(status, who=who)
         for driver in runner.drivers:
             if isinstance(driver, SerialDriver):
                 print(f"kapmonitor: {driver.status()}", file=sys.stderr)

@@ -112,3 +112,21 @@ def test_the_screen_writes_a_crash_log_in_the_data_folder(tmp_path):
     log = tmp_path / "data" / "kapmonitor" / "crash.log"
     first = log.read_text().splitlines()[0]
     assert first.startswith("=== ") and f"pid {proc.pid}" in first and "demo" in first
+
+
+@pytest.mark.timeout(120)
+def test_a_signal_closes_the_start_dialog(tmp_path):
+    """Before any session: SIGTERM ends the start dialog's own event loop too."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ui.launcher", "--db", f"sqlite:///{tmp_path / 'k.sqlite3'}"],
+        cwd=ROOT, env=_env(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    log = tmp_path / "data" / "kapmonitor" / "crash.log"  # written just before Qt starts
+    deadline = time.monotonic() + 60
+    while not log.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    time.sleep(3)  # the dialog is up
+    elapsed, code, err = _stop(proc, signal.SIGTERM)
+    assert elapsed < STOP_WITHIN_S and code == 128 + signal.SIGTERM, err
+    assert "Traceback" not in err
