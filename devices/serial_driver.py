@@ -58,16 +58,35 @@ class SerialDriver(Driver):
         self._port: serial.Serial | None = None
         #: Sees every byte read and written, with its stamp: what ``capture`` records.
         self._tap = tap
+        #: Bytes read, and the parser's error count, since the last valid measurement: what
+        #: tells silence from undecodable bytes (:meth:`_silence_detail`).
+        self._bytes_since_valid = 0
+        self._errors_at_valid = (0, 0)
 
     def status(self) -> str:
         """One line for a status bar or log: state, what arrived, what was damaged, problems."""
         st = self.parser.stats
+        state = self.state or "not started"
+        if self.state is ConnectionState.NO_DATA:
+            state = f"{state} ({self._silence_detail()})"
         line = (
-            f"{self.source}: {self.state or 'not started'}; {st.frames_ok} frames, "
+            f"{self.source}: {state}; {st.frames_ok} frames, "
             f"{st.checksum_errors} checksum errors, {st.framing_errors} framing errors, "
             f"{st.bytes_discarded} bytes skipped"
         )
         return f"{line}. {self.parser.problem}" if self.parser.problem else line
+
+    def _silence_detail(self) -> str:
+        """Why no measurement came since the last one: silence, or bytes that never decode
+        (a device set to another data format, a noisy or flooded line)."""
+        if not self._bytes_since_valid:
+            return f"no data from the device for {self.no_data_timeout:g} s"
+        now, then = self._error_counts(), self._errors_at_valid
+        return (
+            f"bytes arrive ({now[0] - then[0]} framing/checksum errors, {now[1] - then[1]} bytes "
+            f"skipped) but none decode: wrong data format suspected — is the device set to "
+            f"{self.name}?"
+        )
 
     def open(self) -> None:
         super().open()
@@ -109,7 +128,15 @@ class SerialDriver(Driver):
         self._close_port()
 
     def _read_until_error(self, port: serial.Serial) -> None:
-        last_data = last_keep_alive = time.monotonic()
+        """Read, parse and publish until the port fails or the driver stops.
+
+        The watchdog counts measurements, not bytes: a device in the wrong data format, or a
+        line full of noise the parser rightly rejects, sends bytes but no patient values, and
+        is "no data" (a technical alarm) just as a silent one is.
+        """
+        last_valid = last_keep_alive = time.monotonic()
+        self._bytes_since_valid = 0
+        self._errors_at_valid = self._error_counts()
         self._send(port, self.greeting())
         while not self.stopping:
             if (
@@ -123,21 +150,28 @@ class SerialDriver(Driver):
                 stamp = Stamp.now()
                 if self._tap is not None:
                     self._tap(Kind.FROM_DEVICE, data, stamp)
-                last_data = stamp.mono
-                if self.state is ConnectionState.NO_DATA:
-                    self._set_state(ConnectionState.CONNECTED, stamp=stamp)
-                for item in self.parser.feed(data, stamp):
+                self._bytes_since_valid += len(data)
+                items = self.parser.feed(data, stamp)
+                if items:
+                    last_valid = stamp.mono
+                    self._bytes_since_valid = 0
+                    self._errors_at_valid = self._error_counts()
+                    if self.state is ConnectionState.NO_DATA:
+                        self._set_state(ConnectionState.CONNECTED, stamp=stamp)
+                for item in items:
                     self._publish(item)
                 self._send(port, self.reply())
-            elif (
+            if (
                 self.state is ConnectionState.CONNECTED
-                and time.monotonic() - last_data >= self.no_data_timeout
+                and time.monotonic() - last_valid >= self.no_data_timeout
             ):
-                self._set_state(
-                    ConnectionState.NO_DATA,
-                    f"no data from the device for {self.no_data_timeout:g} s",
-                )
+                self._set_state(ConnectionState.NO_DATA, self._silence_detail())
         self._send(port, self.farewell())
+
+    def _error_counts(self) -> tuple[int, int]:
+        """Framing and checksum errors, and bytes skipped, so far."""
+        st = self.parser.stats
+        return st.framing_errors + st.checksum_errors, st.bytes_discarded
 
     def _send(self, port: serial.Serial, data: bytes) -> None:
         if data:

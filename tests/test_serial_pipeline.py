@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -11,7 +12,12 @@ import time
 import numpy as np
 import pytest
 
-from devices.protocols.nonin import Nonin2Driver, NoninFormat2Emulator, NoninFormat2Parser
+from devices.protocols.nonin import (
+    Nonin2Driver,
+    NoninFormat2Emulator,
+    NoninFormat2Parser,
+    NoninFormat7Emulator,
+)
 from devices.sim.physiology import KapSession
 from devices.sim.scenario import load_scenario
 from devices.sim.serve import PtyEndpoint, serve
@@ -224,3 +230,110 @@ def test_kapmonitor_simulate_pty_streams_a_session_to_the_parser(tmp_path):
     assert spo2 and all(90 <= v <= 100 for v in spo2)
     blocks = collector.of_type(WaveformBlock)
     assert all(b.fs == 75.0 and len(b.samples) == 25 for b in blocks)
+
+
+# --- the watchdog counts measurements, not bytes (issue 11) -----------------------------------
+
+
+def _no_data_event(collector):
+    return next(e for e in collector.items if getattr(e, "state", None) is ConnectionState.NO_DATA)
+
+
+def _stream(endpoint: PtyEndpoint, chunks, stop: threading.Event) -> threading.Thread:
+    """Write ``chunks()`` pieces to the pty every 0.1 s until ``stop``: a device at line rate."""
+
+    def device():
+        while not stop.is_set():
+            endpoint.write(chunks())
+            stop.wait(0.1)
+
+    writer = threading.Thread(target=device, daemon=True)
+    writer.start()
+    return writer
+
+
+def test_a_device_in_another_data_format_is_no_data_with_the_reason(pipeline):
+    """A Nonin set to format 7, read as format 2: bytes flow, none decode, and that is said."""
+    start, collector = pipeline
+    session = KapSession(load_scenario("typical"), seed=2)
+    endpoint = PtyEndpoint()
+    stop = threading.Event()
+    server = threading.Thread(
+        target=serve,
+        args=(NoninFormat7Emulator(session), endpoint),
+        kwargs={"stop": stop},
+        daemon=True,
+    )
+    server.start()
+    timeout = 2.0
+    try:
+        began = time.monotonic()
+        driver = start(endpoint.path, no_data_timeout=timeout)
+        assert collector.wait_for_state(ConnectionState.NO_DATA, timeout=timeout + 1.0)
+        assert time.monotonic() - began <= timeout + 1.0
+        assert "wrong data format suspected" in driver.status()
+        assert driver.parser.stats.bytes_in > 0
+    finally:
+        stop.set()
+        server.join(5)
+        endpoint.close()
+    event = _no_data_event(collector)
+    assert re.fullmatch(
+        r"bytes arrive \(\d+ framing/checksum errors, [1-9]\d* bytes skipped\) but none decode: "
+        r"wrong data format suspected — is the device set to nonin2\?",
+        event.detail,
+    ), event.detail
+    assert not collector.of_type(Numeric) and not collector.of_type(WaveformBlock)
+
+
+def test_noise_at_line_rate_is_no_data_and_valid_packets_bring_it_back(pipeline):
+    """A noise burst the parser rightly rejects is no data, not a silent "connected"."""
+    start, collector = pipeline
+    rng = np.random.default_rng(11)
+    endpoint = PtyEndpoint()
+    stop = threading.Event()
+    writer = _stream(endpoint, lambda: rng.integers(0, 256, 96, dtype=np.uint8).tobytes(), stop)
+    try:
+        driver = start(endpoint.path, no_data_timeout=1.5)
+        assert collector.wait_for_state(ConnectionState.NO_DATA, timeout=2.5)
+        stop.set()
+        writer.join(5)
+        assert driver.parser.stats.bytes_discarded > 0
+        session = KapSession(load_scenario("typical"), seed=1)
+        endpoint.write(NoninFormat2Emulator(session).emit(0.0, 2.0))
+        assert collector.wait_for_state(ConnectionState.CONNECTED, after=3, timeout=5)
+    finally:
+        stop.set()
+        endpoint.close()
+    assert "wrong data format suspected" in _no_data_event(collector).detail
+    assert collector.states() == [
+        ConnectionState.CONNECTING,
+        ConnectionState.CONNECTED,
+        ConnectionState.NO_DATA,
+        ConnectionState.CONNECTED,
+    ]
+    assert "no-data" not in driver.status()
+
+
+def test_a_real_format2_stream_stays_connected(pipeline):
+    start, collector = pipeline
+    session = KapSession(load_scenario("typical"), seed=4)
+    endpoint = PtyEndpoint()
+    stop = threading.Event()
+    server = threading.Thread(
+        target=serve,
+        args=(NoninFormat2Emulator(session), endpoint),
+        kwargs={"stop": stop},
+        daemon=True,
+    )
+    server.start()
+    try:
+        driver = start(endpoint.path, no_data_timeout=1.0)
+        assert not collector.wait_for_state(ConnectionState.NO_DATA, timeout=4.0)
+        assert driver.status().startswith(f"{driver.source}: connected;")
+    finally:
+        stop.set()
+        server.join(5)
+        endpoint.close()
+    assert collector.states() == [ConnectionState.CONNECTING, ConnectionState.CONNECTED]
+    assert len(collector.of_type(Numeric)) >= 2 * 3 * 3
