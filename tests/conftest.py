@@ -93,6 +93,10 @@ class PostgresServer:
             self.as_user = ["runuser", "-u", "postgres", "--"]
             subprocess.run(["chown", "-R", "postgres", str(base)], check=True)
         self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
+        # One role must give its password (every other connects on trust): the password tests.
+        hba = self.data / "pg_hba.conf"
+        rule = f"host all {self.PASSWORD_ROLE} 127.0.0.1/32 scram-sha-256\n"
+        hba.write_text(rule + hba.read_text())
         self.start()
         self._count = 0
 
@@ -126,6 +130,25 @@ class PostgresServer:
 
     def url(self, database: str) -> str:
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"
+
+    PASSWORD_ROLE = "kap_pw"
+    PASSWORD = "Tr0ub4dor&3-kap"
+
+    def password_database(self) -> str:
+        """A fresh database owned by :attr:`PASSWORD_ROLE`, which the server admits only with
+        :attr:`PASSWORD`; its URL without the password."""
+        from sqlalchemy import create_engine, text
+
+        url = self.new_database()
+        name = url.rsplit("/", 1)[1]
+        admin = create_engine(self.url("postgres"), isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            role = self.PASSWORD_ROLE
+            if not conn.execute(text(f"SELECT 1 FROM pg_roles WHERE rolname = '{role}'")).first():
+                conn.execute(text(f"CREATE ROLE {role} LOGIN PASSWORD '{self.PASSWORD}'"))
+            conn.execute(text(f'ALTER DATABASE "{name}" OWNER TO {role}'))
+        admin.dispose()
+        return f"postgresql+psycopg://{self.PASSWORD_ROLE}@127.0.0.1:{self.port}/{name}"
 
 
 @pytest.fixture(scope="session")
