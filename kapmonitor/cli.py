@@ -221,18 +221,28 @@ def cmd_record(args: argparse.Namespace, out: TextIO) -> int:
         status, who = SessionStatus.STOPPED_BY_SYSTEM, "system"
         raise
     finally:
-        runner.stop(status, who=who)
+        try:
+            runner.stop(status, who=who)
+            unclosed = None
+        except SQLAlchemyError as exc:  # the database is down: the session is closed later
+            unclosed = exc
         for driver in runner.drivers:
             if isinstance(driver, SerialDriver):
                 print(f"kapmonitor: {driver.status()}", file=sys.stderr)
         recorder = runner.recorder
-        kept = f"; {len(recorder.spool)} bytes wait in the spool" if len(recorder.spool) else ""
-        print(f"kapmonitor: session {runner.session_id} recorded ({recorder.written} items){kept}",
-              file=sys.stderr)  # fmt: skip
         for item in sub.drain():
             write(item)
         write_alarms()
         out.flush()
+        if unclosed is not None:  # one sentence, in place of a traceback (or of the interrupt)
+            raise UserError(
+                f"session {runner.session_id} stopped while the database is unavailable "
+                f"({_first_line(unclosed)}): {recorder.written} items are in it and the rest wait "
+                "in the spool, written (and the session closed) when kapmonitor next opens it"
+            )
+        kept = f"; {len(recorder.spool)} bytes wait in the spool" if len(recorder.spool) else ""
+        print(f"kapmonitor: session {runner.session_id} recorded ({recorder.written} items){kept}",
+              file=sys.stderr)  # fmt: skip
     return 0
 
 
@@ -736,12 +746,16 @@ class _MaskPasswords(logging.Filter):
         return True
 
 
-def _database_failure(args: argparse.Namespace, exc: SQLAlchemyError) -> str:
-    """One sentence for a database error nobody caught: its first line, never the SQL or the
-    values (a patient identifier) SQLAlchemy appends to it."""
+def _first_line(exc: SQLAlchemyError) -> str:
+    """What went wrong, never the SQL or the values (a patient identifier) SQLAlchemy appends."""
     orig = getattr(exc, "orig", None)
     lines = str(orig if orig is not None else exc).strip().splitlines()
-    reason = lines[0] if lines else type(exc).__name__
+    return lines[0] if lines else type(exc).__name__
+
+
+def _database_failure(args: argparse.Namespace, exc: SQLAlchemyError) -> str:
+    """One sentence for a database error nobody caught."""
+    reason = _first_line(exc)
     if "malformed" in reason or "not a database" in reason:
         reason += ": the file is damaged (restore it from a backup)"
     return f"the database {database_url(getattr(args, 'db', None))} cannot be used: {reason}"

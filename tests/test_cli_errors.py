@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import serial
 
 from kapmonitor.cli import EXIT_USER_ERROR, main
+from kapmonitor.codes import Code
 from tests.conftest import ROOT
 
 
@@ -119,3 +123,46 @@ def test_a_real_process_prints_no_traceback():
     assert result.stdout == ""
     assert result.stderr.startswith("kapmonitor: port '/dev/ttyKAP-missing' does not exist")
     assert "Traceback" not in result.stderr
+
+
+def test_sigterm_while_the_database_is_down_stops_cleanly_and_loses_nothing(postgres):
+    """Headless record, its PostgreSQL server stopped, then SIGTERM: one sentence, exit 2, and
+    every measurement it wrote out is in the database once the server is back."""
+    url = postgres.new_database()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kapmonitor", "record", "--device", "sim:typical", "--speed",
+         "30", "--no-waves", "--db", url],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stderr is not None
+        assert "recording session" in proc.stderr.readline()
+        time.sleep(1.5)
+        postgres.stop("fast")
+        try:
+            time.sleep(3.0)  # the recorder keeps what it cannot write
+            proc.send_signal(signal.SIGTERM)
+            out, err = proc.communicate(timeout=60)
+        finally:
+            postgres.start()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert "Traceback" not in err
+    assert proc.returncode == EXIT_USER_ERROR, err
+    last = err.splitlines()[-1]
+    assert last.startswith("kapmonitor: ") and "spool" in last, err
+    lines = [json.loads(line) for line in out.splitlines()]
+    nibp = {Code.NIBP_SYS.value, Code.NIBP_DIA.value, Code.NIBP_MEAN.value}
+    numerics = sum(
+        1 for x in lines if "value" in x and "condition" not in x and x["code"] not in nibp
+    )
+    readings = sum(1 for x in lines if x.get("code") == Code.NIBP_SYS.value)
+    assert numerics > 100
+    shown = subprocess.run(
+        [sys.executable, "-m", "kapmonitor", "sessions", "show", "1", "--db", url],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    assert f"{numerics} numerics, {readings} NIBP readings" in shown.stdout
