@@ -126,6 +126,7 @@ class PlaybackDriver(Driver):
         self.speed = speed
         self._origin: Stamp | None = None
         self._started = 0.0
+        self._horizon = 0.0  #: session time before which every item has been published
 
     def open(self) -> None:
         self._origin = Stamp.now()
@@ -146,7 +147,11 @@ class PlaybackDriver(Driver):
         self._started = time.monotonic()
 
     def wait_until(self, t: float) -> bool:
-        """Sleep until session time ``t`` is due; False if the driver is being stopped."""
+        """Sleep until session time ``t`` is due; False if the driver is being stopped.
+
+        Call it once everything stamped before ``t`` has been published.
+        """
+        self._horizon = max(self._horizon, t)
         delay = self._started + t / self.speed - time.monotonic()
         if delay > 0:
             self._stop.wait(delay)
@@ -157,9 +162,12 @@ class PlaybackDriver(Driver):
 
         The alarm system's clock for a silent stretch (an unplug, the end of the session), so
         that its delays and the no-data timeout pass in session time, as the items' stamps do.
+        It never passes what has been published: a reader running late (a loaded machine)
+        must not make the alarms see silence in the items still to come.
         """
         if self._origin is None:
             return Stamp.now()
         if not self._started:
             return self._origin
-        return self._origin.shifted((time.monotonic() - self._started) * self.speed)
+        due = (time.monotonic() - self._started) * self.speed
+        return self._origin.shifted(min(due, self._horizon))

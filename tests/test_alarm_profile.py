@@ -444,3 +444,141 @@ def test_nan_is_not_a_number_for_the_pause():
     text = mutated(("audio_pause_s = 120", "audio_pause_s = nan"))
     with pytest.raises(ProfileError, match="audio_pause_s: must be a number"):
         parse_profile(text, FILE)
+
+
+# --- profiles that would switch alarms off (issue 11) -------------------------------------------
+
+SPO2_LEVELS = "medium = 90\nhigh = 85"
+PULSE_LOW_LEVELS = "medium = 50\nhigh = 40"
+NO_DATA = 'no_data = { priority = "medium" }'
+
+SWITCHED_OFF = [
+    # not finite
+    pytest.param([(SPO2_LEVELS, "medium = inf\nhigh = 85")], ["'spo2-low' medium", "finite"],
+                 id="medium-inf"),
+    pytest.param([(SPO2_LEVELS, "medium = 90\nhigh = -inf")], ["'spo2-low' high", "finite"],
+                 id="high-minus-inf"),
+    pytest.param([(SPO2_LEVELS, "medium = nan\nhigh = 85")], ["'spo2-low' medium", "a number"],
+                 id="medium-nan"),
+    pytest.param([("delay_s = 10\n", "delay_s = inf\n")], ["'spo2-low' delay_s", "finite"],
+                 id="delay-inf"),
+    pytest.param([("hysteresis = 1\n", "hysteresis = inf\n")],
+                 ["'spo2-low' hysteresis", "finite"], id="hysteresis-inf"),
+    pytest.param([('sensor_off = { priority = "medium", delay_s = 10 }',
+                   'sensor_off = { priority = "medium", delay_s = inf }')],
+                 ["[technical] sensor_off delay_s", "finite"], id="technical-delay-inf"),
+    pytest.param([("{ every_min = 15 }", "{ until_min = inf, every_min = 15 }")],
+                 ["segment 2 until_min", "finite"], id="schedule-until-inf"),
+    # delays too long to be an alarm
+    pytest.param([("delay_s = 10\n", "delay_s = 1e12\n")],
+                 ["'spo2-low' delay_s", "at most 30", "hides the condition"], id="delay-huge"),
+    pytest.param([("delay_s = 10\n", "delay_s = 31\n")], ["'spo2-low' delay_s", "at most 30"],
+                 id="delay-31"),
+    pytest.param([('signal_quality = { priority = "low", delay_s = 10 }',
+                   'signal_quality = { priority = "low", delay_s = 1e12 }')],
+                 ["[technical] signal_quality delay_s", "at most 30"], id="technical-delay-huge"),
+    pytest.param([('nibp_overdue = { priority = "low", grace_s = 120 }',
+                   'nibp_overdue = { priority = "low", grace_s = 1e9 }')],
+                 ["[technical] nibp_overdue grace_s", "at most 300"], id="grace-huge"),
+    pytest.param([(NO_DATA, 'no_data = { priority = "medium", timeout_s = 3600 }')],
+                 ["[technical] no_data timeout_s", "at most 30"], id="no-data-timeout-huge"),
+    pytest.param([(NO_DATA, 'no_data = { priority = "medium", timeout_s = 0 }')],
+                 ["[technical] no_data timeout_s", "at least 2"], id="no-data-timeout-zero"),
+    pytest.param([(NO_DATA, 'no_data = { priority = "medium", timeout_s = inf }')],
+                 ["[technical] no_data timeout_s", "finite"], id="no-data-timeout-inf"),
+    pytest.param([('disconnected = { priority = "medium" }',
+                   'disconnected = { priority = "medium", timeout_s = 5 }')],
+                 ["[technical] disconnected", "unknown key 'timeout_s'"], id="timeout-elsewhere"),
+    pytest.param([("every_min = 5", "every_min = 1e9")],
+                 ["segment 1 every_min", "at most 60"], id="schedule-every-huge"),
+    pytest.param([("systolic = 40", "systolic = 1e9")],
+                 ["[baseline_rise] systolic", "at most 100"], id="baseline-rise-huge"),
+    # limits no patient reaches
+    pytest.param([(SPO2_LEVELS, "medium = 9\nhigh = 8")],
+                 ["'spo2-low' medium", "9 is outside 50 to 100 % for SpO2"], id="spo2-9-8"),
+    pytest.param([(SPO2_LEVELS, "medium = 150\nhigh = 140")],
+                 ["'spo2-low' medium", "150 is outside 50 to 100"], id="spo2-150-140"),
+    pytest.param([(PULSE_LOW_LEVELS, "medium = 50\nhigh = -40")],
+                 ["'pulse-low' high", "outside 25 to 250 /min"], id="pulse-negative"),
+    pytest.param([("medium = 160\nhigh = 180", "medium = 160\nhigh = 1e6")],
+                 ["'nibp-sys-high' high", "outside 40 to 260 mm[Hg]"], id="nibp-huge"),
+    # levels and rules in an order that cannot alarm
+    pytest.param([(PULSE_LOW_LEVELS, "medium = 130\nhigh = 40")],
+                 ["'pulse-low' medium", "130 must lie below the medium limit 120 of 'pulse-high'"],
+                 id="pulse-low-above-pulse-high"),
+    pytest.param([("medium = 90\nhigh = 80", "medium = 170\nhigh = 80")],
+                 ["'nibp-sys-low' medium", "must lie below the medium limit 160"],
+                 id="nibp-low-above-high"),
+    # hysteresis that never lets a condition end
+    pytest.param([("hysteresis = 1\n", "hysteresis = 10\n")],
+                 ["'spo2-low' hysteresis", "at 100 %", "cannot reach"], id="spo2-hysteresis-10"),
+    pytest.param([("hysteresis = 2\n", "hysteresis = 80\n")],
+                 ["'pulse-low' hysteresis", "beyond the opposite limit 120"],
+                 id="pulse-hysteresis-past-the-high-limit"),
+    # the core vital signs
+    pytest.param([('codes = ["MDC_PULS_OXIM_SAT_O2"]', 'codes = ["MDC_PULS_OXIM_PERF_REL"]'),
+                  (SPO2_LEVELS, "medium = 0.5\nhigh = 0.3")],
+                 ["[[limit]]", "no rule for SpO2 low (MDC_PULS_OXIM_SAT_O2)"], id="no-spo2-rule"),
+    pytest.param([('codes = ["MDC_PULS_OXIM_PULS_RATE", "MDC_ECG_HEART_RATE"]\ndirection = "high"',
+                   'codes = ["MDC_PULS_OXIM_PULS_RATE"]\ndirection = "high"')],
+                 ["no rule for heart rate high"], id="no-heart-rate-high"),
+    pytest.param([('direction = "low"\nmedium = 90\nhigh = 80', 'direction = "high"\nmedium = 200'
+                   '\nhigh = 220')], ["no rule for NIBP systolic low"], id="no-nibp-sys-low"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("replacements", "expected"), SWITCHED_OFF)
+def test_a_profile_that_would_switch_an_alarm_off_is_refused(replacements, expected):
+    with pytest.raises(ProfileError) as info:
+        parse_profile(mutated(*replacements), FILE)
+    _check_message(info.value, expected)
+
+
+@pytest.mark.parametrize(
+    ("rule_id", "priority", "limit", "reason"),
+    [
+        ("spo2-low", MEDIUM, math.inf, "outside 50 to 100"),
+        ("spo2-low", HIGH, 8, "outside 50 to 100"),
+        ("pulse-low", MEDIUM, 130, "must lie below the medium limit 120 of 'pulse-high'"),
+        ("pulse-high", MEDIUM, 45, "must lie below the medium limit 45 of 'pulse-high'"),
+    ],
+)
+def test_a_limit_changed_in_a_session_is_checked_like_the_file(rule_id, priority, limit, reason):
+    with pytest.raises(ProfileError, match=reason):
+        load_profile().with_limit(rule_id, priority, limit)
+
+
+def test_the_limit_ranges_lie_inside_the_physical_ranges():
+    from alarms.profile import LIMIT_RANGES
+
+    for code, (low, high) in LIMIT_RANGES.items():
+        floor, ceiling = code.physical_range
+        assert floor <= low < high <= ceiling, code
+
+
+def test_the_no_data_timeout_defaults_to_the_drivers():
+    from devices.base import DEFAULT_NO_DATA_TIMEOUT
+
+    assert load_profile().technical["no_data"].timeout_s == DEFAULT_NO_DATA_TIMEOUT == 10
+
+
+def test_record_refuses_an_infinite_limit_before_monitoring_starts(tmp_path):
+    # It used to be accepted, and the first alarm's line ({"limit": Infinity}) is not JSON:
+    # jsonl.dumps raised in record's writer and monitoring stopped with a traceback.
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    profile = tmp_path / "inf.toml"
+    profile.write_text(mutated((SPO2_LEVELS, "medium = inf\nhigh = 85")))
+    proc = subprocess.run(
+        [sys.executable, "-m", "kapmonitor", "record", "--device", "sim:desaturation",
+         "--speed", "600", "--duration", "40m", "--profile", str(profile),
+         "--db", f"sqlite:///{tmp_path / 'k.sqlite3'}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.splitlines() == [
+        "kapmonitor: alarm profile 'inf.toml': [[limit]] 'spo2-low' medium: must be a finite number"
+    ]

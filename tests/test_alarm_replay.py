@@ -317,3 +317,88 @@ def test_timeline_missing_values_never_alarm():
     out = list(timeline(AlarmEngine(load_profile()), read_items(lines)))
     # No SpO2 0 or pulse 0: only the NIBP with nothing measured, which is technical.
     assert [(r["condition"], r["kind"]) for r in out] == [("nibp-failed", "technical")]
+
+
+# --- issue 11: record's own output, time going back, values that are not numbers ------------------
+
+UNREADABLE = [
+    pytest.param(b'{"t": 3, "code": "%s", "value": Infinity}' % SPO2.encode(), id="value-inf"),
+    pytest.param(b'{"t": 3, "code": "%s", "value": -Infinity}' % SPO2.encode(), id="value-minf"),
+    pytest.param(b'{"t": 3, "code": "%s", "value": NaN}' % SPO2.encode(), id="value-nan"),
+    pytest.param(b'{"t": 3, "code": "%s", "value": 1e400}' % SPO2.encode(), id="value-1e400"),
+    pytest.param(b'{"t": 1e400}', id="t-1e400"),
+    pytest.param(b'{"t": 3, "code": "%s", "value": 1%s}' % (SPO2.encode(), b"0" * 400),
+                 id="value-400-digit-integer"),
+    pytest.param(b'{"t": 1%s}' % (b"0" * 400), id="t-400-digit-integer"),
+    pytest.param(b'{"t": 3, "code": "%s", "value": 1%s}' % (SPO2.encode(), b"0" * 5000),
+                 id="value-5000-digit-integer"),
+    pytest.param(b'{"t": 3, "code": "\xff\xfe", "value": 97}', id="not-utf8"),
+    pytest.param(b"\x80\x81\x82", id="binary"),
+    pytest.param(b"[" * 100_000, id="deep-nesting"),
+    pytest.param(b'{"t": 3, "x": ' + b"{" * 100_000, id="deep-nesting-in-an-object"),
+    pytest.param(b'{"t": 3, "code": ["a"], "value": 97}', id="code-list"),
+    pytest.param(b'{"t": 3, "state": ["connected"]}', id="state-list"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("bad", UNREADABLE)
+def test_unreadable_input_is_one_sentence_exit_2_and_no_traceback(tmp_path, bad):
+    path = tmp_path / "bad.jsonl"
+    ok = (json.dumps(m(0, SPO2, 97)) + "\n").encode()
+    path.write_bytes(ok + bad + b"\n" + ok.replace(b'"t": 0', b'"t": 60'))
+    proc = run("--in", str(path))
+    if bad.startswith(b'{"t": 3, "code": ["a"]'):  # a code that is no code: not alarmed on
+        assert proc.returncode == 0, proc.stderr
+        return
+    assert proc.returncode == EXIT_USER_ERROR, (proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    (line,) = proc.stderr.splitlines()
+    assert line.startswith(f"kapmonitor: {path} line 2"), line
+
+
+def test_unreadable_input_on_standard_input():
+    proc = subprocess.run(
+        [sys.executable, "-m", "kapmonitor", "alarms", "replay", "--in", "-"],
+        cwd=ROOT, capture_output=True, input=b'{"t": 0}\n{"t": 1, "v": \xff}\n', timeout=60,
+        check=False,
+    )  # fmt: skip
+    assert proc.returncode == EXIT_USER_ERROR
+    assert proc.stderr.decode().splitlines() == [
+        "kapmonitor: standard input line 2 is not UTF-8 text: is it a JSON lines file?"
+    ]
+
+
+def test_time_going_back_for_a_device_is_refused_naming_the_line(tmp_path):
+    # The reported case: after a backward jump, SpO2 80 % for 49 samples raised nothing.
+    lines = [m(t, SPO2, 97, device="ox") for t in range(100, 200)]
+    lines += [m(50 + t, SPO2, 80, device="ox") for t in range(49)]
+    proc = run("--in", str(write(tmp_path / "back.jsonl", lines)))
+    assert proc.returncode == EXIT_USER_ERROR
+    assert proc.stderr.splitlines() == [
+        f"kapmonitor: {tmp_path / 'back.jsonl'} line 101 goes back in time: t = 50 is before "
+        "t = 199 on line 100 for device 'ox'; sort the input by time"
+    ]
+
+
+def test_time_may_differ_between_devices_and_a_bare_time_line_may_lag(tmp_path):
+    lines = [m(10, SPO2, 97, device="ox1"), m(5, SPO2, 97, device="ox2"), {"t": 1}]
+    records(run("--in", str(write(tmp_path / "two.jsonl", lines))))
+
+
+def test_the_alarm_lines_record_writes_are_not_input():
+    alarm = {"t": 10.0, "condition": "spo2-low", "code": SPO2, "priority": "medium",
+             "kind": "physiological", "state": "active", "value": 88, "limit": 90.0,
+             "device": "sim:desaturation"}  # fmt: skip
+    lines = [json.dumps(m(10, SPO2, 88)), json.dumps(alarm), json.dumps({**alarm, "t": 11})]
+    assert list(read_items(lines)) == [Numeric("input", Code.SPO2, 88, Stamp(10, 10))]
+
+
+def test_a_line_with_no_device_belongs_to_the_one_device_named():
+    # A one-device record names its device only on its state lines.
+    lines = [
+        json.dumps({"t": 0, "state": "connected", "detail": "", "device": "sim:x"}),
+        json.dumps(m(1, SPO2, 97)),
+    ]
+    assert [i.source for i in read_items(lines)] == ["sim:x", "sim:x"]
+    lines.insert(1, json.dumps({"t": 0, "state": "connected", "detail": "", "device": "sim:y"}))
+    assert [i.source for i in read_items(lines)] == ["sim:x", "sim:y", "input"]
