@@ -208,6 +208,7 @@ def cmd_record(args: argparse.Namespace, out: TextIO) -> int:
     try:
         while True:
             item = sub.get(timeout=0.2)
+            runner.poll()  # headless, no screen drains the runner's own view: its queue would grow
             write_alarms()
             if item is not None:
                 write(item)
@@ -710,14 +711,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _db_option(parser: argparse.ArgumentParser) -> None:
+    # SUPPRESS: a subcommand's unused option must not overwrite one given before the subcommand
+    # (`kapmonitor --db URL record`), or the recording would go to the default database.
     parser.add_argument(
         "--db",
+        default=argparse.SUPPRESS,
         metavar="URL",
         help=f"database URL (default: ${DB_ENV_VAR}, else a SQLite file in the user's data "
         "folder); put no password in it: see --db-password-file",
     )
     parser.add_argument(
         "--db-password-file",
+        default=argparse.SUPPRESS,
         metavar="FILE",
         help=f"the database server's password on the first line of FILE (or: ${PASSWORD_ENV}, "
         "PGPASSWORD, PGPASSFILE, ~/.pgpass)",
@@ -814,6 +819,8 @@ def main(
     review: Review | None = None,
 ) -> int:
     args = build_parser().parse_args(argv)
+    args.db = getattr(args, "db", None)
+    args.db_password_file = getattr(args, "db_password_file", None)
     args.screen = screen
     args.review = review
     logging.basicConfig(

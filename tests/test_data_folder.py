@@ -112,3 +112,16 @@ def test_a_server_recording_makes_the_data_folder_and_its_spool_owner_only(
         assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
     for spool in spools:
         assert stat.S_IMODE(spool.stat().st_mode) == 0o600, spool
+
+
+def test_db_before_the_command_is_the_database_used(tmp_path: Path):
+    """`kapmonitor --db URL record`: the subcommand's own, unused --db once replaced it with the
+    default database, so the session went into the data folder."""
+    env, data = home(tmp_path)
+    db = tmp_path / "before.sqlite3"
+    result = kapmonitor("--db", f"sqlite:///{db}", *RECORD, env=env)
+    assert result.returncode == 0, result.stderr
+    assert f"to sqlite:///{db}" in result.stderr
+    listed = kapmonitor("--db", f"sqlite:///{db}", "sessions", "list", env=env)
+    assert "P-folder-1" in listed.stdout
+    assert not data.exists()
