@@ -130,3 +130,33 @@ def test_a_signal_closes_the_start_dialog(tmp_path):
     elapsed, code, err = _stop(proc, signal.SIGTERM)
     assert elapsed < STOP_WITHIN_S and code == 128 + signal.SIGTERM, err
     assert "Traceback" not in err
+
+
+@pytest.mark.timeout(180)
+def test_a_signal_while_the_database_is_down_is_one_sentence(tmp_path, postgres):
+    """The screen recording into PostgreSQL, the server stopped, then SIGTERM: the process still
+    ends promptly, with one sentence and exit status 2, never a traceback."""
+    url = postgres.new_database()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ui.launcher", *COMMANDS["demo"], "--db", url],
+        cwd=ROOT, env=_env(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        time.sleep(8)  # recording
+        assert proc.poll() is None
+        postgres.stop("fast")
+        try:
+            time.sleep(2)
+            elapsed, code, err = _stop(proc, signal.SIGTERM)
+        finally:
+            postgres.start()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert "Traceback" not in err, err
+    assert code == 2, err
+    assert elapsed < STOP_WITHIN_S, f"{elapsed:.2f} s"
+    last = err.strip().splitlines()[-1]  # after the recorder's own warning, if it gave one
+    assert last.startswith("kapmonitor: the database ") and "cannot be used" in last, err

@@ -74,10 +74,23 @@ def _run(
             QMessageBox.critical(None, "kapmonitor", str(exc))
             if not from_dialog:
                 return 2
-    # app.exit only asks the event loop to end: this slot still runs, before it does.
-    stop.stop_requested.connect(lambda signum: window.stop_by_system())
+    failed: list[Exception] = []
+
+    def stop_session(signum: int) -> None:
+        try:
+            window.stop_by_system()
+        except Exception as exc:  # raised again below, out of the event loop
+            failed.append(exc)  # (the database is down, say): the command line names it
+        finally:
+            app.exit(128 + signum)  # whatever happened, the process ends
+
+    stop.stop_requested.disconnect()
+    stop.stop_requested.connect(stop_session)
     for session_id in runner.interrupted:
         window.say(f"Session {session_id} was interrupted; review it with kapmonitor review.")
     window.showMaximized()
     window.start()
-    return app.exec()
+    status = app.exec()
+    if failed:
+        raise failed[0]
+    return status
