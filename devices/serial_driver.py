@@ -100,6 +100,7 @@ class SerialDriver(Driver):
         port = open_port(self.spec.target, self.serial_settings)
         # Bytes buffered before we opened were stamped by nobody; their time is unknown.
         port.reset_input_buffer()
+        self.parser.begin(Stamp.now())  # what arrives from now on arrived after this
         self._set_state(ConnectionState.CONNECTED)
         return port
 

@@ -19,6 +19,7 @@ from devices.protocols.contec import (
     BYTE_RATE,
     CAPTURED_REPLIES,
     KEEP_ALIVE_COMMAND,
+    LOCK_PACKETS,
     START_COMMAND,
     STOP_COMMAND,
     ContecDriver,
@@ -163,15 +164,19 @@ def test_golden_reference_packet() -> None:
     assert (f.probe_error, f.searching_pulse, f.searching_too_long, f.bar_graph) == (0, 0, 0, 6)
     assert encode_realtime(f) == GOLDEN
     assert decode_packet(GOLDEN) == (1, bytes([5, 0x33, 0x16, 65, 97, 0xFF, 0xFF]))
-    for cuts in (None, list(range(1, 9))):
-        parser, items = decode(GOLDEN, cuts)
+    # A lone packet is what line noise makes: it is trusted only in a run of LOCK_PACKETS.
+    parser, items = decode(GOLDEN)
+    assert items == [] and parser.pending_bytes == len(GOLDEN)
+    stream = GOLDEN * LOCK_PACKETS
+    for cuts in (None, list(range(1, len(stream)))):
+        parser, items = decode(stream, cuts)
         assert [(i.code, i.value, i.flags) for i in items[:3]] == [
             (Code.PULSE_RATE, 65, frozenset()),
             (Code.SPO2, 97, frozenset()),
             (Code.PERFUSION, None, frozenset()),  # FFFF: no PI, and never 0
         ]
-        assert items[3].samples.tolist() == [51.0] and len(items) == 4
-        assert parser.stats.packets_realtime == 1 and parser.stats.framing_errors == 0
+        assert items[3].samples.tolist() == [51.0] * LOCK_PACKETS and len(items) == 4
+        assert parser.stats.packets_realtime == LOCK_PACKETS and parser.stats.framing_errors == 0
 
 
 @pytest.mark.parametrize("chunk", [None, 1, 5])
@@ -369,7 +374,8 @@ FF = {"pulse_rate": 0xFF, "spo2": 0x7F, "pi": 0xFFFF}
         ({"low_spo2": True, "pulse_beep": True, "bar_graph": 15}, (72, 97, 2.5), NONE, NONE),
     ],
 )
-@pytest.mark.parametrize("repeat", [1, 600])  # one packet, and the numpy path for long runs
+# The shortest run the parser trusts, and the numpy path for long runs.
+@pytest.mark.parametrize("repeat", [LOCK_PACKETS, 600])
 def test_status_bits_and_markers(fields, values, flags, pleth_flags, repeat) -> None:
     _, items = decode(rt(**fields) * repeat)
     nums = [i for i in items if isinstance(i, Numeric)]
@@ -388,7 +394,7 @@ def test_status_bits_and_markers(fields, values, flags, pleth_flags, repeat) -> 
 
 
 def test_spo2_above_100_is_out_of_range_not_a_value() -> None:
-    _, items = decode(rt(spo2=0x7E))
+    _, items = decode(rt(spo2=0x7E) * LOCK_PACKETS)
     spo2 = numerics(items, Code.SPO2)[0]
     assert spo2.value is None and Flag.OUT_OF_RANGE in spo2.flags
     assert Flag.OUT_OF_RANGE not in numerics(items, Code.PULSE_RATE)[0].flags
@@ -484,24 +490,24 @@ def test_replies_are_skipped_by_length_and_junk_is_counted_once() -> None:
 
 
 def test_a_cut_packet_costs_only_itself() -> None:
-    stream = rt(pleth=1) + rt(pleth=2)[:5] + rt(pleth=3) + rt(pleth=4)
+    lock = LOCK_PACKETS
+    stream = rt(pleth=1) * lock + rt(pleth=2)[:5] + rt(pleth=3) * lock
     parser, items = decode(stream)
-    assert np.concatenate([w.samples for w in items if isinstance(w, WaveformBlock)]).tolist() == [
-        1,
-        3,
-        4,
-    ]
+    samples = np.concatenate([w.samples for w in items if isinstance(w, WaveformBlock)])
+    assert samples.tolist() == [1] * lock + [3] * lock
     s = parser.stats
-    assert (s.framing_errors, s.bytes_discarded, s.resyncs, s.packets_realtime) == (1, 5, 1, 3)
+    assert (s.framing_errors, s.bytes_discarded, s.resyncs) == (1, 5, 1)
+    assert s.packets_realtime == 2 * lock
 
 
 def test_unknown_types_are_skipped_to_the_next_packet() -> None:
     unknown = bytes([0x3A, 0x80, 0x91, 0xA2, 0xB3, 0xC4, 0xD5, 0xE6, 0xF7, 0x88, 0x99])
-    parser, items = decode(rt(pleth=1) + unknown + rt(pleth=2))
+    lock = LOCK_PACKETS
+    parser, items = decode(rt(pleth=1) * lock + unknown + rt(pleth=2) * lock)
     s = parser.stats
     assert (s.packets_unknown, s.framing_errors, s.bytes_discarded) == (1, 0, len(unknown))
     samples = [w.samples.tolist() for w in items if isinstance(w, WaveformBlock)]
-    assert samples == [[1.0], [2.0]]
+    assert samples == [[1.0] * lock, [2.0] * lock]
 
 
 def test_a_pause_in_the_stream_starts_a_new_block_and_numerics_at_once(stream: bytes) -> None:
@@ -579,7 +585,8 @@ def test_damage_in_one_region_spares_every_packet_outside_it(where: int, junk: b
     parser, items = decode(bad)
     check_invariant(parser)
     first_bad, last_bad = where // 9, (where + len(junk) - 1) // 9
-    spared = [k for k in range(600) if not first_bad <= k <= last_bad]
+    # Spared: outside the damage, and not in a run before it too short to be trusted.
+    spared = [k for k in range(600) if k > last_bad or LOCK_PACKETS <= first_bad > k]
     want = samples_by_packet(clean_items)
     got = samples_by_packet(items)
     assert all(got[k] == want[k] for k in spared)
@@ -594,8 +601,8 @@ def test_damage_in_one_region_spares_every_packet_outside_it(where: int, junk: b
     ):
         if k in rt_of:
             values = [(i.code, i.value, i.flags) for i in group]
-            _, ref = decode(rt_of[k], flush=False)
-            assert values == [(i.code, i.value, i.flags) for i in ref]
+            _, ref = decode(rt_of[k] * LOCK_PACKETS, flush=False)
+            assert values == [(i.code, i.value, i.flags) for i in ref if isinstance(i, Numeric)]
     # …and keep coming about once a second after the damage.
     after = [
         packet_of(n.stamp) for n in numerics(items, Code.SPO2) if packet_of(n.stamp) > last_bad

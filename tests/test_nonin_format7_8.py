@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from devices.protocols.nonin import (
     FORMAT7,
+    LOCK8,
     Nonin2Driver,
     Nonin7Driver,
     Nonin8Driver,
@@ -46,6 +47,7 @@ from tests.test_nonin_format2 import HYPO, WIRE_FLAGS, FakeSession, _mutate, exp
 
 ORIGIN = Stamp(1000.0, 1.7e9)
 ACK, NAK = 0x06, 0x15
+CHECKS = frozenset({Flag.OUT_OF_RANGE, Flag.QUESTIONABLE})  #: flags of the output checks
 
 
 @dataclass(frozen=True)
@@ -151,20 +153,29 @@ def packets(proto: Proto, items: list) -> list[tuple]:
         pr, spo2, *wave = items[i : i + proto.items]
         assert isinstance(pr, Numeric) and pr.code is Code.PULSE_RATE
         assert isinstance(spo2, Numeric) and spo2.code is Code.SPO2
-        assert pr.flags == spo2.flags and pr.stamp == spo2.stamp
+        # The device's flags are the packet's; the output checks judge each value alone.
+        assert pr.flags - CHECKS == spo2.flags - CHECKS and pr.stamp == spo2.stamp
         samples = None
         if wave:
             (w,) = wave
-            assert isinstance(w, WaveformBlock) and w.code is Code.PLETH and w.flags == pr.flags
+            assert isinstance(w, WaveformBlock) and w.code is Code.PLETH
+            assert w.flags == pr.flags - CHECKS
             assert w.fs == 75.0 and len(w.samples) == 25
             assert w.stamp.mono == pytest.approx(pr.stamp.mono - 24 / 75, abs=1e-9)
             samples = tuple(np.nan_to_num(w.samples, nan=-1.0).tolist())
-        out.append((pr.value, spo2.value, pr.flags, samples, round(pr.stamp.mono, 6)))
+        flags = pr.flags | spo2.flags
+        out.append((pr.value, spo2.value, flags, samples, round(pr.stamp.mono, 6)))
     return out
 
 
 def values(proto: Proto, items: list) -> list[tuple]:
     return [g[:4] for g in packets(proto, items)]
+
+
+def unjudged(got: list[tuple]) -> list[tuple]:
+    """Packets without the questionable flag the jump check adds: a damaged packet the parser
+    cannot tell from a real one (Format 8 has no checksum) moves the reference of the check."""
+    return [(*g[:2], g[2] - {Flag.QUESTIONABLE}, *g[3:]) for g in got]
 
 
 def check_invariant(proto: Proto, parser) -> None:
@@ -245,13 +256,21 @@ def decode_f2(stream: bytes):
     return parser, parser.feed(stream, ORIGIN)
 
 
-def test_golden8_packets_decode_with_their_flags() -> None:
-    stream = bytes.fromhex(" ".join(g[0] for g in GOLDEN8))
+@pytest.mark.parametrize(("wire", "hr", "spo2", "flags"), GOLDEN8)
+def test_golden8_packets_decode_with_their_flags(wire: str, hr, spo2, flags) -> None:
+    # A stream is trusted from LOCK8 agreeing packets on: a device repeats its display values.
+    stream = bytes.fromhex(wire) * LOCK8
     for cuts in (None, list(range(1, len(stream)))):
         parser, items = decode(F8, stream, cuts)
-        assert values(F8, items) == [(hr, spo2, flags, None) for _, hr, spo2, flags in GOLDEN8]
+        assert values(F8, items) == [(hr, spo2, flags, None)] * LOCK8
         s = parser.stats
-        assert (s.packets_ok, s.frames_ok, s.bytes_discarded, s.framing_errors) == (4, 4, 0, 0)
+        assert (s.packets_ok, s.frames_ok, s.bytes_discarded, s.framing_errors) == (3, 3, 0, 0)
+
+
+def test_format8_lone_packets_are_held_until_the_stream_is_trusted() -> None:
+    parser, items = decode(F8, P8 * (LOCK8 - 1))
+    assert items == [] and parser.pending_bytes == 4 * (LOCK8 - 1)
+    check_invariant(F8, parser)
 
 
 def test_format8_numerics_are_stamped_one_second_apart() -> None:
@@ -263,23 +282,34 @@ def test_format8_numerics_are_stamped_one_second_apart() -> None:
 # --- Format 8 structure errors ------------------------------------------------------------------
 
 P8 = bytes.fromhex(GOLDEN8[0][0])
+RUN8 = P8 * LOCK8  #: the shortest run of packets the parser trusts
+HR300 = bytes.fromhex("82 2C 61 00")  # HR (2 << 7) | 0x2C = 300: a rate the device can send
+HR383 = bytes.fromhex("82 7F 61 00")  # HR (2 << 7) | 0x7F = 383: one it cannot (18-321, 511)
+SPO2_120 = bytes.fromhex("80 48 78 00")  # SpO2 0x78 = 120: impossible (0-100, 127)
 
 
 @pytest.mark.parametrize(
     ("stream", "framing", "dropped", "discarded", "resyncs", "good"),
     [
         # Joining mid-packet: the tail of a packet is skipped, silently.
-        (P8[2:] + P8 * 2, 0, 0, 2, 0, 2),
+        (P8[2:] + RUN8, 0, 0, 2, 0, 3),
         # A packet cut short by the next status byte: one framing error, the packet dropped.
-        (P8 + P8[:2] + P8 * 2, 1, 1, 2, 1, 3),
+        (RUN8 + P8[:2] + RUN8, 1, 1, 2, 1, 6),
         # An extra data byte after a packet: one framing error, the stream found again.
-        (P8 + b"\x11" + P8 * 2, 1, 0, 1, 1, 3),
+        (RUN8 + b"\x11" + RUN8, 1, 0, 1, 1, 6),
         # Junk with bit 7 set: a "packet" whose data bytes have bit 7 set again.
-        (P8 + b"\xff\xfe" + P8, 2, 2, 2, 1, 2),
+        (RUN8 + b"\xff\xfe" + RUN8, 2, 2, 2, 1, 6),
         # Trailing status byte and two data bytes: still waiting, nothing counted.
-        (P8 * 2 + P8[:3], 0, 0, 0, 0, 2),
+        (RUN8 + P8[:3], 0, 0, 0, 0, 3),
+        # Values the device cannot send: the packet is damaged, and the stream must be
+        # trusted again.
+        (RUN8 + HR383 + RUN8, 1, 1, 4, 1, 6),
+        (RUN8 + SPO2_120 + RUN8, 1, 1, 4, 1, 6),
+        # Packets too few to trust before a lost byte: discarded as unconfirmed; the byte that
+        # broke their run is a framing error (no resync: the stream was never trusted before).
+        (P8 * 2 + b"\x11" + RUN8, 1, 0, 9, 0, 3),
     ],
-    ids=["mid-join", "cut-short", "extra-byte", "junk", "waiting"],
+    ids=["mid-join", "cut-short", "extra-byte", "junk", "waiting", "hr-383", "spo2-120", "few"],
 )
 def test_format8_framing_errors_are_counted_and_the_stream_found_again(
     stream: bytes, framing: int, dropped: int, discarded: int, resyncs: int, good: int
@@ -295,6 +325,17 @@ def test_format8_framing_errors_are_counted_and_the_stream_found_again(
         )
         assert s.resyncs == resyncs and s.checksum_errors == 0
         check_invariant(F8, parser)
+
+
+def test_format8_trusts_a_run_of_agreeing_packets_then_any_value_it_can_send() -> None:
+    # Two packets, then one that disagrees: the two are noise as far as the parser can tell.
+    parser, items = decode(F8, P8 * 2 + HR300 * LOCK8 + P8)
+    rates = [(i.value, i.flags) for i in items if i.code is Code.PULSE_RATE]
+    assert [i.value for i in items if i.code is Code.SPO2] == [97] * (LOCK8 + 1)
+    assert parser.stats.packets_unconfirmed == 2
+    # Once trusted, a value the device can send is taken; a jump is flagged, not dropped.
+    assert rates == [(300, frozenset())] * LOCK8 + [(72, frozenset({Flag.QUESTIONABLE}))]
+    check_invariant(F8, parser)
 
 
 # --- Format 7 status, pleth and missing values --------------------------------------------------
@@ -354,9 +395,9 @@ def test_format7_emulator_fields() -> None:
     stream = fake_bytes(F7)
     p = stream[125 * 7 : 125 * 8]  # t = 7/3 s, a normal phase
     fl = p[3::5]
-    hr = round(30.4 + (7 * 7.3) % 215)
+    hr = round(FakeSession.hr_at(7))
     assert ((fl[0] & 3) << 7 | fl[1]) == hr == ((fl[19] & 3) << 7 | fl[20])
-    assert fl[2] == fl[8] == 70 + 21 and fl[3] == 48 and (fl[5] << 7 | fl[6]) == 7
+    assert fl[2] == fl[8] == FakeSession.spo2_at(7) and fl[3] == 48 and (fl[5] << 7 | fl[6]) == 7
     assert [s & 0x81 for s in p[0::5]] == [0x81] + [0x80] * 24
     assert all((sum(p[i : i + 4]) & 0xFF) == p[i + 4] for i in range(0, 125, 5))
     raw = FakeSession().pleth(7 / 3, 25, 75.0)
@@ -437,15 +478,16 @@ def test_the_answer_as_first_byte_is_taken_and_not_an_error(proto: Proto, reply:
 
 @BOTH
 def test_the_answer_between_packets_is_taken_and_not_an_error(proto: Proto) -> None:
-    stream = fake_bytes(proto)[: 4 * proto.packet]
-    cut = 2 * proto.packet
+    stream = fake_bytes(proto)[: 6 * proto.packet] if proto is F7 else P8 * 6
+    cut = 2 * proto.packet  # Format 8: inside the run that makes the stream trusted
     parser, replies = armed(proto)
     items = parser.feed(stream[:cut] + bytes([ACK]) + stream[cut:], ORIGIN)
-    assert replies == [b"\x06"] and len(items) == 4 * proto.items
+    assert replies == [b"\x06"] and len(items) == 6 * proto.items
     assert (parser.stats.framing_errors, parser.stats.bytes_discarded) == (0, 1)
-    # Unasked, the same byte is what it looks like: a byte that is no packet.
+    # Unasked, the same byte is what it looks like: a byte that is no packet (and in Format 8
+    # the two packets before it were too few to trust).
     _, items = decode(proto, stream[:cut] + bytes([ACK]) + stream[cut:])
-    assert len(items) == 4 * proto.items
+    assert len(items) == (6 if proto is F7 else 4) * proto.items
 
 
 @BOTH
@@ -725,8 +767,14 @@ def test_damage_in_one_region_spares_untouched_packets(
     parser, items = decode(proto, damaged, every(chunk, damaged))
     check_invariant(proto, parser)
     size = proto.packet
-    want = [g for k, g in enumerate(values(proto, clean)) if (k + 1) * size <= lo or k * size >= hi]
-    it = iter(values(proto, items))
+    # Format 8 trusts no fewer than LOCK8 packets in a row: fewer before the damage are lost.
+    before = lo // size >= (LOCK8 if proto is F8 else 1)
+    want = [
+        g
+        for k, g in enumerate(unjudged(values(proto, clean)))
+        if ((k + 1) * size <= lo and before) or k * size >= hi
+    ]
+    it = iter(unjudged(values(proto, items)))
     assert all(w in it for w in want), "an untouched packet was lost"  # in order
 
 
@@ -747,8 +795,8 @@ def test_format7_a_damaged_frame_costs_only_its_packet(k: int, frame: int, byte:
 @HYPO
 def test_format8_valid_packets_survive_any_junk_around_them(junk: bytes, chunk: int) -> None:
     # Whatever precedes it, a packet's own status byte ends any packet the junk began.
-    stream = junk + P8 + junk + P8
+    stream = junk + RUN8 + junk + RUN8
     parser, items = decode(F8, stream, every(chunk, stream))
     check_invariant(F8, parser)
     got = [g[:2] for g in packets(F8, items)]
-    assert got[-1] == (72, 97) and got.count((72, 97)) >= 2
+    assert got[-1] == (72, 97) and got.count((72, 97)) >= 2 * LOCK8

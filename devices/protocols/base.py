@@ -5,17 +5,50 @@ whatever has arrived), resynchronises after corrupt bytes, counts what it had to
 never raises for any input. It does not read clocks: the caller passes the arrival stamp of each
 chunk, so that time is stamped once, by the device layer.
 
+Every item a parser emits passes :class:`OutputChecks` in :meth:`Parser.feed`, the one place
+where the rules every protocol shares are kept:
+
+* **Physical range.** A numeric or NIBP value outside its code's
+  :attr:`~kapmonitor.codes.CodeInfo.physical_range` keeps its number and is flagged
+  ``out-of-range`` (the alarm engine never judges it against a limit); a value that is not a
+  finite number is None, flagged the same.
+* **Jumps.** A value that moves further than its code's
+  :attr:`~kapmonitor.codes.CodeInfo.max_jump` from the device's last unflagged value, sooner
+  than the jump's window, is flagged ``questionable``; so is an NIBP reading whose mean is not
+  between its diastolic and systolic.
+* **Time never runs backwards.** Stamps of one stream (a code's numerics, the NIBP readings,
+  a waveform, a vendor value) never decrease: an item stamped before the previous item of its
+  stream is moved up to it.
+
+Back-dating: a chunk's stamp is the arrival of its last byte, and parsers place the items that
+ended earlier in the chunk by counting back at the device's byte rate. A packet emitted for a
+chunk ended inside it, so after the previous chunk arrived (or after :meth:`Parser.begin`, the
+connection's start): :meth:`Parser.back` never counts back further than that. When a chunk holds
+more bytes than the device sends in the time since the previous one (a backlog, a flood, a
+simulator playing faster than real time), its items are spread over that time instead of
+reaching back before it.
+
 An emulator plays the device: given the simulated patient and the simulated time it produces the
 exact bytes the device would send, and answers the host's commands.
 """
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, ClassVar
 
-from kapmonitor.model import Measurement, Stamp
+from kapmonitor.codes import Code
+from kapmonitor.model import (
+    DeviceValue,
+    Flag,
+    Measurement,
+    NibpReading,
+    Numeric,
+    Stamp,
+    WaveformBlock,
+)
 
 if TYPE_CHECKING:
     from devices.sim.physiology import KapSession
@@ -47,6 +80,102 @@ class SerialSettings:
     rtscts: bool = False
 
 
+_NIBP = "nibp"
+_WAVE = "wave"
+_VALUE = "value"
+_INF = math.inf
+_OUT_OF_RANGE = frozenset((Flag.OUT_OF_RANGE,))
+_QUESTIONABLE = frozenset((Flag.QUESTIONABLE,))
+#: Per code: (low, high, largest jump or inf, its window in seconds).
+_LIMITS = {code: (*code.info.physical_range, *(code.info.max_jump or (_INF, 0.0))) for code in Code}
+
+
+class OutputChecks:
+    """The checks every item of one parser passes (see the module notes); state per stream."""
+
+    def __init__(self) -> None:
+        #: The latest stamp (mono) emitted per stream: a code, NIBP, a wave, a vendor key.
+        self._last: dict[object, float] = {}
+        #: The last value of each code that passed its checks, and its stamp (mono).
+        self._ref: dict[Code, tuple[float, float]] = {}
+
+    def __call__(self, items: list[Measurement]) -> list[Measurement]:
+        """``items`` with flags added and stamps moved up where the rules say (in place)."""
+        last = self._last
+        for i, item in enumerate(items):
+            cls = type(item)
+            if cls is Numeric:
+                key: object = item.code
+            elif cls is WaveformBlock:
+                key = (_WAVE, item.code)
+            elif cls is NibpReading:
+                key = _NIBP
+            else:
+                key = (_VALUE, item.key) if cls is DeviceValue else cls
+            stamp = item.stamp
+            mono = stamp.mono
+            floor = last.get(key, -_INF)
+            if mono < floor:
+                stamp = stamp.shifted(floor - mono)
+                mono = floor
+            last[key] = mono
+            if cls is Numeric:
+                item = self._numeric(item, stamp)
+            elif cls is NibpReading:
+                item = self._nibp(item, stamp)
+            elif stamp is not item.stamp:
+                item = _restamped(item, stamp)
+            items[i] = item
+        return items
+
+    def _numeric(self, item: Numeric, stamp: Stamp) -> Numeric:
+        value = item.value
+        flags = item.flags
+        if value is not None:
+            code = item.code
+            low, high, jump, window = _LIMITS[code]
+            if not low <= value <= high:
+                if not math.isfinite(value):
+                    value = None
+                flags = flags | _OUT_OF_RANGE
+            else:
+                ref = self._ref.get(code)
+                if ref is not None and stamp.mono - ref[1] < window and abs(value - ref[0]) > jump:
+                    flags = flags | _QUESTIONABLE
+                else:
+                    self._ref[code] = (value, stamp.mono)
+        if flags is item.flags and stamp is item.stamp:
+            return item
+        return Numeric(item.source, item.code, value, stamp, flags)
+
+    def _nibp(self, item: NibpReading, stamp: Stamp) -> NibpReading:
+        flags = item.flags
+        parts = []
+        for code, value in item.parts():
+            low, high = _LIMITS[code][:2]
+            if value is not None and not low <= value <= high:
+                flags = flags | _OUT_OF_RANGE
+                value = value if math.isfinite(value) else None
+            parts.append(value)
+        sys_, dia, mean = parts
+        if (
+            sys_ is not None
+            and dia is not None
+            and (sys_ < dia or (mean is not None and not dia <= mean <= sys_))
+        ):
+            flags = flags | _QUESTIONABLE  # a cuff cannot measure that
+        if flags is item.flags and stamp is item.stamp:
+            return item
+        return NibpReading(item.source, sys_, dia, mean, stamp, flags)
+
+
+def _restamped(item: Measurement, stamp: Stamp) -> Measurement:
+    if isinstance(item, WaveformBlock):
+        return WaveformBlock(item.source, item.code, stamp, item.fs, item.samples, item.flags)
+    assert isinstance(item, DeviceValue)
+    return DeviceValue(item.source, item.key, item.value, item.unit, stamp, item.flags, item.text)
+
+
 class Parser(ABC):
     """Turns a device's byte stream into measurements."""
 
@@ -56,6 +185,17 @@ class Parser(ABC):
         #: A sentence for the user when the stream shows the device is set up wrongly
         #: (e.g. a Masimo sending ASCII 2); None while all is well.
         self.problem: str | None = None
+        self._checks = OutputChecks()
+        #: ``mono`` of the previous chunk's stamp (or of :meth:`begin`): nothing in a later
+        #: chunk arrived before it.
+        self._floor: float | None = None
+        #: Seconds a byte of the current chunk may be counted back at most (see :meth:`back`).
+        self._max_back_per_byte = _INF
+
+    def begin(self, stamp: Stamp) -> None:
+        """A connection opened at ``stamp``: no byte that follows arrived before it."""
+        if self._floor is None or stamp.mono > self._floor:
+            self._floor = stamp.mono
 
     def feed(self, data: bytes, stamp: Stamp) -> list[Measurement]:
         """Consume ``data`` (any chunking) that arrived at ``stamp``; return completed items.
@@ -67,7 +207,21 @@ class Parser(ABC):
         if not isinstance(data, bytes):
             data = bytes(data)  # a bytearray or memoryview from a port
         self.stats.bytes_in += len(data)
-        return self._feed(data, stamp)
+        floor = self._floor
+        if floor is None:
+            self._max_back_per_byte = _INF
+        else:
+            self._max_back_per_byte = max(stamp.mono - floor, 0.0) / len(data)
+        if floor is None or stamp.mono > floor:
+            self._floor = stamp.mono
+        items = self._feed(data, stamp)
+        return self._checks(items) if items else items
+
+    def back(self, bytes_after: int, byte_rate: float) -> float:
+        """Seconds before the chunk's stamp at which the byte ``bytes_after`` bytes before the
+        chunk's last one arrived: at the device's ``byte_rate``, but never before the previous
+        chunk (or the connection's start); ``bytes_after`` counts bytes of the current chunk."""
+        return min(bytes_after / byte_rate, bytes_after * self._max_back_per_byte)
 
     @abstractmethod
     def _feed(self, data: bytes, stamp: Stamp) -> list[Measurement]:
@@ -75,6 +229,11 @@ class Parser(ABC):
 
     def flush(self) -> list[Measurement]:
         """Items held back for a block the stream ended inside (the end of a file)."""
+        items = self._flush_held()
+        return self._checks(items) if items else items
+
+    def _flush_held(self) -> list[Measurement]:
+        """The protocol's held-back items, for :meth:`flush`; most hold none."""
         return []
 
 

@@ -31,6 +31,17 @@ low-perfusion patient). SpO2 above 100 → ``None`` with OUT_OF_RANGE. The "PI v
 used: the public capture has it set together with PI ``FFFF``; PI is ``None`` when ``FFFF`` (or 0).
 Invalid markers (PR ``FF``/0, SpO2 ``7F``/0, PI ``FFFF``/0) become ``None``, never 0.
 
+**Lock.** The only check the wire offers is its bit-7 structure, which random bytes meet once in
+65,536 positions: line noise at 115200 baud would give a lone "real-time packet" every few
+seconds, with a pulse rate, an SpO2 and a PI of whatever the noise holds (a PI of 342 %). A real
+device sends them back to back, 60 a second. So real-time packets are trusted only from a run of
+:data:`LOCK_PACKETS` in a row (random bytes at the line rate make one about once in 800 years)
+until bytes are lost again; a shorter run between other bytes is counted in
+``packets_unconfirmed`` and discarded. The first packets of a run are held until the run is long
+enough, then emitted with their own stamps: a stream's first values come 50 ms late, and nothing
+of a real stream is lost. Values outside their physical range (PI above 20 %) are flagged by the
+shared output checks.
+
 **Framing.** Real-time packets are recognised many at a time (a regular expression over a class
 string of the buffer: C speed), so a 2-hour file decodes in a fraction of a second and per-read
 overhead stays small. Other packets the device sends in reply to commands are skipped by their
@@ -77,6 +88,8 @@ BYTE_RATE = PACKET_RATE * RT_BYTES  #: 540 B/s while streaming
 BLOCK_PACKETS = 15  #: pleth samples per WaveformBlock (0.25 s)
 NUMERIC_EVERY = 60  #: real-time packets per set of numerics (1 s)
 GAP_S = 0.5  #: a longer pause between two packets' arrival starts a new pleth block
+#: Real-time packets in a row that make a stream trusted (see "Lock" above).
+LOCK_PACKETS = 3
 KEEP_ALIVE_TIMEOUT = 5.0  #: the emulator stops this long after the last A1/AF (see above)
 
 CMD_TYPE = 0x7D
@@ -284,6 +297,8 @@ class ContecStats(ParserStats):
     packets_realtime: int = 0
     packets_other: int = 0  #: replies to commands (device info, ...), skipped by their length
     packets_unknown: int = 0  #: types of unknown length, skipped up to the next packet
+    #: real-time packets in a run too short to trust (noise), discarded
+    packets_unconfirmed: int = 0
     bytes_in_packets: int = 0  #: bytes of well-formed packets of known type, of any kind
 
 
@@ -292,11 +307,12 @@ class ContecParser(Parser):
 
     Stamps: the ``stamp`` given to :meth:`feed` is the arrival of the chunk's last byte; a packet
     ends ``bytes after it in the buffer / 540`` s before that (the device's byte rate while
-    streaming). Numerics carry their packet's end; a pleth block starts ``n - 1`` packets before
-    the end of its last packet.
+    streaming; never before the previous chunk, see :meth:`Parser.back`). Numerics carry their
+    packet's end; a pleth block starts ``n - 1`` packets before the end of its last packet.
 
     The pleth samples of a block that is not complete yet are held; :meth:`flush` hands them out
-    (at the end of a file, or when the caller knows the stream stopped).
+    (at the end of a file, or when the caller knows the stream stopped). Packets of a run not
+    yet long enough to trust stay pending, and a stream that ends inside one drops them.
     """
 
     protocol: ClassVar[str] = "contec"
@@ -315,6 +331,7 @@ class ContecParser(Parser):
         self._in_step = False  #: the last decision was a good packet
         self._acquired = False  #: a good packet has been seen (losing step after it is an error)
         self._lost = False  #: bytes were thrown away since the last good packet
+        self._locked = False  #: real-time packets are trusted (no byte lost since a long run)
 
     @property
     def pending_bytes(self) -> int:
@@ -340,6 +357,16 @@ class ContecParser(Parser):
             if c == RT_TYPE:
                 m = _RUN_TAIL.match(cls, pos)
                 run_end = m.end(1)
+                if not self._locked and run_end > pos:
+                    count = (run_end - pos) // RT_BYTES
+                    if count < LOCK_PACKETS:
+                        if run_end == n or m.lastindex == 2:
+                            break  # the run may yet grow long enough
+                        stats.packets_unconfirmed += count  # a short run among other bytes
+                        self._discard(run_end - pos, out)
+                        pos = run_end
+                        continue
+                    self._locked = True
                 if run_end > pos:
                     self._take_run(b, pos, run_end, n, stamp, out)
                     pos = run_end
@@ -384,7 +411,7 @@ class ContecParser(Parser):
         self._buf = b[pos:]
         return out
 
-    def flush(self) -> list[Measurement]:
+    def _flush_held(self) -> list[Measurement]:
         """The pleth samples held for an incomplete block, as a (shorter) block."""
         out: list[Measurement] = []
         self._flush(out)
@@ -405,6 +432,7 @@ class ContecParser(Parser):
         if error and self._in_step:
             stats.framing_errors += 1
         self._in_step = False
+        self._locked = False
         self._lost = self._acquired
         self._flush(out)  # a real-time packet may be among the lost bytes: keep blocks gapless
 
@@ -431,7 +459,8 @@ class ContecParser(Parser):
             self._good()
         prev = self._last_stamp
         if prev is not None and (
-            (stamp.mono - (n - pos - RT_BYTES) / BYTE_RATE) - (prev.mono - self._last_back) > GAP_S
+            (stamp.mono - self.back(n - pos - RT_BYTES, BYTE_RATE)) - (prev.mono - self._last_back)
+            > GAP_S
         ):
             self._flush(out)  # the stream paused: the next samples do not follow these
             self._count = 0  # and a restarted stream shows its numbers at once
@@ -447,7 +476,7 @@ class ContecParser(Parser):
             if i >= count:
                 break
             p_end = pos + (i + 1) * RT_BYTES
-            at = stamp.shifted((p_end - n) / BYTE_RATE) if p_end != n else stamp
+            at = stamp.shifted(-self.back(n - p_end, BYTE_RATE)) if p_end != n else stamp
             if i == next_num:
                 self._emit_numerics(b[p_end - RT_BYTES : p_end], at, out)
                 next_num += NUMERIC_EVERY
@@ -477,7 +506,7 @@ class ContecParser(Parser):
             self._block += b[seg:end]
         self._count = (self._count + count) % NUMERIC_EVERY
         self._last_stamp = stamp
-        self._last_back = (n - end) / BYTE_RATE
+        self._last_back = self.back(n - end, BYTE_RATE)
 
     def _bulk_blocks(self, b: bytes, start: int, end: int) -> tuple[np.ndarray, list[int]]:
         """Pleth samples and status bits of the complete blocks from ``start``, with numpy;

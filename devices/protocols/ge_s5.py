@@ -549,7 +549,7 @@ class GeS5Parser(Parser):
                     stats.bytes_discarded += j - pos
                     self._skipping = False
                 else:
-                    at = stamp.shifted(-(n - 1 - j) / LINE_RATE) if j != n - 1 else stamp
+                    at = stamp.shifted(-self.back(n - 1 - j, LINE_RATE)) if j != n - 1 else stamp
                     self._piece(b[pos:j], at, out)
             pos = j + 1
         rest = b[pos:]

@@ -397,7 +397,7 @@ class MasimoParser(Parser):
         flags = NO_FLAGS
         if exc_text is not None and _HEX.match(exc_text):
             flags = exc_flags(int(exc_text, 16))
-        at = stamp.shifted(-bytes_after / BYTE_RATE) if bytes_after else stamp
+        at = stamp.shifted(-self.back(bytes_after, BYTE_RATE)) if bytes_after else stamp
         source = self.source
         for key, value in values:
             code = CODED_KEYS.get(key)

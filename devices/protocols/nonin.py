@@ -13,7 +13,10 @@ Specification", pp. 4 and 8-17, in github.com/mattjlewis/NoninPulseOx): 9600 8N1
   (SYNC) on the first of the 25 frames of a packet, so a packet (three a second) carries 25 pleth
   samples and one FLOAT byte per frame: HR, SpO2 and the rest, by frame index.
 * **Format 8**: one 4-byte packet a second, no pleth and no checksum; only byte 1 has bit 7 set,
-  which is what the parser synchronises on.
+  which is what the parser synchronises on. With nothing else to check, a packet must also hold
+  values the device can send (HR 0-321 or 511, SpO2 0-100 or 127; the 9560 measures 18-321 /min
+  and 0-100 %), and the stream is trusted only after :data:`LOCK8` consecutive packets whose
+  values agree (see :class:`NoninFormat8Parser`).
 
 HR is 9 bits in two 7-bit bytes in every format: ``((MSB & 0x03) << 7) | (LSB & 0x7F)`` (the spec's
 "HR Format" tables, pp. 11, 15 and 16). mdpnp's Format 7 reader (``Packet.setvar``) combines
@@ -174,6 +177,8 @@ class NoninStats(ParserStats):
 
     packets_ok: int = 0
     packets_dropped: int = 0  #: packets with a bad, missing or extra frame (or byte, Format 8)
+    #: Format 8: well-formed packets not confirmed by their neighbours (noise), discarded
+    packets_unconfirmed: int = 0
 
 
 def decode_hr(msb: int, lsb: int) -> int:
@@ -276,6 +281,7 @@ class _NoninParser(Parser):
         self._in_step = False  #: a packet just ended, so the next byte must start one
         self._lost = False  #: bytes were thrown away since the last packet start
         self._acquired = False  #: a packet start has been seen (the first is not a resync)
+        self._locked = False  #: Format 8: the stream is trusted (see NoninFormat8Parser)
         self._on_reply: OnReply | None = None
         self._reply_deadline = 0.0
         self._fresh = False  #: nothing has arrived since the connection began
@@ -296,6 +302,7 @@ class _NoninParser(Parser):
         self.stats.bytes_discarded += len(self._buf)
         self._buf = b""
         self._in_step = False
+        self._unlock()
         self._on_reply = on_reply
         self._reply_deadline = deadline
         self._fresh = True
@@ -337,6 +344,7 @@ class _NoninParser(Parser):
             self.stats.framing_errors += 1
             self._in_step = False
         self._lost = self._acquired
+        self._unlock()
         m = self._hunt_re.search(b, pos + 1)
         q = len(b) if m is None else m.start()
         self.stats.bytes_discarded += q - pos
@@ -346,7 +354,12 @@ class _NoninParser(Parser):
         """``discarded`` bytes at a would-be packet start were no packet."""
         self._in_step = False
         self._lost = self._acquired
+        self._unlock()
         self.stats.bytes_discarded += discarded
+
+    def _unlock(self) -> None:
+        """Bytes were lost: the stream is no longer known to be in step."""
+        self._locked = False
 
     def _found_start(self) -> None:
         if self._lost:
@@ -356,8 +369,9 @@ class _NoninParser(Parser):
 
     def _end_stamp(self, stamp: Stamp, bytes_after: int) -> Stamp:
         """When a packet ended that ``bytes_after`` bytes of the chunk stamped ``stamp`` follow:
-        they arrived after it, at the device's average byte rate."""
-        return stamp.shifted(-bytes_after / self.BYTE_RATE) if bytes_after else stamp
+        they arrived after it, at the device's average byte rate (never before the previous
+        chunk: :meth:`Parser.back`)."""
+        return stamp.shifted(-self.back(bytes_after, self.BYTE_RATE)) if bytes_after else stamp
 
     def _emit_numerics(
         self, out: list[Measurement], end: Stamp, hr: int, spo2: int, flags: Flags
@@ -579,6 +593,35 @@ class NoninFormat7Parser(_FramedParser):
 # A run of valid Format 8 packets: a byte with bit 7 set, then three without.
 _RUN8 = re.compile(rb"(?:[\x80-\xff][\x00-\x7f]{3})+")
 _STATUS8 = _byte_class(range(BIT7, 256))
+#: Highest pulse rate the device sends (the 9560 measures 18-321 /min; 511 is "missing").
+HR_MAX8 = 321
+#: Consecutive agreeing packets before a Format 8 stream is trusted.
+LOCK8 = 3
+#: How far two consecutive Format 8 packets may differ while the stream is being trusted: the
+#: display values of a second apart (4-beat averages, updated every 1.5 s) move by a few units.
+LOCK8_SPO2_STEP = 5
+LOCK8_HR_STEP = 15
+
+
+def _values8(b: bytes, i: int) -> tuple[int, int] | None:
+    """HR and SpO2 of the Format 8 packet at ``i``, or None if the device cannot send them."""
+    hr = decode_hr(b[i], b[i + 1])
+    spo2 = b[i + 2]
+    if (hr > HR_MAX8 and hr != HR_MISSING) or (spo2 > 100 and spo2 != SPO2_MISSING):
+        return None
+    return hr, spo2
+
+
+def _agree8(a: tuple[int, int], b: tuple[int, int]) -> bool:
+    """Whether two consecutive Format 8 packets could be one patient a second apart: each value
+    close to the other, or missing in either (a finger going in or out)."""
+    for x, y, missing, step in (
+        (a[0], b[0], HR_MISSING, LOCK8_HR_STEP),
+        (a[1], b[1], SPO2_MISSING, LOCK8_SPO2_STEP),
+    ):
+        if abs(x - y) > step and missing not in (x, y):
+            return False
+    return True
 
 
 class NoninFormat8Parser(_NoninParser):
@@ -590,16 +633,53 @@ class NoninFormat8Parser(_NoninParser):
     ``Numeric(SPO2)`` with flags SNSA → SENSOR_OFF, OOT → SEARCHING, ARTF → ARTIFACT,
     LPRF → LOW_PERFUSION (MPRF, marginal perfusion, is yellow: no flag, as in Format 2).
 
-    There is no checksum, so a packet is valid when its structure is: a byte with bit 7 among
-    the three data bytes is a framing error that drops the packet (it was cut short), and so is
-    a data byte where the byte after a packet should start the next one; either way the parser
-    resynchronises on the next byte with bit 7. Stamps as in Format 2, at 4 bytes a second.
+    **No checksum.** A packet is valid when its structure is: a byte with bit 7 among the three
+    data bytes is a framing error that drops the packet (it was cut short), and so is a data
+    byte where the byte after a packet should start the next one; either way the parser
+    resynchronises on the next byte with bit 7. The reserved bits are "0 or 1" in the spec, so
+    they prove nothing; but a packet whose HR or SpO2 the device cannot send (HR 322-510, SpO2
+    101-126) is damaged: a framing error, dropped.
+
+    **Lock.** Random bytes have that structure once in 16 positions and plausible values once in
+    32: line noise at 960 bytes a second would give some 30 "packets" a second. So packets are
+    trusted only from a run of :data:`LOCK8` back-to-back packets in which each agrees with the
+    one before (HR within :data:`LOCK8_HR_STEP`, SpO2 within :data:`LOCK8_SPO2_STEP`, unless
+    missing in either): noise makes one about once in three days. Then every
+    following back-to-back packet is trusted, whatever its values (the output checks flag a
+    jump), until a byte is lost. The packets of a run that is not long enough yet are held, and
+    emitted with their stamps of arrival once it is (the first values come 2 s late: nothing of
+    a real stream is lost); a lost byte, or a packet that disagrees with the one before,
+    discards what is held (``packets_unconfirmed``). The set-format answer between two packets
+    is no lost byte: it is taken, and the run goes on.
+
+    Every decision depends on the bytes only, so any chunking gives the same items and counters.
+    Stamps as in Format 2, at 4 bytes a second.
     """
 
     protocol: ClassVar[str] = "nonin8"
     data_format: ClassVar[int] = 8
     BYTE_RATE: ClassVar[float] = BYTE_RATE8
     _hunt_re: ClassVar[re.Pattern[bytes]] = _STATUS8
+
+    def __init__(self, source: str) -> None:
+        super().__init__(source)
+        #: Packets of a run not yet long enough to trust: (HR, SpO2, flags, end stamp).
+        self._held: list[tuple[int, int, Flags, Stamp]] = []
+
+    @property
+    def pending_bytes(self) -> int:
+        return len(self._buf) + PACKET8_BYTES * len(self._held)
+
+    def _unlock(self) -> None:
+        super()._unlock()
+        self._drop_held()
+
+    def _drop_held(self) -> None:
+        held = len(self._held)
+        if held:
+            self.stats.packets_unconfirmed += held
+            self.stats.bytes_discarded += PACKET8_BYTES * held
+            self._held.clear()
 
     def _parse(self, b: bytes, stamp: Stamp, out: list[Measurement]) -> int:
         n = len(b)
@@ -619,27 +699,46 @@ class NoninFormat8Parser(_NoninParser):
                 self._lose_step(cut - pos)
                 pos = cut
                 continue
-            self._found_start()
-            self._emit_run(b, pos, run.end(), stamp, out)
-            self._in_step = True
-            pos = run.end()
+            end = run.end()
+            pos = self._take_run(b, pos, end, stamp, out)
+            if pos == end:
+                self._in_step = True
         return pos
 
-    def _emit_run(self, b: bytes, pos: int, end: int, stamp: Stamp, out: list[Measurement]) -> None:
-        """Emit the valid packets in ``b[pos:end]``."""
-        count = (end - pos) // PACKET8_BYTES
-        self.stats.packets_ok += count
-        self.stats.frames_ok += count
+    def _take_run(self, b: bytes, pos: int, end: int, stamp: Stamp, out: list[Measurement]) -> int:
+        """Take the well-formed packets in ``b[pos:end]``; return where parsing goes on."""
         n = len(b)
         for i in range(pos, end, PACKET8_BYTES):
-            b1, hr_lsb, spo2, b4 = b[i : i + PACKET8_BYTES]
-            self._emit_numerics(
-                out,
-                self._end_stamp(stamp, n - i - PACKET8_BYTES),
-                decode_hr(b1, hr_lsb),
-                spo2,
-                _FLAGS[_flag_key8(b1, b4)],
-            )
+            values = _values8(b, i)
+            if values is None:
+                # A value the device cannot send: this packet is damaged.
+                self.stats.framing_errors += 1
+                self.stats.packets_dropped += 1
+                self._lose_step(PACKET8_BYTES)
+                return i + PACKET8_BYTES
+            b1, b4 = b[i], b[i + 3]
+            end_at = self._end_stamp(stamp, n - i - PACKET8_BYTES)
+            packet = (*values, _FLAGS[_flag_key8(b1, b4)], end_at)
+            if self._locked:
+                self._emit(out, packet)
+                continue
+            held = self._held
+            if held and not _agree8(held[-1][:2], values):
+                self._drop_held()  # this one may begin a run of its own
+            held.append(packet)
+            if len(held) >= LOCK8:
+                self._locked = True
+                self._found_start()
+                for p in held:
+                    self._emit(out, p)
+                held.clear()
+        return end
+
+    def _emit(self, out: list[Measurement], packet: tuple[int, int, Flags, Stamp]) -> None:
+        hr, spo2, flags, end = packet
+        self.stats.packets_ok += 1
+        self.stats.frames_ok += 1
+        self._emit_numerics(out, end, hr, spo2, flags)
 
 
 # --- encoders and emulators ---------------------------------------------------------------------

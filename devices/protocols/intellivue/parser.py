@@ -254,7 +254,7 @@ class IntellivueParser(Parser):
             stats.resyncs += 1
         self._in_step = True
         self._lost = False
-        at = stamp if e + 1 == n else stamp.shifted((e + 1 - n) / BYTE_RATE)
+        at = stamp if e + 1 == n else stamp.shifted(-self.back(n - e - 1, BYTE_RATE))
         try:
             u = content[4:-2]
             if self._fast_wave(u, at, out):
