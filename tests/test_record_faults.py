@@ -4,12 +4,16 @@ file deleted or replaced, a torn or damaged spool, an old pickle spool."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import json
 import os
 import pickle
+import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -178,6 +182,7 @@ def test_a_full_disk_with_database_and_spool_together_loses_nothing(tmp_path, mo
 
     run.run("typical", speed=300, minutes=40, during=fault)
     record = run.store.load_session(run.session_id)
+    run.store.db.close()
     assert disk.hits > 0
     assert_nothing_lost_or_doubled([*run.items, *run.alarms], record)
     assert run.recorder.written == len(run.items) and run.recorder.lost == 0
@@ -200,6 +205,7 @@ def test_memory_full_drops_the_oldest_pleth_only_and_counts_it(tmp_path, monkeyp
 
     run.run("typical", speed=300, minutes=30, during=fault)
     record = run.store.load_session(run.session_id)
+    run.store.db.close()
     dropped = run.recorder.dropped_waves
     assert dropped > 0
     assert_nothing_lost_or_doubled([*run.items, *run.alarms], record, dropped_waves=dropped)
@@ -276,6 +282,7 @@ def test_a_deleted_database_file_is_restored_at_its_path_with_everything(tmp_pat
     run.store.db.close()
     store = Store(open_database(f"sqlite:///{path}"))
     record = store.load_session(run.session_id)
+    store.db.close()
     assert record.info.patient == "P-fault"
     assert_nothing_lost_or_doubled([*run.items, *run.alarms], record)
     failing = run.failing_alarms()
@@ -303,7 +310,9 @@ def test_a_replaced_database_file_is_left_alone_and_the_record_goes_to_a_side_fi
     run.store.db.close()
     assert side != path and side.parent == path.parent and "recovered" in side.name
     assert path.read_bytes() == theirs  # not ours to overwrite
-    record = Store(open_database(f"sqlite:///{side}")).load_session(run.session_id)
+    store = Store(open_database(f"sqlite:///{side}"))
+    record = store.load_session(run.session_id)
+    store.db.close()
     assert_nothing_lost_or_doubled([*run.items, *run.alarms], record)
     said = run.failing_alarms()[0].text
     assert "was replaced" in said and str(side) in said
@@ -459,3 +468,177 @@ def test_a_live_recorders_spool_is_not_touched_by_another_start(tmp_path):
     assert store.load_session(session_id).numerics == []
     spool.close(remove=False)
     store.db.close()
+
+
+# --- two real processes on one database --------------------------------------------------------
+
+
+def _kapmonitor(data: Path, *args: str, **kwargs) -> subprocess.Popen:
+    env = {**os.environ, "XDG_DATA_HOME": str(data)}
+    return subprocess.Popen([sys.executable, "-m", "kapmonitor", *args], env=env,
+                            cwd=Path(__file__).parents[1], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kwargs)  # fmt: skip
+
+
+def _numerics_printed(stdout: str) -> Counter:
+    """Per code, the numerics ``record`` printed (NIBP's parts and waveforms left aside)."""
+    out: Counter = Counter()
+    for line in stdout.splitlines():
+        d = json.loads(line)
+        numeric = {"t", "code", "value", "unit", "flags"} == set(d)  # not an alarm's line
+        if numeric and "NONINV" not in d["code"]:
+            out[d["code"]] += 1
+    return out
+
+
+def test_two_recorders_on_one_database_keep_their_own_spools(tmp_path):
+    """A records while the database is locked (it spools); meanwhile B starts on the same
+    database and data folder, twice, and records a session of its own. A's spool is never
+    read by B; in the end each session has every numeric it printed, once."""
+    path = tmp_path / "k.sqlite3"
+    url = f"sqlite:///{path}"
+    data = tmp_path / "data"
+    a = _kapmonitor(data, "record", "--device", "sim:typical", "--speed", "60", "--duration",
+                    "20m", "--db", url, "--patient", "P-A", "--no-waves")  # fmt: skip
+    spools = tmp_path / "spool"  # beside the database file
+    try:
+        assert _wait(lambda: path.exists() and list(spools.glob("*.kspool")), 30)
+        time.sleep(2)
+        blocker = sqlite3.connect(path, timeout=10)
+        blocker.execute("BEGIN EXCLUSIVE")  # A's commits fail after its 5-s busy timeout
+        try:
+            spool_a = next(spools.glob("*.kspool"))
+            assert _wait(lambda: spool_a.stat().st_size > 0, 15)
+            before = spool_a.stat().st_size
+            listed = _kapmonitor(data, "sessions", "list", "--db", url)
+            _, err = listed.communicate(timeout=60)
+            assert listed.returncode == 0, err
+            assert spool_a.exists() and spool_a.stat().st_size >= before  # not emptied by B
+        finally:
+            blocker.rollback()
+            blocker.close()
+        b = _kapmonitor(data, "record", "--device", "sim:typical", "--speed", "60",
+                        "--duration", "5m", "--db", url, "--patient", "P-B",
+                        "--no-waves")  # fmt: skip
+        b_out, b_err = b.communicate(timeout=120)
+        assert b.returncode == 0, b_err
+        again = _kapmonitor(data, "sessions", "list", "--db", url)
+        again.communicate(timeout=60)
+        assert again.returncode == 0
+        a_out, a_err = a.communicate(timeout=120)
+        assert a.returncode == 0, a_err
+    finally:
+        for proc in (a,):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    store = Store(open_database(url))
+    by_patient = {s.patient: s.id for s in store.list_sessions()}
+    for patient, printed in (("P-A", a_out), ("P-B", b_out)):
+        record = store.load_session(by_patient[patient])
+        stored = Counter(n.code.value for n in record.numerics)
+        assert stored == _numerics_printed(printed), patient
+        keys = Counter(_key(x) for x in [*record.numerics, *record.nibp, *record.events,
+                                          *record.alarms])  # fmt: skip
+        assert max(keys.values()) == 1, patient  # nothing stored twice
+        assert record.info.status.value == "completed"
+    store.db.close()
+    assert not list(spools.glob("*.kspool"))  # each recorder removed its own, emptied
+    assert "recording is failing" in a_err or "database is unavailable" in a_err
+
+
+# --- a live recorder cut off from PostgreSQL, and a second client -----------------------------
+
+
+class _Proxy:
+    """A TCP proxy to PostgreSQL that can cut the line: open connections are closed and new
+    ones refused (as a network that went away), until it is restored."""
+
+    def __init__(self, upstream: int) -> None:
+        self.upstream = upstream
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self._open: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._server: socket.socket | None = None
+        self.restore()
+
+    def restore(self) -> None:
+        server = socket.create_server(("127.0.0.1", self.port))
+        server.settimeout(0.1)
+        self._server = server
+        threading.Thread(target=self._accept, args=(server,), daemon=True).start()
+
+    def cut(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+        with self._lock:
+            for s in self._open:
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+                s.close()
+            self._open.clear()
+
+    def _accept(self, server: socket.socket) -> None:
+        while self._server is server:
+            try:
+                client, _ = server.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.upstream))
+            with self._lock:
+                self._open += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(a: socket.socket, b: socket.socket) -> None:
+        try:
+            while data := a.recv(65536):
+                b.sendall(data)
+        except OSError:
+            pass
+        for s in (a, b):
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+
+
+def test_a_live_recorder_cut_off_from_postgres_is_not_marked_interrupted(postgres, tmp_path):
+    """The recorder's line to PostgreSQL is cut for 35 s (longer than the 30 s that once made a
+    second client mark the session interrupted). The second client, on a line of its own, finds
+    the lease current; only with a lease shorter than the cut does it mark the session — saying
+    how it decided — and the recorder, back, resumes it. Nothing lost, nothing doubled."""
+    direct = postgres.new_database()
+    proxy = _Proxy(postgres.port)
+    run = _Run(direct.replace(f":{postgres.port}/", f":{proxy.port}/"), tmp_path / "spool")
+    other = Store(open_database(direct))
+    decided: dict[str, list[int]] = {}
+
+    def cut(recorder):
+        time.sleep(2.0)
+        proxy.cut()
+        assert _wait(lambda: recorder.failing, 10)
+        time.sleep(35.0)
+        decided["lease"] = other.recover_interrupted()
+        decided["short lease"] = other.recover_interrupted(lease=20.0)
+        proxy.restore()
+        assert _wait(lambda: not recorder.failing, 30)
+
+    try:
+        run.run("typical", speed=30, minutes=25, during=cut)
+    finally:
+        proxy.cut()
+        run.store.db.close()
+    assert decided == {"lease": [], "short lease": [run.session_id]}
+    record = other.load_session(run.session_id)
+    audit = [(a.action, a.detail) for a in other.audit_log(run.session_id)]
+    assert record.info.status.value == "active"  # resumed: its recorder is alive
+    other.db.close()
+    assert_nothing_lost_or_doubled([*run.items, *run.alarms], record)
+    actions = [a for a, _ in audit]
+    assert actions == ["session-started", "session-interrupted", "session-resumed"]
+    assert "lease expired" in audit[1][1] and "database clock" in audit[1][1]

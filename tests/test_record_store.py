@@ -252,7 +252,8 @@ def test_a_recorded_session_exports_from_the_database_in_every_format(tmp_path, 
                      "--deidentify"]) == 0  # fmt: skip
         assert b"P-export" not in path.read_bytes()
     with open(paths["csv"], encoding="utf-8-sig", newline="") as f:
-        rows = [r for r in csv.DictReader(f) if r["code"] == "MDC_PULS_OXIM_SAT_O2"]
+        rows = [r for r in csv.DictReader(f)
+                if r["kind"] == "measurement" and r["code"] == "MDC_PULS_OXIM_SAT_O2"]  # fmt: skip
     assert [float(r["value"]) if r["value"] else None for r in rows] == spo2
     fhir = json.loads(paths["fhir"].read_text())
     observations = [e for e in fhir["entry"] if e["resource"]["resourceType"] == "Observation"]

@@ -58,6 +58,7 @@ StatusCallback = Callable[[bool, str], None]
 
 
 def spool_dir(db_url: str) -> Path:
+    """Beside a SQLite file (the default layout: in the data folder); else the data folder."""
     return local_folder(db_url) / "spool"
 
 
