@@ -162,12 +162,14 @@ class PlaybackDriver(Driver):
 
         The alarm system's clock for a silent stretch (an unplug, the end of the session), so
         that its delays and the no-data timeout pass in session time, as the items' stamps do.
-        It never passes what has been published: a reader running late (a loaded machine)
-        must not make the alarms see silence in the items still to come.
+        While it plays, it never passes what has been published: a reader running late (a
+        loaded machine) must not make the alarms see silence in the items still to come. Once
+        the playback is over, session time runs on.
         """
         if self._origin is None:
             return Stamp.now()
         if not self._started:
             return self._origin
         due = (time.monotonic() - self._started) * self.speed
-        return self._origin.shifted(min(due, self._horizon))
+        over = self._thread is not None and not self._thread.is_alive()
+        return self._origin.shifted(due if over else min(due, self._horizon))
