@@ -166,3 +166,19 @@ def test_sigterm_while_the_database_is_down_stops_cleanly_and_loses_nothing(post
     )  # fmt: skip
     assert shown.returncode == 0, shown.stderr
     assert f"{numerics} numerics, {readings} NIBP readings" in shown.stdout
+
+
+def test_database_errors_never_carry_the_values_written(tmp_path):
+    """A failed write's message (logged, or shown) names no value: a patient identifier."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from kapmonitor.record.db import open_database
+
+    db = open_database(f"sqlite:///{tmp_path / 'k.sqlite3'}")
+    try:
+        with pytest.raises(SQLAlchemyError) as failed, db.engine.begin() as conn:
+            conn.execute(text("INSERT INTO no_such_table VALUES (:p)"), {"p": "P-SECRET-77"})
+    finally:
+        db.close()
+    assert "P-SECRET-77" not in str(failed.value)

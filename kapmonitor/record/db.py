@@ -123,7 +123,9 @@ class Database:
         self._keeper.close()
         os.replace(partial, target)
         if target != self.path:
-            self.engine = create_engine(f"sqlite:///{target}", pool_pre_ping=True)
+            self.engine = create_engine(
+                f"sqlite:///{target}", pool_pre_ping=True, hide_parameters=True
+            )
             event.listen(self.engine, "connect", _sqlite_pragmas)
             self.url = f"sqlite:///{target}"
             self.path = target
@@ -229,7 +231,8 @@ def open_database(url: str | None = None) -> Database:
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         _prepare_sqlite_file(Path(parsed.database))
     try:
-        engine = create_engine(parsed, pool_pre_ping=True)
+        # hide_parameters: no error message or log line carries the values (a patient id).
+        engine = create_engine(parsed, pool_pre_ping=True, hide_parameters=True)
     except (ImportError, ArgumentError) as exc:
         raise DatabaseError(f"cannot use the database {shown}: {exc}") from None
     if engine.dialect.name == "sqlite":
