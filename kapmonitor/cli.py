@@ -14,13 +14,14 @@ import math
 import os
 import re
 import signal
+import sqlite3
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TextIO
+from typing import BinaryIO, TextIO
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -29,7 +30,15 @@ from alarms.model import LogEvent
 from alarms.profile import load_profile, profile_names
 from alarms.replay import read_items, timeline, timeline_record
 from devices.base import DEFAULT_NO_DATA_TIMEOUT
-from devices.capture import CaptureWriter, Kind, is_capture, read_capture
+from devices.capture import (
+    MAGIC,
+    READ_SIZE,
+    CaptureReader,
+    CaptureWriter,
+    Kind,
+    is_capture,
+    read_capture,
+)
 from devices.registry import get_driver_class, protocol_names
 from devices.serial_driver import SerialDriver
 from devices.spec import REPLAY, SIM, DeviceSpec
@@ -105,7 +114,7 @@ def cmd_simulate(args: argparse.Namespace, out: TextIO) -> int:
     if not args.pty and not args.port:
         raise UserError("say where to simulate: --pty for a new pseudo-terminal, or --port URL")
     if args.replay:
-        header, records = read_capture(_read_input(args.replay), args.replay)
+        header, records = read_capture(_read_input(args.replay), args.replay, on_damage=_warn)
         protocol = header.protocol
         what = f"the capture '{args.replay}' ({protocol}, recorded {header.started})"
     else:
@@ -444,35 +453,73 @@ def _read_input(name: str) -> bytes:
         raise UserError(f"cannot read '{name}': {exc.strerror}") from None
 
 
-def _timed_chunks(data: bytes, name: str, protocol: str | None) -> tuple[str, list[tuple]]:
-    """The device's bytes as (seconds from the start, chunk) pairs, and the protocol."""
-    if is_capture(data):
-        header, records = read_capture(data, name)
-        chunks = [(r.t, r.data) for r in records if r.kind is Kind.FROM_DEVICE]
-        return protocol or header.protocol, chunks
+def _open_input(name: str) -> BinaryIO:
+    if name == "-":
+        return sys.stdin.buffer
+    try:
+        return open(name, "rb")  # closed by the caller
+    except OSError as exc:
+        raise UserError(f"cannot read '{name}': {exc.strerror}") from None
+
+
+def _warn(sentence: str) -> None:
+    print(f"kapmonitor: {sentence}", file=sys.stderr)
+
+
+def _timed_chunks(
+    stream: BinaryIO, name: str, protocol: str | None
+) -> tuple[str, Iterator[tuple[float, bytes]]]:
+    """The device's bytes as (seconds from the start, chunk) pairs, read from ``stream`` as
+    they are wanted (any input size in bounded memory), and the protocol."""
+    head = stream.read(len(MAGIC))
+    if is_capture(head):
+        reader = CaptureReader(stream, name, already_read=head)
+        return protocol or reader.header.protocol, _capture_chunks(reader)
     if protocol is None:
         raise UserError(f"'{name}' is a plain byte file: say which protocol with --protocol")
-    # A plain byte file has no arrival times: place each byte where the device's own rate puts
-    # it, in 10 ms steps, so that t is seconds from the start of the stream.
-    rate = _serial_driver_class(protocol).byte_rate
+    return protocol, _plain_chunks(stream, head, _serial_driver_class(protocol).byte_rate)
+
+
+def _capture_chunks(reader: CaptureReader) -> Iterator[tuple[float, bytes]]:
+    for record in reader.records():
+        if record.kind is Kind.FROM_DEVICE:
+            yield record.t, record.data
+    if reader.damage:
+        _warn(reader.damage)
+
+
+def _plain_chunks(stream: BinaryIO, head: bytes, rate: float) -> Iterator[tuple[float, bytes]]:
+    """A plain byte file has no arrival times: place each byte where the device's own rate puts
+    it, in 10 ms steps, so that t is seconds from the start of the stream."""
     step = max(1, int(rate / 100))
-    chunks = [
-        ((start + len(data[start : start + step])) / rate, data[start : start + step])
-        for start in range(0, len(data), step)
-    ]
-    return protocol, chunks
+    pending, done = head, 0  # bytes not yet in a step; bytes before them
+    while True:
+        more = stream.read(step * max(1, READ_SIZE // step))
+        pending += more
+        whole = len(pending) if not more else len(pending) - len(pending) % step
+        for start in range(0, whole, step):
+            piece = pending[start : start + step]
+            yield (done + start + len(piece)) / rate, piece
+        pending, done = pending[whole:], done + whole
+        if not more:
+            return
 
 
 def cmd_decode(args: argparse.Namespace, out: TextIO) -> int:
     if args.protocol is not None:
         _serial_driver_class(args.protocol)  # a wrong name is refused before any input is read
     name = "standard input" if args.file == "-" else args.file
-    protocol, chunks = _timed_chunks(_read_input(args.file), name, args.protocol)
-    parser = _serial_driver_class(protocol).parser_class(args.file)
-    for t, chunk in chunks:
-        for item in parser.feed(chunk, Stamp(t, t)):
-            for record in jsonl.records(item, 0.0):
-                out.write(jsonl.dumps(record) + "\n")
+    stream = _open_input(args.file)
+    try:
+        protocol, chunks = _timed_chunks(stream, name, args.protocol)
+        parser = _serial_driver_class(protocol).parser_class(args.file)
+        for t, chunk in chunks:  # items are written as they come: nothing waits for the end
+            for item in parser.feed(chunk, Stamp(t, t)):
+                for record in jsonl.records(item, 0.0):
+                    out.write(jsonl.dumps(record) + "\n")
+    finally:
+        if stream is not sys.stdin.buffer:
+            stream.close()
     for item in parser.flush():  # what a parser holds back for a block the file ended inside
         for record in jsonl.records(item, 0.0):
             out.write(jsonl.dumps(record) + "\n")
@@ -751,14 +798,14 @@ class _MaskPasswords(logging.Filter):
         return True
 
 
-def _first_line(exc: SQLAlchemyError) -> str:
+def _first_line(exc: Exception) -> str:
     """What went wrong, never the SQL or the values (a patient identifier) SQLAlchemy appends."""
     orig = getattr(exc, "orig", None)
     lines = str(orig if orig is not None else exc).strip().splitlines()
     return lines[0] if lines else type(exc).__name__
 
 
-def _database_failure(args: argparse.Namespace, exc: SQLAlchemyError) -> str:
+def _database_failure(args: argparse.Namespace, exc: Exception) -> str:
     """One sentence for a database error nobody caught."""
     reason = _first_line(exc)
     if "malformed" in reason or "not a database" in reason:
@@ -837,7 +884,7 @@ def main(
     except UserError as exc:
         print(f"kapmonitor: {mask_password(str(exc))}", file=sys.stderr)
         return EXIT_USER_ERROR
-    except SQLAlchemyError as exc:
+    except (SQLAlchemyError, sqlite3.Error) as exc:
         print(f"kapmonitor: {mask_password(_database_failure(args, exc))}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:

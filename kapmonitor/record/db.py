@@ -16,6 +16,7 @@ is not ours to overwrite. Recording then goes on into the restored file.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sqlite3
@@ -210,9 +211,15 @@ def local_folder(url: str) -> Path:
 
 def private_folder(folder: Path) -> Path:
     """Create ``folder``, and each missing folder above it, readable by its owner only (0700):
-    they hold patient data. An existing folder is left as it is."""
+    they hold patient data. An existing folder is left as it is, except kapmonitor's data folder
+    and the folders in it, which an older version made readable by all: they are closed (0700)."""
     for missing in reversed([p for p in (folder, *folder.parents) if not p.exists()]):
         missing.mkdir(mode=0o700, exist_ok=True)
+    data = default_path().parent
+    for mine in (p for p in (folder, *folder.parents) if p == data or data in p.parents):
+        with contextlib.suppress(OSError):  # not ours to change: it stays as it is
+            if os.name == "posix" and mine.stat().st_mode & 0o077:
+                mine.chmod(0o700)
     return folder
 
 
@@ -256,7 +263,7 @@ def open_database(url: str | None = None) -> Database:
 def _prepare_sqlite_file(path: Path) -> None:
     # The record holds patient data: the file is created readable by its owner only.
     try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_folder(path.parent)
         if not path.exists():
             fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
             os.close(fd)
