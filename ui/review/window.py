@@ -244,7 +244,9 @@ class ReviewWindow(QtWidgets.QMainWindow):
             row.addWidget(b)
             self.export_buttons[fmt] = b
         self.deidentify = QtWidgets.QCheckBox("De-identify")
-        self.deidentify.setToolTip("a pseudonym for the patient; no staff names or serial numbers")
+        self.deidentify.setToolTip(
+            "a pseudonym for the patient; no names or serial numbers; dates shifted; no notes"
+        )
         row.addWidget(self.deidentify)
         row.addStretch(1)
         return row
