@@ -138,3 +138,11 @@ def test_a_data_folder_an_older_version_left_open_is_closed(tmp_path: Path):
         assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
     assert stat.S_IMODE((data / "kapmonitor.sqlite3").stat().st_mode) == 0o600
     assert stat.S_IMODE(data.parent.stat().st_mode) != 0o700  # not ours: left as it was
+
+
+def test_reading_before_anything_was_recorded_creates_nothing(tmp_path: Path):
+    env, data = home(tmp_path)
+    result = kapmonitor("sessions", "list", env=env)
+    assert result.returncode == 2
+    assert result.stderr.startswith("kapmonitor: no session has been recorded here yet")
+    assert not data.exists()

@@ -227,8 +227,11 @@ def require_existing(url: str | None = None) -> None:
     """Refuse, before anything is created, a SQLite database that does not exist: for commands
     that only read, where a mistyped path would otherwise become a new, empty database."""
     path = sqlite_file(parse_url(url))
-    if path is not None and not path.is_file():
+    if path is None or path.is_file():
+        return
+    if url or os.environ.get(ENV_VAR):
         raise DatabaseError(f"the database '{path}' does not exist (check the path)")
+    raise DatabaseError(f"no session has been recorded here yet (there is no database '{path}')")
 
 
 def open_database(url: str | None = None) -> Database:
