@@ -111,7 +111,7 @@ class Screen:
         items = self.sub.drain()
         self.buffers.ingest(items)
         if items:
-            self.newest = max(self.newest, items[-1].stamp.wall)
+            self.newest = max(self.newest, items[-1].stamp.mono)  # the buffers' time base
             self.newest_stamp = items[-1].stamp
         now = self.newest_stamp.shifted(0.3) if self.sim_clock else Stamp.now()
         self.view.refresh(self.buffers, now)

@@ -4,7 +4,7 @@
 the screen's timer tick and keeps just what the live view needs:
 
 * a trend per numeric code (SpO2, pulse rate, heart rate, perfusion index) for the whole
-  session: ``(t_wall, value)`` in preallocated arrays that double when full, a missing value
+  session: ``(t, value)`` in preallocated arrays that double when full, a missing value
   (``None``) kept as NaN so the plot shows a gap, never a 0;
 * the NIBP readings (time, systolic, diastolic, mean, flags);
 * the last 10 s of pleth per source in a ring buffer (fixed size: memory is flat however long
@@ -16,8 +16,9 @@ the screen's timer tick and keeps just what the live view needs:
 The screen reads the arrays as views (:meth:`Series.t`, :meth:`Series.v`); each buffer has a
 ``version`` that changes when it does, so a redraw can skip what has not changed.
 
-Ages and gaps are intervals, measured on the monotonic clock (``Stamp.mono``) against the
-session's "now"; wall time places points on the trends' axis and is what the screen prints.
+Every time kept here is the items' monotonic stamp (``Stamp.mono``): what the screen shows of
+them are intervals (minutes from the dose, a value's age, a gap), which a step of the wall clock
+(NTP, a user changing the time) must not move. Wall time is for the record and for printing.
 
 Times on the screen are minutes from the dose (:meth:`LiveBuffers.minutes_from_dose`); before
 a dose they are minutes from the session start, and once the dose is given the pre-dose part of
@@ -65,7 +66,7 @@ PLETH_GAP_PERIODS = 1.5
 class Series:
     """Columns of float64 that grow together by doubling; appends are O(1) amortised.
 
-    Column ``t`` is the wall time (seconds since the epoch); the others are values, NaN where
+    Column ``t`` is the monotonic time (``Stamp.mono``); the others are values, NaN where
     there was none.
     """
 
@@ -218,7 +219,7 @@ class Latest:
 class Marker:
     """A labelled point in the session's time (the dose, a nurse's marker)."""
 
-    t: float  #: wall time
+    t: float  #: monotonic time (Stamp.mono)
     kind: SessionEventKind
     text: str
 
@@ -237,7 +238,7 @@ class LiveBuffers:
         pleth_window_s: float = PLETH_WINDOW_S,
         capacity: int = INITIAL_CAPACITY,
     ) -> None:
-        #: Wall time of the session start; by default the first item's stamp.
+        #: Monotonic time of the session start; by default the first item's stamp.
         self.session_start = session_start
         self.pleth_window_s = pleth_window_s
         self.trends: dict[Code, Series] = {code: Series(capacity=capacity) for code in TREND_CODES}
@@ -249,10 +250,10 @@ class LiveBuffers:
         self.pleth: dict[str, PlethRing] = {}
         self.latest: dict[Code, Latest] = {}
         self.devices: dict[str, DeviceEvent] = {}  #: the newest connection state per source
-        self.dose_time: float | None = None  #: wall time of T0
+        self.dose_time: float | None = None  #: monotonic time of T0
         self.markers: list[Marker] = []  #: dose and nurse markers, in arrival order
         self.alarm_log: list[LogEntry] = []
-        #: Alarm starts (LogEvent.ACTIVE): wall time, priority (1-3), value or NaN.
+        #: Alarm starts (LogEvent.ACTIVE): monotonic time, priority (1-3), value or NaN.
         self.alarm_starts = Series(("t", "priority", "value"), capacity=64)
         self.alarm_start_codes: list[str | None] = []
         self.version = 0  #: changes whenever anything does
@@ -270,7 +271,7 @@ class LiveBuffers:
         """Take one item; False for what the live view does not show (e.g. device values)."""
         stamp = getattr(item, "stamp", None)
         if isinstance(stamp, Stamp) and self.session_start is None:
-            self.session_start = stamp.wall
+            self.session_start = stamp.mono
         if isinstance(item, WaveformBlock):
             if item.code is not Code.PLETH:
                 return False
@@ -282,10 +283,10 @@ class LiveBuffers:
             self.latest[item.code] = Latest(item.source, item.value, item.flags, item.stamp)
             series = self.trends.get(item.code)
             if series is not None:
-                series.append(item.stamp.wall, _nan(item.value))
+                series.append(item.stamp.mono, _nan(item.value))
         elif isinstance(item, NibpReading):
             self.nibp.append(
-                item.stamp.wall, _nan(item.systolic), _nan(item.diastolic), _nan(item.mean)
+                item.stamp.mono, _nan(item.systolic), _nan(item.diastolic), _nan(item.mean)
             )
             self.nibp_flags.append(item.flags)
             self.latest_nibp = item
@@ -297,15 +298,15 @@ class LiveBuffers:
             if item.kind is SessionEventKind.DOSE:
                 if self.dose_time is not None:
                     return False  # T0 is the first dose
-                self.dose_time = item.stamp.wall
-            self.markers.append(Marker(item.stamp.wall, item.kind, item.text))
+                self.dose_time = item.stamp.mono
+            self.markers.append(Marker(item.stamp.mono, item.kind, item.text))
         elif isinstance(item, DeviceEvent):
             self.devices[item.source] = item
         elif isinstance(item, LogEntry):
             self.alarm_log.append(item)
             if item.event is LogEvent.ACTIVE:
                 priority = float(item.priority or Priority.LOW)
-                self.alarm_starts.append(item.stamp.wall, priority, _nan(item.value))
+                self.alarm_starts.append(item.stamp.mono, priority, _nan(item.value))
                 self.alarm_start_codes.append(item.code)
         else:
             return False
@@ -316,17 +317,18 @@ class LiveBuffers:
 
     @property
     def origin(self) -> float | None:
-        """Wall time of minute 0 on the screen: the dose, else the session start."""
+        """Monotonic time of minute 0 on the screen: the dose, else the session start."""
         return self.dose_time if self.dose_time is not None else self.session_start
 
-    def minutes_from_dose(self, t_wall):
-        """Minutes from the dose (before one: from the session start); works on arrays too."""
+    def minutes_from_dose(self, t):
+        """Minutes from the dose (before one: from the session start) of monotonic time ``t``;
+        works on arrays too."""
         origin = self.origin
         if origin is None:  # nothing has arrived: every time is minute 0
-            origin = t_wall
-        if isinstance(t_wall, np.ndarray):
-            return (t_wall - origin) / 60.0
-        return (float(t_wall) - origin) / 60.0
+            origin = t
+        if isinstance(t, np.ndarray):
+            return (t - origin) / 60.0
+        return (float(t) - origin) / 60.0
 
     # --- reading ------------------------------------------------------------------------------
 

@@ -65,7 +65,7 @@ def test_every_numeric_lands_in_its_trend_in_order(probe_off_items, buffers):
         sent = [i for i in probe_off_items if isinstance(i, Numeric) and i.code is code]
         series = buffers.trends[code]
         assert series.n == len(sent) == 35 * 60
-        assert np.array_equal(series.t, [i.stamp.wall for i in sent])
+        assert np.array_equal(series.t, [i.stamp.mono for i in sent])
         assert np.all(np.diff(series.t) > 0)
     assert buffers.trends[Code.HEART_RATE].n == 0  # the simulator has no ECG
 
@@ -111,22 +111,35 @@ def test_the_dose_sets_minute_zero_and_earlier_times_go_negative(probe_off_items
     )
     before = probe_off_items[: probe_off_items.index(dose)]
     buffers.ingest(before)
-    start = probe_off_items[0].stamp.wall
+    start = probe_off_items[0].stamp.mono
     assert buffers.session_start == start
     assert buffers.dose_time is None
     # Before the dose: minutes from the session start.
     assert buffers.minutes_from_dose(start + 300) == pytest.approx(5.0)
     buffers.ingest(probe_off_items[probe_off_items.index(dose) :])
-    assert buffers.dose_time == dose.stamp.wall
-    assert buffers.minutes_from_dose(dose.stamp.wall) == 0.0
+    assert buffers.dose_time == dose.stamp.mono
+    assert buffers.minutes_from_dose(dose.stamp.mono) == 0.0
     assert buffers.minutes_from_dose(start) == pytest.approx(-10.0)
     x = buffers.minutes_from_dose(buffers.trends[Code.SPO2].t)
     assert x[0] == pytest.approx(-10.0, abs=0.02) and x[-1] == pytest.approx(25.0, abs=0.02)
     # A second dose is an event, not a new T0.
     later = SessionEvent("session", SessionEventKind.DOSE, dose.stamp.shifted(600), "top-up")
     assert not buffers.add(later)
-    assert buffers.dose_time == dose.stamp.wall
+    assert buffers.dose_time == dose.stamp.mono
     assert [m.kind for m in buffers.markers] == [SessionEventKind.DOSE]
+
+
+def test_a_wall_clock_step_does_not_move_points_on_the_time_axis():
+    """Minutes from the dose are an interval: a clock set an hour ahead mid-session (NTP, a user)
+    leaves the next point a second after the last one, not an hour."""
+    t0 = Stamp.now()
+    buffers = LiveBuffers()
+    buffers.add(SessionEvent("session", SessionEventKind.DOSE, t0, "dose given"))
+    buffers.add(Numeric("ox", Code.SPO2, 97.0, t0.shifted(60)))
+    stepped = t0.shifted(61)
+    buffers.add(Numeric("ox", Code.SPO2, 96.0, Stamp(stepped.mono, stepped.wall + 3600)))
+    x = buffers.minutes_from_dose(buffers.trends[Code.SPO2].t)
+    assert x.tolist() == pytest.approx([1.0, 61 / 60])
 
 
 def test_latest_value_per_code_with_flags_and_age(probe_off_items, buffers):
@@ -256,7 +269,7 @@ def test_memory_is_flat_over_a_four_hour_session(tmp_path: Path):
     def publish(item) -> None:
         buffers.add(item)
         start = buffers.session_start
-        if start is not None and item.stamp.wall - start >= 3600 * (len(hourly) + 1):
+        if start is not None and item.stamp.mono - start >= 3600 * (len(hourly) + 1):
             pleth = sum(r.nbytes for r in buffers.pleth.values())
             hourly.append((len(hourly) + 1, pleth, buffers.nbytes()))
 

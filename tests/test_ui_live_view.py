@@ -369,7 +369,7 @@ def test_screenshot_of_the_view_45_min_after_the_dose(qtbot, tmp_path):
     qtbot.addWidget(view)
     view.resize(1920, 1080)
     view.set_baseline(engine.baseline)
-    elapsed = buffers.minutes_from_dose(now.wall)
+    elapsed = buffers.minutes_from_dose(now.mono)
     due = next_due(profile.nibp_schedule, elapsed)
     view.set_schedule(f"next in {math.ceil(due - elapsed)} min", False)
     view.show()

@@ -112,10 +112,10 @@ class MonitorView(QtWidgets.QWidget):
     def refresh(self, buffers: LiveBuffers, now: Stamp) -> None:
         """Update everything from ``buffers`` as of the session's ``now``.
 
-        Ages (grey, blank, "40 s ago") are measured on ``now.mono``; ``now.wall`` only places the
-        right edge of the trends' time axis.
+        Everything the view shows of time is an interval (minutes from the dose, ages: grey,
+        blank, "40 s ago"), measured on ``now.mono``: a wall-clock step moves nothing.
         """
-        self.trends.refresh(buffers, now.wall)
+        self.trends.refresh(buffers, now.mono)
         self.pleth.refresh(buffers.first_pleth(), now)
         for code, tile in self.numeric_tiles.items():
             latest = buffers.latest.get(code)

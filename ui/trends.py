@@ -237,8 +237,9 @@ class TrendPlot(pg.GraphicsLayoutWidget):
 
     # --- refresh ------------------------------------------------------------------------------
 
-    def refresh(self, buffers: LiveBuffers, now_wall: float | None = None) -> None:
-        """Bring the plot up to date with ``buffers``; does nothing when nothing changed."""
+    def refresh(self, buffers: LiveBuffers, now: float | None = None) -> None:
+        """Bring the plot up to date with ``buffers`` at monotonic time ``now`` (default: the
+        newest point); does nothing when nothing changed."""
         origin = buffers.origin
         moved = origin != self._origin
         if moved:
@@ -266,7 +267,7 @@ class TrendPlot(pg.GraphicsLayoutWidget):
             self._n_markers = len(buffers.markers)
         if self._changed("alarms", buffers.alarm_starts) or self._seen.pop("alarms-y", False):
             self._update_alarm_points(buffers)
-        last = now_wall if now_wall is not None else _last_time(buffers)
+        last = now if now is not None else _last_time(buffers)
         if last is not None:
             first = buffers.minutes_from_dose(buffers.session_start)
             self._follow(first, buffers.minutes_from_dose(last))
