@@ -78,6 +78,9 @@ def assert_nothing_lost_or_doubled(produced: list, record: SessionRecord, droppe
     """Zero lost, zero duplicated (a waveform block dropped by the memory bound is counted)."""
     want, got = Counter(_key(x) for x in produced), _stored(record)
     lost, doubled = want - got, got - want
+    print(f"produced {sum(want.values())}, stored {sum(got.values())}, lost "
+          f"{sum(lost.values())} (dropped pleth blocks {dropped_waves}), doubled "
+          f"{sum(doubled.values())}")  # fmt: skip
     assert not doubled, f"{sum(doubled.values())} stored twice, e.g. {list(doubled)[:3]}"
     assert all(k[0] == "wave" for k in lost), f"lost {list(lost)[:5]}"
     assert sum(lost.values()) == dropped_waves
@@ -442,6 +445,34 @@ def test_a_spool_written_out_twice_is_stored_once(tmp_path):
     record = store.load_session(session_id)
     store.db.close()
     assert_nothing_lost_or_doubled([x for b in batches for x in (*b.items, *b.alarms)], record)
+
+
+def test_a_command_after_a_crash_mid_batch_keeps_the_good_batches_and_says_so_once(tmp_path):
+    """The process was killed while writing its second batch; the next run appended a third.
+    ``sessions list`` then works, writes batches one and three, and names the torn one once."""
+    url = f"sqlite:///{tmp_path / 'k.sqlite3'}"
+    store = Store(open_database(url))
+    session_id = store.create_session(NewSession("P-torn"))
+    prefix = spool_prefix(store.db.url)
+    store.db.close()
+    batches = _batches(3, session_id)
+    data, ends = _spool_bytes(tmp_path, batches)
+    torn = data[: ends[0]] + data[ends[0] : ends[1]][: (ends[1] - ends[0]) // 2] + data[ends[1] :]
+    folder = tmp_path / "spool"  # beside the database file
+    folder.mkdir()
+    (folder / f"{prefix}.dead{spool_module.SUFFIX}").write_bytes(torn)
+    done = subprocess.run([sys.executable, "-m", "kapmonitor", "sessions", "list", "--db", url],
+                          capture_output=True, text=True, timeout=60,
+                          cwd=Path(__file__).parents[1])  # fmt: skip
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    said = [line for line in done.stderr.splitlines() if "damaged" in line]
+    assert len(said) == 1 and "1 damaged batch(es)" in said[0], done.stderr
+    store = Store(open_database(url))
+    record = store.load_session(session_id)
+    store.db.close()
+    kept = [batches[0], batches[2]]
+    assert_nothing_lost_or_doubled([x for b in kept for x in (*b.items, *b.alarms)], record)
+    assert not list(folder.glob("*.kspool"))
 
 
 def test_a_live_recorders_spool_is_not_touched_by_another_start(tmp_path):

@@ -281,8 +281,8 @@ def write_orphans(store: Store, folder: Path | None = None) -> int:
             spool.close(remove=False)
             continue
         if spool.torn:
-            log.warning("%d damaged batches in the spool %s were skipped; the rest is written",
-                        spool.torn, spool.path)  # fmt: skip
+            log.warning("%d damaged batch(es) in the spool %s (a crash mid-write) skipped; the "
+                        "rest is written", spool.torn, spool.path)  # fmt: skip
         spool.close(remove=True)
     if count:
         log.warning("measurements kept in the spool are now in the database")
