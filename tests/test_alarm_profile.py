@@ -450,7 +450,7 @@ def test_nan_is_not_a_number_for_the_pause():
 
 SPO2_LEVELS = "medium = 90\nhigh = 85"
 PULSE_LOW_LEVELS = "medium = 50\nhigh = 40"
-NO_DATA = 'no_data = { priority = "medium" }'
+NO_DATA = 'no_data = { priority = "medium", timeout_s = 10 }'
 
 SWITCHED_OFF = [
     # not finite
@@ -560,6 +560,8 @@ def test_the_no_data_timeout_defaults_to_the_drivers():
     from devices.base import DEFAULT_NO_DATA_TIMEOUT
 
     assert load_profile().technical["no_data"].timeout_s == DEFAULT_NO_DATA_TIMEOUT == 10
+    left_out = parse_profile(mutated((NO_DATA, 'no_data = { priority = "medium" }')), FILE)
+    assert left_out.technical["no_data"].timeout_s == DEFAULT_NO_DATA_TIMEOUT
 
 
 def test_record_refuses_an_infinite_limit_before_monitoring_starts(tmp_path):

@@ -126,7 +126,8 @@ def test_a_device_that_stops_is_no_data_after_the_timeout_and_ends_with_its_next
 
 def test_the_timeout_comes_from_the_profile(kap_default):
     text = kap_default.text.replace(
-        'no_data = { priority = "medium" }', 'no_data = { priority = "medium", timeout_s = 4 }'
+        'no_data = { priority = "medium", timeout_s = 10 }',
+        'no_data = { priority = "medium", timeout_s = 4 }',
     )
     engine = AlarmEngine(parse_profile(text, "short.toml"))
     engine.process(num(Code.SPO2, 97, 0))
