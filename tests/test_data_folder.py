@@ -146,3 +146,26 @@ def test_reading_before_anything_was_recorded_creates_nothing(tmp_path: Path):
     assert result.returncode == 2
     assert result.stderr.startswith("kapmonitor: no session has been recorded here yet")
     assert not data.exists()
+
+
+@pytest.mark.parametrize("writes", [False, True])
+def test_a_run_that_writes_into_the_real_data_folder_fails(tmp_path: Path, writes: bool):
+    """The check in tests/conftest.py, on a pretend user whose real data folder a test writes
+    into (and, to show it can pass, one that does not)."""
+    user = tmp_path / "user"
+    user.mkdir()
+    body = "REAL_DATA_FOLDER.mkdir(parents=True)\n    (REAL_DATA_FOLDER / 'x').write_text('x')"
+    test = tmp_path / "test_pretend.py"
+    test.write_text(
+        "from tests.conftest import REAL_DATA_FOLDER\n\n\n"
+        f"def test_pretend():\n    {body if writes else 'assert REAL_DATA_FOLDER'}\n"
+    )
+    env = {**os.environ, "HOME": str(user), "XDG_DATA_HOME": str(user / ".local" / "share")}
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "tests.conftest", "-p", "no:cacheprovider",
+         "--rootdir", str(tmp_path), str(test)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert "1 passed" in result.stdout, result.stdout + result.stderr
+    assert result.returncode == (1 if writes else 0), result.stdout
+    assert ("wrote into the user's data folder" in result.stdout) == writes
