@@ -197,15 +197,11 @@ class SessionRunner:
         self._running = True
 
     def _device_clock(self) -> Stamp:
-        """The devices' time: for simulated and replayed devices their session clock (ahead of
-        the wall clock at --speed > 1), which stops where their playback ended."""
-        playing = [d for d in self.drivers if isinstance(d, PlaybackDriver)]
-        if not playing or len(playing) < len(self.drivers):
-            return Stamp.now()
-        running = [d.session_now() for d in playing if not d.join(0)]
-        if not running:
+        """The alarm system's clock: the session's one :meth:`now`, held where the playback
+        ended once every simulated or replayed device has (its end is not a silence)."""
+        if self.drivers and all(isinstance(d, PlaybackDriver) and d.join(0) for d in self.drivers):
             return self.alarms.engine.now or Stamp.now()
-        return min(running, key=lambda stamp: stamp.mono)
+        return self.now()
 
     def finished(self) -> bool:
         """Whether every device has ended by itself (a simulated session that is over)."""
