@@ -311,7 +311,7 @@ def cmd_sessions_list(args: argparse.Namespace, out: TextIO) -> int:
         else:
             for s in sessions:
                 out.write(
-                    f"{s.id:>6}  {_when(s.started):25}  {s.status.value:11}  {s.patient}"
+                    f"{s.id:>6}  {_when(s.started):25}  {s.status.value:17}  {s.patient}"
                     f"{'  (' + s.clinician + ')' if s.clinician else ''}\n"
                 )
         return 0
