@@ -83,67 +83,94 @@ class SerialSettings:
 _NIBP = "nibp"
 _WAVE = "wave"
 _VALUE = "value"
+_WAVE_KEYS = {code: (_WAVE, code) for code in Code}
 _INF = math.inf
 _OUT_OF_RANGE = frozenset((Flag.OUT_OF_RANGE,))
 _QUESTIONABLE = frozenset((Flag.QUESTIONABLE,))
 #: Per code: (low, high, largest jump or inf, its window in seconds).
-_LIMITS = {code: (*code.info.physical_range, *(code.info.max_jump or (_INF, 0.0))) for code in Code}
+
+
+class _Stream:
+    """What the checks remember of one stream: its last stamp and, for a code, its limits and
+    the last value that passed them."""
+
+    __slots__ = ("high", "jump", "last", "low", "ref", "ref_mono", "window")
+
+    def __init__(self, code: Code | None = None) -> None:
+        self.last = -_INF  #: the latest stamp (mono) emitted
+        info = code.info if code is not None else None
+        self.low, self.high = info.physical_range if info else (-_INF, _INF)
+        self.jump, self.window = (info.max_jump if info else None) or (_INF, 0.0)
+        self.ref: float | None = None  #: the last value that passed the checks…
+        self.ref_mono = -_INF  #: …and its stamp
 
 
 class OutputChecks:
     """The checks every item of one parser passes (see the module notes); state per stream."""
 
     def __init__(self) -> None:
-        #: The latest stamp (mono) emitted per stream: a code, NIBP, a wave, a vendor key.
-        self._last: dict[object, float] = {}
-        #: The last value of each code that passed its checks, and its stamp (mono).
-        self._ref: dict[Code, tuple[float, float]] = {}
+        #: Per stream: a code's numerics, NIBP, a waveform, a vendor key.
+        self._streams: dict[object, _Stream] = {}
+
+    def _stream(self, key: object, code: Code | None) -> _Stream:
+        stream = self._streams[key] = _Stream(code)
+        return stream
 
     def __call__(self, items: list[Measurement]) -> list[Measurement]:
         """``items`` with flags added and stamps moved up where the rules say (in place)."""
-        last = self._last
+        streams = self._streams
         for i, item in enumerate(items):
             cls = type(item)
-            if cls is Numeric:
-                key: object = item.code
-            elif cls is WaveformBlock:
-                key = (_WAVE, item.code)
+            stamp = item.stamp
+            mono = stamp.mono
+            if cls is Numeric:  # the common case, inline: every parser emits numerics
+                code = item.code
+                st = streams.get(code) or self._stream(code, code)
+                value = item.value
+                if mono < st.last:
+                    items[i] = self._numeric(item, _moved_up(stamp, st.last), st)
+                elif value is None:
+                    st.last = mono
+                elif st.low <= value <= st.high and (
+                    mono - st.ref_mono >= st.window or abs(value - st.ref) <= st.jump
+                ):
+                    st.last = st.ref_mono = mono
+                    st.ref = value
+                else:
+                    items[i] = self._numeric(item, stamp, st)
+                continue
+            if cls is WaveformBlock:
+                key: object = _WAVE_KEYS[item.code]
             elif cls is NibpReading:
                 key = _NIBP
             else:
                 key = (_VALUE, item.key) if cls is DeviceValue else cls
-            stamp = item.stamp
-            mono = stamp.mono
-            floor = last.get(key, -_INF)
-            if mono < floor:
-                stamp = stamp.shifted(floor - mono)
-                mono = floor
-            last[key] = mono
-            if cls is Numeric:
-                item = self._numeric(item, stamp)
-            elif cls is NibpReading:
-                item = self._nibp(item, stamp)
+            st = streams.get(key) or self._stream(key, None)
+            if mono < st.last:
+                stamp = _moved_up(stamp, st.last)
+            else:
+                st.last = mono
+            if cls is NibpReading:
+                items[i] = self._nibp(item, stamp)
             elif stamp is not item.stamp:
-                item = _restamped(item, stamp)
-            items[i] = item
+                items[i] = _restamped(item, stamp)
         return items
 
-    def _numeric(self, item: Numeric, stamp: Stamp) -> Numeric:
+    @staticmethod
+    def _numeric(item: Numeric, stamp: Stamp, st: _Stream) -> Numeric:
+        """``item`` at ``stamp`` (moved up or not), judged by its code's range and jump."""
+        mono = st.last = stamp.mono
         value = item.value
         flags = item.flags
         if value is not None:
-            code = item.code
-            low, high, jump, window = _LIMITS[code]
-            if not low <= value <= high:
+            if not st.low <= value <= st.high:
                 if not math.isfinite(value):
                     value = None
                 flags = flags | _OUT_OF_RANGE
+            elif mono - st.ref_mono < st.window and abs(value - st.ref) > st.jump:
+                flags = flags | _QUESTIONABLE
             else:
-                ref = self._ref.get(code)
-                if ref is not None and stamp.mono - ref[1] < window and abs(value - ref[0]) > jump:
-                    flags = flags | _QUESTIONABLE
-                else:
-                    self._ref[code] = (value, stamp.mono)
+                st.ref, st.ref_mono = value, mono
         if flags is item.flags and stamp is item.stamp:
             return item
         return Numeric(item.source, item.code, value, stamp, flags)
@@ -152,7 +179,7 @@ class OutputChecks:
         flags = item.flags
         parts = []
         for code, value in item.parts():
-            low, high = _LIMITS[code][:2]
+            low, high = code.info.physical_range
             if value is not None and not low <= value <= high:
                 flags = flags | _OUT_OF_RANGE
                 value = value if math.isfinite(value) else None
@@ -167,6 +194,11 @@ class OutputChecks:
         if flags is item.flags and stamp is item.stamp:
             return item
         return NibpReading(item.source, sys_, dia, mean, stamp, flags)
+
+
+def _moved_up(stamp: Stamp, mono: float) -> Stamp:
+    """``stamp`` moved up to ``mono`` exactly (``shifted`` would round)."""
+    return Stamp(mono, stamp.wall + (mono - stamp.mono))
 
 
 def _restamped(item: Measurement, stamp: Stamp) -> Measurement:

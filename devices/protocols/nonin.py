@@ -603,21 +603,12 @@ LOCK8_SPO2_STEP = 5
 LOCK8_HR_STEP = 15
 
 
-def _values8(b: bytes, i: int) -> tuple[int, int] | None:
-    """HR and SpO2 of the Format 8 packet at ``i``, or None if the device cannot send them."""
-    hr = decode_hr(b[i], b[i + 1])
-    spo2 = b[i + 2]
-    if (hr > HR_MAX8 and hr != HR_MISSING) or (spo2 > 100 and spo2 != SPO2_MISSING):
-        return None
-    return hr, spo2
-
-
-def _agree8(a: tuple[int, int], b: tuple[int, int]) -> bool:
-    """Whether two consecutive Format 8 packets could be one patient a second apart: each value
-    close to the other, or missing in either (a finger going in or out)."""
+def _agree8(held: tuple[int, int, Flags, Stamp], hr: int, spo2: int) -> bool:
+    """Whether a Format 8 packet and the held one before it could be one patient a second apart:
+    each value close to the other, or missing in either (a finger going in or out)."""
     for x, y, missing, step in (
-        (a[0], b[0], HR_MISSING, LOCK8_HR_STEP),
-        (a[1], b[1], SPO2_MISSING, LOCK8_SPO2_STEP),
+        (held[0], hr, HR_MISSING, LOCK8_HR_STEP),
+        (held[1], spo2, SPO2_MISSING, LOCK8_SPO2_STEP),
     ):
         if abs(x - y) > step and missing not in (x, y):
             return False
@@ -708,37 +699,36 @@ class NoninFormat8Parser(_NoninParser):
     def _take_run(self, b: bytes, pos: int, end: int, stamp: Stamp, out: list[Measurement]) -> int:
         """Take the well-formed packets in ``b[pos:end]``; return where parsing goes on."""
         n = len(b)
+        stats = self.stats
         for i in range(pos, end, PACKET8_BYTES):
-            values = _values8(b, i)
-            if values is None:
+            b1, hr_lsb, spo2, b4 = b[i : i + PACKET8_BYTES]
+            hr = decode_hr(b1, hr_lsb)
+            if (hr > HR_MAX8 and hr != HR_MISSING) or (spo2 > 100 and spo2 != SPO2_MISSING):
                 # A value the device cannot send: this packet is damaged.
-                self.stats.framing_errors += 1
-                self.stats.packets_dropped += 1
+                stats.framing_errors += 1
+                stats.packets_dropped += 1
                 self._lose_step(PACKET8_BYTES)
                 return i + PACKET8_BYTES
-            b1, b4 = b[i], b[i + 3]
             end_at = self._end_stamp(stamp, n - i - PACKET8_BYTES)
-            packet = (*values, _FLAGS[_flag_key8(b1, b4)], end_at)
+            flags = _FLAGS[_flag_key8(b1, b4)]
             if self._locked:
-                self._emit(out, packet)
+                stats.packets_ok += 1
+                stats.frames_ok += 1
+                self._emit_numerics(out, end_at, hr, spo2, flags)
                 continue
             held = self._held
-            if held and not _agree8(held[-1][:2], values):
+            if held and not _agree8(held[-1], hr, spo2):
                 self._drop_held()  # this one may begin a run of its own
-            held.append(packet)
+            held.append((hr, spo2, flags, end_at))
             if len(held) >= LOCK8:
                 self._locked = True
                 self._found_start()
+                stats.packets_ok += len(held)
+                stats.frames_ok += len(held)
                 for p in held:
-                    self._emit(out, p)
+                    self._emit_numerics(out, p[3], p[0], p[1], p[2])
                 held.clear()
         return end
-
-    def _emit(self, out: list[Measurement], packet: tuple[int, int, Flags, Stamp]) -> None:
-        hr, spo2, flags, end = packet
-        self.stats.packets_ok += 1
-        self.stats.frames_ok += 1
-        self._emit_numerics(out, end, hr, spo2, flags)
 
 
 # --- encoders and emulators ---------------------------------------------------------------------
