@@ -272,6 +272,8 @@ def test_unknown_keys_and_signed_values_are_read() -> None:
         b"13/02/24 10:00:00 SPO2=097% BPM=064",  # month 13
         b"01/02/24 10:00:00 SPO2=1O7% BPM=064",  # letter O in a number
         b"01/02/24 10:00:00 SPO2=197% BPM=064",  # SpO2 above 100
+        b"01/02/24 10:00:00 SPO2=097% BPM=364",  # pulse above its physical range
+        b"01/02/24 10:00:00 SPO2=097% BPM=064 PI=34.20",  # PI above Masimo's 20 %
         b"01/02/24 10:00:00 SPO2=097% BPM=064 SPO2=098%",  # a key twice
         b"01/02/24 10:00:00 SPO2=097% BPM=06401/02/24 10:00:01 SPO2=097%",  # two lines run together
         b"01/02/24 10:00:00",  # nothing after the clock

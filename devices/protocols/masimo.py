@@ -146,8 +146,10 @@ VENDOR_UNITS: dict[str, str] = {
 HEX_KEYS = frozenset({"ALARM", "EXC", "EXC1"})
 #: Keys whose value is free text (not a measurement): kept in last_fields only.
 TEXT_KEYS = frozenset({"SN"})
-#: Highest plausible value of a coded key; above it the line is taken as damaged.
-LIMITS: dict[str, float] = {"SPO2": 100.0, "BPM": 400.0, "PI": 100.0}
+#: Highest value of a coded key: its code's physical range (SpO2 100 %, pulse 350 /min, PI 20 %,
+#: Masimo's own PI range). The line has no checksum, so a value above it cannot have been
+#: measured: the line is taken as damaged.
+LIMITS: dict[str, float] = {key: code.physical_range[1] for key, code in CODED_KEYS.items()}
 
 _NUMBER = re.compile(r"[+-]?\d+(?:\.\d+)?\Z")
 _DASHES = re.compile(r"[+-]?[-.]*-[-.]*\Z")
