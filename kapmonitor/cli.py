@@ -513,6 +513,7 @@ def cmd_decode(args: argparse.Namespace, out: TextIO) -> int:
     try:
         protocol, chunks = _timed_chunks(stream, name, args.protocol)
         parser = _serial_driver_class(protocol).parser_class(args.file)
+        parser.begin(Stamp(0.0, 0.0))  # t counts from the stream's start: nothing came before
         for t, chunk in chunks:  # items are written as they come: nothing waits for the end
             for item in parser.feed(chunk, Stamp(t, t)):
                 for record in jsonl.records(item, 0.0):

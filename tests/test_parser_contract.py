@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from alarms.engine import AlarmEngine
 from alarms.model import AlarmKind, LogEvent
 from alarms.profile import load_profile
+from devices.capture import CaptureWriter, Kind
 from devices.protocols.base import OutputChecks, SerialSettings
 from devices.registry import get_driver_class, protocol_names
 from devices.sim.physiology import KapSession
@@ -38,6 +39,7 @@ from kapmonitor.model import (
     Stamp,
     WaveformBlock,
 )
+from tests.pipeline_helpers import decode_cli
 
 PROTOCOLS = protocol_names()
 ORIGIN = Stamp(1000.0, 1.7e9)  #: when the connection opened (the parser is told so)
@@ -424,3 +426,16 @@ def test_the_first_read_is_not_placed_before_the_connection() -> None:
     assert numerics and min(i.stamp.mono for i in numerics) >= ORIGIN.mono
     # (A pleth block is stamped at its first sample, which the device measured 24 frames
     # before it sent the last: that may be before the port opened, and is true.)
+
+
+def test_decode_of_a_capture_whose_first_read_is_a_backlog_starts_at_zero(tmp_path) -> None:
+    # A capture that begins with a backlog: 10 s of Format 8 read 0.5 s after the port opened.
+    # Counted back at 4 bytes a second, its first values came out at t = -9.5 s.
+    reads = emulated("nonin8")[0]
+    backlog = b"".join(c for c, t in reads if t <= 10)
+    path = tmp_path / "backlog.kapcap"
+    writer = CaptureWriter(path, "nonin8", "/dev/ttyUSB0", SerialSettings(9600))
+    writer.write(Kind.FROM_DEVICE, 0.5, backlog)
+    writer.close()
+    lines = decode_cli("nonin8", path)
+    assert len(lines) == 2 * 10 and min(x["t"] for x in lines) >= 0.0
