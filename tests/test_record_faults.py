@@ -583,7 +583,8 @@ def test_two_recorders_on_one_database_keep_their_own_spools(tmp_path):
 
 class _Proxy:
     """A TCP proxy to PostgreSQL that can cut the line: open connections are closed and new
-    ones refused (as a network that went away), until it is restored."""
+    ones refused (as a network that went away), until it is restored; or silence it: nothing
+    is carried either way and nothing is said (a network cut that sends no reset back)."""
 
     def __init__(self, upstream: int) -> None:
         self.upstream = upstream
@@ -593,17 +594,24 @@ class _Proxy:
         self._open: list[socket.socket] = []
         self._lock = threading.Lock()
         self._server: socket.socket | None = None
+        self.silent = False
         self.restore()
+
+    def silence(self) -> None:
+        self.silent = True
 
     def restore(self) -> None:
         server = socket.create_server(("127.0.0.1", self.port))
         server.settimeout(0.1)
         self._server = server
-        threading.Thread(target=self._accept, args=(server,), daemon=True).start()
+        self._accepting = threading.Thread(target=self._accept, args=(server,), daemon=True)
+        self._accepting.start()
 
     def cut(self) -> None:
+        self.silent = False
         server, self._server = self._server, None
         if server is not None:
+            self._accepting.join()  # out of accept(): the port is free again
             server.close()
         with self._lock:
             for s in self._open:
@@ -620,16 +628,22 @@ class _Proxy:
                 continue
             except OSError:
                 return
+            while self.silent and self._server is server:
+                time.sleep(0.05)  # the connection waits, unanswered
+            if self._server is not server:
+                client.close()
+                return
             upstream = socket.create_connection(("127.0.0.1", self.upstream))
             with self._lock:
                 self._open += [client, upstream]
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
 
-    @staticmethod
-    def _pump(a: socket.socket, b: socket.socket) -> None:
+    def _pump(self, a: socket.socket, b: socket.socket) -> None:
         try:
             while data := a.recv(65536):
+                if self.silent:
+                    return  # swallowed: from now on this connection hears nothing
                 b.sendall(data)
         except OSError:
             pass
@@ -638,7 +652,8 @@ class _Proxy:
                 s.shutdown(socket.SHUT_RDWR)
 
 
-def test_a_live_recorder_cut_off_from_postgres_is_not_marked_interrupted(postgres, tmp_path):
+@pytest.mark.parametrize("how", ["cut", "silence"])
+def test_a_live_recorder_cut_off_from_postgres_is_not_marked_interrupted(how, postgres, tmp_path):
     """The recorder's line to PostgreSQL is cut for 35 s (longer than the 30 s that once made a
     second client mark the session interrupted). The second client, on a line of its own, finds
     the lease current; only with a lease shorter than the cut does it mark the session — saying
@@ -651,13 +666,14 @@ def test_a_live_recorder_cut_off_from_postgres_is_not_marked_interrupted(postgre
 
     def cut(recorder):
         time.sleep(2.0)
-        proxy.cut()
-        assert _wait(lambda: recorder.failing, 10)
+        getattr(proxy, how)()
+        assert _wait(lambda: recorder.failing, 30)  # a silent line: within its 10-s limits
         time.sleep(35.0)
         decided["lease"] = other.recover_interrupted()
         decided["short lease"] = other.recover_interrupted(lease=20.0)
+        proxy.cut()  # a silenced line's connections are gone for good
         proxy.restore()
-        assert _wait(lambda: not recorder.failing, 30)
+        assert _wait(lambda: not recorder.failing, 40)
 
     try:
         run.run("typical", speed=30, minutes=25, during=cut)
@@ -673,3 +689,5 @@ def test_a_live_recorder_cut_off_from_postgres_is_not_marked_interrupted(postgre
     actions = [a for a, _ in audit]
     assert actions == ["session-started", "session-interrupted", "session-resumed"]
     assert "lease expired" in audit[1][1] and "database clock" in audit[1][1]
+    said = {"cut": "unavailable", "silence": "has not answered"}[how]
+    assert said in run.failing_alarms()[0].text  # the nurse is told, even of a silent line

@@ -242,7 +242,9 @@ def open_database(url: str | None = None) -> Database:
         _prepare_sqlite_file(Path(parsed.database))
     try:
         # hide_parameters: no error message or log line carries the values (a patient id).
-        engine = create_engine(parsed, pool_pre_ping=True, hide_parameters=True)
+        engine = create_engine(
+            parsed, pool_pre_ping=True, hide_parameters=True, connect_args=_line_limits(parsed)
+        )
     except (ImportError, ArgumentError) as exc:
         raise DatabaseError(f"cannot use the database {shown}: {exc}") from None
     if engine.dialect.name == "sqlite":
@@ -261,6 +263,28 @@ def open_database(url: str | None = None) -> Database:
             db.close()
             raise DatabaseError(f"cannot open the database {shown}: {exc}") from None
     return db
+
+
+#: A server that stops answering (a network cut that sends nothing back) is an error within
+#: seconds, not a connect or a query that waits for TCP's 15-minute give-up: the recorder must
+#: raise the "recording failing" alarm and spool, not hang silently.
+LIBPQ_LINE_LIMITS = {
+    "connect_timeout": 10,  # seconds
+    "tcp_user_timeout": 10_000,  # milliseconds a sent byte may stay unacknowledged
+    "keepalives": 1,
+    "keepalives_idle": 5,
+    "keepalives_interval": 2,
+    "keepalives_count": 3,
+}
+
+
+def _line_limits(parsed: URL) -> dict:
+    libpq = parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() in (
+        "psycopg",
+        "psycopg2",
+    )
+    # A limit given in the URL (``?connect_timeout=30``) is the user's choice and stays.
+    return {k: v for k, v in LIBPQ_LINE_LIMITS.items() if k not in parsed.query} if libpq else {}
 
 
 def _prepare_sqlite_file(path: Path) -> None:

@@ -45,6 +45,8 @@ RETRY_INTERVAL = 2.0
 HEARTBEAT_INTERVAL = 5.0
 #: Seconds the alarm stays up after a database file was found deleted and restored.
 NOTICE_TIME = 30.0
+#: Seconds a write may hang (a server that went silent) before the alarm is raised anyway.
+STALL_AFTER = 10.0
 QUEUE_SIZE = 1_000_000
 #: Bytes of batches held in memory when neither the database nor the spool takes them; beyond
 #: it the oldest waveform blocks are dropped. Two hours of a 75-Hz pleth are about 45 MB.
@@ -97,6 +99,9 @@ class Recorder:
         self._alarms = alarm_log.subscribe("recorder", maxsize=QUEUE_SIZE) if alarm_log else None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="recorder", daemon=True)
+        self._watchdog = threading.Thread(target=self._watch, name="recorder-watch", daemon=True)
+        self._status = threading.Lock()  # the alarm is raised by either thread
+        self._busy_since: float | None = None  #: when the write under way began
         self._next_retry = 0.0
         self._notice_until = 0.0
         self._seq = 0
@@ -106,6 +111,7 @@ class Recorder:
 
     def start(self) -> None:
         self._thread.start()
+        self._watchdog.start()
 
     def stop(self, timeout: float = 30.0) -> None:
         """Write everything still queued (to the spool if the database is down), then stop.
@@ -151,18 +157,31 @@ class Recorder:
         if self.failing and not stopping and time.monotonic() < self._next_retry:
             self._spill()
             return False
+        self._busy_since = time.monotonic()
         try:
             self._write()
         except WRITE_ERRORS as exc:
             self._failed(exc)
             self._spill()
             return True
-        if self.failing and time.monotonic() >= self._notice_until:
-            self.failing = False
-            log.warning("recording works again: everything kept is in the database")
-            if self._on_status:
-                self._on_status(False, "")
+        finally:
+            self._busy_since = None
+        with self._status:
+            if self.failing and time.monotonic() >= self._notice_until:
+                self.failing = False
+                log.warning("recording works again: everything kept is in the database")
+                if self._on_status:
+                    self._on_status(False, "")
         return True
+
+    def _watch(self) -> None:
+        """A write that hangs (a server that stopped answering, with no error) raises the
+        alarm too: the recorder thread cannot say so while it waits."""
+        while not self._stop.wait(1.0):
+            began = self._busy_since
+            if began is not None and time.monotonic() - began > STALL_AFTER:
+                self._notice(f"the database has not answered for {STALL_AFTER:.0f} s; "
+                             "measurements wait and are written when it answers")  # fmt: skip
 
     def _write(self) -> None:
         """The spool (older), then memory (newer), to the database; the lease renewed."""
@@ -254,12 +273,13 @@ class Recorder:
     def _notice(self, text: str, hold: float = 0.0) -> None:
         """Raise the "recording failing" alarm, up for at least ``hold`` seconds: a failure
         over at once (a deleted file restored) is still seen by the nurse."""
-        self._notice_until = max(self._notice_until, time.monotonic() + hold)
-        if not self.failing:
-            self.failing = True
-            log.warning("recording is failing: %s", text)
-            if self._on_status:
-                self._on_status(True, text)
+        with self._status:
+            self._notice_until = max(self._notice_until, time.monotonic() + hold)
+            if not self.failing:
+                self.failing = True
+                log.warning("recording is failing: %s", text)
+                if self._on_status:
+                    self._on_status(True, text)
 
 
 def write_orphans(store: Store, folder: Path | None = None) -> int:
