@@ -81,9 +81,7 @@ class SerialSettings:
 
 
 _NIBP = "nibp"
-_WAVE = "wave"
 _VALUE = "value"
-_WAVE_KEYS = {code: (_WAVE, code) for code in Code}
 _INF = math.inf
 _OUT_OF_RANGE = frozenset((Flag.OUT_OF_RANGE,))
 _QUESTIONABLE = frozenset((Flag.QUESTIONABLE,))
@@ -109,16 +107,22 @@ class OutputChecks:
     """The checks every item of one parser passes (see the module notes); state per stream."""
 
     def __init__(self) -> None:
-        #: Per stream: a code's numerics, NIBP, a waveform, a vendor key.
+        #: Per stream: a code's numerics, NIBP, a vendor key; and each waveform's.
         self._streams: dict[object, _Stream] = {}
+        self._waves: dict[Code, _Stream] = {}
 
     def _stream(self, key: object, code: Code | None) -> _Stream:
         stream = self._streams[key] = _Stream(code)
         return stream
 
+    def _wave_stream(self, code: Code) -> _Stream:
+        stream = self._waves[code] = _Stream()
+        return stream
+
     def __call__(self, items: list[Measurement]) -> list[Measurement]:
         """``items`` with flags added and stamps moved up where the rules say (in place)."""
         streams = self._streams
+        waves = self._waves
         for i, item in enumerate(items):
             cls = type(item)
             stamp = item.stamp
@@ -140,12 +144,14 @@ class OutputChecks:
                     items[i] = self._numeric(item, stamp, st)
                 continue
             if cls is WaveformBlock:
-                key: object = _WAVE_KEYS[item.code]
-            elif cls is NibpReading:
-                key = _NIBP
+                key: object = item.code
+                st = waves.get(key) or self._wave_stream(key)
             else:
-                key = (_VALUE, item.key) if cls is DeviceValue else cls
-            st = streams.get(key) or self._stream(key, None)
+                if cls is NibpReading:
+                    key = _NIBP
+                else:
+                    key = (_VALUE, item.key) if cls is DeviceValue else cls
+                st = streams.get(key) or self._stream(key, None)
             if mono < st.last:
                 stamp = _moved_up(stamp, st.last)
             else:
@@ -240,12 +246,15 @@ class Parser(ABC):
             data = bytes(data)  # a bytearray or memoryview from a port
         self.stats.bytes_in += len(data)
         floor = self._floor
+        mono = stamp.mono
         if floor is None:
             self._max_back_per_byte = _INF
+            self._floor = mono
+        elif mono > floor:
+            self._max_back_per_byte = (mono - floor) / len(data)
+            self._floor = mono
         else:
-            self._max_back_per_byte = max(stamp.mono - floor, 0.0) / len(data)
-        if floor is None or stamp.mono > floor:
-            self._floor = stamp.mono
+            self._max_back_per_byte = 0.0
         items = self._feed(data, stamp)
         return self._checks(items) if items else items
 
@@ -253,7 +262,9 @@ class Parser(ABC):
         """Seconds before the chunk's stamp at which the byte ``bytes_after`` bytes before the
         chunk's last one arrived: at the device's ``byte_rate``, but never before the previous
         chunk (or the connection's start); ``bytes_after`` counts bytes of the current chunk."""
-        return min(bytes_after / byte_rate, bytes_after * self._max_back_per_byte)
+        back = bytes_after / byte_rate
+        cap = bytes_after * self._max_back_per_byte
+        return cap if cap < back else back
 
     @abstractmethod
     def _feed(self, data: bytes, stamp: Stamp) -> list[Measurement]:

@@ -371,7 +371,11 @@ class _NoninParser(Parser):
         """When a packet ended that ``bytes_after`` bytes of the chunk stamped ``stamp`` follow:
         they arrived after it, at the device's average byte rate (never before the previous
         chunk: :meth:`Parser.back`)."""
-        return stamp.shifted(-self.back(bytes_after, self.BYTE_RATE)) if bytes_after else stamp
+        if not bytes_after:
+            return stamp
+        back = bytes_after / self.BYTE_RATE  # Parser.back, inlined: once per packet
+        cap = bytes_after * self._max_back_per_byte
+        return stamp.shifted(-(cap if cap < back else back))
 
     def _emit_numerics(
         self, out: list[Measurement], end: Stamp, hr: int, spo2: int, flags: Flags
