@@ -396,8 +396,9 @@ class _FramedParser(_NoninParser):
 
     Stamps: the ``stamp`` given to :meth:`feed` is the arrival of the chunk's last byte. The
     packet's end is put ``bytes after the packet / 375`` s before it (the device's average byte
-    rate); the numerics carry that time and the pleth block starts 24 frames earlier. For a chunk
-    read at once this counts the device's clock back from the read.
+    rate, but never before the previous read: :meth:`Parser.back`); the numerics carry that time
+    and the pleth block starts 24 frames earlier. For a chunk read at once this counts the
+    device's clock back from the read.
 
     A damaged packet is noticed once its 125 bytes have arrived; until then nothing is counted.
     """
