@@ -14,7 +14,7 @@ from devices.capture import Kind
 from devices.protocols.base import DeviceEmulator, Parser, SerialSettings
 from devices.transport import describe_port_error, open_port
 from kapmonitor.errors import PortError
-from kapmonitor.model import ConnectionState, Stamp
+from kapmonitor.model import ConnectionState, Flag, Stamp
 
 Tap = Callable[[Kind, bytes, Stamp], None]
 
@@ -133,7 +133,9 @@ class SerialDriver(Driver):
 
         The watchdog counts measurements, not bytes: a device in the wrong data format, or a
         line full of noise the parser rightly rejects, sends bytes but no patient values, and
-        is "no data" (a technical alarm) just as a silent one is.
+        is "no data" (a technical alarm) just as a silent one is. A value the parser flags
+        out-of-range is no measurement either (as for the alarm engine's own silence watch):
+        noise that decodes only into impossible values is not a device delivering data.
         """
         last_valid = last_keep_alive = time.monotonic()
         self._bytes_since_valid = 0
@@ -153,7 +155,7 @@ class SerialDriver(Driver):
                     self._tap(Kind.FROM_DEVICE, data, stamp)
                 self._bytes_since_valid += len(data)
                 items = self.parser.feed(data, stamp)
-                if items:
+                if any(Flag.OUT_OF_RANGE not in item.flags for item in items):
                     last_valid = stamp.mono
                     self._bytes_since_valid = 0
                     self._errors_at_valid = self._error_counts()

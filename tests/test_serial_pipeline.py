@@ -12,19 +12,21 @@ import time
 import numpy as np
 import pytest
 
+from devices.protocols.base import Parser, SerialSettings
 from devices.protocols.nonin import (
     Nonin2Driver,
     NoninFormat2Emulator,
     NoninFormat2Parser,
     NoninFormat7Emulator,
 )
+from devices.serial_driver import SerialDriver
 from devices.sim.physiology import KapSession
 from devices.sim.scenario import load_scenario
 from devices.sim.serve import PtyEndpoint, serve
 from devices.spec import DeviceSpec
 from kapmonitor.codes import Code
 from kapmonitor.hub import Hub
-from kapmonitor.model import ConnectionState, Numeric, Stamp, WaveformBlock
+from kapmonitor.model import ConnectionState, Flag, Numeric, Stamp, WaveformBlock
 from tests.conftest import ROOT
 from tests.pipeline_helpers import Collector
 
@@ -337,3 +339,50 @@ def test_a_real_format2_stream_stays_connected(pipeline):
         endpoint.close()
     assert collector.states() == [ConnectionState.CONNECTING, ConnectionState.CONNECTED]
     assert len(collector.of_type(Numeric)) >= 2 * 3 * 3
+
+
+class _SpO2LineParser(Parser):
+    """A minimal line protocol ("S 97\\n" is SpO2 97 %), so the watchdog can be shown a stream
+    whose every value decodes but lies outside the physical range."""
+
+    def __init__(self, source: str) -> None:
+        super().__init__(source)
+        self._line = b""
+
+    def _feed(self, data: bytes, stamp: Stamp) -> list:
+        *lines, self._line = (self._line + data).split(b"\n")
+        self.stats.frames_ok += len(lines)
+        return [Numeric(self.source, Code.SPO2, float(line[2:]), stamp) for line in lines]
+
+
+class _SpO2LineDriver(SerialDriver):
+    name = "spo2-lines"
+    parser_class = _SpO2LineParser
+    serial_settings = SerialSettings(9600)
+    byte_rate = 960.0
+
+
+def test_values_that_are_all_out_of_range_are_no_measurement(tmp_path):
+    """Like the alarm engine's silence watch, the driver's counts no impossible value: a line
+    that decodes only into SpO2 of 250 % is not a device delivering data."""
+    hub = Hub()
+    collector = Collector(hub.subscribe("test", maxsize=100_000))
+    endpoint = PtyEndpoint()
+    stop = threading.Event()
+    values = iter([97.0] * 5 + [250.0] * 1_000)
+    writer = _stream(endpoint, lambda: f"S {next(values)}\n".encode(), stop)
+    driver = _SpO2LineDriver(DeviceSpec.parse(f"spo2-lines@{endpoint.path}"), hub.publish,
+                             no_data_timeout=1.0)  # fmt: skip
+    driver.open()
+    driver.start()
+    try:
+        assert collector.wait_for_state(ConnectionState.NO_DATA, timeout=5)
+    finally:
+        stop.set()
+        writer.join(5)
+        driver.stop()
+        endpoint.close()
+    spo2 = collector.of_type(Numeric)
+    assert spo2 and spo2[0].value == 97.0 and Flag.OUT_OF_RANGE not in spo2[0].flags
+    assert any(Flag.OUT_OF_RANGE in item.flags for item in spo2)
+    assert "but none decode" in _no_data_event(collector).detail
