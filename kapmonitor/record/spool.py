@@ -36,22 +36,25 @@ try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
+    import msvcrt
 
 log = logging.getLogger(__name__)
 
 MAGIC = b"KSB1"
 _HEAD = struct.Struct("<4sII")  #: magic, payload length, zlib.crc32 of the payload
 SUFFIX = ".kspool"
+_FLAGS = os.O_RDWR | os.O_APPEND | getattr(os, "O_BINARY", 0)
 #: Beyond this the spool keeps numerics, NIBP, events and alarms, and drops waveform blocks.
 DEFAULT_LIMIT = 512 * 1024 * 1024
 
 
 def _try_lock(fd: int) -> bool:
-    if fcntl is None:  # pragma: no cover - Windows: no other process can delete an open file
-        return True
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        else:  # pragma: no cover - Windows (untested here): a lock on the first byte
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+    except OSError:
         return False
     return True
 
@@ -71,8 +74,12 @@ class Spool:
         """A new, locked, owner-only spool named for ``writer``."""
         private_folder(directory)  # the data folder too, when this creates it
         path = directory / f"{prefix}.{writer}{SUFFIX}"
+        if fcntl is None:  # pragma: no cover - Windows cannot rename an open file
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | _FLAGS, 0o600)
+            _try_lock(fd)
+            return cls(path, fd, limit)
         temporary = directory / f".{prefix}.{writer}.new"
-        fd = os.open(temporary, os.O_CREAT | os.O_EXCL | os.O_RDWR | os.O_APPEND, 0o600)
+        fd = os.open(temporary, os.O_CREAT | os.O_EXCL | _FLAGS, 0o600)
         _try_lock(fd)
         os.replace(temporary, path)
         return cls(path, fd, limit)
@@ -101,7 +108,8 @@ class Spool:
 
     def batches(self) -> Iterator[Batch]:
         """The batches held, oldest first; a damaged one is skipped (and counted in ``torn``)."""
-        data = os.pread(self._fd, len(self), 0)
+        os.lseek(self._fd, 0, os.SEEK_SET)  # writes still go to the end (O_APPEND)
+        data = b"".join(iter(lambda: os.read(self._fd, 1 << 20), b""))
         self.torn = 0
         good_end = pos = 0  # the end of the last good record; where to look for the next
         while (start := data.find(MAGIC, pos)) >= 0:
@@ -159,7 +167,7 @@ def orphans(directory: Path, prefix: str) -> Iterator[Spool]:
         )
     for path in sorted(directory.glob(f"{prefix}.*{SUFFIX}")):
         try:
-            fd = os.open(path, os.O_RDWR | os.O_APPEND)
+            fd = os.open(path, _FLAGS)
         except FileNotFoundError:
             continue  # written out by another process just now
         if not _try_lock(fd) or os.fstat(fd).st_nlink == 0:
