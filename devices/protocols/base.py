@@ -85,7 +85,6 @@ _VALUE = "value"
 _INF = math.inf
 _OUT_OF_RANGE = frozenset((Flag.OUT_OF_RANGE,))
 _QUESTIONABLE = frozenset((Flag.QUESTIONABLE,))
-#: Per code: (low, high, largest jump or inf, its window in seconds).
 
 
 class _Stream:
