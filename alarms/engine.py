@@ -23,9 +23,10 @@ condition, live and in replay alike; the driver's own NO_DATA event raises the s
 (never twice), and while the device is disconnected only "disconnected" is shown.
 
 A value the alarm system cannot trust never meets a limit: a value flagged out-of-range, outside
-its code's physical range, or not finite is treated like a missing one. It interrupts a pending
-condition but does not end an active one: an impossible value says nothing about whether the
-patient recovered, and ending the alarm on noise would be the unsafe error.
+its code's physical range, or not finite is no evidence either way. It neither starts, continues
+nor ends a condition: ending an alarm on noise would be the unsafe error, and so would noise that
+keeps restarting the condition delay of a real desaturation it is interleaved with. (A *missing*
+value, None with its reason such as sensor off, does interrupt a pending condition.)
 """
 
 from __future__ import annotations
@@ -193,7 +194,10 @@ class AlarmEngine:
 
     def _numeric(self, item: Numeric) -> None:
         self._technical_flags(item.source, item.code, item.flags, item.stamp)
-        self._limits(item.source, item.code, trusted(item.code, item.value, item.flags), item.stamp)
+        value = trusted(item.code, item.value, item.flags)
+        if value is None and item.value is not None:
+            return  # impossible: no evidence either way (see the module's docstring)
+        self._limits(item.source, item.code, value, item.stamp)
 
     def _nibp(self, item: NibpReading) -> None:
         failed = Flag.MEASUREMENT_FAILED in item.flags or item.systolic is None
@@ -201,7 +205,9 @@ class AlarmEngine:
         if failed:
             return
         for code, value in item.parts():
-            self._limits(item.source, code, trusted(code, value, item.flags), item.stamp)
+            judged = trusted(code, value, item.flags)
+            if judged is not None or value is None:
+                self._limits(item.source, code, judged, item.stamp)
         if (
             trusted(Code.NIBP_SYS, item.systolic, item.flags) is None
             or trusted(Code.NIBP_DIA, item.diastolic, item.flags) is None
