@@ -6,6 +6,14 @@ the screen's timer tick and keeps just what the live view needs:
 * a trend per numeric code (SpO2, pulse rate, heart rate, perfusion index) for the whole
   session: ``(t, value)`` in preallocated arrays that double when full, a missing value
   (``None``) kept as NaN so the plot shows a gap, never a 0;
+* a gap in a trend where no value came: a device that stops sending (a pulled cable, a simulated
+  unplug, a silent device) sends nothing at all, and a line drawn from the last value before to
+  the first after would show a patient who was never measured. A *gap* is (1) a connection
+  event of the value's device that is not "connected" (disconnected, reconnecting, no-data)
+  between two values, or (2) two values further apart than :data:`GAP_FACTOR` times the trend's
+  usual interval and at least :data:`GAP_MIN_S` (:data:`GAP_FIRST_S` before the interval is
+  known); either way a NaN point goes between them, which
+  the plot (``connect='finite'``) draws as a break;
 * the NIBP readings (time, systolic, diastolic, mean, flags);
 * the last 10 s of pleth per source in a ring buffer (fixed size: memory is flat however long
   the session runs), NaN samples kept and missing blocks filled with NaN;
@@ -37,6 +45,7 @@ from alarms.model import LogEntry, LogEvent, Priority
 from kapmonitor import staleness
 from kapmonitor.codes import Code
 from kapmonitor.model import (
+    ConnectionState,
     DeviceEvent,
     Flag,
     Flags,
@@ -61,6 +70,15 @@ MAX_POINTS = 1 << 17
 #: A pleth block that starts this many sample periods after the previous one ended means samples
 #: were lost (an unplugged cable): the ring gets NaN for them, so the sweep shows a gap.
 PLETH_GAP_PERIODS = 1.5
+#: A trend's values further apart than this many of its usual intervals have a gap between them
+#: (an oximeter sends every 1/3 to 1 s, a patient monitor every 5 s)...
+GAP_FACTOR = 3.0
+#: ... and never less than this many seconds (the jitter of a 1-s device is no gap).
+GAP_MIN_S = 5.0
+#: Before a trend's usual interval is known (its first step), values this far apart have a gap.
+GAP_FIRST_S = 30.0
+#: Weight of the newest interval in a trend's usual interval (a running mean of intervals).
+INTERVAL_WEIGHT = 0.1
 
 
 class Series:
@@ -222,6 +240,32 @@ class Marker:
     t: float  #: monotonic time (Stamp.mono)
     kind: SessionEventKind
     text: str
+    source: str = ""  #: who set it: the session (the nurse's key) or a device (a scenario)
+
+
+class _GapWatch:
+    """Where a trend has a gap: its usual interval, and whether its device dropped out."""
+
+    __slots__ = ("broken", "interval", "source")
+
+    def __init__(self) -> None:
+        self.interval: float | None = None  #: running mean of the intervals between values
+        self.source: str | None = None  #: the device of the newest value
+        self.broken = False  #: that device's connection dropped since the newest value
+
+    def gap_before(self, last_t: float | None, t: float) -> bool:
+        """Whether a value at ``t`` after one at ``last_t`` has a gap before it; learns the
+        usual interval from the steps that are not gaps."""
+        if last_t is None:
+            return False
+        step = t - last_t
+        usual = self.interval
+        limit = GAP_FIRST_S if usual is None else max(GAP_MIN_S, GAP_FACTOR * usual)
+        gap = self.broken or step > limit
+        self.broken = False
+        if not gap and step > 0:
+            self.interval = step if usual is None else usual + INTERVAL_WEIGHT * (step - usual)
+        return gap
 
 
 class LiveBuffers:
@@ -242,6 +286,7 @@ class LiveBuffers:
         self.session_start = session_start
         self.pleth_window_s = pleth_window_s
         self.trends: dict[Code, Series] = {code: Series(capacity=capacity) for code in TREND_CODES}
+        self._gaps: dict[Code, _GapWatch] = {code: _GapWatch() for code in TREND_CODES}
         #: NIBP readings; a failed reading is a row of NaN values (its flags say why).
         self.nibp = Series(("t", "sys", "dia", "mean"), capacity=64)
         self.nibp_flags: list[Flags] = []
@@ -283,7 +328,13 @@ class LiveBuffers:
             self.latest[item.code] = Latest(item.source, item.value, item.flags, item.stamp)
             series = self.trends.get(item.code)
             if series is not None:
-                series.append(item.stamp.mono, _nan(item.value))
+                t = item.stamp.mono
+                watch = self._gaps[item.code]
+                last_t = float(series.t[-1]) if series.n else None
+                if watch.gap_before(last_t, t) and not math.isnan(series.v[-1]):
+                    series.append((last_t + t) / 2, math.nan)  # a break, between the two
+                watch.source = item.source
+                series.append(t, _nan(item.value))
         elif isinstance(item, NibpReading):
             self.nibp.append(
                 item.stamp.mono, _nan(item.systolic), _nan(item.diastolic), _nan(item.mean)
@@ -299,9 +350,13 @@ class LiveBuffers:
                 if self.dose_time is not None:
                     return False  # T0 is the first dose
                 self.dose_time = item.stamp.mono
-            self.markers.append(Marker(item.stamp.mono, item.kind, item.text))
+            self.markers.append(Marker(item.stamp.mono, item.kind, item.text, item.source))
         elif isinstance(item, DeviceEvent):
             self.devices[item.source] = item
+            if item.state is not ConnectionState.CONNECTED:
+                for watch in self._gaps.values():
+                    if watch.source == item.source:
+                        watch.broken = True
         elif isinstance(item, LogEntry):
             self.alarm_log.append(item)
             if item.event is LogEvent.ACTIVE:

@@ -22,6 +22,7 @@ from kapmonitor.live import (
     signal_quality,
 )
 from kapmonitor.model import (
+    ConnectionState,
     DeviceEvent,
     Flag,
     NibpReading,
@@ -301,3 +302,75 @@ def test_signal_quality_and_texts():
     assert age_text(42) == "42 s ago"
     assert age_text(185) == "3 min ago"
     assert age_text(3 * 3600 + 120) == "3 h 2 min ago"
+
+
+# --- gaps in the trends -----------------------------------------------------------------------
+
+
+def _gap_points(series: Series) -> np.ndarray:
+    """Times of the NaN points of a trend (the breaks the plot draws)."""
+    return series.t[np.isnan(series.v)]
+
+
+def test_a_simulated_unplug_is_a_gap_in_every_trend():
+    """device-unplug: the cable is out 2 min from 38 min after the dose (48 min in)."""
+    items = simulate("device-unplug", 52)
+    buffers = LiveBuffers()
+    buffers.ingest(items)
+    unplug = next(
+        i for i in items if isinstance(i, DeviceEvent) and i.state.value == "disconnected"
+    )
+    for code in (Code.SPO2, Code.PULSE_RATE, Code.PERFUSION):
+        series = buffers.trends[code]
+        t, v = series.t, series.v
+        before = t < unplug.stamp.mono
+        after = np.nonzero(t > unplug.stamp.mono + 60)[0][0]
+        # one NaN point between the last value before the unplug and the first after it
+        assert np.isnan(v[after - 1]) and t[after - 1] > t[before][-1]
+        assert len(_gap_points(series)) == 1
+        assert t[after] - t[before][-1] == pytest.approx(120, abs=2)
+
+
+def test_a_long_silence_without_any_device_event_is_a_gap():
+    buffers = LiveBuffers()
+    start = Stamp.now()
+    for k in (0, 1, 2, 3, 53, 54):  # 50 s of nothing after 3 s
+        buffers.add(Numeric("ox", Code.SPO2, 97.0, start.shifted(k)))
+    series = buffers.trends[Code.SPO2]
+    assert series.n == 7
+    assert _gap_points(series) == pytest.approx([start.mono + 28])
+
+
+def test_jitter_and_a_slow_device_are_no_gap():
+    buffers = LiveBuffers()
+    start = Stamp.now()
+    for k in (0, 1.1, 1.9, 3.4, 4.0, 5.2):  # an oximeter's jitter
+        buffers.add(Numeric("ox", Code.SPO2, 97.0, start.shifted(k)))
+    for k in range(0, 100, 10):  # a patient monitor that sends every 10 s
+        buffers.add(Numeric("mon", Code.PULSE_RATE, 70.0, start.shifted(k)))
+    assert not np.isnan(buffers.trends[Code.SPO2].v).any()
+    assert not np.isnan(buffers.trends[Code.PULSE_RATE].v).any()
+    # ... but the slow device's 40 s silence is (more than 3 of its intervals)
+    buffers.add(Numeric("mon", Code.PULSE_RATE, 70.0, start.shifted(130)))
+    assert len(_gap_points(buffers.trends[Code.PULSE_RATE])) == 1
+
+
+def test_a_short_disconnect_of_the_values_device_is_a_gap_another_devices_is_not():
+    buffers = LiveBuffers()
+    start = Stamp.now()
+    buffers.add(Numeric("ox", Code.SPO2, 97.0, start))
+    buffers.add(Numeric("mon", Code.PULSE_RATE, 70.0, start))
+    buffers.add(DeviceEvent("ox", ConnectionState.DISCONNECTED, start.shifted(1)))
+    buffers.add(DeviceEvent("ox", ConnectionState.CONNECTED, start.shifted(2)))
+    buffers.add(Numeric("ox", Code.SPO2, 96.0, start.shifted(3)))
+    buffers.add(Numeric("mon", Code.PULSE_RATE, 71.0, start.shifted(3)))
+    assert len(_gap_points(buffers.trends[Code.SPO2])) == 1
+    assert len(_gap_points(buffers.trends[Code.PULSE_RATE])) == 0
+
+
+def test_a_gap_after_a_missing_value_adds_no_second_break():
+    buffers = LiveBuffers()
+    start = Stamp.now()
+    buffers.add(Numeric("ox", Code.SPO2, None, start))
+    buffers.add(Numeric("ox", Code.SPO2, 97.0, start.shifted(60)))
+    assert buffers.trends[Code.SPO2].n == 2

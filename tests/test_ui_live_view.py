@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 pytest.importorskip("PySide6")
-from PySide6 import QtGui, QtWidgets
+from PySide6 import QtCore, QtGui, QtWidgets
 
 from alarms.engine import AlarmEngine
 from alarms.profile import load_profile
@@ -27,6 +27,7 @@ from ui.monitor_view import MonitorView
 from ui.pleth import PlethSweep
 from ui.theme import apply_dark_theme
 from ui.tiles import MISSING, NibpTile, NumericTile
+from ui.trends import CURVE_COLOURS, ROW_OF
 
 SOAK_CYCLES = 10_000
 
@@ -383,3 +384,52 @@ def test_screenshot_of_the_view_45_min_after_the_dose(qtbot, tmp_path):
         folder = Path(os.environ["KAPMONITOR_SCREENSHOTS"])
         folder.mkdir(parents=True, exist_ok=True)
         shutil.copy(path, folder / path.name)
+
+
+# --- gaps -------------------------------------------------------------------------------------
+
+
+def _curve_pixels_between(view, code: Code, x0: float, x1: float) -> int:
+    """Pixels of ``code``'s colour drawn in its row strictly between minutes x0 and x1."""
+    trends = view.trends
+    row = trends.rows[ROW_OF[code]]
+    box = row.plot.getViewBox()
+    image = trends.grab().toImage()
+    left = trends.mapFromScene(box.mapViewToScene(QtCore.QPointF(x0, row.y_hi))).x()
+    right = trends.mapFromScene(box.mapViewToScene(QtCore.QPointF(x1, row.y_lo))).x()
+    top = trends.mapFromScene(box.mapViewToScene(QtCore.QPointF(x0, row.y_hi))).y()
+    bottom = trends.mapFromScene(box.mapViewToScene(QtCore.QPointF(x0, row.y_lo))).y()
+    ratio = image.devicePixelRatio()
+    want = QtGui.QColor(CURVE_COLOURS[code])
+
+    def near(x: int, y: int) -> bool:
+        got = image.pixelColor(int(x * ratio), int(y * ratio))
+        return (
+            abs(got.red() - want.red())
+            + abs(got.green() - want.green())
+            + abs(got.blue() - want.blue())
+            < 90
+        )
+
+    return sum(
+        near(x, y)
+        for x in range(int(left) + 3, int(right) - 2)
+        for y in range(int(top) + 1, int(bottom) - 1)
+    )
+
+
+def test_an_unplug_is_drawn_as_a_gap_in_the_live_trends(view):
+    """device-unplug: 2 min without the device from 38 min after the dose. Before, the trends drew
+    a straight line from the last value to the first after it; now nothing is drawn there."""
+    items = simulate("device-unplug", 52)
+    buffers = LiveBuffers()
+    buffers.ingest(items)
+    view.refresh(buffers, items[-1].stamp)
+    view.show()
+    QtWidgets.QApplication.processEvents()
+    for code in (Code.SPO2, Code.PULSE_RATE, Code.PERFUSION):
+        x, y = view.trends.curves[code].getOriginalDataset()
+        inside = (x > 38.05) & (x < 39.95)
+        assert np.isnan(y[inside]).all() and inside.sum() == 1  # one break, no values
+        assert _curve_pixels_between(view, code, 38.1, 39.9) == 0, code
+        assert _curve_pixels_between(view, code, 30.0, 37.0) > 0, code  # the curve is drawn
