@@ -242,13 +242,7 @@ def test_a_real_full_disk_with_database_and_spool_together_loses_nothing(small_d
 
     def fault(recorder):
         time.sleep(1.0)
-        with open(filler, "wb") as f:  # fill the disk to the last block
-            try:
-                while True:
-                    f.write(b"\xff" * 65536)
-                    f.flush()
-            except OSError as exc:
-                assert exc.errno == errno.ENOSPC
+        _fill(small_disk)
         assert _wait(lambda: recorder.failing, 30)
         time.sleep(2.0)
         assert recorder.held > 0
@@ -264,6 +258,46 @@ def test_a_real_full_disk_with_database_and_spool_together_loses_nothing(small_d
     assert_nothing_lost_or_doubled([*run.items, *run.alarms], record)
     assert [a.event for a in run.failing_alarms()] == [LogEvent.ACTIVE, LogEvent.INACTIVE]
     assert "full" in run.failing_alarms()[0].text
+
+
+def _fill(folder: Path) -> Path:
+    """Fill the file system ``folder`` is on to the last block; return the filler."""
+    filler = folder / "filler"
+    with open(filler, "wb") as f:
+        try:
+            while True:
+                f.write(b"\xff" * 65536)
+                f.flush()
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC
+    return filler
+
+
+def test_record_on_a_disk_that_fills_and_frees_keeps_every_numeric(small_disk, tmp_path):
+    """The command line, database and spool on one small disk: it fills for 4 s mid-session.
+    The session ends `completed` with every numeric it printed stored, once."""
+    url = f"sqlite:///{small_disk / 'k.sqlite3'}"
+    proc = _kapmonitor(tmp_path / "data", "record", "--device", "sim:typical", "--speed", "60",
+                       "--duration", "12m", "--db", url, "--patient", "P-full",
+                       "--no-waves")  # fmt: skip
+    try:
+        time.sleep(4)
+        filler = _fill(small_disk)
+        time.sleep(4)
+        filler.unlink()
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err and "recording is failing" in err, err
+    store = Store(open_database(url))
+    record = store.load_session(store.list_sessions()[0].id)
+    store.db.close()
+    assert record.info.status.value == "completed"
+    assert Counter(n.code.value for n in record.numerics) == _numerics_printed(out)
+    assert max(Counter(_key(n) for n in record.numerics).values()) == 1
 
 
 # --- the database file deleted or replaced ----------------------------------------------------
