@@ -10,12 +10,13 @@ import pytest
 pytest.importorskip("PySide6")
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QPalette
-from PySide6.QtWidgets import QDialog, QWidget
+from PySide6.QtWidgets import QApplication, QDialog, QWidget
 
 from devices.registry import protocol_names
 from ui.discharge_dialog import CheckItem, DischargeDialog, SummaryView
 from ui.start_dialog import StartDialog
 from ui.status_panel import DeviceStatusPanel
+from ui.theme import apply_dark_theme
 
 SCREENSHOTS = os.environ.get("KAPMONITOR_SCREENSHOTS")
 PORTS = [("/dev/ttyUSB0", "USB-Serial Controller"), ("/dev/ttyUSB1", "FT232R USB UART")]
@@ -80,6 +81,14 @@ def click_ok(qtbot, d: StartDialog) -> None:
     qtbot.mouseClick(d.ok_button, Qt.MouseButton.LeftButton)
 
 
+def choose_drug(d: StartDialog, drug="esketamine", route="intranasal", dose=56.0, unit="mg"):
+    """What the nurse must choose herself: nothing clinical is filled in for her."""
+    d.drug.setCurrentIndex(d.drug.findData(drug))
+    d.route.setCurrentIndex(d.route.findData(route))
+    d.dose.setValue(dose)
+    d.dose_unit.setEditText(unit)
+
+
 # --- start dialog -----------------------------------------------------------------------------
 
 
@@ -99,6 +108,8 @@ def test_a_bad_port_is_shown_in_red_next_to_its_row_and_the_dialog_stays_open(
     dialog, qtbot, checker, tmp_path
 ):
     dialog.patient.setText("P-0042")
+    choose_drug(dialog)
+    dialog.rows[0].protocol.setCurrentText("nonin2")
     dialog.rows[0].port.setEditText("/dev/ttyUSB0")
     second = dialog.add_device("nonin2", "/dev/ttyUSB9")
     click_ok(qtbot, dialog)
@@ -132,6 +143,7 @@ def test_a_typed_url_is_accepted_and_values_are_returned(dialog, qtbot, checker)
     dialog.drug.setCurrentIndex(dialog.drug.findData("esketamine"))
     dialog.route.setCurrentIndex(dialog.route.findData("intranasal"))
     dialog.dose.setValue(56)
+    qtbot.keyClicks(dialog.dose_unit.lineEdit(), "mg")
     dialog.rows[0].protocol.setCurrentText("nonin2")
     qtbot.keyClicks(dialog.rows[0].port.lineEdit(), "socket://localhost:7000")
     sim = dialog.add_device("sim")
@@ -172,6 +184,8 @@ def test_the_port_list_comes_from_the_system_and_can_be_refreshed(qtbot):
 
 def test_empty_port_bad_profile_and_duplicate_ports_are_caught(dialog, qtbot, checker):
     dialog.patient.setText("P-1")
+    choose_drug(dialog)
+    dialog.rows[0].protocol.setCurrentText("contec")
     click_ok(qtbot, dialog)
     assert "Choose or type the port" in dialog.rows[0].error.text()
     dialog.rows[0].port.setEditText("/dev/ttyUSB0")
@@ -192,15 +206,32 @@ def test_empty_port_bad_profile_and_duplicate_ports_are_caught(dialog, qtbot, ch
 def test_the_dialog_works_from_the_keyboard(dialog, qtbot, checker):
     assert dialog.focusWidget() is dialog.patient
     qtbot.keyClicks(dialog.patient, "P-7")
-    for _ in range(9):  # clinician, operator, drug, route, dose, unit, profile, file…, protocol
+    for _ in range(3):  # clinician, operator, drug
+        qtbot.keyClick(dialog.focusWidget(), Qt.Key.Key_Tab)
+    assert dialog.focusWidget() is dialog.drug
+    qtbot.keyClick(dialog.drug, Qt.Key.Key_Down)  # the first drug: chosen by the nurse
+    qtbot.keyClick(dialog.focusWidget(), Qt.Key.Key_Tab)
+    assert dialog.focusWidget() is dialog.route
+    qtbot.keyClick(dialog.route, Qt.Key.Key_Down)
+    qtbot.keyClick(dialog.focusWidget(), Qt.Key.Key_Tab)
+    assert dialog.focusWidget() is dialog.dose
+    qtbot.keyClicks(dialog.focusWidget(), "0.5")
+    qtbot.keyClick(dialog.focusWidget(), Qt.Key.Key_Tab)
+    qtbot.keyClicks(dialog.focusWidget(), "mg/kg")
+    for _ in range(3):  # profile, file…, protocol
         qtbot.keyClick(dialog.focusWidget(), Qt.Key.Key_Tab)
     assert dialog.focusWidget() is dialog.rows[0].protocol
+    qtbot.keyClick(dialog.rows[0].protocol, Qt.Key.Key_Down)
     qtbot.keyClick(dialog.focusWidget(), Qt.Key.Key_Tab)
     assert dialog.focusWidget() in (dialog.rows[0].port, dialog.rows[0].port.lineEdit())
     qtbot.keyClicks(dialog.rows[0].port.lineEdit(), "/dev/ttyUSB0")
     with qtbot.waitSignal(dialog.accepted, timeout=1000):
         qtbot.keyClick(dialog.rows[0].port.lineEdit(), Qt.Key.Key_Return)
-    assert dialog.values()["devices"][0].endswith("@/dev/ttyUSB0")
+    values = dialog.values()
+    assert values["devices"] == [f"{protocol_names()[0]}@/dev/ttyUSB0"]
+    assert (values["drug"], values["route"], values["dose"], values["dose_unit"]) == (
+        "ketamine", "iv", 0.5, "mg/kg",
+    )  # fmt: skip
 
 
 def test_defaults_fill_the_form(qtbot):
@@ -224,13 +255,100 @@ def test_screenshot_of_the_start_dialog(qtbot, tmp_path):
     dark(d)
     d.patient.setText("P-0042")
     d.operator.setText("nurse A")
-    d.dose.setValue(56)
+    choose_drug(d)
     d.rows[0].protocol.setCurrentText("nonin2")
     d.rows[0].port.setEditText("/dev/ttyUSB0")
     d.add_device("contec", "socket://192.168.1.20:7000")
     d.show()
     qtbot.waitExposed(d)
     save_screenshot(d, "start-dialog.png", tmp_path)
+
+
+def test_no_clinical_field_is_filled_in_for_the_nurse(dialog, qtbot, checker, tmp_path):
+    values = dialog.values()
+    assert (values["drug"], values["route"], values["dose"], values["dose_unit"]) == (
+        None, None, None, "",
+    )  # fmt: skip
+    assert dialog.drug.currentText() == "" and dialog.drug.placeholderText() == "choose…"
+    assert dialog.route.currentText() == ""
+    row = dialog.rows[0]
+    assert row.protocol.currentText() == ""  # neither a vendor's protocol nor the simulator
+    assert values["devices"] == ["@"]
+    dialog.patient.setText("P-0042")
+    row.port.setEditText("/dev/ttyUSB0")
+    click_ok(qtbot, dialog)
+    assert dialog.isVisible() and dialog.result() != QDialog.DialogCode.Accepted
+    assert dialog.drug_error.isVisible() and dialog.drug_error.text() == "Choose the drug."
+    assert dialog.route_error.isVisible() and dialog.route_error.text() == "Choose the route."
+    assert dialog.dose_error.isVisible() and dialog.dose_error.text() == "Enter the dose."
+    assert row.error.text() == "Choose the device's protocol (sim for the simulator)."
+    assert dialog.focusWidget() is dialog.drug
+    assert checker.calls == []
+    row.protocol.setCurrentText("nonin2")
+    assert row.port.currentText() == "/dev/ttyUSB0"  # choosing the protocol keeps the port
+    dialog.dose.setValue(56)
+    click_ok(qtbot, dialog)
+    assert dialog.dose_error.text() == "Choose the dose unit."
+    choose_drug(dialog)
+    with qtbot.waitSignal(dialog.accepted, timeout=1000):
+        click_ok(qtbot, dialog)
+    assert dialog.values()["devices"] == ["nonin2@/dev/ttyUSB0"]
+
+
+def test_an_error_goes_as_soon_as_its_field_is_fixed(dialog, qtbot, tmp_path):
+    click_ok(qtbot, dialog)
+    errors = [dialog.patient_error, dialog.drug_error, dialog.route_error, dialog.dose_error]
+    assert all(label.isVisible() for label in errors)
+    dark(dialog)
+    save_screenshot(dialog, "start-dialog-empty-errors.png", tmp_path)
+    qtbot.keyClicks(dialog.patient, "   ")
+    assert dialog.patient_error.isVisible()  # blanks are no identifier
+    qtbot.keyClicks(dialog.patient, "P-0042")
+    assert dialog.patient_error.isHidden()
+    dialog.drug.setCurrentIndex(1)
+    assert dialog.drug_error.isHidden()
+    dialog.route.setCurrentIndex(0)
+    assert dialog.route_error.isHidden()
+    assert dialog.dose_error.isVisible()
+    dialog.dose.setValue(20)
+    assert dialog.dose_error.isHidden()
+    dialog.profile.setEditText("/nowhere.toml")
+    click_ok(qtbot, dialog)
+    assert dialog.profile_error.isVisible()
+    dialog.profile.setEditText("kap-default")
+    assert dialog.profile_error.isHidden()
+
+
+def test_a_long_device_message_wraps_and_shows_whole(qtbot, tmp_path):
+    long = (
+        "port '/dev/ttyUSB0' could not be opened: permission denied. Add your user to the "
+        "'dialout' group (sudo usermod -aG dialout $USER), log out and in again, then retry; "
+        "or plug the cable in, press Refresh ports, or type the port the device is on."
+    )
+    apply_dark_theme(QApplication.instance())  # the application's own font and style
+    d = StartDialog(check_device=lambda spec: long, list_ports=lambda: list(PORTS))
+    qtbot.addWidget(d)
+    d.show()
+    qtbot.waitExposed(d)
+    d.patient.setText("P-0042")
+    choose_drug(d)
+    d.rows[0].protocol.setCurrentText("nonin2")
+    d.rows[0].port.setEditText("/dev/ttyUSB0")
+    click_ok(qtbot, d)
+    qtbot.wait(50)
+    label = d.rows[0].error
+    assert label.isVisible() and label.text() == long
+    assert label.wordWrap()
+    lines = label.heightForWidth(label.width()) / label.fontMetrics().lineSpacing()
+    assert lines >= 2  # the message does wrap at this width …
+    assert label.height() >= label.heightForWidth(label.width())  # … and every line shows
+    top_left = label.mapTo(d, label.rect().topLeft())
+    bottom = top_left.y() + label.height()
+    assert top_left.x() + label.width() <= d.width() and bottom <= d.height()
+    below = d.add_button.mapTo(d, d.add_button.rect().topLeft()).y()
+    assert bottom <= below  # nothing is drawn over its last line
+    dark(d)
+    save_screenshot(d, "start-dialog-long-message.png", tmp_path)
 
 
 # --- discharge dialog -------------------------------------------------------------------------

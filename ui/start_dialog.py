@@ -1,5 +1,11 @@
 """The start dialog: who, what drug, which devices on which ports, which alarm profile.
 
+Nothing clinical is chosen for the nurse: drug, route, dose and unit, and each device's protocol,
+start empty ("choose…") and the session does not start until they are filled, so a report never
+says "ketamine, IV" that nobody chose, and a session never starts on a vendor's protocol (or the
+simulator) that nobody picked. Each problem is said in red under its field, wraps to the
+dialog's width (the dialog grows to show it whole) and goes away as soon as the field is fixed.
+
 A wrong or busy port is the usual first problem of a session: the dialog then stays open with
 the reason in red under that device, so the nurse can plug the cable in, pick another port, or
 type one (``serial.tools.list_ports`` never lists ptys or network ports, so the port field is an
@@ -94,6 +100,8 @@ class DeviceRow(QWidget):
         self._ports = list(ports)
         self.protocol = QComboBox(self)
         self.protocol.addItems([*protocol_names(), SIM])
+        self.protocol.setPlaceholderText("choose…")
+        self.protocol.setCurrentIndex(-1)  # no vendor's protocol (nor the simulator) by default
         self.protocol.setToolTip("The device's wire protocol; sim: the built-in simulator")
         self.port = QComboBox(self)
         self.port.setEditable(True)
@@ -124,11 +132,16 @@ class DeviceRow(QWidget):
             self._default_scenario()
         self.protocol.currentTextChanged.connect(self._protocol_changed)
         self.port.editTextChanged.connect(lambda _text: self.set_error(None))
+        self._was_sim = self.is_sim
         self.remove.clicked.connect(lambda: self.remove_requested.emit(self))
 
     @property
     def is_sim(self) -> bool:
         return self.protocol.currentText() == SIM
+
+    @property
+    def has_protocol(self) -> bool:
+        return self.protocol.currentIndex() >= 0
 
     def spec_text(self) -> str:
         """This row as the command line names it: ``PROTOCOL@PORT`` or ``sim:SCENARIO``."""
@@ -171,13 +184,15 @@ class DeviceRow(QWidget):
         self.port.setToolTip(self._port_tooltip())
 
     def _protocol_changed(self, _text: str) -> None:
-        self.port.setEditText("")
+        if self.is_sim != self._was_sim:  # a port is no scenario, nor the other way round
+            self.port.setEditText("")
+        self._was_sim = self.is_sim
         self._fill_ports()
         self._default_scenario()
         self.set_error(None)
 
     def _default_scenario(self) -> None:
-        if self.is_sim and self.port.count():
+        if self.is_sim and self.port.count() and not self.port.currentText().strip():
             self.port.setCurrentIndex(max(0, self.port.findText("typical")))
 
 
@@ -219,15 +234,23 @@ class StartDialog(QDialog):
         self.route = QComboBox(self)
         for route in Route:
             self.route.addItem(ROUTE_LABELS.get(route, route.value), route.value)
+        for combo in (self.drug, self.route):
+            combo.setPlaceholderText("choose…")
+            combo.setCurrentIndex(-1)
+        self.drug_error = _error_label(self)
+        self.route_error = _error_label(self)
         self.dose = QDoubleSpinBox(self)
         self.dose.setRange(0.0, 10000.0)
         self.dose.setDecimals(2)
         self.dose.setSingleStep(1.0)
-        self.dose.setSpecialValueText("not given")
+        self.dose.setSpecialValueText("enter…")  # 0: not entered
         self.dose.setMinimumWidth(120)
         self.dose_unit = QComboBox(self)
         self.dose_unit.setEditable(True)
         self.dose_unit.addItems(DOSE_UNITS)
+        self.dose_unit.setCurrentIndex(-1)
+        self.dose_unit.lineEdit().setPlaceholderText("unit…")
+        self.dose_error = _error_label(self)
         dose_line = QHBoxLayout()
         dose_line.addWidget(self.dose)
         dose_line.addWidget(self.dose_unit)
@@ -253,9 +276,12 @@ class StartDialog(QDialog):
         form.addRow("", self.patient_error)
         form.addRow(self._buddy("C&linician", self.clinician), self.clinician)
         form.addRow(self._buddy("&Operator", self.operator), self.operator)
-        form.addRow(self._buddy("&Drug", self.drug), self.drug)
-        form.addRow(self._buddy("&Route", self.route), self.route)
-        form.addRow(self._buddy("Do&se", self.dose), dose_line)
+        form.addRow(self._buddy("&Drug *", self.drug), self.drug)
+        form.addRow("", self.drug_error)
+        form.addRow(self._buddy("&Route *", self.route), self.route)
+        form.addRow("", self.route_error)
+        form.addRow(self._buddy("Do&se *", self.dose), dose_line)
+        form.addRow("", self.dose_error)
         form.addRow(self._buddy("Alarm pro&file", self.profile), profile_line)
         form.addRow("", self.profile_error)
 
@@ -306,6 +332,7 @@ class StartDialog(QDialog):
         if not self.rows:
             self.add_device()
         self._fix_tab_order()
+        self._clear_when_fixed()
         self.patient.setFocus()
 
     # --- devices --------------------------------------------------------------------------
@@ -354,7 +381,7 @@ class StartDialog(QDialog):
             "drug": self.drug.currentData(),
             "route": self.route.currentData(),
             "dose": dose if dose > 0 else None,
-            "dose_unit": self.dose_unit.currentText().strip() or "mg",
+            "dose_unit": self.dose_unit.currentText().strip(),
             "devices": [row.spec_text() for row in self.rows],
             "profile": self.profile.currentText().strip(),
         }
@@ -372,15 +399,26 @@ class StartDialog(QDialog):
             if first_bad is None:
                 first_bad = widget
 
-        self._show(self.patient_error, None)
-        self._show(self.profile_error, None)
-        self._show(self.devices_error, None)
+        for label in self._errors():
+            self._show(label, None)
         for row in self.rows:
             row.set_error(None)
 
         if not self.patient.text().strip():
             self._show(self.patient_error, "Enter the patient identifier.")
             bad(self.patient)
+        if self.drug.currentIndex() < 0:
+            self._show(self.drug_error, "Choose the drug.")
+            bad(self.drug)
+        if self.route.currentIndex() < 0:
+            self._show(self.route_error, "Choose the route.")
+            bad(self.route)
+        if self.dose.value() <= 0:
+            self._show(self.dose_error, "Enter the dose.")
+            bad(self.dose)
+        elif not self.dose_unit.currentText().strip():
+            self._show(self.dose_error, "Choose the dose unit.")
+            bad(self.dose_unit)
 
         profile = self.profile.currentText().strip()
         if not profile:
@@ -399,6 +437,10 @@ class StartDialog(QDialog):
         seen: dict[str, int] = {}
         for number, row in enumerate(self.rows, start=1):
             target = row.port.currentText().strip()
+            if not row.has_protocol:
+                row.set_error("Choose the device's protocol (sim for the simulator).")
+                bad(row.protocol)
+                continue
             if not target:
                 row.set_error(
                     "Choose a simulator scenario."
@@ -435,6 +477,7 @@ class StartDialog(QDialog):
                 QGuiApplication.restoreOverrideCursor()
 
         if first_bad is not None:
+            self._fit_height()
             first_bad.setFocus()
             return False
         return True
@@ -446,10 +489,47 @@ class StartDialog(QDialog):
         label.setBuddy(widget)
         return label
 
+    def _errors(self) -> tuple[QLabel, ...]:
+        return (
+            self.patient_error,
+            self.drug_error,
+            self.route_error,
+            self.dose_error,
+            self.profile_error,
+            self.devices_error,
+        )
+
     @staticmethod
     def _show(label: QLabel, text: str | None) -> None:
         label.setText(text or "")
         label.setVisible(bool(text))
+
+    def _clear_when_fixed(self) -> None:
+        """A field's error goes as soon as the field holds something (OK checks it again)."""
+
+        def clear(label: QLabel, filled: Callable[[], bool]) -> Callable[..., None]:
+            return lambda *_: self._show(label, None) if filled() else None
+
+        self.patient.textChanged.connect(
+            clear(self.patient_error, lambda: bool(self.patient.text().strip()))
+        )
+        self.drug.currentIndexChanged.connect(clear(self.drug_error, lambda: True))
+        self.route.currentIndexChanged.connect(clear(self.route_error, lambda: True))
+        self.dose.valueChanged.connect(clear(self.dose_error, lambda: self.dose.value() > 0))
+        self.dose_unit.editTextChanged.connect(
+            clear(self.dose_error, lambda: self.dose.value() > 0)
+        )
+        self.profile.editTextChanged.connect(clear(self.profile_error, lambda: True))
+
+    def _fit_height(self) -> None:
+        """Grow the dialog so every (wrapped) message shows whole, never clipped."""
+        layout = self.layout()
+        layout.activate()
+        width = self.width()
+        needed = layout.totalHeightForWidth(width) if layout.hasHeightForWidth() else -1
+        needed = max(needed, layout.totalSizeHint().height())
+        if needed > self.height():
+            self.resize(width, needed)
 
     def _browse_profile(self) -> None:
         path, _ = QFileDialog.getOpenFileName(
