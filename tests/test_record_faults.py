@@ -212,11 +212,12 @@ def test_memory_full_drops_the_oldest_pleth_only_and_counts_it(tmp_path, monkeyp
     dropped = run.recorder.dropped_waves
     assert dropped > 0
     assert_nothing_lost_or_doubled([*run.items, *run.alarms], record, dropped_waves=dropped)
-    # The oldest went first: the first pleth block held in memory is among those dropped.
+    # The oldest went first: what is missing is one stretch, from the oldest block held on.
     stored = {w.stamp.mono for w in record.waves}
     blocks = [w.stamp.mono for w in run.items if isinstance(w, WaveformBlock)]
-    first_missing = next(m for m in blocks if m not in stored)
-    assert blocks.index(first_missing) < len(blocks) - dropped
+    missing = [m for m in blocks if m not in stored]
+    first = blocks.index(missing[0])
+    assert blocks[first : first + len(missing)] == missing
 
 
 @pytest.fixture

@@ -207,9 +207,12 @@ class Recorder:
             self._forget()
 
     def _hold(self, batch: Batch) -> None:
-        """Keep ``batch`` in memory; past the limit drop the oldest waveform blocks, only them."""
+        """Keep ``batch`` in memory; while writing fails, past the limit drop the oldest waveform
+        blocks, only them."""
         self._memory.append(batch)
         self._memory_bytes += batch.size()
+        if not self.failing:
+            return  # it is written at once: nothing to drop
         dropped = 0
         for old in self._memory:
             if self._memory_bytes <= self._memory_limit:
