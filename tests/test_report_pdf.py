@@ -8,7 +8,9 @@ the summary the report prints, so a wrong summary fails the test.
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
+import subprocess
 import time
 from importlib import metadata
 from pathlib import Path
@@ -21,13 +23,15 @@ from alarms.model import LogEvent, Priority
 from alarms.profile import load_profile
 from kapmonitor.cli import main
 from kapmonitor.record.db import open_database
-from kapmonitor.record.export import export_session
+from kapmonitor.record.export import export_session, pdf_fonts
 from kapmonitor.record.export import pdf as pdf_export
 from kapmonitor.record.session import EventRecord, SessionRecord, SessionStatus
 from kapmonitor.record.store import Store
 from kapmonitor.review.rems import ASSESSMENT_KIND
 from kapmonitor.review.summary import clock, minutes_text
 from tests.session_fixtures import CLINICIAN, OPERATOR, PATIENT, SESSION_UID, build_session
+
+SCREENSHOTS = os.environ.get("KAPMONITOR_SCREENSHOTS")
 
 
 def text_of(path: Path) -> str:
@@ -224,3 +228,46 @@ def test_cli_exports_a_recorded_session_as_pdf(tmp_path: Path, capsys: pytest.Ca
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("kapmonitor: the export cannot be written")
     assert not bad.exists()
+
+
+def test_a_name_in_chinese_korean_or_japanese_prints_as_typed(
+    record: SessionRecord, tmp_path: Path
+):
+    if pdf_fonts.fallback_font_for("李") is None:
+        pytest.skip("no TrueType CJK font is installed (Debian: fonts-wqy-zenhei, as CI has)")
+    patient = "Zoë Núñez-李小龍"
+    info = dataclasses.replace(record.info, patient=patient, clinician="김민준 선생님")
+    note = EventRecord(991, record.events[-1].stamp, "note", "患者は落ち着いている <ok>")
+    path = tmp_path / "cjk.pdf"
+    export_session(dataclasses.replace(with_events(record, note), info=info), "pdf", path)
+    text = text_of(path)
+    for typed in (patient, "김민준 선생님", "患者は落ち着いている <ok>"):
+        assert typed in text
+    fonts = {
+        str(font["/BaseFont"])
+        for page in PdfReader(path).pages
+        for font in page["/Resources"]["/Font"].values()
+    }
+    fallback = pdf_fonts.fallback_font_for("李")
+    assert any(pdf_fonts.base_font(fallback) in name for name in fonts), fonts  # embedded
+    if SCREENSHOTS:  # the header as printed, for the eye (pdftoppm, poppler-utils)
+        Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
+        out = Path(SCREENSHOTS) / "report-cjk-name"
+        page_one = ["-f", "1", "-l", "1", "-singlefile"]
+        command = ["pdftoppm", "-png", "-r", "110", *page_one, str(path), str(out)]
+        subprocess.run(command, check=True)
+
+
+def test_text_is_cut_into_runs_by_the_font_that_has_each_character():
+    if not pdf_export.register_fonts().startswith("DejaVu"):
+        pytest.skip("DejaVu Sans is not installed (fonts-dejavu-core): the report uses Helvetica")
+    assert pdf_fonts.runs("Zoë Núñez") == [(None, "Zoë Núñez")]
+    assert pdf_fonts.markup("a < b & c") == "a &lt; b &amp; c"
+    cjk = pdf_fonts.fallback_font_for("李")
+    if cjk is None:
+        pytest.skip("no TrueType CJK font is installed (Debian: fonts-wqy-zenhei, as CI has)")
+    assert pdf_fonts.runs("Zoë Núñez-李小龍 (A)") == [
+        (None, "Zoë Núñez-"), (cjk, "李小龍"), (None, " (A)"),
+    ]  # fmt: skip
+    assert pdf_fonts.markup("<李>") == f'&lt;<font face="{cjk}">李</font>&gt;'
+    assert pdf_fonts.fallback_font_for("\U000f0000") is None  # private use: nobody has it

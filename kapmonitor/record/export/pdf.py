@@ -20,6 +20,10 @@ Content, in order:
   correction; the alarm log: each condition with its start, end and acknowledgment (with the
   operator), then the pauses, limit changes and baseline lines.
 
+Names and notes print as typed in any script an installed font has: each character in the
+report's typeface or, where that lacks it (Chinese, Japanese, Korean), in an embedded fallback
+font (:mod:`kapmonitor.record.export.pdf_fonts`).
+
 Every page carries "kapmonitor <version>", the generation time and "page N of M". Times are the
 local time of the machine writing the report, with its time zone in the header.
 """
@@ -31,9 +35,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import metadata
-from pathlib import Path
 from typing import BinaryIO
-from xml.sax.saxutils import escape
 
 import numpy as np
 from reportlab.graphics.shapes import Circle, Drawing, Line, Polygon, PolyLine, Rect, String
@@ -42,8 +44,6 @@ from reportlab.lib.enums import TA_LEFT
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import ParagraphStyle
 from reportlab.lib.units import mm
-from reportlab.pdfbase import pdfmetrics
-from reportlab.pdfbase.ttfonts import TTFError, TTFont
 from reportlab.pdfgen.canvas import Canvas
 from reportlab.platypus import (
     KeepTogether,
@@ -58,67 +58,20 @@ from alarms.model import LogEntry, LogEvent, Priority
 from alarms.profile import Profile
 from kapmonitor.codes import Code
 from kapmonitor.record.export import patient_id, person
+from kapmonitor.record.export.pdf_fonts import (
+    SANS,
+    SANS_BOLD,
+    SANS_ITALIC,
+    markup,
+    register_fonts,
+    runs,
+)
 from kapmonitor.record.session import EventRecord, SessionRecord, SessionStatus
 from kapmonitor.review.rems import rems_form
 from kapmonitor.review.summary import HOLD_MAX_S, minutes_text, summarise, usable
 
 PAGE = A4
 MARGIN = 14 * mm
-
-#: The report's typeface, by kapmonitor's own names: DejaVu Sans Condensed (as wide as
-#: Helvetica), embedded, where the system has it (``./dev`` installs fonts-dejavu-core and
-#: -extra), so names and notes in Latin, Greek or Cyrillic script print as typed; else DejaVu
-#: Sans; else PDF's built-in Helvetica, which has only the Western European characters.
-SANS, SANS_BOLD, SANS_ITALIC, SANS_BOLD_ITALIC = (
-    "KapSans", "KapSans-Bold", "KapSans-Oblique", "KapSans-BoldOblique"
-)  # fmt: skip
-FONT_DIRS = (
-    "/usr/share/fonts/truetype/dejavu",
-    "/usr/share/fonts/dejavu",
-    "/usr/local/share/fonts",
-    "/Library/Fonts",
-    "C:/Windows/Fonts",
-)
-_FACES = ("", "-Bold", "-Oblique", "-BoldOblique")
-_DEJAVU = ("DejaVuSansCondensed", "DejaVuSans")
-_family: str | None = None  #: what register_fonts chose, once per process
-_HELVETICA = ("Helvetica", "Helvetica-Bold", "Helvetica-Oblique", "Helvetica-BoldOblique")
-
-
-def register_fonts() -> str:
-    """Register the report's four faces (once); returns the family used."""
-    global _family
-    if _family is not None:
-        return _family
-    names = (SANS, SANS_BOLD, SANS_ITALIC, SANS_BOLD_ITALIC)
-    family = _register_dejavu(names)
-    if family is None:
-        for name, face in zip(names, _HELVETICA, strict=True):
-            pdfmetrics.registerFont(pdfmetrics.Font(name, face, "WinAnsiEncoding"))
-        family = "Helvetica"
-    pdfmetrics.registerFontFamily(SANS, normal=SANS, bold=SANS_BOLD, italic=SANS_ITALIC,
-                                  boldItalic=SANS_BOLD_ITALIC)  # fmt: skip
-    _family = family
-    return family
-
-
-def _register_dejavu(names: tuple[str, ...]) -> str | None:
-    """The first DejaVu family found with its upright faces; a missing oblique face is the
-    upright one (slanted text matters less than the right letters)."""
-    for folder in FONT_DIRS:
-        for base in _DEJAVU:
-            paths = [Path(folder) / f"{base}{face}.ttf" for face in _FACES]
-            if not (paths[0].is_file() and paths[1].is_file()):
-                continue
-            try:
-                for i, name in enumerate(names):
-                    path = paths[i] if paths[i].is_file() else paths[i % 2]
-                    pdfmetrics.registerFont(TTFont(name, str(path)))
-            except (TTFError, OSError):
-                continue
-            return base
-    return None
-
 
 #: Event kinds left out of the events table: the NIBP schedule's reminders are bookkeeping.
 QUIET_KINDS = frozenset({"nibp-scheduled"})
@@ -208,8 +161,8 @@ def _clock_s(wall: float) -> str:
 
 
 def _p(text: str, style: ParagraphStyle = _BODY) -> Paragraph:
-    """A paragraph of plain text (user text is escaped: a note may contain "<")."""
-    return Paragraph(escape(text), style)
+    """A paragraph of plain text (user text: escaped, each character in a font that has it)."""
+    return Paragraph(markup(text), style)
 
 
 def _num(value: float | None) -> str:
@@ -667,11 +620,11 @@ def _events_table(record: SessionRecord, deidentify: bool, width: float):
             ref = number_of.get(e.amends)
             text += f"  [corrects #{ref}]" if ref else f"  [corrects event {e.amends}]"
         fix = corrections.get(e.id)
-        cell = escape(text)
+        cell = markup(text)
         if fix is not None:
             cell = (
                 f"<strike>{cell}</strike> <i>corrected by #{number_of.get(fix.id, '?')} at "
-                f"{_clock_s(fix.stamp.wall)}: {escape(fix.text)}</i>"
+                f"{_clock_s(fix.stamp.wall)}: {markup(fix.text)}</i>"
             )
         rows.append(
             [
@@ -730,10 +683,10 @@ def _alarm_tables(record: SessionRecord, deidentify: bool, width: float) -> list
                     _clock_s(a.stamp.wall),
                     _rel(record, a.stamp.wall),
                     a.priority.label if a.priority else "",
-                    Paragraph(escape(f"{a.text or a.condition} ({a.source})"), _SMALL),
+                    Paragraph(markup(f"{a.text or a.condition} ({a.source})"), _SMALL),
                     value + limit,
                     _clock_s(s.end.stamp.wall) if s.end else "not ended",
-                    Paragraph(escape(ack), _SMALL),
+                    Paragraph(markup(ack), _SMALL),
                 ]
             )
         widths = [0.1, 0.08, 0.08, 0.38, 0.1, 0.1, 0.16]
@@ -759,7 +712,7 @@ def _alarm_tables(record: SessionRecord, deidentify: bool, width: float) -> list
                 [
                     _clock_s(e.stamp.wall),
                     _rel(record, e.stamp.wall),
-                    Paragraph(escape(text), _SMALL),
+                    Paragraph(markup(text), _SMALL),
                     person(e.operator, deidentify),
                 ]
             )
@@ -790,9 +743,13 @@ def _numbered_canvas(footer: str) -> type[Canvas]:
             total = len(self._pages)
             for state in self._pages:
                 self.__dict__.update(state)
-                self.setFont(SANS, 7)
                 self.setFillColor(GREY)
-                self.drawString(MARGIN, MARGIN - 2 * mm, footer)
+                text = self.beginText(MARGIN, MARGIN - 2 * mm)
+                for font, run in runs(footer):
+                    text.setFont(font or SANS, 7)
+                    text.textOut(run)
+                self.drawText(text)
+                self.setFont(SANS, 7)
                 self.drawRightString(
                     PAGE[0] - MARGIN, MARGIN - 2 * mm, f"page {self._pageNumber} of {total}"
                 )
