@@ -57,6 +57,9 @@ from kapmonitor.model import (
     WaveformBlock,
 )
 
+#: The source of what the session itself publishes (the nurse's dose and markers), as opposed to
+#: a device's (a simulated scenario's own dose).
+SESSION_SOURCE = "session"
 #: The numerics that get a trend.
 TREND_CODES = (Code.SPO2, Code.PULSE_RATE, Code.HEART_RATE, Code.PERFUSION)
 #: Seconds of pleth kept per source.
@@ -240,7 +243,12 @@ class Marker:
     t: float  #: monotonic time (Stamp.mono)
     kind: SessionEventKind
     text: str
-    source: str = ""  #: who set it: the session (the nurse's key) or a device (a scenario)
+    source: str = SESSION_SOURCE  #: who set it: the session (the nurse's key) or a device
+
+    @property
+    def from_device(self) -> bool:
+        """Set by a device (a simulated scenario's dose), not by the nurse."""
+        return self.source != SESSION_SOURCE
 
 
 class _GapWatch:

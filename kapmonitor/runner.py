@@ -25,7 +25,7 @@ from kapmonitor import staleness
 from kapmonitor.codes import Code
 from kapmonitor.errors import UserError
 from kapmonitor.hub import Hub, Subscription
-from kapmonitor.live import age_text, flags_text
+from kapmonitor.live import SESSION_SOURCE, age_text, flags_text
 from kapmonitor.model import (
     ConnectionState,
     DeviceEvent,
@@ -40,10 +40,10 @@ from kapmonitor.record.recorder import Recorder, open_store
 from kapmonitor.record.session import Drug, Route, SessionStatus
 from kapmonitor.record.store import NewSession, Store
 from kapmonitor.schedule import next_due
+from kapmonitor.simulated import record_url
 
 log = logging.getLogger(__name__)
 
-SESSION_SOURCE = "session"
 #: Markers a nurse sets with one key (the screen binds them to hotkeys).
 MARKERS = ("dissociation", "nausea or vomiting", "anxiety", "intervention", "note")
 #: Flags that keep a value from satisfying a discharge criterion: it is not the patient's.
@@ -165,8 +165,9 @@ class SessionRunner:
         """Open every device (a wrong port fails here, in one sentence), then run."""
         for driver in self.drivers:
             driver.open()
-        self.store, self.interrupted = open_store(self.config.db_url)
         c = self.config
+        # A simulated session goes to the demo database unless one is named (kapmonitor.simulated)
+        self.store, self.interrupted = open_store(record_url(c.db_url, c.devices))
         self.session_id = self.store.create_session(
             NewSession(
                 c.patient,
@@ -218,8 +219,11 @@ class SessionRunner:
         self.alarms.stop()
         assert self.recorder is not None and self.store is not None
         self.recorder.stop()
-        ended = max(time.time(), self.recorder.last_wall or 0.0)
-        self.store.end_session(self.session_id, status, ended, who=who or self.config.operator)
+        # The real end, as the start is real: a simulated device's clock runs ahead of it at
+        # --speed > 1; its data, not the header, give the time monitored (kapmonitor.simulated).
+        self.store.end_session(
+            self.session_id, status, time.time(), who=who or self.config.operator
+        )
         self.store.db.close()
 
     # --- what the nurse does --------------------------------------------------------------

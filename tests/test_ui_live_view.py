@@ -211,7 +211,8 @@ def test_the_dose_line_appears_when_the_dose_arrives(view, session_items):
     view.refresh(buffers, session_items[-1].stamp)
     assert len(view.trends.dose_lines) == 4  # one per row
     assert all(line.value() == 0.0 for line in view.trends.dose_lines)
-    assert view.trends.dose_lines[0].label.textItem.toPlainText() == "DOSE"
+    # the simulator's own dose, not the nurse's key: the label says so
+    assert view.trends.dose_lines[0].label.textItem.toPlainText() == "DOSE (scenario)"
     assert view.trends.x_label == "minutes from dose"
     x, _ = view.trends.curves[Code.SPO2].getOriginalDataset()
     assert x[0] == pytest.approx(-10.0, abs=0.02)  # moved to the dose axis
@@ -228,7 +229,7 @@ def test_markers_and_alarm_starts_are_drawn(view, session_items):
     buffers.add(SessionEvent("session", SessionEventKind.MARKER, stamp, "dissociation"))
     view.refresh(buffers, stamp)
     labels = [lines[0].label.textItem.toPlainText() for _, lines in view.trends.event_lines]
-    assert labels == ["DOSE", "dissociation"]
+    assert labels == ["DOSE (scenario)", "dissociation"]
     drawn = sum(len(row.alarm_points.data) for row in view.trends.rows.values())
     assert drawn == buffers.alarm_starts.n > 0  # the probe-off sensor alarm at least
 
@@ -434,3 +435,41 @@ def test_an_unplug_is_drawn_as_a_gap_in_the_live_trends(view):
         assert np.isnan(y[inside]).all() and inside.sum() == 1  # one break, no values
         assert _curve_pixels_between(view, code, 38.1, 39.9) == 0, code
         assert _curve_pixels_between(view, code, 30.0, 37.0) > 0, code  # the curve is drawn
+
+
+# --- marker labels ----------------------------------------------------------------------------
+
+
+def _label_rects(view) -> list[QtCore.QRectF]:
+    return [line.label.sceneBoundingRect() for _, line in view.trends.labelled]
+
+
+def test_markers_pressed_close_together_have_labels_that_do_not_overprint(view, session_items):
+    """DOSE, dissociation, nausea or vomiting and a note within a minute and a half: before,
+    every label sat at one height and they overprinted; now they stack."""
+    buffers = LiveBuffers()
+    dose = _dose_index(session_items)
+    buffers.ingest(session_items[:dose])
+    t0 = session_items[dose - 1].stamp
+    buffers.add(SessionEvent("session", SessionEventKind.DOSE, t0, "dose given"))
+    for k, text in enumerate(("dissociation", "nausea or vomiting", "note: patient cold"), 1):
+        buffers.add(SessionEvent("session", SessionEventKind.MARKER, t0.shifted(30 * k), text))
+    buffers.add(SessionEvent("session", SessionEventKind.MARKER, t0.shifted(1200), "anxiety"))
+    view.show()
+    view.refresh(buffers, t0.shifted(1260))
+    QtWidgets.QApplication.processEvents()
+    labels = [line.label.textItem.toPlainText() for _, line in view.trends.labelled]
+    assert labels == ["DOSE", "dissociation", "nausea or vomiting", "note: patient cold", "anxiety"]
+    rects = _label_rects(view)
+    plot = view.trends.rows["spo2"].plot.getViewBox().sceneBoundingRect()
+    for i, a in enumerate(rects):
+        assert plot.contains(a.center()), labels[i]  # inside the SpO2 row
+        for j in range(i):
+            assert not a.intersects(rects[j]), (labels[i], labels[j])
+    # a label far from the others goes back to the top level
+    assert rects[4].top() == pytest.approx(rects[0].top(), abs=1)
+    # narrower: the labels stack again at the new scale
+    view.resize(1000, 900)
+    QtWidgets.QApplication.processEvents()
+    rects = _label_rects(view)
+    assert not any(a.intersects(b) for i, a in enumerate(rects) for b in rects[:i])

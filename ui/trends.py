@@ -4,7 +4,9 @@ Four rows share one time axis: SpO2; pulse rate (and ECG heart rate when there i
 points (systolic ▼ over diastolic ▲ joined by a thin line, the mean as a small dot); perfusion
 index. The alarm limits of the profile are dashed lines in the alarm colour of their level, with
 a faint band beyond the first level on the SpO2 and pulse rows. The dose and the nurse's markers
-are labelled vertical lines; each alarm start is a small diamond in its priority's colour at the
+are labelled vertical lines, their labels stacked on levels where they would overprint
+(:mod:`ui.marker_labels`: "DOSE", "dissociation" and "note" pressed a minute apart stay readable);
+each alarm start is a small diamond in its priority's colour at the
 value that triggered it (technical alarms, with no value, sit at the top of the SpO2 row).
 
 Cheap to refresh: :meth:`TrendPlot.refresh` looks at the buffers' versions and only calls
@@ -12,7 +14,8 @@ Cheap to refresh: :meth:`TrendPlot.refresh` looks at the buffers' versions and o
 buffers' arrays, the minutes (x) are computed once per change. The time axis is moved in steps of
 :data:`X_STEP_MIN` minutes, not on every frame, so a refresh with no new data repaints nothing.
 Curves: pen width 1, no antialiasing, peak downsampling with clip-to-view, NaN gaps kept
-(``connect='finite'``), auto-range off.
+(``connect='finite'``: where a device dropped out the buffers put a NaN, see
+:mod:`kapmonitor.live`), auto-range off. NIBP readings are points, never joined in time.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from kapmonitor.codes import Code
 from kapmonitor.live import LiveBuffers, Series
 from kapmonitor.model import SessionEventKind
 from ui import theme
+from ui.marker_labels import level_positions, stack_levels
 
 #: The time axis grows in steps of this many minutes (so it moves rarely).
 X_STEP_MIN = 5.0
@@ -85,6 +89,8 @@ class TrendPlot(pg.GraphicsLayoutWidget):
 
     def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
+        #: The labelled line (top row) of each marker, with its x, for stacking the labels.
+        self.labelled: list[tuple[float, pg.InfiniteLine]] = []
         self.setBackground(theme.BACKGROUND)
         self.ci.setContentsMargins(4, 4, 12, 4)
         self.ci.setSpacing(2)
@@ -110,6 +116,7 @@ class TrendPlot(pg.GraphicsLayoutWidget):
             row.alarm_points = pg.ScatterPlotItem(size=11, symbol="d", pxMode=True)
             row.alarm_points.setZValue(20)
             plot.addItem(row.alarm_points)
+        self.rows["spo2"].plot.getViewBox().sigResized.connect(lambda _box: self.stack_labels())
         last = self.rows["pi"].plot
         last.showAxis("bottom")
         self.x_axis = last.getAxis("bottom")
@@ -263,8 +270,14 @@ class TrendPlot(pg.GraphicsLayoutWidget):
             self._update_nibp(buffers)
         if len(buffers.markers) != self._n_markers:
             for marker in buffers.markers[self._n_markers :]:
-                self._add_event(buffers.minutes_from_dose(marker.t), marker.kind, marker.text)
+                self._add_event(
+                    buffers.minutes_from_dose(marker.t),
+                    marker.kind,
+                    marker.text,
+                    marker.from_device,
+                )
             self._n_markers = len(buffers.markers)
+            self.stack_labels()
         if self._changed("alarms", buffers.alarm_starts) or self._seen.pop("alarms-y", False):
             self._update_alarm_points(buffers)
         last = now if now is not None else _last_time(buffers)
@@ -345,8 +358,11 @@ class TrendPlot(pg.GraphicsLayoutWidget):
                 row.plot.removeItem(line)
         self.event_lines.clear()
         self.dose_lines = []
+        self.labelled = []
 
-    def _add_event(self, x: float, kind: SessionEventKind, text: str) -> None:
+    def _add_event(
+        self, x: float, kind: SessionEventKind, text: str, from_device: bool = False
+    ) -> None:
         dose = kind is SessionEventKind.DOSE
         colour = theme.DOSE if dose else theme.MARKER
         lines = []
@@ -354,6 +370,8 @@ class TrendPlot(pg.GraphicsLayoutWidget):
             label = None
             if i == 0:
                 label = "DOSE" if dose else (text or kind.value)
+                if dose and from_device:
+                    label = "DOSE (scenario)"
             line = pg.InfiniteLine(
                 pos=x,
                 angle=90,
@@ -373,8 +391,31 @@ class TrendPlot(pg.GraphicsLayoutWidget):
             row.plot.addItem(line)
             lines.append(line)
         self.event_lines.append((x, lines))
+        self.labelled.append((x, lines[0]))
         if dose:
             self.dose_lines = lines
+
+    def stack_labels(self) -> None:
+        """Put the marker labels on levels so that none overprints another at the view's
+        current scale (called when markers arrive, the time axis moves or the plot resizes)."""
+        if not self.labelled:
+            return
+        box = self.rows["spo2"].plot.getViewBox()
+        width, height = box.width(), box.height()
+        left, right = self._x_range or (0.0, X_STEP_MIN)
+        if width <= 0 or height <= 0 or right <= left:
+            return
+        labels = [line.label for _, line in self.labelled]
+        levels = stack_levels(
+            [x for x, _ in self.labelled],
+            [label.boundingRect().width() for label in labels],
+            width / (right - left),
+        )
+        tall = max(label.boundingRect().height() for label in labels)
+        for label, position in zip(
+            labels, level_positions(levels, tall, height, top=0.93), strict=True
+        ):
+            label.setPosition(position)
 
     def _follow(self, first: float, now: float) -> None:
         """Keep the whole session in view, moving the right edge in steps."""
@@ -392,6 +433,7 @@ class TrendPlot(pg.GraphicsLayoutWidget):
             return
         self._x_range = (left, right)
         self.rows["spo2"].plot.setXRange(left, right, padding=0)
+        self.stack_labels()
 
     @property
     def x_range(self) -> tuple[float, float] | None:
