@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO, TextIO
+from typing import BinaryIO, NoReturn, TextIO
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -42,9 +42,10 @@ from devices.capture import (
 from devices.registry import get_driver_class, protocol_names
 from devices.serial_driver import SerialDriver
 from devices.spec import REPLAY, SIM, DeviceSpec
-from kapmonitor import jsonl
+from kapmonitor import jsonl, log_lines
 from kapmonitor.errors import UserError
 from kapmonitor.hub import Hub
+from kapmonitor.identifiers import check_identifier, matches, one_line
 from kapmonitor.model import DeviceEvent, Item, Stamp, WaveformBlock
 from kapmonitor.record.db import ENV_VAR as DB_ENV_VAR
 from kapmonitor.record.db import (
@@ -57,9 +58,10 @@ from kapmonitor.record.db import (
     require_existing,
 )
 from kapmonitor.record.recorder import open_store as open_record_store
-from kapmonitor.record.session import Drug, Route, SessionStatus
+from kapmonitor.record.session import Drug, Route, SessionRecord, SessionStatus
 from kapmonitor.record.store import Store
 from kapmonitor.runner import SessionConfig, SessionRunner
+from kapmonitor.simulated import demo_url, is_simulated
 
 log = logging.getLogger("kapmonitor")
 
@@ -88,6 +90,18 @@ def positive_float(text: str) -> float:
     if not value > 0 or math.isinf(value):
         raise argparse.ArgumentTypeError(f"'{text}' is not a positive number")
     return value
+
+
+def identifier(what: str, *, optional: bool = False) -> Callable[[str], str]:
+    """An argument type for a patient or clinician identifier (:mod:`kapmonitor.identifiers`)."""
+
+    def parse(text: str) -> str:
+        try:
+            return check_identifier(text, what, optional=optional)
+        except UserError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return parse
 
 
 def _serial_driver_class(protocol: str) -> type[SerialDriver]:
@@ -210,8 +224,13 @@ def cmd_record(args: argparse.Namespace, out: TextIO) -> int:
     for session_id in runner.interrupted:
         print(f"kapmonitor: session {session_id} was interrupted; review it with "
               f"'kapmonitor sessions show {session_id}'", file=sys.stderr)  # fmt: skip
-    print(f"kapmonitor: recording session {runner.session_id} to {runner.store.db.url}",
-          file=sys.stderr)  # fmt: skip
+    where = runner.store.db.url
+    if args.db is None and is_simulated(config.devices):
+        where += (
+            " (the demo database: a simulated session is kept out of the clinic's record; "
+            "'kapmonitor sessions list --demo' lists it)"
+        )
+    print(f"kapmonitor: recording session {runner.session_id} to {where}", file=sys.stderr)
     deadline = None if args.duration is None else time.monotonic() + args.duration / args.speed
     status, who = SessionStatus.COMPLETED, args.operator
     try:
@@ -292,10 +311,12 @@ def _when(wall: float | None) -> str:
 def cmd_sessions_list(args: argparse.Namespace, out: TextIO) -> int:
     with opened_store(args.db) as store:
         sessions = store.list_sessions(
-            patient=args.patient,
             status=SessionStatus(args.status) if args.status else None,
-            limit=args.limit,
+            limit=None if args.patient else args.limit,
         )
+        if args.patient:  # matched as the review browser does: any part, any case
+            sessions = [s for s in sessions if matches(args.patient, s.patient)]
+            sessions = sessions[: args.limit] if args.limit else sessions
         if args.json:
             json.dump(
                 [
@@ -311,8 +332,8 @@ def cmd_sessions_list(args: argparse.Namespace, out: TextIO) -> int:
         else:
             for s in sessions:
                 out.write(
-                    f"{s.id:>6}  {_when(s.started):25}  {s.status.value:17}  {s.patient}"
-                    f"{'  (' + s.clinician + ')' if s.clinician else ''}\n"
+                    f"{s.id:>6}  {_when(s.started):25}  {s.status.value:17}  {one_line(s.patient)}"
+                    f"{'  (' + one_line(s.clinician) + ')' if s.clinician else ''}\n"
                 )
         return 0
 
@@ -324,14 +345,15 @@ def cmd_sessions_show(args: argparse.Namespace, out: TextIO) -> int:
         dose = record.dose_stamp
         lines = [
             f"session {info.id} ({info.uid}): {info.status.value}",
-            f"patient {info.patient}; clinician {info.clinician or '-'}; operator "
-            f"{info.operator or '-'}",
+            f"patient {one_line(info.patient)}; clinician {one_line(info.clinician) or '-'}; "
+            f"operator {one_line(info.operator) or '-'}",
             " ".join(
                 str(x)
                 for x in ("drug", info.drug or "-", info.route, info.dose, info.dose_unit)
                 if x not in (None, "")
             ),
             f"from {_when(info.started)} to {_when(info.ended) or '(still recording)'}",
+            _monitored(record),
             f"dose given (T0) at {_when(dose.wall) if dose else '(no dose recorded)'}",
             f"alarm profile {info.alarm_profile or '-'}",
             "devices: " + (", ".join(d.source for d in record.devices) or "none"),
@@ -345,6 +367,21 @@ def cmd_sessions_show(args: argparse.Namespace, out: TextIO) -> int:
             lines.append(f"  NIBP {when:>9}: {value}")
         out.write("\n".join(lines) + "\n")
         return 0
+
+
+def _monitored(record: SessionRecord) -> str:
+    """The time monitored, from the data; for a simulated session, how its clock ran."""
+    from kapmonitor.review.summary import monitoring_span
+
+    start, end = monitoring_span(record)
+    if start is None or end is None:
+        return "monitored: no device data"
+    line = f"monitored {(end - start) / 60:.0f} min (data {_when(start)} to {_when(end)})"
+    if is_simulated(d.source for d in record.devices):
+        real = (record.info.ended or end) - record.info.started
+        speed = f", {(end - start) / real:.0f} times the real one" if real > 0 else ""
+        line += f"; simulated: the data carry the simulated device's clock{speed}"
+    return line
 
 
 EXPORT_FORMATS = ("csv", "fhir", "hl7", "vital", "pdf")
@@ -510,28 +547,37 @@ def cmd_decode(args: argparse.Namespace, out: TextIO) -> int:
         _serial_driver_class(args.protocol)  # a wrong name is refused before any input is read
     name = "standard input" if args.file == "-" else args.file
     stream = _open_input(args.file)
+    written = 0
+
+    def write(items: Sequence[Item]) -> None:
+        nonlocal written
+        for item in items:
+            written += 1
+            for record in jsonl.records(item, 0.0):
+                out.write(jsonl.dumps(record) + "\n")
+
     try:
         protocol, chunks = _timed_chunks(stream, name, args.protocol)
         parser = _serial_driver_class(protocol).parser_class(args.file)
         parser.begin(Stamp(0.0, 0.0))  # t counts from the stream's start: nothing came before
         for t, chunk in chunks:  # items are written as they come: nothing waits for the end
-            for item in parser.feed(chunk, Stamp(t, t)):
-                for record in jsonl.records(item, 0.0):
-                    out.write(jsonl.dumps(record) + "\n")
+            write(parser.feed(chunk, Stamp(t, t)))
     finally:
         if stream is not sys.stdin.buffer:
             stream.close()
-    for item in parser.flush():  # what a parser holds back for a block the file ended inside
-        for record in jsonl.records(item, 0.0):
-            out.write(jsonl.dumps(record) + "\n")
+    write(parser.flush())  # what a parser holds back for a block the file ended inside
     stats = parser.stats
-    if stats.checksum_errors or stats.framing_errors or stats.bytes_discarded:
-        print(
-            f"kapmonitor: {args.file}: {stats.frames_ok} good frames, "
-            f"{stats.checksum_errors} checksum errors, {stats.framing_errors} framing errors, "
-            f"{stats.bytes_discarded} bytes skipped",
-            file=sys.stderr,
+    errors = (
+        f"{stats.checksum_errors} checksum errors, {stats.framing_errors} framing errors, "
+        f"{stats.bytes_discarded} bytes skipped"
+    )
+    if not written and not stats.frames_ok and stats.bytes_in:
+        raise UserError(
+            f"{name}: nothing decoded from {stats.bytes_in} bytes ({errors}): these bytes do not "
+            f"look like {protocol}; is it another protocol?"
         )
+    if stats.checksum_errors or stats.framing_errors or stats.bytes_discarded:
+        _warn(f"{args.file}: {stats.frames_ok} good frames, {errors}")
     return 0
 
 
@@ -566,8 +612,15 @@ def cmd_alarms_profiles(args: argparse.Namespace, out: TextIO) -> int:
 # --- entry point ----------------------------------------------------------------------------
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument error in one sentence and a pointer to the subcommand's help, not its usage."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USER_ERROR, f"kapmonitor: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="kapmonitor",
         description="Vital-signs monitor for ketamine-assisted psychotherapy sessions.",
     )
@@ -630,9 +683,24 @@ def build_parser() -> argparse.ArgumentParser:
         "--profile", default="kap-default", help="alarm profile: a name or a .toml file"
     )
     _db_option(rec)
-    rec.add_argument("--patient", default="unspecified", help="patient identifier")
-    rec.add_argument("--clinician", default="", help="responsible clinician")
-    rec.add_argument("--operator", default="", help="who runs the recording")
+    rec.add_argument(
+        "--patient",
+        default="unspecified",
+        type=identifier("patient identifier"),
+        help="patient identifier",
+    )
+    rec.add_argument(
+        "--clinician",
+        default="",
+        type=identifier("clinician", optional=True),
+        help="responsible clinician",
+    )
+    rec.add_argument(
+        "--operator",
+        default="",
+        type=identifier("operator", optional=True),
+        help="who runs the recording",
+    )
     rec.add_argument("--drug", choices=[d.value for d in Drug], help="ketamine or esketamine")
     rec.add_argument("--route", choices=[r.value for r in Route], help="route of administration")
     rec.add_argument("--dose", type=positive_float, help="dose given")
@@ -687,13 +755,17 @@ def build_parser() -> argparse.ArgumentParser:
     lst.add_argument(
         "--json", action="store_true", help="as JSON (id, patient, start, end, status)"
     )
-    lst.add_argument("--patient", help="only this patient's sessions")
+    lst.add_argument(
+        "--patient", help="only sessions whose patient identifier contains this (any case)"
+    )
     lst.add_argument("--status", choices=[s.value for s in SessionStatus], help="only these")
     lst.add_argument("--limit", type=int, help="at most this many")
+    _demo_option(lst)
     lst.set_defaults(func=cmd_sessions_list)
     show = session_subs.add_parser("show", help="one session: header, devices, NIBP readings")
     _db_option(show)
     show.add_argument("id", type=int, metavar="ID")
+    _demo_option(show)
     show.set_defaults(func=cmd_sessions_show)
 
     rev = subs.add_parser(
@@ -704,6 +776,7 @@ def build_parser() -> argparse.ArgumentParser:
     rev.add_argument("id", type=int, nargs="?", help="the session to open (default: browse)")
     rev.add_argument("--reviewer", help="who reviews, for notes and amendments (default: login)")
     _db_option(rev)
+    _demo_option(rev)
     rev.set_defaults(func=cmd_review)
     exp = subs.add_parser(
         "export",
@@ -722,6 +795,7 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument(
         "--keep-notes", action="store_true", help="with --deidentify: keep the notes' free text"
     )
+    _demo_option(exp)
     exp.set_defaults(func=cmd_export)
 
     imp = subs.add_parser(
@@ -734,7 +808,12 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument(
         "file", metavar="FILE", help="a .vital file, or a WFDB record (.hea, or the path without)"
     )
-    imp.add_argument("--patient", default="unspecified", help="patient identifier")
+    imp.add_argument(
+        "--patient",
+        default="unspecified",
+        type=identifier("patient identifier"),
+        help="patient identifier",
+    )
     imp.set_defaults(func=cmd_import)
 
     alarms = subs.add_parser(
@@ -774,6 +853,14 @@ def _db_option(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help=f"the database server's password on the first line of FILE (or: ${PASSWORD_ENV}, "
         "PGPASSWORD, PGPASSFILE, ~/.pgpass)",
+    )
+
+
+def _demo_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="the demo database, where simulated and replayed sessions are recorded",
     )
 
 
@@ -838,7 +925,9 @@ Review = Callable[[int | None, str | None, str | None], int]
 def cmd_review(args: argparse.Namespace, out: TextIO) -> int:
     if args.review is None:
         raise UserError("the review is not available here: run the 'kapmonitor' command")
-    if args.id is not None:
+    if args.id is None:
+        require_existing(args.db)  # the browser only reads: a mistyped path is not created
+    else:
         with opened_store(args.db) as store:
             store.session_info(args.id)  # a wrong id: one sentence, before any window opens
     return args.review(args.id, args.db, args.reviewer)
@@ -855,6 +944,7 @@ def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
         db_url=args.db,
         speed=args.speed,
         seed=args.seed,
+        scenario_dose=True,  # the scenario's dose is T0 unless the nurse presses D first
     )
     return args.screen(config, args.db)
 
@@ -866,20 +956,29 @@ def main(
     screen: Screen | None = None,
     review: Review | None = None,
 ) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # named against the subcommand they were given to, not the top level
+        command = [args.command, *(getattr(args, f"{args.command}_command", None),)]
+        prog = " ".join(["kapmonitor", *filter(None, command)])
+        parser.exit(
+            EXIT_USER_ERROR,
+            f"kapmonitor: unrecognized arguments: {' '.join(unknown)} (see {prog} --help)\n",
+        )
     args.db = getattr(args, "db", None)
     args.db_password_file = getattr(args, "db_password_file", None)
     args.screen = screen
     args.review = review
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="kapmonitor: %(levelname)s %(name)s: %(message)s",
-    )
+    log_lines.configure(args.verbose)
     for handler in logging.getLogger().handlers:
         handler.addFilter(_MaskPasswords())
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _raise_interrupt)  # stop cleanly, flushing what was recorded
     try:
+        if getattr(args, "demo", False):
+            if args.db:
+                raise UserError("--demo and --db name two databases: give one of them")
+            args.db = demo_url()
         _use_db_password(args)
         return args.func(args, out or sys.stdout)
     except UserError as exc:

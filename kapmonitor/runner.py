@@ -20,6 +20,7 @@ from alarms.service import AlarmService
 from devices.base import DEFAULT_NO_DATA_TIMEOUT, Driver, PlaybackDriver
 from devices.registry import get_driver_class
 from devices.serial_driver import SerialDriver
+from devices.sim.driver import SimDriver
 from devices.spec import REPLAY, SIM, DeviceSpec
 from kapmonitor import staleness
 from kapmonitor.codes import Code
@@ -73,7 +74,8 @@ class SessionConfig:
     db_url: str | None = None
     speed: float = 1.0  #: simulated devices only
     seed: int = 0
-    #: Headless recording takes a scenario's own dose as T0; on screen the nurse's key does.
+    #: Take a simulated scenario's own dose as T0 (headless recording, and the demo) unless the
+    #: nurse marks it first; off, only the nurse's key does.
     scenario_dose: bool = False
     until: float | None = None  #: simulated devices stop after this many session seconds
     no_data_timeout: float = DEFAULT_NO_DATA_TIMEOUT
@@ -154,6 +156,8 @@ class SessionRunner:
         self.session_id: int | None = None
         self.interrupted: list[int] = []  #: sessions found cut off when this one started
         self.dose: Stamp | None = None
+        #: Who set T0: the session (the nurse's key) or a simulated device (its scenario).
+        self.dose_source: str | None = None
         self.started: Stamp | None = None
         self._latest = _Latest()
         self._watch = self.hub.subscribe("session", maxsize=100_000)
@@ -251,7 +255,10 @@ class SessionRunner:
         if self.dose is not None:
             raise UserError("the dose is already marked; correct it with an amendment")
         stamp = self.now()
-        self.dose = stamp
+        self.dose, self.dose_source = stamp, SESSION_SOURCE
+        for driver in self.drivers:  # the scenario's own dose, later, is not a second T0
+            if isinstance(driver, SimDriver):
+                driver.publish_dose = False
         self.hub.publish(
             SessionEvent(
                 SESSION_SOURCE, SessionEventKind.DOSE, stamp, "dose given", operator or None
@@ -288,8 +295,17 @@ class SessionRunner:
                 self._latest.nibp.append(item)
             elif isinstance(item, DeviceEvent):
                 self._latest.states[item.source] = item
-            elif isinstance(item, SessionEvent) and item.kind is SessionEventKind.DOSE:
-                self.dose = self.dose or item.stamp
+            elif (
+                isinstance(item, SessionEvent)
+                and item.kind is SessionEventKind.DOSE
+                and self.dose is None  # T0 is the first dose
+            ):
+                self.dose, self.dose_source = item.stamp, item.source
+
+    @property
+    def dose_from_scenario(self) -> bool:
+        """Whether T0 is a simulated scenario's own dose rather than the nurse's key."""
+        return self.dose_source is not None and self.dose_source != SESSION_SOURCE
 
     @property
     def watch(self) -> Subscription:

@@ -214,3 +214,63 @@ def test_a_silent_simulated_device_goes_stale_on_the_session_clock(tmp_path):
         assert _in_range(runner).detail.startswith("no current reading (SpO2")
     finally:
         runner.stop()
+
+
+def _dose_events(store_url: str, session_id: int) -> list:
+    store = Store(open_database(store_url))
+    try:
+        record = store.load_session(session_id, waves=False)
+        return [e for e in record.events if e.kind == SessionEventKind.DOSE]
+    finally:
+        store.db.close()
+
+
+def test_the_demo_takes_the_scenarios_dose_as_t0_and_the_baseline_from_before_it(tmp_path):
+    """Issue 13: in the demo (desaturation, dose at 10 min) with D never pressed, the NIBP
+    schedule still asked for baseline readings at 45 min, the "baseline so far" averaged readings
+    taken after the dose and the rise-from-baseline rule never armed."""
+    runner = SessionRunner(
+        SessionConfig(
+            patient="DEMO", devices=("sim:desaturation",), db_url=f"sqlite:///{tmp_path / 'k.db'}",
+            speed=600, scenario_dose=True, until=20 * 60,
+        )
+    )  # fmt: skip
+    runner.start()
+    try:
+        _wait(lambda: runner.dose is not None, runner)
+        assert runner.dose_from_scenario and runner.dose_source.startswith("sim")
+        _wait(lambda: runner.alarms.engine.dose is not None, runner)
+        assert runner.alarms.engine.dose.mono == runner.dose.mono  # the alarms' T0 too
+        base = runner.baseline()
+        readings = runner.predose_readings()
+        assert base is not None and len(readings) == 3
+        assert all(r.stamp.mono < runner.dose.mono for r in readings)
+        assert base[0] == pytest.approx(sum(r.systolic for r in readings) / 3)
+        assert runner.alarms.engine.baseline_status().startswith("pre-dose baseline")
+        assert not runner.nibp_schedule()[0].startswith("before the dose")
+        with pytest.raises(UserError, match="already marked"):
+            runner.dose_given("RN L")
+    finally:
+        runner.stop()
+
+
+def test_a_dose_the_nurse_marks_first_is_t0_and_the_scenarios_is_not_sent(tmp_path):
+    url = f"sqlite:///{tmp_path / 'k.db'}"
+    runner = SessionRunner(
+        SessionConfig(
+            patient="DEMO", devices=("sim:desaturation",), db_url=url, speed=300,
+            scenario_dose=True, until=15 * 60,
+        )
+    )  # fmt: skip
+    runner.start()
+    try:
+        _wait(lambda: len(runner.predose_readings()) >= 1, runner)
+        dose = runner.dose_given("RN L")
+        _wait(runner.finished, runner)  # past the scenario's dose at 10 min
+        runner.poll()
+        assert runner.dose == dose and not runner.dose_from_scenario
+        assert runner.alarms.engine.dose.mono == dose.mono
+    finally:
+        runner.stop()
+    [event] = _dose_events(url, runner.session_id)
+    assert event.text == "dose given"

@@ -40,10 +40,13 @@ def screen(qtbot, tmp_path):
     gc.collect()
     gc.disable()
 
-    def open_screen(scenario: str, speed: float, until: float | None = None) -> MainWindow:
+    def open_screen(
+        scenario: str, speed: float, until: float | None = None, scenario_dose: bool = False
+    ) -> MainWindow:
         config = SessionConfig(
             patient="P-0042", devices=(f"sim:{scenario}",), operator="RN Lee",
             db_url=f"sqlite:///{tmp_path / 'k.sqlite3'}", speed=speed, seed=3, until=until,
+            scenario_dose=scenario_dose,
         )  # fmt: skip
         window = MainWindow(SessionRunner(config))
         qtbot.addWidget(window)
@@ -194,3 +197,20 @@ def test_a_silent_simulated_device_greys_then_blanks_like_a_real_one(screen, qtb
     assert "no update for" in spo2.status_text()
     [in_range] = [i for i in window.runner.discharge_checklist() if "SpO2" in i.label]
     assert in_range.ok is False and in_range.detail.startswith("no current reading")
+
+
+def test_the_demo_says_the_dose_is_the_scenarios_and_arms_the_baseline(screen, qtbot):
+    """Issue 13: the demo ignored its scenario's dose: with D never pressed the NIBP tile asked
+    for baseline readings at 45 min. Now T0 is the scenario's dose, and the screen says so."""
+    window = screen("desaturation", 600, until=15 * 60, scenario_dose=True)
+    qtbot.waitUntil(lambda: "(from the scenario)" in window.message.text(), timeout=20_000)
+    assert window.message.text().startswith("Dose at ")
+    qtbot.waitUntil(lambda: window.view.trends.dose_lines != [], timeout=5_000)
+    assert window.view.trends.dose_lines[0].label.textItem.toPlainText() == "DOSE (scenario)"
+    qtbot.waitUntil(lambda: window.runner.baseline() is not None, timeout=5_000)
+    _, _, baseline_text = window.runner.alarms.snapshot()
+    assert baseline_text.startswith("pre-dose baseline")
+    assert not window.runner.nibp_schedule()[0].startswith("before the dose")
+    window.dose_given()  # D: nothing new, and it says whose dose it is
+    assert "already marked" in window.message.text()
+    assert "(from the scenario)" in window.message.text()

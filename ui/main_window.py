@@ -92,6 +92,7 @@ class MainWindow(QMainWindow):
         self.alarm_area.pause_requested.connect(self.pause_audio)
         self._actions()
         self._last_audio: AudioDue | None = None
+        self._dose_told = False
         self._frame = 0
         self.timer = QTimer(self)
         self.timer.setInterval(int(1000 / FRAME_RATE))
@@ -130,6 +131,8 @@ class MainWindow(QMainWindow):
         self.buffers.ingest(self._live.drain())
         self.buffers.ingest(self._alarm_log.drain())
         now = runner.now()
+        if runner.dose is not None and not self._dose_told:
+            self._tell_dose()
         self.view.refresh(self.buffers, now)
         alarms, audio, baseline_text = runner.alarms.snapshot()
         self.alarm_area.update_alarms(alarms, audio, baseline_text, now)
@@ -152,10 +155,24 @@ class MainWindow(QMainWindow):
 
     def dose_given(self) -> None:
         if self.runner.dose is not None:
-            self.say("The dose is already marked.")
+            self.say(f"The dose is already marked: {self._dose_text()}.")
             return
         self.runner.dose_given(self.operator)
+        self._dose_told = True
         self.say("Dose given: the time axis now reads minutes from the dose.")
+
+    def _dose_text(self) -> str:
+        """When T0 is and who set it: "dose at 10:32 (from the scenario)"."""
+        dose = self.runner.dose
+        at = time.strftime("%H:%M", time.localtime(dose.wall))
+        return f"dose at {at}" + (" (from the scenario)" if self.runner.dose_from_scenario else "")
+
+    def _tell_dose(self) -> None:
+        """A dose the nurse did not mark (a simulated scenario's own): say so on the screen."""
+        self._dose_told = True
+        if self.runner.dose_from_scenario:
+            text = self._dose_text()
+            self.say(f"{text[0].upper()}{text[1:]}: the time axis reads minutes from the dose.")
 
     def stat(self) -> None:
         self.say(self.runner.request_stat(self.operator))
