@@ -266,8 +266,12 @@ class SessionRunner:
         )
         return stamp
 
-    def add_marker(self, kind: str, text: str = "", operator: str = "") -> Stamp:
-        stamp = self.now()
+    def add_marker(
+        self, kind: str, text: str = "", operator: str = "", stamp: Stamp | None = None
+    ) -> Stamp:
+        """A marker at ``stamp`` (default: now; a note is stamped when asked for, not when its
+        text is written)."""
+        stamp = stamp or self.now()
         label = f"{kind}: {text}" if text else kind
         self.hub.publish(
             SessionEvent(SESSION_SOURCE, SessionEventKind.MARKER, stamp, label, operator or None)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QLineEdit, QWidget
 
 import devices.sim
 from kapmonitor.record.db import open_database
@@ -214,3 +214,62 @@ def test_the_demo_says_the_dose_is_the_scenarios_and_arms_the_baseline(screen, q
     window.dose_given()  # D: nothing new, and it says whose dose it is
     assert "already marked" in window.message.text()
     assert "(from the scenario)" in window.message.text()
+
+
+def _markers(window: MainWindow) -> list[str]:
+    return [m.text for m in window.buffers.markers if m.kind.value == "marker"]
+
+
+def test_keys_are_inert_while_a_dialog_is_open_or_another_window_is_active(screen, qtbot):
+    """Issue 13: text meant for the discharge reason went to the main window and pressed D. The
+    keys act only when the main window is the active window and no dialog is open."""
+    window = screen("typical", 1)
+    window.activateWindow()
+    qtbot.waitUntil(window.isActiveWindow)
+    _key(qtbot, window, Qt.Key.Key_E, Qt.KeyboardModifier.ControlModifier)
+    dialog = window.discharge
+    qtbot.waitUntil(lambda: QApplication.activeModalWidget() is dialog)
+    for target in (dialog, dialog.override_reason_edit, window):
+        for key in (Qt.Key.Key_D, Qt.Key.Key_1, Qt.Key.Key_S, Qt.Key.Key_5):
+            qtbot.keyClick(target, key)
+    window.tick()
+    assert window.runner.dose is None and _markers(window) == []
+    dialog.reject()
+    qtbot.waitUntil(lambda: QApplication.activeModalWidget() is None)
+    other = QWidget()  # another window of the application has the focus
+    qtbot.addWidget(other)
+    other.show()
+    other.activateWindow()
+    qtbot.waitUntil(lambda: not window.isActiveWindow())
+    qtbot.keyClick(other, Qt.Key.Key_D)
+    assert window.runner.dose is None
+    other.close()
+    window.activateWindow()
+    qtbot.waitUntil(window.isActiveWindow)
+    _key(qtbot, window, Qt.Key.Key_D)  # the main window active, no dialog: D acts
+    assert window.runner.dose is not None
+
+
+def test_the_note_key_asks_for_the_text_and_an_empty_or_cancelled_note_adds_nothing(screen, qtbot):
+    window = screen("typical", 1)
+    window.activateWindow()
+    qtbot.waitUntil(window.isActiveWindow)
+    _key(qtbot, window, Qt.Key.Key_5)
+    qtbot.waitUntil(lambda: window.note_dialog.isVisible())
+    window.note_dialog.reject()  # cancelled
+    qtbot.waitUntil(window.isActiveWindow)
+    _key(qtbot, window, Qt.Key.Key_5)
+    qtbot.waitUntil(lambda: window.note_dialog.isVisible())
+    window.note_dialog.setTextValue("   ")  # empty
+    window.note_dialog.accept()
+    qtbot.waitUntil(lambda: "empty" in window.message.text())
+    qtbot.waitUntil(window.isActiveWindow)
+    _key(qtbot, window, Qt.Key.Key_5)
+    asked = window.runner.now()
+    qtbot.waitUntil(lambda: window.note_dialog.isVisible())
+    qtbot.keyClicks(window.note_dialog.findChild(QLineEdit), "patient cold, blanket given")
+    window.note_dialog.accept()
+    qtbot.waitUntil(lambda: len(_markers(window)) == 1, timeout=5_000)
+    [marker] = [m for m in window.buffers.markers if m.kind.value == "marker"]
+    assert marker.text == "note: patient cold, blanket given"
+    assert marker.t == pytest.approx(asked.mono, abs=0.5)  # stamped when 5 was pressed

@@ -13,7 +13,9 @@ import time
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
+    QApplication,
     QHBoxLayout,
+    QInputDialog,
     QLabel,
     QMainWindow,
     QVBoxLayout,
@@ -107,8 +109,10 @@ class MainWindow(QMainWindow):
         def add(menu, text: str, key: str, slot) -> None:
             action = QAction(text, self)
             action.setShortcut(QKeySequence(key))
-            action.setShortcutContext(Qt.ShortcutContext.ApplicationShortcut)
-            action.triggered.connect(slot)
+            # Only this window's keys, and only with no dialog open: a letter typed into a
+            # dialog (a disabled field of the discharge checklist, say) once pressed D.
+            action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+            action.triggered.connect(lambda checked=False: self.keys_active() and slot())
             menu.addAction(action)
 
         add(session, "Dose given", KEYS["dose"], self.dose_given)
@@ -118,7 +122,11 @@ class MainWindow(QMainWindow):
         add(session, "End session…", KEYS["end"], self.end_session)
         add(view, "Full screen", KEYS["fullscreen"], self.toggle_fullscreen)
         for kind, key in MARKER_KEYS.items():
-            add(events, kind.capitalize(), key, lambda checked=False, k=kind: self.marker(k))
+            add(events, kind.capitalize(), key, lambda k=kind: self.marker(k))
+
+    def keys_active(self) -> bool:
+        """Whether the window's keys act: it is the active window and no dialog is open."""
+        return QApplication.activeModalWidget() is None and self.isActiveWindow()
 
     # --- the timer --------------------------------------------------------------------------
 
@@ -178,8 +186,32 @@ class MainWindow(QMainWindow):
         self.say(self.runner.request_stat(self.operator))
 
     def marker(self, kind: str) -> None:
+        if kind == "note":
+            self.ask_note()
+            return
         stamp = self.runner.add_marker(kind, operator=self.operator)
         self.say(f"Marked: {kind} at {time.strftime('%H:%M:%S', time.localtime(stamp.wall))}")
+
+    def ask_note(self) -> None:
+        """A note needs its text: ask for it (stamped when asked); empty or cancelled, none."""
+        stamp = self.runner.now()
+        dialog = QInputDialog(self)
+        dialog.setWindowTitle("Note")
+        dialog.setLabelText("Note for the record:")
+        dialog.setInputMode(QInputDialog.InputMode.TextInput)
+        dialog.textValueSelected.connect(lambda text: self._add_note(text, stamp))
+        dialog.rejected.connect(lambda: self.say("No note added."))
+        self.note_dialog = dialog
+        dialog.open()
+
+    def _add_note(self, text: str, stamp) -> None:
+        text = " ".join(text.split())
+        if not text:
+            self.say("No note added: it was empty.")
+            return
+        self.runner.add_marker("note", text, self.operator, stamp=stamp)
+        at = time.strftime("%H:%M:%S", time.localtime(stamp.wall))
+        self.say(f"Marked: note at {at}")
 
     def acknowledge(self, alarm_id: str) -> None:
         with contextlib.suppress(KeyError):  # it ended between the click and now
