@@ -50,7 +50,10 @@ def get_driver_class(name: str) -> type[Driver]:
     targets = _all_targets()
     target = targets.get(name.lower())
     if target is None:
-        raise UserError(f"unknown protocol '{name}' (available: {', '.join(sorted(targets))})")
+        raise UserError(
+            f"unknown protocol '{name}' (protocols: {', '.join(protocol_names())}; "
+            "or sim:SCENARIO for the simulator, replay:SESSION for a recorded session)"
+        )
     module_name, _, attr = target.partition(":")
     try:
         cls = getattr(importlib.import_module(module_name), attr)

@@ -102,12 +102,9 @@ def test_duration_without_a_unit_is_an_argument_error(capsys, duration):
         main(["record", "--device", "sim:typical", "--duration", duration])
     assert exc.value.code == 2
     err = capsys.readouterr().err
-    assert (
-        err.strip()
-        .splitlines()[-1]
-        .endswith(
-            f"'{duration}' is not a duration: write it with a unit, like 90m, 2h, 1h30m or 45s"
-        )
+    assert err == (
+        f"kapmonitor: argument --duration: '{duration}' is not a duration: write it with a unit, "
+        "like 90m, 2h, 1h30m or 45s (see kapmonitor record --help)\n"
     )
 
 

@@ -453,14 +453,15 @@ def summarise(
 
 
 def monitoring_span(record: SessionRecord) -> tuple[float | None, float | None]:
-    """From the first device data to the end of the session (its last data if not ended)."""
+    """From the first device data to the end of the session, or to its last data when that is
+    later: a simulated session's data run on the device's clock, ahead of the real end at
+    --speed > 1, and an interrupted session's end is its last commit (kapmonitor.simulated)."""
     firsts = [items[0].stamp.wall for items in _device_lists(record) if items]
     if not firsts:
         return None, None
     start = min(firsts)
-    if record.info.ended is not None:
-        return start, max(record.info.ended, start)
-    return start, max(items[-1].stamp.wall for items in _device_lists(record) if items)
+    last = max(items[-1].stamp.wall for items in _device_lists(record) if items)
+    return start, max(record.info.ended or last, last)
 
 
 def _device_lists(record: SessionRecord) -> Iterable[Sequence]:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from kapmonitor.identifiers import matches
 from kapmonitor.record.session import SessionInfo, SessionStatus
 from kapmonitor.record.store import Store
 from ui import theme
@@ -34,8 +35,8 @@ class Filter:
 
     def accepts(self, s: SessionInfo) -> bool:
         return (
-            (not self.patient or self.patient.casefold() in s.patient.casefold())
-            and (not self.clinician or self.clinician.casefold() in s.clinician.casefold())
+            matches(self.patient, s.patient)
+            and matches(self.clinician, s.clinician)
             and (self.status is None or s.status == self.status)
             and (self.since is None or s.started >= self.since)
             and (self.until is None or s.started < self.until)
