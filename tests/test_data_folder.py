@@ -132,11 +132,11 @@ def test_a_data_folder_an_older_version_left_open_is_closed(tmp_path: Path):
     (data / "spool").mkdir(parents=True)
     for folder in (data, data / "spool"):
         folder.chmod(0o755)
-    result = kapmonitor(*RECORD, env=env)  # the default database, in the data folder
+    result = kapmonitor(*RECORD, env=env)  # the default (demo) database, in the data folder
     assert result.returncode == 0, result.stderr
     for folder in (data, data / "spool"):
         assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
-    assert stat.S_IMODE((data / "kapmonitor.sqlite3").stat().st_mode) == 0o600
+    assert stat.S_IMODE((data / "demo.sqlite3").stat().st_mode) == 0o600
     assert stat.S_IMODE(data.parent.stat().st_mode) != 0o700  # not ours: left as it was
 
 
