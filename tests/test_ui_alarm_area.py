@@ -19,6 +19,7 @@ import pytest
 pytest.importorskip("PySide6")
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QColor
+from PySide6.QtWidgets import QApplication
 
 from alarms.model import VISUAL, Alarm, AlarmKind, AlarmState, AudioDue, Priority
 from alarms.tones import BURSTS, analyse_burst, render_burst
@@ -26,6 +27,7 @@ from kapmonitor.model import Stamp
 from tests.conftest import ROOT
 from ui import sound as sound_module
 from ui.alarm_area import (
+    MARKERS,
     AlarmArea,
     format_age,
     format_countdown,
@@ -526,3 +528,53 @@ def _onsets_joining_dropouts(result, shortest_gap_s: float) -> list[float]:
             onsets.append(pulse.onset_s)
         end = pulse.end_s
     return onsets
+
+
+# --- text that fits -----------------------------------------------------------------------------
+
+LONG_TECHNICAL = (
+    "nonin2@/dev/ttyUSB0: no data for 10 s - port '/dev/ttyUSB0' stopped answering: "
+    "the device was unplugged or switched off"
+)
+
+
+@pytest.mark.parametrize("width", [1920, 1280])
+def test_the_banner_fits_its_width_and_keeps_priority_and_value_visible(qtbot, width):
+    """Issue 13: even at 1920 px the banner ended "...stopped answe": one label ran past its
+    edge and the value at its end was never seen. Now the font steps down, then the message is
+    elided; the marker, the value and the priority stay whole."""
+    area = AlarmArea()
+    qtbot.addWidget(area)
+    area.resize(width - 12, 420)  # the main window's margins
+    area.show()
+    qtbot.waitExposed(area)
+    cases = [
+        alarm("spo2@ox", Priority.HIGH),
+        alarm(
+            "no-data@ox", Priority.MEDIUM, condition="no-data", message=LONG_TECHNICAL,
+            code=None, value=None, limit=None, kind=AlarmKind.TECHNICAL,
+        ),
+        alarm("spo2@ox", Priority.HIGH, message="SpO2 low " + LONG_TECHNICAL),
+        alarm("spo2@ox", Priority.HIGH, state=AlarmState.LATCHED),
+    ]  # fmt: skip
+    for top in cases:
+        area.update_alarms([top], AudioDue(top.priority, 0.0), "", NOW)
+        QApplication.processEvents()
+        label = area.banner_text
+        shown = label.text()
+        used = label.fontMetrics().horizontalAdvance(shown)
+        assert used <= label.contentsRect().width(), (width, shown)
+        assert label.geometry().right() < area.banner_extra.geometry().left()
+        assert shown.startswith(MARKERS[top.priority] + "  ")
+        value = format_value(top)
+        assert shown.endswith(value + ("   (ended)" if top.state is AlarmState.LATCHED else ""))
+        extra = area.banner_extra
+        assert extra.text().startswith(f"{top.priority.name} PRIORITY")
+        assert extra.fontMetrics().horizontalAdvance(f"{top.priority.name} PRIORITY") <= (
+            extra.contentsRect().width()
+        )
+        assert label.font().pixelSize() >= 28  # still readable across the room
+    # a short alarm keeps the big font
+    area.update_alarms([cases[0]], AudioDue(Priority.HIGH, 0.0), "", NOW)
+    assert area.banner_text.font().pixelSize() == 40
+    assert "82 % (limit < 85 %)" in area.banner_text.text()

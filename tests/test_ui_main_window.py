@@ -273,3 +273,27 @@ def test_the_note_key_asks_for_the_text_and_an_empty_or_cancelled_note_adds_noth
     [marker] = [m for m in window.buffers.markers if m.kind.value == "marker"]
     assert marker.text == "note: patient cold, blanket given"
     assert marker.t == pytest.approx(asked.mono, abs=0.5)  # stamped when 5 was pressed
+
+
+def test_the_window_fits_the_screen_and_long_messages_never_widen_it(screen, qtbot):
+    """Issue 13: without a window manager the window opened at its size hint, and a long status
+    message widened it past the screen. It now takes the screen's available area, and status
+    lines elide what does not fit (the whole text in the tooltip)."""
+    window = screen("typical", 1)
+    window.place_on_screen()
+    QApplication.processEvents()
+    area = window.screen().availableGeometry()
+    assert window.geometry().width() <= area.width()
+    assert window.geometry().left() >= area.left()
+    window.resize(1280, 800)
+    QApplication.processEvents()
+    long = "Session 12 was interrupted; " * 20 + "review it with kapmonitor review."
+    window.say(long)
+    window.audio_warning.setText("No audio output device: alarms are visual only. " * 8)
+    window.audio_warning.show()
+    QApplication.processEvents()
+    qtbot.wait(50)
+    assert window.width() == 1280
+    assert window.minimumSizeHint().width() <= 1280
+    assert window.message.text() == long and window.message.shown_text().endswith("…")
+    assert window.message.toolTip() == long

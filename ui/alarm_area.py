@@ -36,6 +36,7 @@ from alarms.model import VISUAL, Alarm, AlarmKind, AlarmState, AudioDue, Priorit
 from kapmonitor.codes import Code
 from kapmonitor.model import Stamp
 from kapmonitor.staleness import age
+from ui.elided_label import BannerLabel
 
 __all__ = [
     "MARKERS",
@@ -274,13 +275,9 @@ class AlarmArea(QWidget):
         self.banner.setObjectName("banner")
         self.banner.setMinimumHeight(72)
         self.banner.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
-        self.banner_text = QLabel(self.banner)
-        big = QFont()
-        big.setPixelSize(40)
-        big.setBold(True)
-        self.banner_text.setFont(big)
-        self.banner_text.setTextFormat(Qt.TextFormat.PlainText)
-        self.banner_text.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        # The marker and the value are never cut: the font steps down, then the message is
+        # elided (the whole message is in the list below and in the tooltip).
+        self.banner_text = BannerLabel(parent=self.banner)
         self.banner_extra = QLabel(self.banner)
         side = QFont()
         side.setPixelSize(24)
@@ -546,12 +543,9 @@ class AlarmArea(QWidget):
             return
         self._banner_idle = False
         value = format_value(top)
-        text = f"{MARKERS[top.priority]}  {top.message}"
-        if value:
-            text += f"   {value}"
         if top.state is AlarmState.LATCHED:
-            text += "   (ended)"
-        self.banner_text.setText(text)
+            value = f"{value}   (ended)" if value else "(ended)"
+        self.banner_text.set_parts(MARKERS[top.priority], top.message, value)
         extra = f"{top.priority.name} PRIORITY"
         if len(alarms) > 1:
             extra += f"\n+{len(alarms) - 1} more"

@@ -88,6 +88,7 @@ def _run(
     stop.stop_requested.connect(stop_session)
     for session_id in runner.interrupted:
         window.say(f"Session {session_id} was interrupted; review it with kapmonitor review.")
+    window.place_on_screen()  # the whole screen even where nothing maximises it
     window.showMaximized()
     window.start()
     status = app.exec()

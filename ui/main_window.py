@@ -16,7 +16,6 @@ from PySide6.QtWidgets import (
     QApplication,
     QHBoxLayout,
     QInputDialog,
-    QLabel,
     QMainWindow,
     QVBoxLayout,
     QWidget,
@@ -28,6 +27,7 @@ from kapmonitor.record.session import SessionStatus
 from kapmonitor.runner import MARKERS, SessionRunner
 from ui.alarm_area import AlarmArea
 from ui.discharge_dialog import DischargeDialog
+from ui.elided_label import ElidedLabel
 from ui.monitor_view import MonitorView
 from ui.sound import AlarmSound
 from ui.status_panel import DeviceStatusPanel
@@ -65,14 +65,15 @@ class MainWindow(QMainWindow):
         self.alarm_area = AlarmArea()
         self.status = DeviceStatusPanel()
         self.sound = sound or AlarmSound(self)
-        self.audio_warning = QLabel()
+        # Status lines never widen the window: what does not fit is elided (whole in a tooltip).
+        self.audio_warning = ElidedLabel()
         self.audio_warning.setObjectName("audioWarning")
         self.audio_warning.setStyleSheet(
             "background:#5a3a00; color:#ffd27f; font-size:18px; padding:4px 10px;"
         )
         self.audio_warning.setVisible(not self.sound.available)
         self.audio_warning.setText(self.sound.problem or "")
-        self.message = QLabel()
+        self.message = ElidedLabel()
         self.message.setStyleSheet("color:#ffd27f; font-size:20px; padding:2px 10px;")
 
         central = QWidget()
@@ -83,7 +84,7 @@ class MainWindow(QMainWindow):
         layout.addWidget(self.view, stretch=1)
         bottom = QHBoxLayout()  # one line: what just happened, sound, devices and recording
         bottom.addWidget(self.message, stretch=2)
-        bottom.addWidget(self.audio_warning)
+        bottom.addWidget(self.audio_warning, stretch=2)
         bottom.addWidget(self.status, stretch=3)
         layout.addLayout(bottom)
         self.setCentralWidget(central)
@@ -225,6 +226,13 @@ class MainWindow(QMainWindow):
 
     def pause_audio(self) -> None:
         self.runner.alarms.pause_audio(self.operator)
+
+    def place_on_screen(self) -> None:
+        """Fill the screen's available area (what panels leave): without a window manager to
+        maximise it, the window would open at its size hint, wider or narrower than the
+        screen, with the banner and the status line cut off."""
+        screen = self.screen() or QApplication.primaryScreen()
+        self.setGeometry(screen.availableGeometry())
 
     def toggle_fullscreen(self) -> None:
         self.showNormal() if self.isFullScreen() else self.showFullScreen()
