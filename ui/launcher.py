@@ -1,8 +1,9 @@
 """The ``kapmonitor`` command: the core's command line, with the dosing-room screen plugged in.
 
 Qt is imported only when a screen is opened, so ``kapmonitor decode`` and friends start fast
-and run on machines without a display. The screens write a crash log (faulthandler) into the
-data folder, so a crash in native code leaves a Python stack.
+and run on machines without a display; on one, the screens say so in one sentence
+(:mod:`ui.display`) before Qt can abort the process. The screens write a crash log
+(faulthandler) into the data folder, so a crash in native code leaves a Python stack.
 """
 
 from __future__ import annotations
@@ -11,10 +12,20 @@ import sys
 
 from kapmonitor.cli import main as cli_main
 from kapmonitor.crash_log import enable_crash_log
+from kapmonitor.errors import UserError
 from kapmonitor.runner import SessionConfig
 
 
+def _require_display() -> None:
+    from ui.display import display_problem
+
+    problem = display_problem()
+    if problem:
+        raise UserError(problem)
+
+
 def screen(config: SessionConfig | None, db_url: str | None) -> int:
+    _require_display()
     from ui.app import run
 
     enable_crash_log()
@@ -22,6 +33,7 @@ def screen(config: SessionConfig | None, db_url: str | None) -> int:
 
 
 def review(session_id: int | None, db_url: str | None, reviewer: str | None) -> int:
+    _require_display()
     from ui.review.app import run
 
     enable_crash_log()
