@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import gc
 import math
+import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -25,9 +27,11 @@ from kapmonitor.review.timeline import QUIET_KINDS
 from tests.session_fixtures import OPERATOR, PATIENT, START, store_session
 from ui.review.app import ReviewApp
 from ui.review.browser import SessionBrowser
+from ui.review.plots import ROWS
 from ui.review.window import PLETH_MAX_MIN, ReviewWindow
 
 REVIEWER = "Dr Reviewer"
+SCREENSHOTS = os.environ.get("KAPMONITOR_SCREENSHOTS")
 
 
 @pytest.fixture(scope="module")
@@ -208,17 +212,40 @@ def test_amend_an_event_keeps_the_original_and_audits_it(window, store, recorded
     row = texts.index("note: feels calm, BP settling")
     window.events_table.selectRow(row)
 
+    seen: list[str] = []
+    failed: list[BaseException] = []
+
     def fill_and_accept():
         dialog = window.findChild(QtWidgets.QDialog)
-        assert not dialog.ok.isEnabled()  # a reason is required
+        try:
+            check_and_fill(dialog)
+        except BaseException as exc:  # close the modal dialog, fail below
+            failed.append(exc)
+            dialog.reject()
+
+    def check_and_fill(dialog):
+        assert not dialog.ok.isEnabled()  # a reason is required …
+        assert dialog.missing.isVisible()  # … and the dialog says so
+        seen.append(dialog.missing.text())
+        qtbot.keyClick(dialog.reason, QtCore.Qt.Key.Key_Return)
+        assert dialog.isVisible()  # Enter without a reason: still open, still saying why
+        dialog.text.setText("")
+        seen.append(dialog.missing.text())
         dialog.text.setText("feels calm, BP settling; asked for water")
         assert not dialog.ok.isEnabled()
         dialog.reason.setText("note was incomplete")
         assert dialog.ok.isEnabled()
+        assert dialog.missing.isHidden()
         dialog.accept()
 
     QtCore.QTimer.singleShot(100, fill_and_accept)
     window.amend_button.click()
+    if failed:
+        raise failed[0]
+    assert seen == [
+        "Enter a reason to amend the event.",
+        "Enter the corrected text and a reason to amend the event.",
+    ]
 
     reloaded = store.load_session(recorded[1], waves=False)
     original = next(e for e in reloaded.events if e.id == note.id)
@@ -415,3 +442,53 @@ def test_alarm_starts_are_marked_on_the_vital_that_alarmed(window):
     xs, ys = diamonds[0].getData()
     i = t.nibp_at(nibp_alarms[0].start)
     assert (nibp_alarms[0].start, t.nibp[i, 0]) in set(zip(xs, ys, strict=True))
+
+
+def _scene_rect(label) -> QtCore.QRectF:
+    """Where a pyqtgraph TextItem's text is drawn, in scene pixels."""
+    return label.textItem.mapRectToScene(label.textItem.boundingRect())
+
+
+def test_event_labels_sit_in_their_own_row_stacked_clear_of_every_trace(window, qtbot, tmp_path):
+    dose = next(m.x for m in window.timeline.marks if m.event.kind == "dose")
+    for minutes, text in ((0.3, "dissociation"), (0.6, "nausea or vomiting"), (0.9, "BP recheck")):
+        window.add_note(text, x=dose + minutes)  # close together, as a nurse presses them
+    plots = window.plots
+    shown = [m for m in window.timeline.marks if m.event.kind not in QUIET_KINDS]
+    labels = [
+        item.label
+        for plot in plots.plots.values()
+        for item in plot.items
+        if isinstance(item, pg.InfiniteLine) and getattr(item, "label", None) is not None
+    ]
+    assert sorted(label.toPlainText() for label in labels) == sorted(m.text[:40] for m in shown)
+    for span in (None, (dose - 1.0, dose + 14.0)):
+        if span is not None:
+            plots.set_x_range(*span)
+        qtbot.wait(50)
+        plots.grab()  # painted: pyqtgraph maps view to scene lazily, at the next paint
+        row = plots.plots["events"].vb.sceneBoundingRect()
+        rects = [_scene_rect(label) for label in labels]
+        in_view = [r for r in rects if r.left() < row.right() and r.right() > row.left()]
+        assert len(in_view) >= 4
+        for r in in_view:  # inside the events row (to a pixel), so over no trace
+            assert row.top() - 1 <= r.top() and r.bottom() <= row.bottom() + 1, (r, row)
+            for name in ("alarms", "spo2", "pulse", "nibp", "pi"):
+                assert not r.intersects(plots.plots[name].vb.sceneBoundingRect()), name
+        for i, a in enumerate(in_view):  # and no label over another
+            for b in in_view[i + 1 :]:
+                assert not a.adjusted(1, 1, -1, -1).intersects(b), (a, b)
+    if SCREENSHOTS:
+        Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
+        plots.show_all()
+        window.plots.set_cursor(dose + 30)
+        qtbot.wait(50)
+        window.grab().save(str(Path(SCREENSHOTS) / "review-event-labels.png"))
+
+
+def test_no_axis_scales_its_numbers_by_an_si_prefix(window):
+    for name, plot in window.plots.plots.items():
+        plot.setYRange(-0.5, 0.5, padding=0.05)  # one alarm lane's range: below 1
+        shown = re.sub(r"<[^>]+>", "", plot.getAxis("left").labelString()).strip()
+        assert shown == ROWS[name][0], name  # "Alarms", never "Alarms (x0.001)"
+        assert "(x" not in plot.getAxis("bottom").labelString()

@@ -1,13 +1,16 @@
 """The review plots: every vital over the whole session, on one zoomable dose-relative axis.
 
-Rows share the x axis (minutes from the dose): the alarms, one lane per condition with a bar
+Rows share the x axis (minutes from the dose): the events' labels, in a row of their own so they
+never cover a trace, stacked on as many levels as close events need at the current zoom
+(:mod:`ui.marker_labels`); the alarms, one lane per condition with a bar
 from its start to its end in its priority's colour (a tick where it was acknowledged); SpO2;
 pulse rate and ECG heart rate; NIBP (systolic ▼ over diastolic ▲ joined by a line, the mean as
 a dot, a failed reading as an x on the axis); perfusion index; and the pleth waveform, hidden
-until it is asked for. Events are dashed vertical lines, labelled on the SpO2 row; where a
+until it is asked for. Events are dashed vertical lines through every row; where a
 vital's alarm began, a diamond in the priority's colour sits on its curve. A cursor line
 runs through every row; the window reads the values under it. The mouse wheel and drag zoom
-and pan in time only; the y ranges stay put so a clinician compares like with like.
+and pan in time only; the y ranges stay put so a clinician compares like with like. No axis
+scales its numbers by an SI prefix (pyqtgraph's "(x0.001)"): each row's unit is in its title.
 """
 
 from __future__ import annotations
@@ -20,8 +23,10 @@ from alarms.model import VISUAL, Priority
 from kapmonitor.codes import Code
 from kapmonitor.review.timeline import QUIET_KINDS, Timeline
 from ui import theme
+from ui.marker_labels import stack_levels
 
 ROWS = {  # name: (title, default y range, stretch)
+    "events": ("Events", (0.0, 1.0), 0),
     "alarms": ("Alarms", (0.0, 1.0), 2),
     "spo2": ("SpO2 %", (80.0, 101.0), 3),
     "pulse": ("PR /min", (35.0, 150.0), 3),
@@ -42,6 +47,8 @@ COLOURS = {
     Code.PERFUSION: theme.PERFUSION,
 }
 TICK_PX = 14
+LABEL_PX = 12  #: event labels' font
+MAX_LEVELS = 5  #: levels of event labels at most (more overlap the least they can)
 
 
 def _pen(colour: str, width: float = 1, style=QtCore.Qt.PenStyle.SolidLine) -> QtGui.QPen:
@@ -80,6 +87,7 @@ class ReviewPlots(pg.GraphicsLayoutWidget):
             plot.showGrid(x=True, y=True, alpha=0.25)
             plot.setYRange(*y_range, padding=0)
             axis = plot.getAxis("left")
+            axis.enableAutoSIPrefix(False)
             axis.setWidth(70)
             axis.setLabel(title, color=theme.TEXT_DIM, **{"font-size": f"{TICK_PX}px"})
             font = QtGui.QFont(theme.TEXT_FONT)
@@ -93,11 +101,15 @@ class ReviewPlots(pg.GraphicsLayoutWidget):
                 plot.setXLink(first)
             plot.getAxis("bottom").setStyle(showValues=name == "pleth")
             self.ci.layout.setRowStretchFactor(i, stretch)
+            plot.getAxis("bottom").enableAutoSIPrefix(False)
             cursor = pg.InfiniteLine(angle=90, movable=False, pen=_pen(theme.TEXT, 1))
             cursor.setZValue(30)
             plot.addItem(cursor, ignoreBounds=True)
             self.cursors.append(cursor)
         self.top = first
+        self.event_labels: list[pg.InfiniteLine] = []
+        self._label_levels: list[int] = []
+        self._draw_event_row()
         self._draw_alarms()
         self._draw_marks()
         self._draw_numerics()
@@ -111,6 +123,10 @@ class ReviewPlots(pg.GraphicsLayoutWidget):
         self.scene().sigMouseClicked.connect(self._clicked)
         self.show_all()
         self.set_cursor(timeline.x_min)
+        events = self.plots["events"]
+        events.sigXRangeChanged.connect(lambda *_: self.place_event_labels())
+        events.vb.sigResized.connect(lambda *_: self.place_event_labels())
+        self.place_event_labels()
 
     # --- what the window asks -----------------------------------------------------------------
 
@@ -214,20 +230,57 @@ class ReviewPlots(pg.GraphicsLayoutWidget):
                                    symbol="x", size=10, pen=_pen(theme.WARN), brush=None)
             )  # fmt: skip
 
+    def place_event_labels(self) -> None:
+        """Stack the event labels for the current zoom: a label shares a level only with labels
+        it does not touch; the events row is as high as the levels in use."""
+        if not self.event_labels:
+            return
+        plot = self.plots["events"]
+        lo, hi = self.x_range()
+        width_px = plot.vb.width()
+        if hi <= lo or width_px <= 0:
+            return
+        widths = [line.label.boundingRect().width() for line in self.event_labels]
+        xs = [line.value() for line in self.event_labels]
+        levels = stack_levels(xs, widths, width_px / (hi - lo), max_levels=MAX_LEVELS)
+        used = max(levels) + 1
+        label_px = max(line.label.boundingRect().height() for line in self.event_labels)
+        row = list(ROWS).index("events")
+        height = used * label_px + 4
+        if self.ci.layout.rowMinimumHeight(row) != height:
+            self.ci.layout.setRowFixedHeight(row, height)
+        plot.setYRange(-used, 0, padding=0)
+        for line, level in zip(self.event_labels, levels, strict=True):
+            line.label.setPosition(1.0 - level / used)
+        self._label_levels = levels
+
+    def _draw_event_row(self) -> None:
+        plot = self.plots["events"]
+        plot.showGrid(x=False, y=False)
+        plot.getAxis("left").setStyle(showValues=False, tickLength=0)
+        plot.hideAxis("bottom")
+        plot.setYRange(-1, 0, padding=0)
+        self.ci.layout.setRowFixedHeight(list(ROWS).index("events"), LABEL_PX + 8)
+
     def _draw_marks(self) -> None:
         shown = [m for m in self.timeline.marks if m.event.kind not in QUIET_KINDS]
-        for i, mark in enumerate(shown):
-            height = 0.92 - 0.16 * (i % 3)  # staggered, so labels of close events do not overlap
+        font = QtGui.QFont(theme.TEXT_FONT)
+        font.setPixelSize(LABEL_PX)
+        for mark in shown:
             colour = theme.DOSE if mark.event.kind == "dose" else theme.MARKER
             for name, plot in self.plots.items():
+                labelled = name == "events"
                 line = pg.InfiniteLine(
                     pos=mark.x, angle=90, movable=False,
                     pen=_pen(colour, 1, QtCore.Qt.PenStyle.DashLine),
-                    label=mark.text[:40] if name == "spo2" else None,
-                    labelOpts={"position": height, "color": colour, "anchors": [(0, 0), (0, 0)]},
+                    label=mark.text[:40] if labelled else None,
+                    labelOpts={"position": 1.0, "color": colour, "anchors": [(0, 0), (0, 0)]},
                 )  # fmt: skip
                 line.setZValue(10)
                 plot.addItem(line, ignoreBounds=True)
+                if labelled:
+                    line.label.setFont(font)
+                    self.event_labels.append(line)
 
     def _draw_alarms(self) -> None:
         """One lane per alarm condition (and source), newest condition at the bottom."""

@@ -75,7 +75,9 @@ def _fill(table: QtWidgets.QTableWidget, rows: list[list[str]], data: list | Non
 
 
 class AmendDialog(QtWidgets.QDialog):
-    """The corrected text and why: both are needed, the original stays in the record."""
+    """The corrected text and why: both are needed, the original stays in the record. Until
+    both are given, OK is disabled and a line under the fields says what is still missing, so
+    a click on OK (or Enter) that does nothing is never left unexplained."""
 
     def __init__(self, event: EventRecord, parent=None) -> None:
         super().__init__(parent)
@@ -87,6 +89,10 @@ class AmendDialog(QtWidgets.QDialog):
         self.reason.setPlaceholderText("why the record is corrected")
         form.addRow("Corrected text", self.text)
         form.addRow("Reason", self.reason)
+        self.missing = QtWidgets.QLabel()
+        self.missing.setWordWrap(True)
+        self.missing.setStyleSheet(f"color: {theme.WARN};")
+        form.addRow(self.missing)
         buttons = QtWidgets.QDialogButtonBox(
             QtWidgets.QDialogButtonBox.StandardButton.Ok
             | QtWidgets.QDialogButtonBox.StandardButton.Cancel
@@ -99,8 +105,20 @@ class AmendDialog(QtWidgets.QDialog):
             edit.textChanged.connect(self._check)
         self._check()
 
+    def missing_text(self) -> str:
+        """What OK still waits for, in a sentence; empty when the amendment is complete."""
+        needed = [
+            what
+            for what, edit in (("the corrected text", self.text), ("a reason", self.reason))
+            if not edit.text().strip()
+        ]
+        return f"Enter {' and '.join(needed)} to amend the event." if needed else ""
+
     def _check(self) -> None:
-        self.ok.setEnabled(bool(self.text.text().strip() and self.reason.text().strip()))
+        missing = self.missing_text()
+        self.ok.setEnabled(not missing)
+        self.missing.setText(missing)
+        self.missing.setVisible(bool(missing))
 
 
 class ReviewWindow(QtWidgets.QMainWindow):
