@@ -6,7 +6,6 @@ and closed as stopped by the system, and the process exits with 128 + the signal
 
 from __future__ import annotations
 
-import os
 import sys
 
 from PySide6.QtWidgets import QApplication, QMessageBox
@@ -21,7 +20,6 @@ from ui.theme import apply_dark_theme
 
 
 def _application() -> QApplication:
-    os.environ.setdefault("QT_LOGGING_RULES", "qt.multimedia*=false")
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("kapmonitor")
     apply_dark_theme(app)

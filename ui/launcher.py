@@ -16,16 +16,20 @@ from kapmonitor.errors import UserError
 from kapmonitor.runner import SessionConfig
 
 
-def _require_display() -> None:
+def _prepare_qt() -> None:
+    """Before Qt loads: a display (or one sentence), and Qt's own chatter kept quiet."""
     from ui.display import display_problem
+    from ui.qt_messages import install_filter, quiet_logging_rules
 
     problem = display_problem()
     if problem:
         raise UserError(problem)
+    quiet_logging_rules()
+    install_filter()
 
 
 def screen(config: SessionConfig | None, db_url: str | None) -> int:
-    _require_display()
+    _prepare_qt()
     from ui.app import run
 
     enable_crash_log()
@@ -33,7 +37,7 @@ def screen(config: SessionConfig | None, db_url: str | None) -> int:
 
 
 def review(session_id: int | None, db_url: str | None, reviewer: str | None) -> int:
-    _require_display()
+    _prepare_qt()
     from ui.review.app import run
 
     enable_crash_log()
