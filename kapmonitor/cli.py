@@ -379,7 +379,7 @@ def _monitored(record: SessionRecord) -> str:
     line = f"monitored {(end - start) / 60:.0f} min (data {_when(start)} to {_when(end)})"
     if is_simulated(d.source for d in record.devices):
         real = (record.info.ended or end) - record.info.started
-        speed = f", {(end - start) / real:.0f} times the real one" if real > 0 else ""
+        speed = f", about {(end - start) / real:.0f} times the real one" if real > 0 else ""
         line += f"; simulated: the data carry the simulated device's clock{speed}"
     return line
 
