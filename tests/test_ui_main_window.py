@@ -297,3 +297,20 @@ def test_the_window_fits_the_screen_and_long_messages_never_widen_it(screen, qtb
     assert window.minimumSizeHint().width() <= 1280
     assert window.message.text() == long and window.message.shown_text().endswith("…")
     assert window.message.toolTip() == long
+
+
+def test_values_grey_then_blank_during_a_simulated_unplug(screen, qtbot, tmp_path):
+    """Issue 13: during a simulated unplug the last values stayed in full colour with "signal
+    good". The session clock runs on while the simulator is silent mid-session, as for a real
+    device: grey, then blank, and the trend shows a gap once values come back."""
+    window = screen(_late_long_unplug(tmp_path), 200)
+    runner = window.runner
+    qtbot.waitUntil(lambda: len(runner.predose_readings()) >= 3, timeout=30_000)
+    _key(qtbot, window, Qt.Key.Key_D)
+    qtbot.waitUntil(
+        lambda: any(s == "reconnecting" for _, s, _ in runner.device_rows()), timeout=60_000
+    )
+    spo2 = window.view.spo2
+    qtbot.waitUntil(lambda: (spo2.value_text(), spo2.value.colour) == ("---", TEXT_STALE))
+    assert any(s == "reconnecting" for _, s, _ in runner.device_rows())  # still unplugged
+    assert "good" not in spo2.status_text()
