@@ -613,7 +613,18 @@ def cmd_alarms_profiles(args: argparse.Namespace, out: TextIO) -> int:
 
 
 class _Parser(argparse.ArgumentParser):
-    """An argument error in one sentence and a pointer to the subcommand's help, not its usage."""
+    """An argument error in one sentence and a pointer to the subcommand's help, not its usage;
+    ``-v`` before or after the subcommand."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.add_argument(
+            "-v",
+            "--verbose",
+            action="store_true",
+            default=argparse.SUPPRESS,  # one given before the subcommand is kept
+            help="log connection details, with the module that logs and any traceback",
+        )
 
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USER_ERROR, f"kapmonitor: {message} (see {self.prog} --help)\n")
@@ -624,7 +635,6 @@ def build_parser() -> argparse.ArgumentParser:
         prog="kapmonitor",
         description="Vital-signs monitor for ketamine-assisted psychotherapy sessions.",
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log connection details")
     _db_option(parser)
     parser.set_defaults(func=cmd_screen)  # no command: the dosing-room screen
     subs = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -969,6 +979,7 @@ def main(
     args.db_password_file = getattr(args, "db_password_file", None)
     args.screen = screen
     args.review = review
+    args.verbose = getattr(args, "verbose", False)
     log_lines.configure(args.verbose)
     for handler in logging.getLogger().handlers:
         handler.addFilter(_MaskPasswords())

@@ -358,8 +358,9 @@ def test_a_warning_is_a_sentence_without_module_paths_and_verbose_gives_them(tmp
         f"kapmonitor: record: the spool {legacy} is from an older kapmonitor and was not read: "
         "it is pickle, which can run code; it is kept as it was\n"
     )
-    verbose = kapmonitor("-v", "sessions", "list", "--db", url)
-    assert "kapmonitor: WARNING kapmonitor.record.spool: the spool" in verbose.stderr
+    for argv in (["-v", "sessions", "list"], ["sessions", "list", "--verbose"]):
+        verbose = kapmonitor(*argv, "--db", url)
+        assert "kapmonitor: WARNING kapmonitor.record.spool: the spool" in verbose.stderr
 
 
 def test_a_device_warning_names_the_device_and_hides_an_internal_traceback():
