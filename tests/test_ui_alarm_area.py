@@ -11,6 +11,7 @@ import sys
 import textwrap
 import time
 import wave
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -556,6 +557,11 @@ def test_the_banner_fits_its_width_and_keeps_priority_and_value_visible(qtbot, w
         ),
         alarm("spo2@ox", Priority.HIGH, message="SpO2 low " + LONG_TECHNICAL),
         alarm("spo2@ox", Priority.HIGH, state=AlarmState.LATCHED),
+        alarm(
+            "nibp-dia-high@mon", Priority.HIGH, condition="nibp-dia-high",
+            message="NIBP diastolic high", code="MDC_PRESS_BLD_NONINV_DIA", value=113.0,
+            limit=110.0, state=AlarmState.LATCHED,
+        ),
     ]  # fmt: skip
     for top in cases:
         area.update_alarms([top], AudioDue(top.priority, 0.0), "", NOW)
@@ -566,8 +572,11 @@ def test_the_banner_fits_its_width_and_keeps_priority_and_value_visible(qtbot, w
         assert used <= label.contentsRect().width(), (width, shown)
         assert label.geometry().right() < area.banner_extra.geometry().left()
         assert shown.startswith(MARKERS[top.priority] + "  ")
-        value = format_value(top)
-        assert shown.endswith(value + ("   (ended)" if top.state is AlarmState.LATCHED else ""))
+        ended = "   (ended)" if top.state is AlarmState.LATCHED else ""
+        values = {format_value(top), format_value(replace(top, limit=None))}
+        assert any(shown.endswith(v + ended) for v in values), shown  # the limit may go
+        if len(top.message) < 30:  # a short message is never cut: the limit goes first
+            assert top.message in shown, shown
         extra = area.banner_extra
         assert extra.text().startswith(f"{top.priority.name} PRIORITY")
         assert extra.fontMetrics().horizontalAdvance(f"{top.priority.name} PRIORITY") <= (

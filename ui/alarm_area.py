@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from PySide6.QtCore import QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QFont, QKeySequence, QPainter, QPen, QShortcut
@@ -543,9 +543,11 @@ class AlarmArea(QWidget):
             return
         self._banner_idle = False
         value = format_value(top)
+        short = format_value(replace(top, limit=None))  # the limit goes first when it is tight
         if top.state is AlarmState.LATCHED:
             value = f"{value}   (ended)" if value else "(ended)"
-        self.banner_text.set_parts(MARKERS[top.priority], top.message, value)
+            short = f"{short}   (ended)" if short else "(ended)"
+        self.banner_text.set_parts(MARKERS[top.priority], top.message, value, short)
         extra = f"{top.priority.name} PRIORITY"
         if len(alarms) > 1:
             extra += f"\n+{len(alarms) - 1} more"

@@ -59,14 +59,15 @@ class BannerLabel(QLabel):
     """The alarm banner's line: ``marker  message   value``, fitted to the width it has.
 
     The largest of ``sizes`` (pixel sizes) at which the whole line fits is used; when none
-    does, the smallest, with the message elided: the marker (the priority, never colour alone)
-    and the value (what the alarm is about) are never cut.
+    does, the line with the ``short`` value (the value without its limit, say) is tried the
+    same way; failing that, the smallest size with the message elided: the marker (the
+    priority, never colour alone) and the value (what the alarm is about) are never cut.
     """
 
     def __init__(self, sizes: tuple[int, ...] = (40, 34, 28), parent: QWidget | None = None):
         super().__init__(parent)
         self.sizes = sizes
-        self._parts = ("", "", "")
+        self._parts = ("", "", "", "")
         self.setTextFormat(Qt.TextFormat.PlainText)
         self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         font = self.font()
@@ -74,8 +75,8 @@ class BannerLabel(QLabel):
         font.setBold(True)
         self.setFont(font)
 
-    def set_parts(self, marker: str, message: str, value: str = "") -> None:
-        self._parts = (marker, message, value)
+    def set_parts(self, marker: str, message: str, value: str = "", short: str = "") -> None:
+        self._parts = (marker, message, value, short or value)
         self._fit()
 
     def setText(self, text: str) -> None:
@@ -93,17 +94,21 @@ class BannerLabel(QLabel):
         self._fit()
 
     def _fit(self) -> None:
-        marker, message, value = self._parts
+        marker, message, value, short = self._parts
         head = f"{marker}  " if marker else ""
-        tail = f"   {value}" if value else ""
         width = self.contentsRect().width() if self.isVisible() else 1 << 20  # see ElidedLabel
         font = self.font()
-        for size in self.sizes:
-            font.setPixelSize(size)
-            metrics = QFontMetrics(font)
-            if metrics.horizontalAdvance(head + message + tail) <= width:
+        fitted = False
+        for tail in dict.fromkeys(f"   {v}" if v else "" for v in (value, short)):
+            for size in self.sizes:
+                font.setPixelSize(size)
+                metrics = QFontMetrics(font)
+                if metrics.horizontalAdvance(head + message + tail) <= width:
+                    fitted = True
+                    break
+            if fitted:
                 break
-        else:
+        if not fitted:
             room = width - metrics.horizontalAdvance(head + tail)
             message = metrics.elidedText(message, Qt.TextElideMode.ElideRight, max(room, 0))
         if self.font().pixelSize() != font.pixelSize():

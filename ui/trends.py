@@ -35,6 +35,9 @@ from kapmonitor.model import SessionEventKind
 from ui import theme
 from ui.marker_labels import level_positions, stack_levels
 
+#: Where the first level of marker labels sits (fraction of the top row's height): below the
+#: diamonds of technical alarms, which sit at the top of that row.
+LABEL_TOP = 0.86
 #: The time axis grows in steps of this many minutes (so it moves rarely).
 X_STEP_MIN = 5.0
 #: The right edge of the time axis stays at least this far past now.
@@ -413,7 +416,7 @@ class TrendPlot(pg.GraphicsLayoutWidget):
         )
         tall = max(label.boundingRect().height() for label in labels)
         for label, position in zip(
-            labels, level_positions(levels, tall, height, top=0.93), strict=True
+            labels, level_positions(levels, tall, height, top=LABEL_TOP), strict=True
         ):
             label.setPosition(position)
 
