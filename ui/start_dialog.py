@@ -79,6 +79,7 @@ def _error_label(parent: QWidget) -> QLabel:
     label = QLabel(parent)
     label.setStyleSheet(ERROR_STYLE)
     label.setWordWrap(True)
+    label.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)  # full width
     label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
     label.hide()
     return label

@@ -26,7 +26,7 @@ from ui import theme
 from ui.marker_labels import stack_levels
 
 ROWS = {  # name: (title, default y range, stretch)
-    "events": ("Events", (0.0, 1.0), 0),
+    "events": ("", (0.0, 1.0), 0),  # the labels name themselves; a title would not fit
     "alarms": ("Alarms", (0.0, 1.0), 2),
     "spo2": ("SpO2 %", (80.0, 101.0), 3),
     "pulse": ("PR /min", (35.0, 150.0), 3),
