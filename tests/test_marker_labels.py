@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from ui.marker_labels import level_positions, stack_levels
+from ui.marker_labels import level_positions, levels_that_fit, stack_levels
 
 
 def _overlaps(xs, widths, levels, ppu):
@@ -49,3 +49,10 @@ def test_positions_step_down_one_label_height_and_wrap():
     assert pos == pytest.approx([0.95, 0.85, 0.75])
     wrapped = level_positions([0, 20], label_px=20, plot_px=100, top=0.95)
     assert all(0 < p <= 0.95 for p in wrapped)
+
+
+def test_levels_that_fit_a_plot():
+    assert levels_that_fit(20, 200, top=0.95) == 10  # 0.95, 0.85 .. 0.05
+    assert levels_that_fit(20, 10) == 1 and levels_that_fit(20, 0) == 1
+    levels = stack_levels([0, 0, 0, 0], [50] * 4, 1.0, max_levels=levels_that_fit(40, 100))
+    assert max(levels) < levels_that_fit(40, 100)

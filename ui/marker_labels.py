@@ -55,6 +55,14 @@ def stack_levels(
     return levels
 
 
+def levels_that_fit(label_px: float, plot_px: float, *, top: float = 0.97) -> int:
+    """How many levels of labels ``label_px`` high fit from ``top`` down in a plot ``plot_px``
+    high (at least one): pass it as ``max_levels`` so that no level wraps onto another."""
+    if not (plot_px > 0 and label_px > 0):
+        return 1
+    return max(1, int((top - 0.02) / (label_px / plot_px)) + 1)
+
+
 def level_positions(
     levels: Sequence[int], label_px: float, plot_px: float, *, top: float = 0.97
 ) -> list[float]:
@@ -66,5 +74,5 @@ def level_positions(
     if not plot_px > 0:
         return [top] * len(levels)
     step = label_px / plot_px
-    per_column = max(1, int((top - 0.02) / step) + 1) if step > 0 else 1
+    per_column = levels_that_fit(label_px, plot_px, top=top)
     return [top - step * (level % per_column) for level in levels]

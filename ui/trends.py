@@ -33,7 +33,7 @@ from kapmonitor.codes import Code
 from kapmonitor.live import LiveBuffers, Series
 from kapmonitor.model import SessionEventKind
 from ui import theme
-from ui.marker_labels import level_positions, stack_levels
+from ui.marker_labels import level_positions, levels_that_fit, stack_levels
 
 #: Where the first level of marker labels sits (fraction of the top row's height): below the
 #: diamonds of technical alarms, which sit at the top of that row.
@@ -391,6 +391,9 @@ class TrendPlot(pg.GraphicsLayoutWidget):
                 },
             )
             line.setZValue(10)
+            if label:  # a tight box: more levels of labels fit in the row
+                line.label.textItem.document().setDocumentMargin(1)
+                line.label.updateTextPos()
             row.plot.addItem(line)
             lines.append(line)
         self.event_lines.append((x, lines))
@@ -409,12 +412,13 @@ class TrendPlot(pg.GraphicsLayoutWidget):
         if width <= 0 or height <= 0 or right <= left:
             return
         labels = [line.label for _, line in self.labelled]
+        tall = max(label.boundingRect().height() for label in labels) + 1
         levels = stack_levels(
             [x for x, _ in self.labelled],
             [label.boundingRect().width() for label in labels],
             width / (right - left),
+            max_levels=levels_that_fit(tall, height, top=LABEL_TOP),
         )
-        tall = max(label.boundingRect().height() for label in labels)
         for label, position in zip(
             labels, level_positions(levels, tall, height, top=LABEL_TOP), strict=True
         ):
