@@ -8,6 +8,7 @@ file (tests/session_fixtures.py), so the window reads what the recorder would ha
 from __future__ import annotations
 
 import gc
+import itertools
 import math
 import os
 import re
@@ -492,3 +493,15 @@ def test_no_axis_scales_its_numbers_by_an_si_prefix(window):
         shown = re.sub(r"<[^>]+>", "", plot.getAxis("left").labelString()).strip()
         assert shown == ROWS[name][0], name  # "Alarms", never "Alarms (x0.001)"
         assert "(x" not in plot.getAxis("bottom").labelString()
+
+
+def test_alarm_lane_labels_do_not_run_into_each_other(window, qtbot):
+    plot = window.plots.plots["alarms"]
+    labels = [item for item in plot.items if isinstance(item, pg.TextItem)]
+    assert len(labels) >= 5  # the session's conditions, a lane each
+    window.plots.grab()  # painted: pyqtgraph maps view to scene lazily
+    rects = sorted((_scene_rect(label) for label in labels), key=lambda r: r.top())
+    for upper, lower in itertools.pairwise(rects):
+        assert upper.bottom() - lower.top() <= 4, (upper, lower)  # at most the text's margins
+    lanes = plot.vb.sceneBoundingRect()
+    assert all(lanes.top() - 2 <= r.top() and r.bottom() <= lanes.bottom() + 2 for r in rects)

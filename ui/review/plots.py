@@ -27,7 +27,7 @@ from ui.marker_labels import stack_levels
 
 ROWS = {  # name: (title, default y range, stretch)
     "events": ("", (0.0, 1.0), 0),  # the labels name themselves; a title would not fit
-    "alarms": ("Alarms", (0.0, 1.0), 2),
+    "alarms": ("Alarms", (0.0, 1.0), 0),  # as high as its lanes need
     "spo2": ("SpO2 %", (80.0, 101.0), 3),
     "pulse": ("PR /min", (35.0, 150.0), 3),
     "nibp": ("NIBP mmHg", (40.0, 200.0), 4),
@@ -49,6 +49,8 @@ COLOURS = {
 TICK_PX = 14
 LABEL_PX = 12  #: event labels' font
 MAX_LEVELS = 5  #: levels of event labels at most (more overlap the least they can)
+LANE_PX = 20  #: an alarm lane's height: its 12 px label does not run into the next lane's
+ALARM_ROW_PX = (48, 280)  #: the alarm row's least and greatest height
 
 
 def _pen(colour: str, width: float = 1, style=QtCore.Qt.PenStyle.SolidLine) -> QtGui.QPen:
@@ -293,6 +295,8 @@ class ReviewPlots(pg.GraphicsLayoutWidget):
             lanes.setdefault((span.entry.condition, span.entry.source), len(lanes))
         n = max(len(lanes), 1)
         plot.setYRange(-n + 0.5, 0.5, padding=0.05)
+        height = min(max(n * LANE_PX + 12, ALARM_ROW_PX[0]), ALARM_ROW_PX[1])
+        self.ci.layout.setRowFixedHeight(list(ROWS).index("alarms"), height)
         # a condition's levels share its lane; the more urgent is drawn over the less
         for span in sorted(self.timeline.alarms, key=lambda a: a.priority or 0):
             lane = lanes[(span.entry.condition, span.entry.source)]
@@ -312,7 +316,8 @@ class ReviewPlots(pg.GraphicsLayoutWidget):
         for (condition, _), lane in lanes.items():
             first = next(a for a in self.timeline.alarms if a.entry.condition == condition)
             label = pg.TextItem(first.entry.text or condition or "", color=theme.TEXT,
-                                anchor=(0, 0.5))  # fmt: skip
+                                anchor=(0, 0.5), fill=pg.mkBrush(0, 0, 0, 170))  # fmt: skip
+            # (a dark backing: light text stays readable over a yellow or cyan bar)
             label.setFont(font)
             label.setPos(first.start, -lane)
             label.setZValue(5)
