@@ -273,7 +273,6 @@ def test_no_clinical_field_is_filled_in_for_the_nurse(dialog, qtbot, checker, tm
     assert dialog.route.currentText() == ""
     row = dialog.rows[0]
     assert row.protocol.currentText() == ""  # neither a vendor's protocol nor the simulator
-    assert values["devices"] == ["@"]
     dialog.patient.setText("P-0042")
     row.port.setEditText("/dev/ttyUSB0")
     click_ok(qtbot, dialog)
