@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import math
+import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from alarms.model import LogEntry, LogEvent, Priority
+from devices.protocols.nonin import Nonin2Driver, NoninFormat2Emulator
 from devices.sim.driver import SimDriver
+from devices.sim.physiology import KapSession
+from devices.sim.scenario import load_scenario
+from devices.sim.serve import PtyEndpoint
 from devices.spec import DeviceSpec
 from kapmonitor.codes import Code
+from kapmonitor.hub import Hub
 from kapmonitor.live import (
     INITIAL_CAPACITY,
     LiveBuffers,
@@ -374,3 +382,66 @@ def test_a_gap_after_a_missing_value_adds_no_second_break():
     buffers.add(Numeric("ox", Code.SPO2, None, start))
     buffers.add(Numeric("ox", Code.SPO2, 97.0, start.shifted(60)))
     assert buffers.trends[Code.SPO2].n == 2
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="pseudo-terminals are POSIX")
+def test_a_real_disconnect_over_a_pty_is_a_gap_even_when_short(tmp_path):
+    """A Nonin (format 2) on a pty, its cable pulled for 2 s: shorter than the silence rule's
+    5 s, so the break comes from the driver's disconnect event alone."""
+    hub = Hub()
+    sub = hub.subscribe("screen", maxsize=1_000_000)
+    link = tmp_path / "oximeter"
+    endpoint = PtyEndpoint(link)
+    emulator = NoninFormat2Emulator(KapSession(load_scenario("typical"), seed=1))
+    stop = threading.Event()
+    buffers = LiveBuffers()
+    seen: list = []
+
+    def device() -> None:
+        t = 0.0
+        while not stop.is_set():
+            endpoint.write(emulator.emit(t, t + 0.1))
+            t += 0.1
+            time.sleep(0.1)
+
+    def wait_for(predicate, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            items = sub.drain()
+            seen.extend(items)
+            buffers.ingest(items)
+            if predicate():
+                return
+            time.sleep(0.05)
+        raise AssertionError("timed out")
+
+    driver = Nonin2Driver(DeviceSpec.parse(f"nonin2@{link}"), hub.publish)
+    writer = threading.Thread(target=device)
+    writer.start()
+    try:
+        driver.open()
+        driver.start()
+        wait_for(lambda: buffers.trends[Code.SPO2].n >= 5)
+        endpoint.unplug()
+        wait_for(lambda: buffers.devices[driver.source].state is ConnectionState.RECONNECTING)
+        unplugged = {code: buffers.trends[code].t[-1] for code in (Code.SPO2, Code.PULSE_RATE)}
+        time.sleep(2.0)
+        endpoint.replug()
+        wait_for(lambda: buffers.trends[Code.SPO2].t[-1] > unplugged[Code.SPO2] + 4)
+    finally:
+        stop.set()
+        writer.join()
+        driver.stop()
+        endpoint.close()
+    for code in (Code.SPO2, Code.PULSE_RATE):
+        series = buffers.trends[code]
+        last = int(np.nonzero(series.t == unplugged[code])[0][-1])
+        back = min(
+            i.stamp.mono
+            for i in seen
+            if isinstance(i, Numeric) and i.code is code and i.stamp.mono > unplugged[code]
+        )
+        # right after the last value before the cable was pulled comes a break, before anything
+        # the device sent once it was back (which may be a missing value of its own)
+        assert not math.isnan(series.v[last]), code
+        assert math.isnan(series.v[last + 1]) and series.t[last + 1] < back, code
