@@ -463,17 +463,18 @@ def test_event_labels_sit_in_their_own_row_stacked_clear_of_every_trace(window, 
         if isinstance(item, pg.InfiniteLine) and getattr(item, "label", None) is not None
     ]
     assert sorted(label.toPlainText() for label in labels) == sorted(m.text[:40] for m in shown)
-    for span in (None, (dose - 1.0, dose + 14.0)):
+    for span in (None, (dose - 1.0, dose + 14.0), (dose - 10.0, dose + 1.0)):
         if span is not None:
             plots.set_x_range(*span)
         qtbot.wait(50)
         plots.grab()  # painted: pyqtgraph maps view to scene lazily, at the next paint
         row = plots.plots["events"].vb.sceneBoundingRect()
-        rects = [_scene_rect(label) for label in labels]
-        in_view = [r for r in rects if r.left() < row.right() and r.right() > row.left()]
+        lo, hi = plots.x_range()
+        in_view = [_scene_rect(label) for label in labels if lo <= label.line.value() <= hi]
         assert len(in_view) >= 4
         for r in in_view:  # inside the events row (to a pixel), so over no trace
             assert row.top() - 1 <= r.top() and r.bottom() <= row.bottom() + 1, (r, row)
+            assert row.left() - 1 <= r.left() and r.right() <= row.right() + 1, (r, row)
             for name in ("alarms", "spo2", "pulse", "nibp", "pi"):
                 assert not r.intersects(plots.plots[name].vb.sceneBoundingRect()), name
         for i, a in enumerate(in_view):  # and no label over another

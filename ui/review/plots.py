@@ -110,7 +110,6 @@ class ReviewPlots(pg.GraphicsLayoutWidget):
             self.cursors.append(cursor)
         self.top = first
         self.event_labels: list[pg.InfiniteLine] = []
-        self._label_levels: list[int] = []
         self._draw_event_row()
         self._draw_alarms()
         self._draw_marks()
@@ -234,7 +233,8 @@ class ReviewPlots(pg.GraphicsLayoutWidget):
 
     def place_event_labels(self) -> None:
         """Stack the event labels for the current zoom: a label shares a level only with labels
-        it does not touch; the events row is as high as the levels in use."""
+        it does not touch; the events row is as high as the levels in use. A label that would
+        run past the right edge of the view ends at its line instead of starting there."""
         if not self.event_labels:
             return
         plot = self.plots["events"]
@@ -242,9 +242,15 @@ class ReviewPlots(pg.GraphicsLayoutWidget):
         width_px = plot.vb.width()
         if hi <= lo or width_px <= 0:
             return
+        px_per_min = width_px / (hi - lo)
         widths = [line.label.boundingRect().width() for line in self.event_labels]
-        xs = [line.value() for line in self.event_labels]
-        levels = stack_levels(xs, widths, width_px / (hi - lo), max_levels=MAX_LEVELS)
+        starts = []
+        for line, width in zip(self.event_labels, widths, strict=True):
+            flip = (line.value() - lo) * px_per_min + width > width_px
+            anchor = (1, 0) if flip else (0, 0)
+            line.label.anchors = [anchor, anchor]
+            starts.append(line.value() - (width / px_per_min if flip else 0.0))
+        levels = stack_levels(starts, widths, px_per_min, max_levels=MAX_LEVELS)
         used = max(levels) + 1
         label_px = max(line.label.boundingRect().height() for line in self.event_labels)
         row = list(ROWS).index("events")
@@ -254,7 +260,6 @@ class ReviewPlots(pg.GraphicsLayoutWidget):
         plot.setYRange(-used, 0, padding=0)
         for line, level in zip(self.event_labels, levels, strict=True):
             line.label.setPosition(1.0 - level / used)
-        self._label_levels = levels
 
     def _draw_event_row(self) -> None:
         plot = self.plots["events"]
