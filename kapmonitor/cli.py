@@ -572,9 +572,10 @@ def cmd_decode(args: argparse.Namespace, out: TextIO) -> int:
         f"{stats.bytes_discarded} bytes skipped"
     )
     if not written and not stats.frames_ok and stats.bytes_in:
-        # The parser's own diagnosis (a Masimo in ASCII 2 mode, say) says more than a guess.
-        why = parser.problem or f"these bytes do not look like {protocol}; is it another protocol?"
-        raise UserError(f"{name}: nothing decoded from {stats.bytes_in} bytes ({errors}): {why}")
+        raise UserError(
+            f"{name}: nothing decoded from {stats.bytes_in} bytes ({errors}): these bytes do not "
+            f"look like {protocol}; is it another protocol?"
+        )
     if stats.checksum_errors or stats.framing_errors or stats.bytes_discarded:
         _warn(f"{args.file}: {stats.frames_ok} good frames, {errors}")
     return 0

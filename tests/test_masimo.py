@@ -611,7 +611,7 @@ def test_kapmonitor_decode_of_ascii2_says_how_to_switch(tmp_path: Path) -> None:
     path = tmp_path / "rad8-ascii2.txt"
     path.write_bytes(ascii2_lines(5))
     result = _decode_cli(path)
-    assert result.returncode == 2  # nothing decoded: the parser's diagnosis is the reason
+    assert result.returncode == 2  # nothing decoded: the parser's diagnosis, then the verdict
     assert result.stdout == ""
     assert "ASCII 2" in result.stderr and "setup menu level 3" in result.stderr
     assert "5 framing errors" in result.stderr
