@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from devices.sim.serve import serve
 from kapmonitor.hub import Subscription
 from kapmonitor.model import ConnectionState, DeviceEvent, Item
 
@@ -65,3 +68,18 @@ def feed_chunks(parser, stream: bytes, cuts, stamp_at: Callable[[int], object]) 
     for a, b in itertools.pairwise(bounds):
         items += parser.feed(stream[a:b], stamp_at(b))
     return items
+
+
+@contextlib.contextmanager
+def serving(emulator, endpoint, *, speed: float) -> Iterator[None]:
+    """``serve()`` playing the device on ``endpoint`` in a thread, stopped afterwards."""
+    stop = threading.Event()
+    server = threading.Thread(
+        target=serve, args=(emulator, endpoint), kwargs={"speed": speed, "stop": stop}
+    )
+    server.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        server.join(10)

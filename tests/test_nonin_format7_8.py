@@ -10,7 +10,6 @@ import json
 import logging
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass
 
@@ -35,14 +34,14 @@ from devices.protocols.nonin import (
 )
 from devices.sim.physiology import KapSession
 from devices.sim.scenario import load_scenario
-from devices.sim.serve import PtyEndpoint, serve
+from devices.sim.serve import PtyEndpoint
 from devices.spec import DeviceSpec
 from kapmonitor.codes import Code
 from kapmonitor.errors import UserError
 from kapmonitor.hub import Hub
 from kapmonitor.model import ConnectionState, Flag, Numeric, Stamp, WaveformBlock
 from tests.conftest import ROOT
-from tests.pipeline_helpers import Collector
+from tests.pipeline_helpers import Collector, serving
 from tests.test_nonin_format2 import HYPO, WIRE_FLAGS, FakeSession, _mutate, expected_packet
 
 ORIGIN = Stamp(1000.0, 1.7e9)
@@ -606,21 +605,6 @@ def test_a_stream_arrives_through_a_pty_with_the_scenario_values(hub, driver, pr
         assert endpoint.dropped == 0
     assert values(proto, measurements(collector.items)) == want
     assert any(g[2] for g in want)  # the window shows the probe coming off
-
-
-@contextlib.contextmanager
-def serving(emulator, endpoint, *, speed: float):
-    """``serve()`` playing the device on ``endpoint`` in a thread, stopped afterwards."""
-    stop = threading.Event()
-    server = threading.Thread(
-        target=serve, args=(emulator, endpoint), kwargs={"speed": speed, "stop": stop}
-    )
-    server.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        server.join(10)
 
 
 def measurements(items: list) -> list:

@@ -13,36 +13,20 @@ import contextlib
 import itertools
 import statistics
 import sys
-import threading
 
 import pytest
 
 from devices.registry import get_driver_class
 from devices.sim.physiology import KapSession
 from devices.sim.scenario import load_scenario
-from devices.sim.serve import PtyEndpoint, serve
+from devices.sim.serve import PtyEndpoint
 from devices.spec import DeviceSpec
 from kapmonitor.codes import Code
 from kapmonitor.hub import Hub
 from kapmonitor.model import ConnectionState, DeviceEvent, Numeric
-from tests.pipeline_helpers import Collector
+from tests.pipeline_helpers import Collector, serving
 
 SPEED = 10.0
-
-
-@contextlib.contextmanager
-def serving(emulator, endpoint, *, speed: float):
-    """``serve()`` playing the device on ``endpoint`` in a thread, stopped afterwards."""
-    stop = threading.Event()
-    server = threading.Thread(
-        target=serve, args=(emulator, endpoint), kwargs={"speed": speed, "stop": stop}
-    )
-    server.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        server.join(10)
 
 
 @contextlib.contextmanager
