@@ -28,7 +28,7 @@ from kapmonitor.codes import Code
 from kapmonitor.hub import Hub
 from kapmonitor.model import ConnectionState, Flag, Numeric, Stamp, WaveformBlock
 from tests.conftest import ROOT
-from tests.pipeline_helpers import Collector
+from tests.pipeline_helpers import Collector, serving
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="pseudo-terminals are POSIX")
 
@@ -259,25 +259,16 @@ def test_a_device_in_another_data_format_is_no_data_with_the_reason(pipeline):
     start, collector = pipeline
     session = KapSession(load_scenario("typical"), seed=2)
     endpoint = PtyEndpoint()
-    stop = threading.Event()
-    server = threading.Thread(
-        target=serve,
-        args=(NoninFormat7Emulator(session), endpoint),
-        kwargs={"stop": stop},
-        daemon=True,
-    )
-    server.start()
     timeout = 2.0
     try:
-        began = time.monotonic()
-        driver = start(endpoint.path, no_data_timeout=timeout)
-        assert collector.wait_for_state(ConnectionState.NO_DATA, timeout=timeout + 1.0)
-        assert time.monotonic() - began <= timeout + 1.0
-        assert "wrong data format suspected" in driver.status()
-        assert driver.parser.stats.bytes_in > 0
+        with serving(NoninFormat7Emulator(session), endpoint, speed=1.0):
+            began = time.monotonic()
+            driver = start(endpoint.path, no_data_timeout=timeout)
+            assert collector.wait_for_state(ConnectionState.NO_DATA, timeout=timeout + 1.0)
+            assert time.monotonic() - began <= timeout + 1.0
+            assert "wrong data format suspected" in driver.status()
+            assert driver.parser.stats.bytes_in > 0
     finally:
-        stop.set()
-        server.join(5)
         endpoint.close()
     event = _no_data_event(collector)
     assert re.fullmatch(
@@ -321,21 +312,12 @@ def test_a_real_format2_stream_stays_connected(pipeline):
     start, collector = pipeline
     session = KapSession(load_scenario("typical"), seed=4)
     endpoint = PtyEndpoint()
-    stop = threading.Event()
-    server = threading.Thread(
-        target=serve,
-        args=(NoninFormat2Emulator(session), endpoint),
-        kwargs={"stop": stop},
-        daemon=True,
-    )
-    server.start()
     try:
-        driver = start(endpoint.path, no_data_timeout=1.0)
-        assert not collector.wait_for_state(ConnectionState.NO_DATA, timeout=4.0)
-        assert driver.status().startswith(f"{driver.source}: connected;")
+        with serving(NoninFormat2Emulator(session), endpoint, speed=1.0):
+            driver = start(endpoint.path, no_data_timeout=1.0)
+            assert not collector.wait_for_state(ConnectionState.NO_DATA, timeout=4.0)
+            assert driver.status().startswith(f"{driver.source}: connected;")
     finally:
-        stop.set()
-        server.join(5)
         endpoint.close()
     assert collector.states() == [ConnectionState.CONNECTING, ConnectionState.CONNECTED]
     assert len(collector.of_type(Numeric)) >= 2 * 3 * 3
