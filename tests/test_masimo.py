@@ -3,6 +3,7 @@ detection, robustness to any bytes and any chunking, the decode command."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import logging
@@ -490,12 +491,19 @@ def test_a_damaged_line_does_not_affect_its_neighbours(k: int, edits: list, chun
     stream = b"".join(line + b"\r\n" for line in damaged)
     _, clean = decode(STREAM)
     _, items = decode(stream, list(range(chunk, len(stream), chunk)))
-    clean_lines = per_line(clean)
-    got = per_line(items)
+    # ASCII 1 has no checksum: a damaged digit can still read as a plausible value, and the
+    # next line's value may then be flagged as a jump from it. That flag is the output check's
+    # judgement, not damage: untouched lines are compared without QUESTIONABLE.
+    clean_lines = per_line(_without_questionable(clean))
+    got = per_line(_without_questionable(items))
     want = clean_lines[:k] + clean_lines[k + 1 :]
     it = iter(got)
     assert all(w in it for w in want), "an untouched line was lost"  # in order
     assert len(got) <= len(clean_lines) + len(edits)
+
+
+def _without_questionable(items: list) -> list:
+    return [dataclasses.replace(i, flags=i.flags - {Flag.QUESTIONABLE}) for i in items]
 
 
 # --- the driver over a pseudo-terminal --------------------------------------------------------
