@@ -15,7 +15,30 @@ from PySide6.QtGui import QFontMetrics
 from PySide6.QtWidgets import QLabel, QSizePolicy, QWidget
 
 
-class ElidedLabel(QLabel):
+class _FittedLabel(QLabel):
+    """A label that asks for no width of its own and refits its text (:meth:`_fit`) to the
+    width it is given whenever that changes."""
+
+    def minimumSizeHint(self) -> QSize:
+        return QSize(0, super().minimumSizeHint().height())
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self._fit()
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        self._fit()
+
+    def _width(self) -> int:
+        # Not laid out yet (hidden): its width means nothing; it fits itself when shown.
+        return self.contentsRect().width() if self.isVisible() else 1 << 20
+
+    def _fit(self) -> None:
+        raise NotImplementedError
+
+
+class ElidedLabel(_FittedLabel):
     """One line of text, elided to the label's width; :meth:`text` is the whole text."""
 
     def __init__(self, text: str = "", parent: QWidget | None = None) -> None:
@@ -27,7 +50,7 @@ class ElidedLabel(QLabel):
 
     def setText(self, text: str) -> None:
         self._full = text
-        self._elide()
+        self._fit()
 
     def text(self) -> str:
         return self._full
@@ -36,26 +59,14 @@ class ElidedLabel(QLabel):
         """What the label shows (the text, or its start and "…")."""
         return super().text()
 
-    def minimumSizeHint(self) -> QSize:
-        return QSize(0, super().minimumSizeHint().height())
-
-    def resizeEvent(self, event) -> None:
-        super().resizeEvent(event)
-        self._elide()
-
-    def showEvent(self, event) -> None:
-        super().showEvent(event)
-        self._elide()
-
-    def _elide(self) -> None:
-        # Not laid out yet (hidden): its width means nothing; it fits itself when shown.
-        width = self.contentsRect().width() if self.isVisible() else 1 << 20
+    def _fit(self) -> None:
+        width = self._width()
         shown = self.fontMetrics().elidedText(self._full, Qt.TextElideMode.ElideRight, width)
         super().setText(shown)
         self.setToolTip(self._full if shown != self._full else "")
 
 
-class BannerLabel(QLabel):
+class BannerLabel(_FittedLabel):
     """The alarm banner's line: ``marker  message   value``, fitted to the width it has.
 
     The largest of ``sizes`` (pixel sizes) at which the whole line fits is used; when none
@@ -82,21 +93,10 @@ class BannerLabel(QLabel):
     def setText(self, text: str) -> None:
         self.set_parts("", text)
 
-    def minimumSizeHint(self) -> QSize:
-        return QSize(0, super().minimumSizeHint().height())
-
-    def resizeEvent(self, event) -> None:
-        super().resizeEvent(event)
-        self._fit()
-
-    def showEvent(self, event) -> None:
-        super().showEvent(event)
-        self._fit()
-
     def _fit(self) -> None:
         marker, message, value, short = self._parts
         head = f"{marker}  " if marker else ""
-        width = self.contentsRect().width() if self.isVisible() else 1 << 20  # see ElidedLabel
+        width = self._width()
         font = self.font()
         fitted = False
         for tail in dict.fromkeys(f"   {v}" if v else "" for v in (value, short)):
