@@ -92,8 +92,8 @@ class TrendPlot(pg.GraphicsLayoutWidget):
 
     def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
-        #: The labelled line (top row) of each marker, with its x, for stacking the labels.
-        self.labelled: list[tuple[float, pg.InfiniteLine]] = []
+        #: Vertical lines per marker: one per row, the label on the top row.
+        self.event_lines: list[tuple[float, list[pg.InfiniteLine]]] = []
         self.setBackground(theme.BACKGROUND)
         self.ci.setContentsMargins(4, 4, 12, 4)
         self.ci.setSpacing(2)
@@ -151,8 +151,6 @@ class TrendPlot(pg.GraphicsLayoutWidget):
             nibp.addItem(item)
         self.baseline_lines: list[pg.InfiniteLine] = []
 
-        #: Vertical lines per marker: one per row, the label on the top row.
-        self.event_lines: list[tuple[float, list[pg.InfiniteLine]]] = []
         self.dose_lines: list[pg.InfiniteLine] = []
         self._seen: dict[object, int] = {}
         self._origin: float | None = None
@@ -361,7 +359,6 @@ class TrendPlot(pg.GraphicsLayoutWidget):
                 row.plot.removeItem(line)
         self.event_lines.clear()
         self.dose_lines = []
-        self.labelled = []
 
     def _add_event(
         self, x: float, kind: SessionEventKind, text: str, from_device: bool = False
@@ -397,24 +394,29 @@ class TrendPlot(pg.GraphicsLayoutWidget):
             row.plot.addItem(line)
             lines.append(line)
         self.event_lines.append((x, lines))
-        self.labelled.append((x, lines[0]))
         if dose:
             self.dose_lines = lines
+
+    @property
+    def labelled(self) -> list[tuple[float, pg.InfiniteLine]]:
+        """The labelled line (top row) of each marker, with its x."""
+        return [(x, lines[0]) for x, lines in self.event_lines]
 
     def stack_labels(self) -> None:
         """Put the marker labels on levels so that none overprints another at the view's
         current scale (called when markers arrive, the time axis moves or the plot resizes)."""
-        if not self.labelled:
+        labelled = self.labelled
+        if not labelled:
             return
         box = self.rows["spo2"].plot.getViewBox()
         width, height = box.width(), box.height()
         left, right = self._x_range or (0.0, X_STEP_MIN)
         if width <= 0 or height <= 0 or right <= left:
             return
-        labels = [line.label for _, line in self.labelled]
+        labels = [line.label for _, line in labelled]
         tall = max(label.boundingRect().height() for label in labels) + 1
         levels = stack_levels(
-            [x for x, _ in self.labelled],
+            [x for x, _ in labelled],
             [label.boundingRect().width() for label in labels],
             width / (right - left),
             max_levels=levels_that_fit(tall, height, top=LABEL_TOP),
