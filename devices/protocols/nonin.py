@@ -373,9 +373,7 @@ class _NoninParser(Parser):
         chunk: :meth:`Parser.back`)."""
         if not bytes_after:
             return stamp
-        back = bytes_after / self.BYTE_RATE  # Parser.back, inlined: once per packet
-        cap = bytes_after * self._max_back_per_byte
-        return stamp.shifted(-(cap if cap < back else back))
+        return stamp.shifted(-self.back(bytes_after, self.BYTE_RATE))
 
     def _emit_numerics(
         self, out: list[Measurement], end: Stamp, hr: int, spo2: int, flags: Flags
