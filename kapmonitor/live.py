@@ -131,6 +131,10 @@ class Series:
     def v(self) -> np.ndarray:
         return self.column(self.columns[1])
 
+    def last(self, name: str) -> float:
+        """The newest value of a column (no view: cheap enough for each item)."""
+        return float(self._data[self._index[name], self.n - 1])
+
     def append(self, *values: float) -> None:
         if self.n == self.capacity:
             self._make_room()
@@ -338,8 +342,8 @@ class LiveBuffers:
             if series is not None:
                 t = item.stamp.mono
                 watch = self._gaps[item.code]
-                last_t = float(series.t[-1]) if series.n else None
-                if watch.gap_before(last_t, t) and not math.isnan(series.v[-1]):
+                last_t = series.last("t") if series.n else None
+                if watch.gap_before(last_t, t) and not math.isnan(series.last("v")):
                     series.append((last_t + t) / 2, math.nan)  # a break, between the two
                 watch.source = item.source
                 series.append(t, _nan(item.value))
