@@ -44,8 +44,8 @@ from alarms.model import (
     Priority,
 )
 from alarms.profile import LimitRule, Profile
-from kapmonitor.codes import Code
-from kapmonitor.model import (
+from kapmonitor.core.codes import Code
+from kapmonitor.core.model import (
     ConnectionState,
     DeviceEvent,
     DeviceValue,
@@ -59,7 +59,7 @@ from kapmonitor.model import (
     Stamp,
     WaveformBlock,
 )
-from kapmonitor.schedule import latest_due
+from kapmonitor.core.schedule import latest_due
 
 SESSION = "session"
 #: Items that show a device is measuring: each restarts its silence watch.

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import IntEnum, StrEnum
 
-from kapmonitor.model import Stamp
+from kapmonitor.core.model import Stamp
 
 
 class Priority(IntEnum):

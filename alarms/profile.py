@@ -15,7 +15,7 @@ A profile must not be able to switch an alarm off, so beyond its form it is chec
   reading interval of the densest schedule), readings at most every :data:`MAX_EVERY_MIN`
   minutes, audio pause 60-180 s;
 - a limit lies in :data:`LIMIT_RANGES`, a range inside the code's physical range
-  (:attr:`kapmonitor.codes.CodeInfo.physical_range`) that a living adult can reach: an SpO2
+  (:attr:`kapmonitor.core.codes.CodeInfo.physical_range`) that a living adult can reach: an SpO2
   limit of 8 % is inside the physical range but never met, so it is refused too;
 - levels grow more extreme with their priority, a low limit lies below every high limit on
   the same code (pulse-low 130 with pulse-high 120 would alarm always or never);
@@ -34,8 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from alarms.model import Priority
-from kapmonitor.codes import Code
-from kapmonitor.errors import UserError
+from kapmonitor.core.codes import Code
+from kapmonitor.core.errors import UserError
 
 TECHNICAL_CONDITIONS = (
     "sensor_off",

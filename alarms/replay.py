@@ -26,9 +26,9 @@ from typing import Any
 
 from alarms.engine import AlarmEngine
 from alarms.model import LogEntry, LogEvent
-from kapmonitor.codes import Code
-from kapmonitor.errors import UserError
-from kapmonitor.model import (
+from kapmonitor.core.codes import Code
+from kapmonitor.core.errors import UserError
+from kapmonitor.core.model import (
     ConnectionState,
     DeviceEvent,
     Flag,

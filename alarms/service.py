@@ -18,8 +18,8 @@ from collections.abc import Callable
 from alarms.engine import AlarmEngine
 from alarms.model import Alarm, AudioDue, LogEntry, Priority
 from alarms.profile import Profile
-from kapmonitor.hub import Hub
-from kapmonitor.model import Stamp
+from kapmonitor.core.hub import Hub
+from kapmonitor.core.model import Stamp
 
 #: How often the engine looks at the clock when no item arrives (delays, pauses, overdue NIBP).
 TICK = 0.1

@@ -28,10 +28,10 @@ from alarms.service import AlarmService
 from benchmarks.machine import describe
 from devices.protocols.nonin import Nonin2Driver, encode_packet
 from devices.sim.serve import PtyEndpoint
-from devices.spec import DeviceSpec
-from kapmonitor.codes import Code
-from kapmonitor.hub import Hub
-from kapmonitor.model import NibpReading, Numeric, Stamp
+from kapmonitor.core.codes import Code
+from kapmonitor.core.device_spec import DeviceSpec
+from kapmonitor.core.hub import Hub
+from kapmonitor.core.model import NibpReading, Numeric, Stamp
 
 LATENCY_SAMPLES = 200
 TARGET_P99_MS = 100.0

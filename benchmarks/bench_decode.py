@@ -25,8 +25,8 @@ from devices.registry import get_driver_class, protocol_names
 from devices.serial_driver import SerialDriver
 from devices.sim.physiology import KapSession
 from devices.sim.scenario import load_scenario
-from devices.spec import DeviceSpec
-from kapmonitor.model import Stamp
+from kapmonitor.core.device_spec import DeviceSpec
+from kapmonitor.core.model import Stamp
 
 SECONDS = 2 * 3600.0
 RUNS = 7

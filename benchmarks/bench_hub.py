@@ -15,9 +15,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.machine import describe
-from kapmonitor.codes import Code
-from kapmonitor.hub import Hub
-from kapmonitor.model import Numeric, Stamp
+from kapmonitor.core.codes import Code
+from kapmonitor.core.hub import Hub
+from kapmonitor.core.model import Numeric, Stamp
 
 ITEMS_PER_PUBLISHER = 100_000
 RUNS = 5

@@ -21,8 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.machine import describe
 from devices.sim.driver import SimDriver
-from devices.spec import DeviceSpec
-from kapmonitor.model import Item
+from kapmonitor.core.device_spec import DeviceSpec
+from kapmonitor.core.model import Item
 from kapmonitor.record.db import open_database
 from kapmonitor.record.store import NewSession, Store
 
@@ -96,7 +96,7 @@ def main() -> int:
     try:
         import vitaldb
 
-        from kapmonitor.record.export import export_session
+        from kapmonitor.export import export_session
     except ImportError as exc:
         print(f"  .vital comparison skipped: {exc}")
         return 0

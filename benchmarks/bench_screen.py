@@ -40,10 +40,10 @@ from PySide6 import QtCore, QtWidgets
 from alarms.profile import load_profile
 from benchmarks.machine import describe
 from devices.sim.driver import SimDriver
-from devices.spec import DeviceSpec
-from kapmonitor.hub import Hub
+from kapmonitor.core.device_spec import DeviceSpec
+from kapmonitor.core.hub import Hub
+from kapmonitor.core.model import Stamp
 from kapmonitor.live import LiveBuffers
-from kapmonitor.model import Stamp
 from ui.monitor_view import MonitorView
 from ui.theme import apply_dark_theme
 

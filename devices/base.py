@@ -2,8 +2,8 @@
 
 A driver turns one device into a stream of stamped items handed to ``publish`` (the hub). It owns
 its thread, reconnects by itself after an unplug, and reports every change of connection state as
-a :class:`~kapmonitor.model.DeviceEvent` in the same stream, so alarms and the record see outages
-in order with the data.
+a :class:`~kapmonitor.core.model.DeviceEvent` in the same stream, so alarms and the record see
+outages in order with the data.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from typing import ClassVar
 
-from devices.spec import DeviceSpec
-from kapmonitor.model import ConnectionState, DeviceEvent, Item, Stamp
+from kapmonitor.core.device_spec import DeviceSpec
+from kapmonitor.core.model import ConnectionState, DeviceEvent, Item, Stamp
 
 log = logging.getLogger(__name__)
 

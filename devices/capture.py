@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from devices.protocols.base import SerialSettings
-from kapmonitor.errors import UserError
+from kapmonitor.core.errors import UserError
 
 MAGIC = b"KAPCAP1\n"
 FORMAT_VERSION = 1

@@ -6,6 +6,9 @@ others (or their optional dependencies). A third-party package adds drivers thro
 
     [project.entry-points."kapmonitor.drivers"]
     acme500 = "kapmonitor_acme.driver:Acme500Driver"
+
+The replay of a recorded session (``replay:SESSION``) registers that way too, from kapmonitor's
+own pyproject.toml: it reads the record, which sits above this package.
 """
 
 from __future__ import annotations
@@ -14,13 +17,12 @@ import importlib
 from importlib.metadata import entry_points
 
 from devices.base import Driver
-from kapmonitor.errors import UserError
+from kapmonitor.core.errors import UserError
 
 ENTRY_POINT_GROUP = "kapmonitor.drivers"
 
 BUILTIN_DRIVERS: dict[str, str] = {
     "sim": "devices.sim.driver:SimDriver",
-    "replay": "devices.replay:ReplayDriver",
     "nonin2": "devices.protocols.nonin:Nonin2Driver",
     "nonin7": "devices.protocols.nonin:Nonin7Driver",
     "nonin8": "devices.protocols.nonin:Nonin8Driver",

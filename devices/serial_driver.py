@@ -13,8 +13,8 @@ from devices.base import Driver, backoff_delays
 from devices.capture import Kind
 from devices.protocols.base import DeviceEmulator, Parser, SerialSettings
 from devices.transport import describe_port_error, open_port
-from kapmonitor.errors import PortError
-from kapmonitor.model import ConnectionState, Flag, Stamp
+from kapmonitor.core.errors import PortError
+from kapmonitor.core.model import ConnectionState, Flag, Stamp
 
 Tap = Callable[[Kind, bytes, Stamp], None]
 

@@ -14,7 +14,7 @@ import serial
 import serial.tools.list_ports
 
 from devices.protocols.base import SerialSettings
-from kapmonitor.errors import PortError
+from kapmonitor.core.errors import PortError
 
 #: pyserial read timeout: how often a reader thread looks up to check for stop and "no data".
 READ_TIMEOUT = 0.1

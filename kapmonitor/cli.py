@@ -41,12 +41,12 @@ from devices.capture import (
 )
 from devices.registry import get_driver_class, protocol_names
 from devices.serial_driver import SerialDriver
-from devices.spec import REPLAY, SIM, DeviceSpec
-from kapmonitor import jsonl, log_lines
-from kapmonitor.errors import UserError
-from kapmonitor.hub import Hub
-from kapmonitor.identifiers import check_identifier, matches, one_line
-from kapmonitor.model import DeviceEvent, Item, Stamp, WaveformBlock
+from kapmonitor.core import jsonl, log_lines
+from kapmonitor.core.device_spec import REPLAY, SIM, DeviceSpec
+from kapmonitor.core.errors import UserError
+from kapmonitor.core.hub import Hub
+from kapmonitor.core.identifiers import check_identifier, matches, one_line
+from kapmonitor.core.model import DeviceEvent, Item, Stamp, WaveformBlock
 from kapmonitor.record.db import ENV_VAR as DB_ENV_VAR
 from kapmonitor.record.db import (
     PASSWORD_ENV,
@@ -61,7 +61,7 @@ from kapmonitor.record.recorder import open_store as open_record_store
 from kapmonitor.record.session import Drug, Route, SessionRecord, SessionStatus
 from kapmonitor.record.store import Store
 from kapmonitor.runner import SessionConfig, SessionRunner
-from kapmonitor.simulated import demo_url, is_simulated
+from kapmonitor.record.simulated import demo_url, is_simulated
 
 log = logging.getLogger("kapmonitor")
 
@@ -93,7 +93,7 @@ def positive_float(text: str) -> float:
 
 
 def identifier(what: str, *, optional: bool = False) -> Callable[[str], str]:
-    """An argument type for a patient or clinician identifier (:mod:`kapmonitor.identifiers`)."""
+    """An argument type for a patient or clinician identifier (see :mod:`.core.identifiers`)."""
 
     def parse(text: str) -> str:
         try:
@@ -388,7 +388,7 @@ EXPORT_FORMATS = ("csv", "fhir", "hl7", "vital", "pdf")
 
 
 def cmd_export(args: argparse.Namespace, out: TextIO) -> int:
-    from kapmonitor.record.export import export_session
+    from kapmonitor.export import export_session
 
     with opened_store(args.db) as store:
         # The report draws no pleth: a 2-hour session's waveform blocks would be most of the load.

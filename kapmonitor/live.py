@@ -18,7 +18,7 @@ the screen's timer tick and keeps just what the live view needs:
 * the last 10 s of pleth per source in a ring buffer (fixed size: memory is flat however long
   the session runs), NaN samples kept and missing blocks filled with NaN;
 * the latest value per code with its flags and stamp (its age, on the monotonic clock, is
-  :func:`kapmonitor.staleness.age`);
+  :func:`kapmonitor.core.staleness.age`);
 * the dose time (T0: the first ``SessionEvent`` DOSE), session markers and alarm starts.
 
 The screen reads the arrays as views (:meth:`Series.t`, :meth:`Series.v`); each buffer has a
@@ -42,9 +42,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from alarms.model import LogEntry, LogEvent, Priority
-from kapmonitor import staleness
-from kapmonitor.codes import Code
-from kapmonitor.model import (
+from kapmonitor.core import staleness
+from kapmonitor.core.codes import Code
+from kapmonitor.core.model import (
     ConnectionState,
     DeviceEvent,
     Flag,

@@ -21,43 +21,29 @@ from devices.base import DEFAULT_NO_DATA_TIMEOUT, Driver, PlaybackDriver
 from devices.registry import get_driver_class
 from devices.serial_driver import SerialDriver
 from devices.sim.driver import SimDriver
-from devices.spec import REPLAY, SIM, DeviceSpec
-from kapmonitor import staleness
-from kapmonitor.codes import Code
-from kapmonitor.errors import UserError
-from kapmonitor.hub import Hub, Subscription
-from kapmonitor.live import SESSION_SOURCE, age_text, flags_text
-from kapmonitor.model import (
+from kapmonitor.core import staleness
+from kapmonitor.core.codes import Code
+from kapmonitor.core.device_spec import REPLAY, SIM, DeviceSpec
+from kapmonitor.core.discharge import DOUBTFUL, CheckItem, DischargeCriteria
+from kapmonitor.core.errors import UserError
+from kapmonitor.core.hub import Hub, Subscription
+from kapmonitor.core.model import (
     ConnectionState,
     DeviceEvent,
-    Flag,
     NibpReading,
     Numeric,
     SessionEvent,
     SessionEventKind,
     Stamp,
 )
+from kapmonitor.core.schedule import next_due
+from kapmonitor.live import SESSION_SOURCE, age_text, flags_text
 from kapmonitor.record.recorder import Recorder, open_store
 from kapmonitor.record.session import Drug, Route, SessionStatus
 from kapmonitor.record.store import NewSession, Store
-from kapmonitor.schedule import next_due
-from kapmonitor.simulated import record_url
+from kapmonitor.record.simulated import record_url
 
 log = logging.getLogger(__name__)
-
-#: Markers a nurse sets with one key (the screen binds them to hotkeys).
-MARKERS = ("dissociation", "nausea or vomiting", "anxiety", "intervention", "note")
-#: Flags that keep a value from satisfying a discharge criterion: it is not the patient's.
-DOUBTFUL = frozenset(
-    {
-        Flag.SENSOR_OFF,
-        Flag.SEARCHING,
-        Flag.ARTIFACT,
-        Flag.OUT_OF_RANGE,
-        Flag.QUESTIONABLE,
-        Flag.DEMO,
-    }
-)
 
 
 @dataclass(frozen=True)
@@ -79,22 +65,6 @@ class SessionConfig:
     scenario_dose: bool = False
     until: float | None = None  #: simulated devices stop after this many session seconds
     no_data_timeout: float = DEFAULT_NO_DATA_TIMEOUT
-
-
-@dataclass(frozen=True)
-class DischargeCriteria:
-    """The default discharge checklist; a clinic can change every number."""
-
-    min_hours_after_dose: float = 2.0  #: the esketamine label's minimum monitoring time
-    bp_margin_systolic: float = 20.0  #: "back near baseline": at most this far above it
-    bp_margin_diastolic: float = 10.0
-
-
-@dataclass(frozen=True)
-class CheckItem:
-    label: str
-    ok: bool | None  #: None: a person must confirm it
-    detail: str = ""
 
 
 @dataclass
@@ -170,7 +140,7 @@ class SessionRunner:
         for driver in self.drivers:
             driver.open()
         c = self.config
-        # A simulated session goes to the demo database unless one is named (kapmonitor.simulated)
+        # A simulated session goes to the demo database unless one is named (kapmonitor.record.simulated)
         self.store, self.interrupted = open_store(record_url(c.db_url, c.devices))
         self.session_id = self.store.create_session(
             NewSession(
@@ -224,7 +194,7 @@ class SessionRunner:
         assert self.recorder is not None and self.store is not None
         self.recorder.stop()
         # The real end, as the start is real: a simulated device's clock runs ahead of it at
-        # --speed > 1; its data, not the header, give the time monitored (kapmonitor.simulated).
+        # --speed > 1; its data, not the header, give the time monitored (kapmonitor.record.simulated).
         self.store.end_session(
             self.session_id, status, time.time(), who=who or self.config.operator
         )
@@ -410,7 +380,7 @@ class SessionRunner:
     def _current(self, codes: tuple[Code, ...], now: Stamp) -> Numeric | str:
         """The first of ``codes`` with a current, unflagged value, or why there is none.
 
-        Current by the screen's own rule (:mod:`kapmonitor.staleness`): a value the tiles show
+        Current by the screen's own rule (:mod:`kapmonitor.core.staleness`): a value the tiles show
         grey or blank cannot satisfy a discharge criterion, nor can one the device flags.
         """
         why = "no current reading"

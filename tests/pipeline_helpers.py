@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from devices.sim.serve import serve
-from kapmonitor.hub import Subscription
-from kapmonitor.model import ConnectionState, DeviceEvent, Item
+from kapmonitor.core.hub import Subscription
+from kapmonitor.core.model import ConnectionState, DeviceEvent, Item
 
 
 class Collector:

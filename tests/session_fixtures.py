@@ -15,8 +15,8 @@ from alarms.engine import AlarmEngine
 from alarms.model import LogEntry, LogEvent
 from alarms.profile import load_profile
 from devices.sim.driver import SimDriver
-from devices.spec import DeviceSpec
-from kapmonitor.model import (
+from kapmonitor.core.device_spec import DeviceSpec
+from kapmonitor.core.model import (
     ConnectionState,
     DeviceEvent,
     DeviceValue,

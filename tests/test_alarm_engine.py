@@ -14,8 +14,8 @@ import pytest
 from alarms.engine import SESSION, AlarmEngine
 from alarms.model import AlarmKind, AlarmState, LogEntry, LogEvent, Priority
 from alarms.profile import Profile, ProfileError, load_profile, parse_profile
-from kapmonitor.codes import Code
-from kapmonitor.model import (
+from kapmonitor.core.codes import Code
+from kapmonitor.core.model import (
     ConnectionState,
     DeviceEvent,
     Flag,

@@ -21,11 +21,11 @@ from alarms.profile import load_profile
 from alarms.replay import timeline_record
 from alarms.service import AlarmService
 from devices.base import PlaybackDriver
-from devices.spec import DeviceSpec
-from kapmonitor import jsonl
-from kapmonitor.codes import Code
-from kapmonitor.hub import Hub
-from kapmonitor.model import (
+from kapmonitor.core import jsonl
+from kapmonitor.core.codes import Code
+from kapmonitor.core.device_spec import DeviceSpec
+from kapmonitor.core.hub import Hub
+from kapmonitor.core.model import (
     ConnectionState,
     Item,
     NibpReading,

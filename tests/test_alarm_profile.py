@@ -19,7 +19,7 @@ from alarms.profile import (
     parse_profile,
     profile_names,
 )
-from kapmonitor.errors import UserError
+from kapmonitor.core.errors import UserError
 
 HIGH, MEDIUM, LOW = Priority.HIGH, Priority.MEDIUM, Priority.LOW
 FILE = "clinic-room-2.toml"

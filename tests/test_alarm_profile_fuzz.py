@@ -27,10 +27,10 @@ from alarms.profile import (
 )
 from alarms.replay import timeline_record
 from devices.sim.driver import SimDriver
-from devices.spec import DeviceSpec
-from kapmonitor import jsonl
-from kapmonitor.codes import Code
-from kapmonitor.model import Item, WaveformBlock
+from kapmonitor.core import jsonl
+from kapmonitor.core.codes import Code
+from kapmonitor.core.device_spec import DeviceSpec
+from kapmonitor.core.model import Item, WaveformBlock
 from tests.test_alarm_profile import default_text
 
 SCENARIOS = ("desaturation", "device-unplug", "probe-off", "bradycardia", "cuff-failure")

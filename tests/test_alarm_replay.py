@@ -17,8 +17,8 @@ from alarms.engine import AlarmEngine
 from alarms.profile import load_profile
 from alarms.replay import ReplayError, read_items, timeline
 from kapmonitor.cli import EXIT_USER_ERROR, main
-from kapmonitor.codes import Code
-from kapmonitor.model import (
+from kapmonitor.core.codes import Code
+from kapmonitor.core.model import (
     ConnectionState,
     DeviceEvent,
     Flag,

@@ -19,8 +19,8 @@ from hypothesis import strategies as hs
 from alarms.engine import AlarmEngine
 from alarms.model import LogEntry, LogEvent
 from alarms.profile import Profile, load_profile, parse_profile
-from kapmonitor.codes import Code
-from kapmonitor.model import (
+from kapmonitor.core.codes import Code
+from kapmonitor.core.model import (
     ConnectionState,
     DeviceEvent,
     DeviceValue,

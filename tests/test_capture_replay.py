@@ -17,11 +17,11 @@ from devices.protocols.nonin import Nonin2Driver, NoninFormat2Emulator, NoninFor
 from devices.sim.physiology import KapSession
 from devices.sim.scenario import load_scenario
 from devices.sim.serve import PtyEndpoint, replay
-from devices.spec import DeviceSpec
 from kapmonitor.cli import EXIT_USER_ERROR, main
-from kapmonitor.errors import UserError
-from kapmonitor.hub import Hub
-from kapmonitor.model import Numeric, Stamp, WaveformBlock
+from kapmonitor.core.device_spec import DeviceSpec
+from kapmonitor.core.errors import UserError
+from kapmonitor.core.hub import Hub
+from kapmonitor.core.model import Numeric, Stamp, WaveformBlock
 from tests.conftest import ROOT
 from tests.pipeline_helpers import Collector
 

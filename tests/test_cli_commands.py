@@ -14,7 +14,7 @@ from devices.protocols.nonin import NoninFormat2Emulator
 from devices.sim.physiology import KapSession
 from devices.sim.scenario import load_scenario
 from kapmonitor.cli import main
-from kapmonitor.codes import Code
+from kapmonitor.core.codes import Code
 from tests.conftest import ROOT
 
 

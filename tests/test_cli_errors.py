@@ -13,7 +13,7 @@ import pytest
 import serial
 
 from kapmonitor.cli import EXIT_USER_ERROR, main
-from kapmonitor.codes import Code
+from kapmonitor.core.codes import Code
 from tests.conftest import ROOT
 
 

@@ -20,14 +20,14 @@ from devices.protocols.nonin import NoninFormat2Emulator
 from devices.sim.physiology import KapSession
 from devices.sim.scenario import load_scenario
 from kapmonitor.cli import main
-from kapmonitor.identifiers import MAX_LENGTH, identifier_problem, matches, one_line
-from kapmonitor.log_lines import UserFormatter
+from kapmonitor.core.identifiers import MAX_LENGTH, identifier_problem, matches, one_line
+from kapmonitor.core.log_lines import UserFormatter
 from kapmonitor.record.db import open_database
 from kapmonitor.record.recorder import spool_dir, spool_prefix
 from kapmonitor.record.session import SessionStatus
 from kapmonitor.record.store import NewSession, Store
 from kapmonitor.review.summary import monitoring_span
-from kapmonitor.simulated import DEMO_FILE, is_simulated
+from kapmonitor.record.simulated import DEMO_FILE, is_simulated
 from tests.cli_process import kapmonitor
 from tests.conftest import ROOT
 

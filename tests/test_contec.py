@@ -37,10 +37,10 @@ from devices.registry import get_driver_class
 from devices.sim.physiology import KapSession
 from devices.sim.scenario import load_scenario
 from devices.sim.serve import PtyEndpoint, serve
-from devices.spec import DeviceSpec
-from kapmonitor.codes import Code
-from kapmonitor.hub import Hub
-from kapmonitor.model import ConnectionState, Flag, Numeric, Stamp, WaveformBlock
+from kapmonitor.core.codes import Code
+from kapmonitor.core.device_spec import DeviceSpec
+from kapmonitor.core.hub import Hub
+from kapmonitor.core.model import ConnectionState, Flag, Numeric, Stamp, WaveformBlock
 from tests.pipeline_helpers import Collector, decode_cli
 
 DATA = Path(__file__).parent / "data" / "contec"  # copied from ../shared/data (see README)

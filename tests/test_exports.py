@@ -24,12 +24,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from kapmonitor.codes import Code
-from kapmonitor.errors import UserError
-from kapmonitor.record.export import export_session
-from kapmonitor.record.export import hl7 as hl7_export
-from kapmonitor.record.export.deidentify import SHIFT_DAYS, deidentified
-from kapmonitor.record.export.vital import device_names
+from kapmonitor.core.codes import Code
+from kapmonitor.core.errors import UserError
+from kapmonitor.export import export_session
+from kapmonitor.export import hl7 as hl7_export
+from kapmonitor.export.deidentify import SHIFT_DAYS, deidentified
+from kapmonitor.export.vital import device_names
 from kapmonitor.record.session import DeviceInfo, EventRecord, SessionRecord
 from tests.session_fixtures import (
     CLINICIAN,
@@ -527,7 +527,7 @@ def test_unwritable_path_is_a_user_error(record: SessionRecord, tmp_path: Path, 
 def test_failed_export_leaves_no_file(
     record: SessionRecord, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from kapmonitor.record.export import csv_export
+    from kapmonitor.export import csv_export
 
     def broken(record: SessionRecord, out: Any, *, deidentify: bool = False) -> None:
         out.write(b"half a file")

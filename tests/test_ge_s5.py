@@ -69,11 +69,11 @@ from devices.registry import get_driver_class
 from devices.sim.physiology import KapSession
 from devices.sim.scenario import load_scenario
 from devices.sim.serve import PtyEndpoint, serve
-from devices.spec import DeviceSpec
 from devices.transport import open_port
-from kapmonitor.codes import Code
-from kapmonitor.hub import Hub
-from kapmonitor.model import (
+from kapmonitor.core.codes import Code
+from kapmonitor.core.device_spec import DeviceSpec
+from kapmonitor.core.hub import Hub
+from kapmonitor.core.model import (
     ConnectionState,
     DeviceValue,
     Flag,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 import threading
 
-from kapmonitor.codes import Code
-from kapmonitor.hub import Hub
-from kapmonitor.model import Numeric, Stamp
+from kapmonitor.core.codes import Code
+from kapmonitor.core.hub import Hub
+from kapmonitor.core.model import Numeric, Stamp
 
 
 def _item(i: int) -> Numeric:
@@ -28,7 +28,7 @@ def test_a_stalled_consumer_drops_only_its_own_items_and_says_so(caplog):
     hub = Hub()
     fast = hub.subscribe("alarms", maxsize=1000)
     stalled = hub.subscribe("screen", maxsize=10)
-    with caplog.at_level(logging.WARNING, logger="kapmonitor.hub"):
+    with caplog.at_level(logging.WARNING, logger="kapmonitor.core.hub"):
         for i in range(500):
             hub.publish(_item(i))
     assert len(fast.drain()) == 500 and fast.dropped == 0

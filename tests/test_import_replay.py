@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 
 from kapmonitor.cli import main
-from kapmonitor.codes import Code
-from kapmonitor.errors import UserError
-from kapmonitor.model import Stamp
+from kapmonitor.core.codes import Code
+from kapmonitor.core.errors import UserError
+from kapmonitor.core.model import Stamp
 from kapmonitor.record.db import open_database
 from kapmonitor.record.session import SessionRecord, SessionStatus
 from kapmonitor.record.store import Store
@@ -274,7 +274,7 @@ def test_vital_file_imports_with_vitaldb_track_names(tmp_path: Path, url: str) -
 
 
 def test_a_kapmonitor_vital_export_imports_back(tmp_path: Path, url: str) -> None:
-    export = pytest.importorskip("kapmonitor.record.export")
+    export = pytest.importorskip("kapmonitor.export")
     original = load(url, import_file(SHORT, url))
     export.export_session(original, "vital", tmp_path / "s.vital")
     again = load(url, import_file(tmp_path / "s.vital", url))

@@ -17,19 +17,10 @@ from devices.sim.driver import SimDriver
 from devices.sim.physiology import KapSession
 from devices.sim.scenario import load_scenario
 from devices.sim.serve import PtyEndpoint
-from devices.spec import DeviceSpec
-from kapmonitor.codes import Code
-from kapmonitor.hub import Hub
-from kapmonitor.live import (
-    INITIAL_CAPACITY,
-    LiveBuffers,
-    PlethRing,
-    Series,
-    age_text,
-    flags_text,
-    signal_quality,
-)
-from kapmonitor.model import (
+from kapmonitor.core.codes import Code
+from kapmonitor.core.device_spec import DeviceSpec
+from kapmonitor.core.hub import Hub
+from kapmonitor.core.model import (
     ConnectionState,
     DeviceEvent,
     Flag,
@@ -39,6 +30,15 @@ from kapmonitor.model import (
     SessionEventKind,
     Stamp,
     WaveformBlock,
+)
+from kapmonitor.live import (
+    INITIAL_CAPACITY,
+    LiveBuffers,
+    PlethRing,
+    Series,
+    age_text,
+    flags_text,
+    signal_quality,
 )
 
 

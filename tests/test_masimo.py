@@ -36,10 +36,10 @@ from devices.registry import get_driver_class
 from devices.sim.physiology import KapSession
 from devices.sim.scenario import load_scenario
 from devices.sim.serve import PtyEndpoint
-from devices.spec import DeviceSpec
-from kapmonitor.codes import Code
-from kapmonitor.hub import Hub
-from kapmonitor.model import ConnectionState, DeviceValue, Flag, Numeric, Stamp
+from kapmonitor.core.codes import Code
+from kapmonitor.core.device_spec import DeviceSpec
+from kapmonitor.core.hub import Hub
+from kapmonitor.core.model import ConnectionState, DeviceValue, Flag, Numeric, Stamp
 from tests.conftest import ROOT
 from tests.pipeline_helpers import Collector
 

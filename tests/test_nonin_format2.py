@@ -19,8 +19,8 @@ from devices.protocols.nonin import (
 )
 from devices.sim.physiology import KapSession
 from devices.sim.scenario import load_scenario
-from kapmonitor.codes import Code
-from kapmonitor.model import Flag, Numeric, Stamp, WaveformBlock
+from kapmonitor.core.codes import Code
+from kapmonitor.core.model import Flag, Numeric, Stamp, WaveformBlock
 
 VECTORS = Path(__file__).parent / "data" / "nonin"  # copied from ../shared/data (see README)
 VECTOR_FILE = VECTORS / "TestNoninOEM3.cpp.vectors.txt"

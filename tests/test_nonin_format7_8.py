@@ -35,11 +35,11 @@ from devices.protocols.nonin import (
 from devices.sim.physiology import KapSession
 from devices.sim.scenario import load_scenario
 from devices.sim.serve import PtyEndpoint
-from devices.spec import DeviceSpec
-from kapmonitor.codes import Code
-from kapmonitor.errors import UserError
-from kapmonitor.hub import Hub
-from kapmonitor.model import ConnectionState, Flag, Numeric, Stamp, WaveformBlock
+from kapmonitor.core.codes import Code
+from kapmonitor.core.device_spec import DeviceSpec
+from kapmonitor.core.errors import UserError
+from kapmonitor.core.hub import Hub
+from kapmonitor.core.model import ConnectionState, Flag, Numeric, Stamp, WaveformBlock
 from tests.conftest import ROOT
 from tests.pipeline_helpers import Collector, serving
 from tests.test_nonin_format2 import HYPO, WIRE_FLAGS, FakeSession, _mutate, expected_packet

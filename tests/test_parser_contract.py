@@ -29,9 +29,9 @@ from devices.protocols.base import OutputChecks, SerialSettings
 from devices.registry import get_driver_class, protocol_names
 from devices.sim.physiology import KapSession
 from devices.sim.scenario import load_scenario
-from devices.spec import DeviceSpec
-from kapmonitor.codes import Code
-from kapmonitor.model import (
+from kapmonitor.core.codes import Code
+from kapmonitor.core.device_spec import DeviceSpec
+from kapmonitor.core.model import (
     DeviceValue,
     Flag,
     NibpReading,

@@ -27,10 +27,10 @@ from alarms.model import AlarmKind, LogEntry, LogEvent, Priority
 from alarms.profile import load_profile
 from alarms.service import AlarmService
 from devices.sim.driver import SimDriver
-from devices.spec import DeviceSpec
-from kapmonitor.codes import Code
-from kapmonitor.hub import Hub
-from kapmonitor.model import (
+from kapmonitor.core.codes import Code
+from kapmonitor.core.device_spec import DeviceSpec
+from kapmonitor.core.hub import Hub
+from kapmonitor.core.model import (
     ConnectionState,
     DeviceEvent,
     DeviceValue,

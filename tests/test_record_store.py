@@ -18,10 +18,10 @@ from alarms.model import LogEvent
 from alarms.profile import load_profile
 from alarms.service import AlarmService
 from devices.sim.driver import SimDriver
-from devices.spec import DeviceSpec
 from kapmonitor.cli import main
-from kapmonitor.hub import Hub
-from kapmonitor.model import DeviceEvent, NibpReading, Numeric, SessionEvent, WaveformBlock
+from kapmonitor.core.device_spec import DeviceSpec
+from kapmonitor.core.hub import Hub
+from kapmonitor.core.model import DeviceEvent, NibpReading, Numeric, SessionEvent, WaveformBlock
 from kapmonitor.record.db import open_database
 from kapmonitor.record.recorder import Recorder
 from kapmonitor.record.session import Drug, Route, SessionStatus

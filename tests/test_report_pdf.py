@@ -22,9 +22,9 @@ from pypdf import PdfReader
 from alarms.model import LogEvent, Priority
 from alarms.profile import load_profile
 from kapmonitor.cli import main
+from kapmonitor.export import export_session, pdf_fonts
+from kapmonitor.export import pdf as pdf_export
 from kapmonitor.record.db import open_database
-from kapmonitor.record.export import export_session, pdf_fonts
-from kapmonitor.record.export import pdf as pdf_export
 from kapmonitor.record.session import EventRecord, SessionRecord, SessionStatus
 from kapmonitor.record.store import Store
 from kapmonitor.review.rems import ASSESSMENT_KIND

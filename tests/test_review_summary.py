@@ -16,8 +16,8 @@ import pytest
 from alarms.engine import AlarmEngine
 from alarms.model import AlarmKind, LogEntry, LogEvent, Priority
 from alarms.profile import load_profile
-from kapmonitor.codes import Code
-from kapmonitor.model import Flag, NibpReading, Numeric, SessionEvent, SessionEventKind, Stamp
+from kapmonitor.core.codes import Code
+from kapmonitor.core.model import Flag, NibpReading, Numeric, SessionEvent, SessionEventKind, Stamp
 from kapmonitor.record.session import (
     EventRecord,
     SessionInfo,

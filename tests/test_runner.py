@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from kapmonitor.codes import Code
-from kapmonitor.errors import UserError
-from kapmonitor.model import (
+from kapmonitor.core.codes import Code
+from kapmonitor.core.errors import UserError
+from kapmonitor.core.model import (
     Flag,
     NibpReading,
     Numeric,
@@ -16,11 +16,11 @@ from kapmonitor.model import (
     SessionEventKind,
     Stamp,
 )
+from kapmonitor.core.staleness import BLANK_S, NIBP_STALE_MIN, STALE_S
 from kapmonitor.record.db import open_database
 from kapmonitor.record.session import Drug, Route, SessionStatus
 from kapmonitor.record.store import Store
 from kapmonitor.runner import CheckItem, SessionConfig, SessionRunner, check_device
-from kapmonitor.staleness import BLANK_S, NIBP_STALE_MIN, STALE_S
 
 
 def _wait(predicate, runner: SessionRunner, timeout: float = 30.0) -> None:

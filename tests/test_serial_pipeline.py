@@ -23,10 +23,10 @@ from devices.serial_driver import SerialDriver
 from devices.sim.physiology import KapSession
 from devices.sim.scenario import load_scenario
 from devices.sim.serve import PtyEndpoint, serve
-from devices.spec import DeviceSpec
-from kapmonitor.codes import Code
-from kapmonitor.hub import Hub
-from kapmonitor.model import ConnectionState, Flag, Numeric, Stamp, WaveformBlock
+from kapmonitor.core.codes import Code
+from kapmonitor.core.device_spec import DeviceSpec
+from kapmonitor.core.hub import Hub
+from kapmonitor.core.model import ConnectionState, Flag, Numeric, Stamp, WaveformBlock
 from tests.conftest import ROOT
 from tests.pipeline_helpers import Collector, serving
 

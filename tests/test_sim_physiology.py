@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from devices.sim.physiology import KapSession, SimNibp, Vitals, response_curve
 from devices.sim.scenario import load_scenario
-from kapmonitor.model import Flag
+from kapmonitor.core.model import Flag
 
 SEEDS = range(200)
 

@@ -9,8 +9,8 @@ import pytest
 
 from devices.sim.physiology import KapSession
 from devices.sim.scenario import Scenario, load_scenario, parse_scenario, scenario_names
-from kapmonitor.errors import ScenarioError
-from kapmonitor.model import Flag
+from kapmonitor.core.errors import ScenarioError
+from kapmonitor.core.model import Flag
 
 REQUIRED = {
     "typical",

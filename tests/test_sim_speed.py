@@ -20,10 +20,10 @@ from devices.registry import get_driver_class
 from devices.sim.physiology import KapSession
 from devices.sim.scenario import load_scenario
 from devices.sim.serve import PtyEndpoint
-from devices.spec import DeviceSpec
-from kapmonitor.codes import Code
-from kapmonitor.hub import Hub
-from kapmonitor.model import ConnectionState, DeviceEvent, Numeric
+from kapmonitor.core.codes import Code
+from kapmonitor.core.device_spec import DeviceSpec
+from kapmonitor.core.hub import Hub
+from kapmonitor.core.model import ConnectionState, DeviceEvent, Numeric
 from tests.pipeline_helpers import Collector, serving
 
 SPEED = 10.0

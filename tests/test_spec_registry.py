@@ -9,8 +9,8 @@ import pytest
 
 from devices import registry
 from devices.base import Driver
-from devices.spec import DeviceSpec
-from kapmonitor.errors import UserError
+from kapmonitor.core.device_spec import DeviceSpec
+from kapmonitor.core.errors import UserError
 
 
 @pytest.mark.parametrize(

@@ -24,7 +24,7 @@ from PySide6.QtWidgets import QApplication
 
 from alarms.model import VISUAL, Alarm, AlarmKind, AlarmState, AudioDue, Priority
 from alarms.tones import BURSTS, analyse_burst, render_burst
-from kapmonitor.model import Stamp
+from kapmonitor.core.model import Stamp
 from tests.conftest import ROOT
 from ui import sound as sound_module
 from ui.alarm_area import (

@@ -17,11 +17,18 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from alarms.engine import AlarmEngine
 from alarms.profile import load_profile
 from devices.sim.driver import SimDriver
-from devices.spec import DeviceSpec
-from kapmonitor.codes import Code
+from kapmonitor.core.codes import Code
+from kapmonitor.core.device_spec import DeviceSpec
+from kapmonitor.core.model import (
+    Flag,
+    Numeric,
+    SessionEvent,
+    SessionEventKind,
+    Stamp,
+    WaveformBlock,
+)
+from kapmonitor.core.schedule import next_due
 from kapmonitor.live import LiveBuffers
-from kapmonitor.model import Flag, Numeric, SessionEvent, SessionEventKind, Stamp, WaveformBlock
-from kapmonitor.schedule import next_due
 from ui import theme
 from ui.monitor_view import MonitorView
 from ui.pleth import PlethSweep

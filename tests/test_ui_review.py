@@ -20,7 +20,7 @@ import pytest
 from PySide6 import QtCore, QtWidgets
 
 from kapmonitor.cli import main as cli_main
-from kapmonitor.codes import Code
+from kapmonitor.core.codes import Code
 from kapmonitor.record.db import open_database
 from kapmonitor.record.session import SessionStatus
 from kapmonitor.record.store import NewSession, Store
@@ -352,7 +352,7 @@ def test_a_session_stopped_by_the_system_says_so_everywhere(qtbot, tmp_path):
     """SIGTERM or Ctrl+C ended it: neither "completed" (no discharge check) nor "interrupted"."""
     from pypdf import PdfReader
 
-    from kapmonitor.record.export import export_session
+    from kapmonitor.export import export_session
 
     store = Store(open_database(f"sqlite:///{tmp_path / 'stopped.sqlite3'}"))
     sid = store.create_session(NewSession("KAP-STOPPED"), started=START)

@@ -33,9 +33,9 @@ from PySide6.QtWidgets import (
 )
 
 from alarms.model import VISUAL, Alarm, AlarmKind, AlarmState, AudioDue, Priority
-from kapmonitor.codes import Code
-from kapmonitor.model import Stamp
-from kapmonitor.staleness import age
+from kapmonitor.core.codes import Code
+from kapmonitor.core.model import Stamp
+from kapmonitor.core.staleness import age
 from ui.elided_label import BannerLabel
 
 __all__ = [

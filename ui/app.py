@@ -10,7 +10,7 @@ import sys
 
 from PySide6.QtWidgets import QApplication, QMessageBox
 
-from kapmonitor.errors import UserError
+from kapmonitor.core.errors import UserError
 from kapmonitor.record.session import Drug, Route
 from kapmonitor.runner import SessionConfig, SessionRunner, check_device
 from ui.main_window import MainWindow

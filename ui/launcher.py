@@ -11,8 +11,8 @@ from __future__ import annotations
 import sys
 
 from kapmonitor.cli import main as cli_main
+from kapmonitor.core.errors import UserError
 from kapmonitor.crash_log import enable_crash_log
-from kapmonitor.errors import UserError
 from kapmonitor.runner import SessionConfig
 
 

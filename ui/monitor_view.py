@@ -16,10 +16,10 @@ from collections.abc import Callable
 from PySide6 import QtWidgets
 
 from alarms.profile import Profile
-from kapmonitor.codes import Code
+from kapmonitor.core.codes import Code
+from kapmonitor.core.model import Stamp
+from kapmonitor.core.staleness import age
 from kapmonitor.live import LiveBuffers, signal_quality
-from kapmonitor.model import Stamp
-from kapmonitor.staleness import age
 from ui import theme
 from ui.pleth import PlethSweep
 from ui.tiles import NibpTile, NumericTile, baseline_pair

@@ -20,8 +20,8 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from kapmonitor.core.model import Stamp
 from kapmonitor.live import PlethRing, flags_text
-from kapmonitor.model import Stamp
 from ui import theme
 
 #: How far the drawn head lags the newest sample: a bit more than one device block.

@@ -39,8 +39,8 @@ from PySide6.QtWidgets import (
 
 from alarms.profile import load_profile, profile_names
 from devices.registry import protocol_names
-from devices.spec import SIM, DeviceSpec
-from kapmonitor.errors import UserError
+from kapmonitor.core.device_spec import SIM, DeviceSpec
+from kapmonitor.core.errors import UserError
 from kapmonitor.record.session import Drug, Route
 
 __all__ = ["DeviceRow", "StartDialog", "serial_ports"]

@@ -11,7 +11,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QFont
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QSizePolicy, QWidget
 
-from kapmonitor.model import ConnectionState
+from kapmonitor.core.model import ConnectionState
 
 __all__ = ["STATE_COLOURS", "DeviceStatusPanel"]
 

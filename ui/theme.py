@@ -10,7 +10,7 @@ from __future__ import annotations
 from PySide6 import QtGui, QtWidgets
 
 from alarms.model import VISUAL, Priority
-from kapmonitor.codes import Code
+from kapmonitor.core.codes import Code
 
 BACKGROUND = "#000000"
 PANEL = "#0b0d10"  #: tiles and plots sit on this

@@ -3,9 +3,9 @@
 A tile shows its label and unit, the value in digits well over 96 px high, and one small line of
 why the value may be missing or doubtful ("sensor off", "searching", "no data for 40 s").
 A missing value is always "---", never 0. A value that stops updating is greyed after
-:data:`~kapmonitor.staleness.STALE_S` seconds and blanked to "---" after
-:data:`~kapmonitor.staleness.BLANK_S` (the rule the discharge checklist uses too): an old number
-must not pass for a current one.
+:data:`~kapmonitor.core.staleness.STALE_S` seconds and blanked to "---" after
+:data:`~kapmonitor.core.staleness.BLANK_S` (the rule the discharge checklist uses too): an old
+number must not pass for a current one.
 
 Setters only touch a QLabel when its text or style really changes, so calling them on every
 frame of a 30-Hz timer costs next to nothing.
@@ -17,9 +17,9 @@ import math
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from kapmonitor.core.model import Flag, Flags
+from kapmonitor.core.staleness import BLANK_S, NIBP_STALE_MIN, STALE_S
 from kapmonitor.live import age_text, flags_text
-from kapmonitor.model import Flag, Flags
-from kapmonitor.staleness import BLANK_S, NIBP_STALE_MIN, STALE_S
 from ui import theme
 
 MISSING = "---"

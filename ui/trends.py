@@ -29,9 +29,9 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from alarms.model import Priority
 from alarms.profile import Profile
-from kapmonitor.codes import Code
+from kapmonitor.core.codes import Code
+from kapmonitor.core.model import SessionEventKind
 from kapmonitor.live import LiveBuffers, Series
-from kapmonitor.model import SessionEventKind
 from ui import theme
 from ui.marker_labels import level_positions, levels_that_fit, stack_levels
 

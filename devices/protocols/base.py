@@ -9,11 +9,11 @@ Every item a parser emits passes :class:`OutputChecks` in :meth:`Parser.feed`, t
 where the rules every protocol shares are kept:
 
 * **Physical range.** A numeric or NIBP value outside its code's
-  :attr:`~kapmonitor.codes.CodeInfo.physical_range` keeps its number and is flagged
+  :attr:`~kapmonitor.core.codes.CodeInfo.physical_range` keeps its number and is flagged
   ``out-of-range`` (the alarm engine never judges it against a limit); a value that is not a
   finite number is None, flagged the same.
 * **Jumps.** A value that moves further than its code's
-  :attr:`~kapmonitor.codes.CodeInfo.max_jump` from the device's last unflagged value, sooner
+  :attr:`~kapmonitor.core.codes.CodeInfo.max_jump` from the device's last unflagged value, sooner
   than the jump's window, is flagged ``questionable``; so is an NIBP reading whose mean is not
   between its diastolic and systolic.
 * **Time never runs backwards.** Stamps of one stream (a code's numerics, the NIBP readings,
@@ -39,8 +39,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, ClassVar
 
-from kapmonitor.codes import Code
-from kapmonitor.model import (
+from kapmonitor.core.codes import Code
+from kapmonitor.core.model import (
     DeviceValue,
     Flag,
     Measurement,

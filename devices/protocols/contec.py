@@ -75,8 +75,8 @@ import numpy as np
 
 from devices.protocols.base import DeviceEmulator, Parser, ParserStats, SerialSettings
 from devices.serial_driver import SerialDriver
-from kapmonitor.codes import Code
-from kapmonitor.model import ConnectionState, Flag, Measurement, Numeric, Stamp, WaveformBlock
+from kapmonitor.core.codes import Code
+from kapmonitor.core.model import ConnectionState, Flag, Measurement, Numeric, Stamp, WaveformBlock
 
 if TYPE_CHECKING:
     from devices.sim.physiology import KapSession

@@ -49,7 +49,7 @@ own.
 **NIBP: one reading per cuff measurement.** The NIBP group repeats the last reading in every
 record (the public B650 data shows 115/55/79 in three records 10 s apart), and its label says
 what the cuff is doing: bit 5 measuring, bit 7 calibrating, bit 8 "data older than 60 s" (bits 3/4
-AUTO/STAT). A :class:`~kapmonitor.model.NibpReading` is emitted when
+AUTO/STAT). A :class:`~kapmonitor.core.model.NibpReading` is emitted when
 
 1. the measuring bit was seen set and now is clear: a measurement ended (the normal case: a cuff
    measurement takes 20-40 s, longer than the 5-s interval the driver asks for). If the values are
@@ -96,8 +96,8 @@ import numpy as np
 
 from devices.protocols.base import DeviceEmulator, Parser, ParserStats, SerialSettings
 from devices.serial_driver import SerialDriver
-from kapmonitor.codes import Code
-from kapmonitor.model import (
+from kapmonitor.core.codes import Code
+from kapmonitor.core.model import (
     ConnectionState,
     DeviceValue,
     Flag,

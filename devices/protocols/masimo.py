@@ -28,12 +28,12 @@ for a missing value, so they are not decoded: the parser recognises them (mixed-
 Printable lines of another kind, or bytes that are not text at all (wrong baud rate), set a
 problem of their own after a few lines.
 
-**Unmapped keys.** SpO2, BPM and PI become :class:`~kapmonitor.model.Numeric` items under their
+**Unmapped keys.** SpO2, BPM and PI become :class:`~kapmonitor.core.model.Numeric` items under their
 IEEE 11073 codes. The other keys (SPCO, SPMET, SPHB, SPOC, PVI, DESAT, PIDELTA, ALARM, EXC, ...)
-have no code in :mod:`kapmonitor.codes`; they become :class:`DeviceValue` items under a vendor key
-such as ``MASIMO_SPCO`` when the parser is made with ``vendor_values=True``. That is off by
-default until the record and JSON output know the type; every line's raw fields stay available
-in :attr:`MasimoParser.last_fields` (with the device's own clock in
+have no code in :mod:`kapmonitor.core.codes`; they become :class:`DeviceValue` items under a
+vendor key such as ``MASIMO_SPCO`` when the parser is made with ``vendor_values=True``. That is
+off by default until the record and JSON output know the type; every line's raw fields stay
+available in :attr:`MasimoParser.last_fields` (with the device's own clock in
 :attr:`MasimoParser.device_clock`) either way.
 """
 
@@ -48,8 +48,8 @@ from typing import TYPE_CHECKING, ClassVar
 
 from devices.protocols.base import DeviceEmulator, Parser, ParserStats, SerialSettings
 from devices.serial_driver import SerialDriver
-from kapmonitor.codes import Code
-from kapmonitor.model import NO_FLAGS, DeviceValue, Flag, Flags, Measurement, Numeric, Stamp
+from kapmonitor.core.codes import Code
+from kapmonitor.core.model import NO_FLAGS, DeviceValue, Flag, Flags, Measurement, Numeric, Stamp
 
 if TYPE_CHECKING:
     from devices.sim.physiology import KapSession
@@ -130,7 +130,7 @@ VENDOR_PREFIX = "MASIMO_"
 
 #: Wire keys with a kapmonitor code.
 CODED_KEYS: dict[str, Code] = {"SPO2": Code.SPO2, "BPM": Code.PULSE_RATE, "PI": Code.PERFUSION}
-#: UCUM units of the keys that have none in kapmonitor.codes ("1": a count or index).
+#: UCUM units of the keys that have none in kapmonitor.core.codes ("1": a count or index).
 VENDOR_UNITS: dict[str, str] = {
     "SPCO": "%",  # carboxyhaemoglobin saturation
     "SPMET": "%",  # methaemoglobin saturation

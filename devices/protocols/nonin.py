@@ -54,9 +54,9 @@ import numpy as np
 
 from devices.protocols.base import DeviceEmulator, Parser, ParserStats, SerialSettings
 from devices.serial_driver import SerialDriver
-from kapmonitor.codes import Code
-from kapmonitor.errors import UserError
-from kapmonitor.model import Flag, Flags, Measurement, Numeric, Stamp, WaveformBlock
+from kapmonitor.core.codes import Code
+from kapmonitor.core.errors import UserError
+from kapmonitor.core.model import Flag, Flags, Measurement, Numeric, Stamp, WaveformBlock
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

@@ -12,9 +12,9 @@ import math
 from devices.base import PlaybackDriver, Publish
 from devices.sim.physiology import KapSession
 from devices.sim.scenario import load_scenario
-from devices.spec import DeviceSpec
-from kapmonitor.codes import Code
-from kapmonitor.model import (
+from kapmonitor.core.codes import Code
+from kapmonitor.core.device_spec import DeviceSpec
+from kapmonitor.core.model import (
     ConnectionState,
     Flag,
     NibpReading,

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from devices.sim.scenario import COURSE_KINDS, Fault, NibpPlan, Scenario, Spread
-from kapmonitor.model import Flag
+from kapmonitor.core.model import Flag
 
 #: Fraction of the peak rise left at ``peak + resolve_min``.
 RESOLVED_FRACTION = 0.05

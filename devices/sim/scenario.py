@@ -3,7 +3,7 @@
 A scenario is data, not code, so a clinician can write a new course (a slower surge, a late
 desaturation) without touching the model. Files are validated strictly: a typo in a key would
 otherwise silently fall back to a default and the session would not show what its author meant.
-Every problem is reported as one :class:`~kapmonitor.errors.ScenarioError` sentence naming the
+Every problem is reported as one :class:`~kapmonitor.core.errors.ScenarioError` sentence naming the
 file and the place in it.
 
 Times in ``[nibp]`` and ``[[faults]]`` are minutes relative to the dose (``dose_at_min``), the
@@ -19,7 +19,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, NoReturn
 
-from kapmonitor.errors import ScenarioError
+from kapmonitor.core.errors import ScenarioError
 
 #: NIBP reading modes a scenario may list as extra readings.
 EXTRA_MODES = ("stat", "manual")

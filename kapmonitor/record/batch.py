@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from alarms.model import AlarmKind, LogEntry, LogEvent, Priority
-from kapmonitor.codes import Code
-from kapmonitor.model import (
+from kapmonitor.core.codes import Code
+from kapmonitor.core.model import (
     ConnectionState,
     DeviceEvent,
     DeviceValue,

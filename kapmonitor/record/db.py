@@ -33,7 +33,7 @@ from sqlalchemy import URL, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-from kapmonitor.errors import UserError
+from kapmonitor.core.errors import UserError
 
 ENV_VAR = "KAPMONITOR_DB"
 #: A database server's password, kept out of the URL (and so out of ``ps`` and of messages).

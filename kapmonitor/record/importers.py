@@ -57,9 +57,9 @@ from typing import Any
 
 import numpy as np
 
-from kapmonitor.codes import Code
-from kapmonitor.errors import UserError
-from kapmonitor.model import (
+from kapmonitor.core.codes import Code
+from kapmonitor.core.errors import UserError
+from kapmonitor.core.model import (
     NO_FLAGS,
     DeviceValue,
     Flag,

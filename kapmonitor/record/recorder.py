@@ -28,8 +28,8 @@ from pathlib import Path
 from sqlalchemy.exc import SQLAlchemyError
 
 from alarms.model import LogEntry
-from kapmonitor.hub import Hub
-from kapmonitor.model import Item, WaveformBlock
+from kapmonitor.core.hub import Hub
+from kapmonitor.core.model import Item, WaveformBlock
 from kapmonitor.record.batch import Batch
 from kapmonitor.record.db import local_folder, open_database
 from kapmonitor.record.spool import Spool, new_writer, orphans

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from alarms.model import LogEntry
-from kapmonitor.model import DeviceValue, NibpReading, Numeric, Stamp, WaveformBlock
+from kapmonitor.core.model import DeviceValue, NibpReading, Numeric, Stamp, WaveformBlock
 
 
 class SessionStatus(StrEnum):

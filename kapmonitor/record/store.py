@@ -17,10 +17,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from alarms.model import AlarmKind, LogEntry, LogEvent, Priority
-from devices.spec import DeviceSpec
-from kapmonitor.codes import Code
-from kapmonitor.errors import UserError
-from kapmonitor.model import (
+from kapmonitor.core.codes import Code
+from kapmonitor.core.device_spec import DeviceSpec
+from kapmonitor.core.errors import UserError
+from kapmonitor.core.model import (
     DeviceEvent,
     DeviceValue,
     Flag,

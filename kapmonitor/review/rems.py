@@ -46,8 +46,8 @@ from datetime import datetime, timedelta
 
 from alarms.model import AlarmKind, LogEvent
 from alarms.profile import Profile
-from kapmonitor.codes import Code
-from kapmonitor.model import Numeric
+from kapmonitor.core.codes import Code
+from kapmonitor.core.model import Numeric
 from kapmonitor.record.session import EventRecord, SessionRecord, SessionStatus
 from kapmonitor.review.summary import (
     RATE_CODES,
@@ -71,7 +71,7 @@ RESPIRATORY_DEPRESSION = "respiratory depression"
 READY_TO_LEAVE = "ready to leave"
 YES_NO_FIELDS = (SEDATION, DISSOCIATION, RESPIRATORY_DEPRESSION)
 ASSESSMENT_FIELDS = (*YES_NO_FIELDS, READY_TO_LEAVE)
-#: The marker the screen's dissociation key sets (kapmonitor.runner.MARKERS[0]).
+#: The marker the screen's dissociation key sets (kapmonitor.core.markers.MARKERS[0]).
 DISSOCIATION_MARKER = "dissociation"
 #: The discharge checklist's confirmations are markers "confirmed: <item> (<operator>)".
 CONFIRMED_MARKER = "confirmed"

@@ -17,8 +17,8 @@ window and the PDF report, so both show the same numbers. Rules:
   last sample of a series. Devices measuring the same code are merged (a second counted once).
   NIBP rules arrive one reading at a time, so they count readings beyond the limit instead.
 - **Back near baseline** uses the discharge checklist's margins
-  (:class:`kapmonitor.runner.DischargeCriteria`): the first reading at or after the post-dose
-  systolic peak with systolic ≤ baseline + 20 and diastolic ≤ baseline + 10 mmHg.
+  (:class:`kapmonitor.core.discharge.DischargeCriteria`): the first reading at or after the
+  post-dose systolic peak with systolic ≤ baseline + 20 and diastolic ≤ baseline + 10 mmHg.
 - **Time to acknowledge**: from a condition's start to the first acknowledgment of the same
   condition (rule, level, device, code) before that condition starts again.
 """
@@ -30,19 +30,16 @@ import statistics
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from alarms.engine import SESSION, AlarmEngine
 from alarms.model import AlarmKind, LogEntry, LogEvent, Priority
 from alarms.profile import LimitRule, Profile, ProfileError, load_profile, parse_profile
-from kapmonitor.codes import Code
-from kapmonitor.model import Flag, NibpReading, SessionEvent, SessionEventKind, Stamp
+from kapmonitor.core.codes import Code
+from kapmonitor.core.discharge import DischargeCriteria
+from kapmonitor.core.model import Flag, NibpReading, SessionEvent, SessionEventKind, Stamp
 from kapmonitor.record.session import SessionRecord
-
-if TYPE_CHECKING:
-    from kapmonitor.runner import DischargeCriteria
 
 #: A sample holds its value until the next one, but across a longer gap it counts for nothing.
 HOLD_MAX_S = 10.0
@@ -382,9 +379,6 @@ def summarise(
     else:
         note = "chosen for this review"
     if criteria is None:
-        # Imported here: the runner pulls in the whole acquisition pipeline.
-        from kapmonitor.runner import DischargeCriteria
-
         criteria = DischargeCriteria()
     dose = record.dose_stamp
     dose_wall = dose.wall if dose is not None else None
@@ -455,7 +449,7 @@ def summarise(
 def monitoring_span(record: SessionRecord) -> tuple[float | None, float | None]:
     """From the first device data to the end of the session, or to its last data when that is
     later: a simulated session's data run on the device's clock, ahead of the real end at
-    --speed > 1, and an interrupted session's end is its last commit (kapmonitor.simulated)."""
+    --speed > 1, and an interrupted session's end is its last commit (kapmonitor.record.simulated)."""
     firsts = [items[0].stamp.wall for items in _device_lists(record) if items]
     if not firsts:
         return None, None

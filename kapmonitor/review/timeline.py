@@ -15,8 +15,8 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from alarms.model import LogEntry, LogEvent, Priority
-from kapmonitor.codes import Code
-from kapmonitor.model import Stamp
+from kapmonitor.core.codes import Code
+from kapmonitor.core.model import Stamp
 from kapmonitor.record.session import EventRecord, SessionRecord
 from kapmonitor.review.summary import HOLD_MAX_S
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from kapmonitor.identifiers import matches
+from kapmonitor.core.identifiers import matches
 from kapmonitor.record.session import SessionInfo, SessionStatus
 from kapmonitor.record.store import Store
 from ui import theme

@@ -20,7 +20,7 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtGui
 
 from alarms.model import VISUAL, Priority
-from kapmonitor.codes import Code
+from kapmonitor.core.codes import Code
 from kapmonitor.review.timeline import QUIET_KINDS, Timeline
 from ui import theme
 from ui.marker_labels import stack_levels

@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 from PySide6 import QtCore, QtWidgets
 
-from kapmonitor.codes import Code
-from kapmonitor.errors import UserError
-from kapmonitor.record.export import FORMATS, export_session
+from kapmonitor.core.codes import Code
+from kapmonitor.core.errors import UserError
+from kapmonitor.export import FORMATS, export_session
 from kapmonitor.record.session import EventRecord, SessionStatus
 from kapmonitor.record.store import Store
 from kapmonitor.review import rems

@@ -28,8 +28,8 @@ from devices.protocols.intellivue.nomenclature import (
 from devices.protocols.intellivue.parser import IntellivueParser
 from devices.protocols.intellivue.wire import frame
 from devices.serial_driver import SerialDriver
-from kapmonitor.errors import UserError
-from kapmonitor.model import ConnectionState
+from kapmonitor.core.errors import UserError
+from kapmonitor.core.model import ConnectionState
 
 log = logging.getLogger(__name__)
 

@@ -77,7 +77,7 @@ from devices.protocols.intellivue.wire import (
     frame,
     unescape,
 )
-from kapmonitor.model import Flag
+from kapmonitor.core.model import Flag
 
 if TYPE_CHECKING:
     from devices.sim.physiology import KapSession

@@ -5,7 +5,7 @@ MeasurementState bits and FLOAT specials."""
 from __future__ import annotations
 
 from devices.protocols.base import SerialSettings
-from kapmonitor.codes import Code
+from kapmonitor.core.codes import Code
 
 SERIAL = SerialSettings(115200)
 SERIAL_19200 = SerialSettings(19200)

@@ -59,8 +59,8 @@ from devices.protocols.intellivue.wire import (
     float_value,
     unescape,
 )
-from kapmonitor.codes import Code
-from kapmonitor.model import (
+from kapmonitor.core.codes import Code
+from kapmonitor.core.model import (
     NO_FLAGS,
     DeviceValue,
     Flag,

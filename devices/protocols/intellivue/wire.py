@@ -7,7 +7,7 @@ import math
 from datetime import UTC, datetime
 
 from devices.protocols.intellivue.nomenclature import FLOAT_NAN, FLOAT_NINF, FLOAT_NRES, FLOAT_PINF
-from kapmonitor.model import Flag
+from kapmonitor.core.model import Flag
 
 BOF, EOF, ESC = 0xC0, 0xC1, 0x7D
 _BOF, _EOF, _ESC = b"\xc0", b"\xc1", b"\x7d"

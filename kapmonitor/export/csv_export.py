@@ -27,8 +27,8 @@ import csv
 import io
 from typing import BinaryIO
 
-from kapmonitor.model import Stamp
-from kapmonitor.record.export import (
+from kapmonitor.core.model import Stamp
+from kapmonitor.export import (
     flag_text,
     iso_utc,
     measurement_rows,

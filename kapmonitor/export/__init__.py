@@ -7,7 +7,7 @@ monitor does not ship. The file appears whole or not at all: it is written next 
 destination and renamed over it, so a full disk or a crash never leaves a half-written export
 looking like a good one.
 
-``deidentify`` passes the session through :func:`~kapmonitor.record.export.deidentify.deidentified`
+``deidentify`` passes the session through :func:`~kapmonitor.export.deidentify.deidentified`
 first, the one de-identification step of every format: a random pseudonym and session UID, no
 names or serial numbers, dates shifted by a random per-export offset (times relative to the dose
 kept exact), and no free text unless ``keep_notes``. The writers' own ``deidentify`` flag only
@@ -29,10 +29,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
-from kapmonitor.codes import CodeInfo
-from kapmonitor.errors import UserError
-from kapmonitor.model import Flags, Stamp
-from kapmonitor.record.export.deidentify import deidentified, pseudonym
+from kapmonitor.core.codes import CodeInfo
+from kapmonitor.core.errors import UserError
+from kapmonitor.core.model import Flags, Stamp
+from kapmonitor.export.deidentify import deidentified, pseudonym
 from kapmonitor.record.session import SessionInfo, SessionRecord
 
 #: Format name -> module (in this package) with ``write(record, out, *, deidentify)``.

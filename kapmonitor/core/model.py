@@ -14,7 +14,7 @@ from enum import StrEnum
 
 import numpy as np
 
-from kapmonitor.codes import Code
+from kapmonitor.core.codes import Code
 
 
 @dataclass(frozen=True, slots=True)

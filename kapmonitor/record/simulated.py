@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from devices.spec import REPLAY, SIM
+from kapmonitor.core.device_spec import REPLAY, SIM
 from kapmonitor.record.db import default_path
 
 DEMO_FILE = "demo.sqlite3"

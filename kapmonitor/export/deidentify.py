@@ -30,7 +30,8 @@ import secrets
 import uuid
 from typing import TypeVar
 
-from kapmonitor.model import Stamp
+from kapmonitor.core.markers import MARKERS
+from kapmonitor.core.model import Stamp
 from kapmonitor.record.session import DeviceInfo, EventRecord, SessionInfo, SessionRecord
 from kapmonitor.review.rems import (
     ASSESSMENT_KIND,
@@ -38,7 +39,6 @@ from kapmonitor.review.rems import (
     YES_NO_FIELDS,
     parse_assessment,
 )
-from kapmonitor.runner import MARKERS
 
 DAY = 86_400
 #: The date shift's size, in days: at least a month (a session near midnight cannot land on its

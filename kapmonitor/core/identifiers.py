@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import unicodedata
 
-from kapmonitor.errors import UserError
+from kapmonitor.core.errors import UserError
 
 #: Unicode categories that break a line or a column: control characters (newline, tab, escape
 #: sequences) and the line and paragraph separators. Format characters such as the zero-width

@@ -13,7 +13,7 @@ import json
 import math
 from typing import Any
 
-from kapmonitor.model import (
+from kapmonitor.core.model import (
     DeviceEvent,
     DeviceValue,
     Flags,

@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from itertools import groupby
 from typing import BinaryIO
 
-from kapmonitor.record.export import (
+from kapmonitor.export import (
     Row,
     flag_text,
     measurement_rows,

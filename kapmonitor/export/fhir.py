@@ -28,9 +28,9 @@ import json
 import uuid
 from typing import Any, BinaryIO
 
-from kapmonitor.codes import Code
-from kapmonitor.model import Flags, NibpReading
-from kapmonitor.record.export import (
+from kapmonitor.core.codes import Code
+from kapmonitor.core.model import Flags, NibpReading
+from kapmonitor.export import (
     Row,
     flag_text,
     iso_utc,

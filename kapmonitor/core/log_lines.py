@@ -15,7 +15,7 @@ import logging
 AREAS: tuple[tuple[str, str], ...] = (
     ("devices", ""),
     ("kapmonitor.record", "record"),
-    ("kapmonitor.hub", "pipeline"),
+    ("kapmonitor.core.hub", "pipeline"),
     ("kapmonitor.runner", "session"),
     ("kapmonitor.crash_log", "crash log"),
     ("alarms", "alarms"),

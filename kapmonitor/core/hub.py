@@ -13,7 +13,7 @@ import threading
 import time
 from collections import deque
 
-from kapmonitor.model import Item
+from kapmonitor.core.model import Item
 
 log = logging.getLogger(__name__)
 

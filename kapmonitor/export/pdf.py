@@ -22,7 +22,7 @@ Content, in order:
 
 Names and notes print as typed in any script an installed font has: each character in the
 report's typeface or, where that lacks it (Chinese, Japanese, Korean), in an embedded fallback
-font (:mod:`kapmonitor.record.export.pdf_fonts`).
+font (:mod:`kapmonitor.export.pdf_fonts`).
 
 Every page carries "kapmonitor <version>", the generation time and "page N of M". Times are the
 local time of the machine writing the report, with its time zone in the header.
@@ -56,9 +56,9 @@ from reportlab.platypus import (
 
 from alarms.model import LogEntry, LogEvent, Priority
 from alarms.profile import Profile
-from kapmonitor.codes import Code
-from kapmonitor.record.export import patient_id, person
-from kapmonitor.record.export.pdf_fonts import (
+from kapmonitor.core.codes import Code
+from kapmonitor.export import patient_id, person
+from kapmonitor.export.pdf_fonts import (
     SANS,
     SANS_BOLD,
     SANS_ITALIC,

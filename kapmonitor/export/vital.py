@@ -24,7 +24,7 @@ lists at commas: ``PROTOCOL@/dev/ttyUSB0`` becomes ``PROTOCOL@ttyUSB0``, and any
 
 The format has no place for a patient identifier or a person's name; it does hold the session's
 times and the events' texts. De-identified, those come from the shared de-identification step
-(:mod:`~kapmonitor.record.export.deidentify`: dates shifted, no free text), which
+(:mod:`~kapmonitor.export.deidentify`: dates shifted, no free text), which
 ``export_session`` applies before this writer runs. Times are UTC (bias 0).
 """
 
@@ -41,8 +41,8 @@ from typing import BinaryIO
 
 import numpy as np
 
-from kapmonitor.codes import Code
-from kapmonitor.record.export import measurement_rows, number_text, sources
+from kapmonitor.core.codes import Code
+from kapmonitor.export import measurement_rows, number_text, sources
 from kapmonitor.record.session import SessionRecord
 
 FORMAT_VERSION = 3

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kapmonitor.errors import UserError
+from kapmonitor.core.errors import UserError
 
 SIM = "sim"
-REPLAY = "replay"  #: a recorded session played back (devices/replay.py)
+REPLAY = "replay"  #: a recorded session played back (kapmonitor/record/replay.py)
 
 
 @dataclass(frozen=True)

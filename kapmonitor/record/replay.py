@@ -26,9 +26,9 @@ from __future__ import annotations
 import dataclasses
 
 from devices.base import PlaybackDriver, Publish
-from devices.spec import DeviceSpec
-from kapmonitor.errors import UserError
-from kapmonitor.model import (
+from kapmonitor.core.device_spec import DeviceSpec
+from kapmonitor.core.errors import UserError
+from kapmonitor.core.model import (
     ConnectionState,
     Item,
     SessionEvent,

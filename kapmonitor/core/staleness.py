@@ -12,7 +12,7 @@ of the wall clock (NTP, a user changing the time) neither freshens nor ages a va
 
 from __future__ import annotations
 
-from kapmonitor.model import Stamp
+from kapmonitor.core.model import Stamp
 
 #: Seconds without an update after which a numeric is shown grey: no longer current.
 STALE_S = 10.0
