@@ -19,7 +19,7 @@ from alarms.engine import AlarmEngine
 from alarms.model import Alarm, AudioDue, LogEntry, Priority
 from alarms.profile import Profile
 from kapmonitor.core.hub import Hub
-from kapmonitor.core.model import Stamp
+from kapmonitor.core.model import Item, Stamp
 
 #: How often the engine looks at the clock when no item arrives (delays, pauses, overdue NIBP).
 TICK = 0.1
@@ -30,10 +30,12 @@ QUEUE_SIZE = 100_000
 class AlarmService:
     """Runs an :class:`AlarmEngine` on a thread fed by a hub subscription."""
 
-    def __init__(self, hub: Hub, profile: Profile, clock: Callable[[], Stamp] = Stamp.now) -> None:
+    def __init__(
+        self, hub: Hub[Item], profile: Profile, clock: Callable[[], Stamp] = Stamp.now
+    ) -> None:
         self.engine = AlarmEngine(profile)
         self._clock = clock  #: the time now, in the devices' own time
-        self.out = Hub()  #: carries every new :class:`~alarms.model.LogEntry`
+        self.out = Hub[LogEntry]()  #: carries every new :class:`~alarms.model.LogEntry`
         self._sub = hub.subscribe("alarms", maxsize=QUEUE_SIZE)
         self._hub = hub
         self._lock = threading.Lock()

@@ -31,7 +31,7 @@ from devices.sim.serve import PtyEndpoint
 from kapmonitor.core.codes import Code
 from kapmonitor.core.device_spec import DeviceSpec
 from kapmonitor.core.hub import Hub
-from kapmonitor.core.model import NibpReading, Numeric, Stamp
+from kapmonitor.core.model import Item, NibpReading, Numeric, Stamp
 
 LATENCY_SAMPLES = 200
 TARGET_P99_MS = 100.0
@@ -65,7 +65,7 @@ def latency() -> list[float]:
     )
     low = encode_packet(72, 80, [128] * 25)
     normal = encode_packet(72, 97, [128] * 25)
-    hub = Hub()
+    hub = Hub[Item]()
     service = AlarmService(hub, profile)
     alarms = service.out.subscribe("bench")
     endpoint = PtyEndpoint()

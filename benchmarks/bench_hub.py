@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.machine import describe
 from kapmonitor.core.codes import Code
 from kapmonitor.core.hub import Hub
-from kapmonitor.core.model import Numeric, Stamp
+from kapmonitor.core.model import Item, Numeric, Stamp
 
 ITEMS_PER_PUBLISHER = 100_000
 RUNS = 5
@@ -27,7 +27,7 @@ REQUIRED = 10_000
 
 
 def one_run(publishers: int) -> tuple[float, int]:
-    hub = Hub()
+    hub = Hub[Item]()
     subs = [hub.subscribe(name, maxsize=ITEMS_PER_PUBLISHER * publishers) for name in CONSUMERS]
     item = Numeric("bench", Code.SPO2, 97.0, Stamp.now())
     total = ITEMS_PER_PUBLISHER * publishers

@@ -448,7 +448,7 @@ def cmd_capture(args: argparse.Namespace, out: TextIO) -> int:
         if writer is not None:
             writer.write(kind, stamp.mono - origin, data)
 
-    hub = Hub()
+    hub = Hub[Item]()
     sub = hub.subscribe("capture")
     driver = driver_cls(spec, hub.publish, tap=tap, no_data_timeout=args.no_data_timeout)
     driver.open()  # a wrong port is refused before the file is created

@@ -17,7 +17,13 @@ from dataclasses import dataclass, field
 from alarms.model import LogEvent
 from alarms.profile import Profile, load_profile
 from alarms.service import AlarmService
-from devices.base import DEFAULT_NO_DATA_TIMEOUT, Driver, PlaybackDriver
+from devices.base import (
+    DEFAULT_NO_DATA_TIMEOUT,
+    Driver,
+    DriverSettings,
+    PlaybackDriver,
+    PlaybackSettings,
+)
 from devices.registry import get_driver_class
 from devices.serial_driver import SerialDriver
 from devices.sim.driver import SimDriver
@@ -30,6 +36,7 @@ from kapmonitor.core.hub import Hub, Subscription
 from kapmonitor.core.model import (
     ConnectionState,
     DeviceEvent,
+    Item,
     NibpReading,
     Numeric,
     SessionEvent,
@@ -39,6 +46,7 @@ from kapmonitor.core.model import (
 from kapmonitor.core.schedule import next_due
 from kapmonitor.live import SESSION_SOURCE, age_text, flags_text
 from kapmonitor.record.recorder import Recorder, open_store
+from kapmonitor.record.replay import ReplayDriver
 from kapmonitor.record.session import Drug, Route, SessionStatus
 from kapmonitor.record.store import NewSession, Store
 from kapmonitor.record.simulated import record_url
@@ -74,16 +82,16 @@ class _Latest:
     states: dict[str, DeviceEvent] = field(default_factory=dict)
 
 
-def make_driver(spec: DeviceSpec, hub: Hub, config: SessionConfig) -> Driver:
+def make_driver(spec: DeviceSpec, hub: Hub[Item], config: SessionConfig) -> Driver:
     cls = get_driver_class(spec.kind)
-    options: dict[str, object] = {"no_data_timeout": config.no_data_timeout}
-    if spec.kind in (SIM, REPLAY):  # devices that play a session: they keep their own clock
-        options.update(speed=config.speed, until=config.until, publish_dose=config.scenario_dose)
-        if spec.kind == SIM:
-            options["seed"] = config.seed
-        else:
-            options["db"] = config.db_url  # replay: a session from this database
-    return cls(spec, hub.publish, **options)
+    settings = DriverSettings(config.no_data_timeout)
+    if not issubclass(cls, PlaybackDriver):
+        return cls(spec, hub.publish, settings)
+    # A device that plays a session keeps its own clock.
+    playback = PlaybackSettings(config.speed, config.until, config.scenario_dose, config.seed)
+    if issubclass(cls, ReplayDriver):  # a session from this database
+        return cls(spec, hub.publish, settings, playback, db=config.db_url)
+    return cls(spec, hub.publish, settings, playback)
 
 
 def check_device(text: str) -> str | None:
@@ -94,7 +102,10 @@ def check_device(text: str) -> str | None:
         if issubclass(cls, SerialDriver):
             from devices.transport import open_port
 
-            open_port(spec.target, cls.serial_settings).close()
+            # The driver refuses an unknown option, and its line settings are the device's
+            # (an option may choose other settings than the protocol's).
+            driver = cls(spec, lambda item: None)
+            open_port(spec.target, driver.serial_settings).close()
         elif spec.kind == SIM:
             from devices.sim.scenario import load_scenario
 
@@ -117,7 +128,7 @@ class SessionRunner:
             )
         self.config = config
         self.profile = profile or load_profile(config.profile)
-        self.hub = Hub()
+        self.hub = Hub[Item]()
         self.alarms = AlarmService(self.hub, self.profile, clock=self._device_clock)
         self.specs = [DeviceSpec.parse(text) for text in config.devices]
         self.drivers = [make_driver(spec, self.hub, config) for spec in self.specs]
@@ -282,7 +293,7 @@ class SessionRunner:
         return self.dose_source is not None and self.dose_source != SESSION_SOURCE
 
     @property
-    def watch(self) -> Subscription:
+    def watch(self) -> Subscription[Item]:
         return self._watch
 
     def device_rows(self) -> list[tuple[str, str, str]]:

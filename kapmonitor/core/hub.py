@@ -4,6 +4,9 @@ Readers publish; each consumer (alarms, recorder, live view) reads its own bound
 own pace. Publishing never blocks: when a consumer falls behind, its queue fills and further items
 *for that consumer only* are dropped, counted and logged. A slow screen can therefore never stall a
 device reader, and never delay the alarms, which have a queue of their own.
+
+A hub carries one kind of thing, named by its type parameter: ``Hub[Item]`` the devices'
+measurements and events, ``Hub[LogEntry]`` the alarm log the alarm service writes.
 """
 
 from __future__ import annotations
@@ -12,8 +15,7 @@ import logging
 import threading
 import time
 from collections import deque
-
-from kapmonitor.core.model import Item
+from typing import Generic, TypeVar
 
 log = logging.getLogger(__name__)
 
@@ -22,8 +24,10 @@ DEFAULT_QUEUE_SIZE = 10_000
 #: At most one drop warning per consumer in this many seconds, so a stall does not flood the log.
 DROP_LOG_INTERVAL = 5.0
 
+T = TypeVar("T")  #: what a hub carries
 
-class Subscription:
+
+class Subscription(Generic[T]):
     """One consumer's bounded queue of items."""
 
     def __init__(self, name: str, maxsize: int = DEFAULT_QUEUE_SIZE) -> None:
@@ -33,12 +37,12 @@ class Subscription:
         self.maxsize = maxsize
         self.dropped = 0  #: items this consumer never saw because its queue was full
         self.delivered = 0
-        self._items: deque[Item] = deque()
+        self._items: deque[T] = deque()
         self._cond = threading.Condition(threading.Lock())
         self._closed = False
         self._last_drop_log = -DROP_LOG_INTERVAL
 
-    def put(self, item: Item) -> bool:
+    def put(self, item: T) -> bool:
         """Queue ``item`` unless the queue is full; never blocks."""
         with self._cond:
             if self._closed:
@@ -63,14 +67,14 @@ class Subscription:
                 self.dropped,
             )
 
-    def get(self, timeout: float | None = None) -> Item | None:
+    def get(self, timeout: float | None = None) -> T | None:
         """The next item, waiting up to ``timeout`` seconds; None on timeout or when closed."""
         with self._cond:
             if not self._items and not self._closed:
                 self._cond.wait(timeout)
             return self._items.popleft() if self._items else None
 
-    def drain(self, max_items: int | None = None) -> list[Item]:
+    def drain(self, max_items: int | None = None) -> list[T]:
         """Everything queued (up to ``max_items``), without waiting: for a screen's timer tick."""
         with self._cond:
             n = len(self._items) if max_items is None else min(max_items, len(self._items))
@@ -90,32 +94,32 @@ class Subscription:
             self._cond.notify_all()
 
 
-class Hub:
+class Hub(Generic[T]):
     """Fans items out from any number of publishing threads to every subscription."""
 
     def __init__(self) -> None:
-        self._subs: tuple[Subscription, ...] = ()
+        self._subs: tuple[Subscription[T], ...] = ()
         self._lock = threading.Lock()
 
-    def subscribe(self, name: str, maxsize: int = DEFAULT_QUEUE_SIZE) -> Subscription:
-        sub = Subscription(name, maxsize)
+    def subscribe(self, name: str, maxsize: int = DEFAULT_QUEUE_SIZE) -> Subscription[T]:
+        sub: Subscription[T] = Subscription(name, maxsize)
         with self._lock:
             self._subs = (*self._subs, sub)
         return sub
 
-    def unsubscribe(self, sub: Subscription) -> None:
+    def unsubscribe(self, sub: Subscription[T]) -> None:
         with self._lock:
             self._subs = tuple(s for s in self._subs if s is not sub)
         sub.close()
 
-    def publish(self, item: Item) -> None:
+    def publish(self, item: T) -> None:
         """Hand ``item`` to every subscription; safe from any thread, never blocks."""
         # Reading the tuple is atomic, so publishers take no lock on the hot path.
         for sub in self._subs:
             sub.put(item)
 
     @property
-    def subscriptions(self) -> tuple[Subscription, ...]:
+    def subscriptions(self) -> tuple[Subscription[T], ...]:
         return self._subs
 
     def close(self) -> None:
