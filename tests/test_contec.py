@@ -16,10 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from devices.protocols.contec import (
-    BYTE_RATE,
-    CAPTURED_REPLIES,
     KEEP_ALIVE_COMMAND,
-    LOCK_PACKETS,
     START_COMMAND,
     STOP_COMMAND,
     ContecDriver,
@@ -31,8 +28,9 @@ from devices.protocols.contec import (
     decode_realtime,
     encode_packet,
     encode_realtime,
-    quantise_pleth,
 )
+from devices.protocols.contec.emulator import quantise_pleth
+from devices.protocols.contec.wire import BYTE_RATE, CAPTURED_REPLIES, LOCK_PACKETS
 from devices.registry import get_driver_class
 from devices.sim.physiology import KapSession
 from devices.sim.scenario import load_scenario

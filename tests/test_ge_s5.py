@@ -21,6 +21,29 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from devices.protocols.ge_s5 import (
+    PHDB_REQUEST,
+    PHDB_STOP,
+    WAVE_REQUEST,
+    WAVE_STOP,
+    BasicClass,
+    GeS5Driver,
+    GeS5Emulator,
+    GeS5Parser,
+    checksum,
+    escape,
+    frame,
+    phdb_record,
+    unescape,
+    wave_record,
+)
+from devices.protocols.ge_s5.records import (
+    decode_basic,
+    encode_basic,
+    phdb_request,
+    wave_request,
+    wave_subrecord,
+)
+from devices.protocols.ge_s5.wire import (
     BASIC_GROUPS,
     CLASS_LEN,
     DATA_DISCONT,
@@ -38,32 +61,13 @@ from devices.protocols.ge_s5 import (
     NIBP_MEASURING,
     NIBP_OLD,
     PH_60S_TREND,
-    PHDB_REQUEST,
-    PHDB_STOP,
     PHDB_SUBRECORD_LEN,
     STATUS_ACTIVE,
     STATUS_EXISTS,
-    WAVE_REQUEST,
-    WAVE_STOP,
     WF_ECG1,
     WF_PLETH,
     WF_STATUS_GAP,
-    BasicClass,
-    GeS5Driver,
-    GeS5Emulator,
-    GeS5Parser,
-    checksum,
-    decode_basic,
     decode_header,
-    encode_basic,
-    escape,
-    frame,
-    phdb_record,
-    phdb_request,
-    unescape,
-    wave_record,
-    wave_request,
-    wave_subrecord,
 )
 from devices.registry import get_driver_class
 from devices.sim.physiology import KapSession

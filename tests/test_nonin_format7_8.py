@@ -20,7 +20,6 @@ from hypothesis import strategies as st
 
 from devices.protocols.nonin import (
     FORMAT7,
-    LOCK8,
     Nonin2Driver,
     Nonin7Driver,
     Nonin8Driver,
@@ -32,6 +31,7 @@ from devices.protocols.nonin import (
     NoninFormat8Parser,
     encode_packet,
 )
+from devices.protocols.nonin.parser import LOCK8
 from devices.sim.physiology import KapSession
 from devices.sim.scenario import load_scenario
 from devices.sim.serve import PtyEndpoint
@@ -654,7 +654,7 @@ def test_set_format_goes_over_the_pty_and_the_answer_comes_back(
             assert collector.wait_for(lambda items: len(collector.of_type(Numeric)) >= 6)
     assert endpoint.greeting == command(ox.data_format)
     assert ox.format_answer == answer
-    mine = [r for r in caplog.records if r.name == "devices.protocols.nonin"]
+    mine = [r for r in caplog.records if r.name == "devices.protocols.nonin.driver"]
     warnings = [r.getMessage() for r in mine if r.levelno >= logging.WARNING]
     if answer == "accepted":
         assert warnings == []

@@ -319,7 +319,8 @@ def test_line_noise_gives_no_values_and_no_alarm(name: str) -> None:
 
 def test_a_value_outside_its_physical_range_keeps_its_number_flagged() -> None:
     # Contec sends PI in 0.01 %: 34200 is 342 %, which no perfusion index can be.
-    from devices.protocols.contec import LOCK_PACKETS, RealtimeFields, encode_realtime
+    from devices.protocols.contec import RealtimeFields, encode_realtime
+    from devices.protocols.contec.wire import LOCK_PACKETS
 
     packet = encode_realtime(
         RealtimeFields(signal_strength=5, pleth=40, pulse_rate=72, spo2=97, pi=34200)
