@@ -20,6 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.machine import describe
+from devices.base import PlaybackSettings
 from devices.sim.driver import SimDriver
 from kapmonitor.core.device_spec import DeviceSpec
 from kapmonitor.core.model import Item
@@ -32,8 +33,8 @@ LOAD_RUNS = 5
 
 def simulated_items() -> list[Item]:
     items: list[Item] = []
-    driver = SimDriver(DeviceSpec.parse("sim:typical"), items.append, speed=1e9, seed=1,
-                       until=HOURS * 3600)  # fmt: skip
+    playback = PlaybackSettings(speed=1e9, seed=1, until=HOURS * 3600)
+    driver = SimDriver(DeviceSpec.parse("sim:typical"), items.append, playback=playback)
     driver.open()
     driver.start()
     driver.join()

@@ -39,6 +39,7 @@ from PySide6 import QtCore, QtWidgets
 
 from alarms.profile import load_profile
 from benchmarks.machine import describe
+from devices.base import PlaybackSettings
 from devices.sim.driver import SimDriver
 from kapmonitor.core.device_spec import DeviceSpec
 from kapmonitor.core.hub import Hub
@@ -76,8 +77,7 @@ class Screen:
         self.driver = SimDriver(
             DeviceSpec("sim", scenario, f"sim:{Path(scenario).stem}"),
             self.hub.publish,
-            speed=speed,
-            seed=4,
+            playback=PlaybackSettings(speed=speed, seed=4),
         )
         self.buffers = LiveBuffers()
         self.view = MonitorView(load_profile("kap-default"))

@@ -12,10 +12,12 @@ import logging
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import ClassVar
 
 from kapmonitor.core.device_spec import DeviceSpec
+from kapmonitor.core.errors import UserError
 from kapmonitor.core.model import ConnectionState, DeviceEvent, Item, Stamp
 
 log = logging.getLogger(__name__)
@@ -24,6 +26,29 @@ log = logging.getLogger(__name__)
 DEFAULT_NO_DATA_TIMEOUT = 10.0
 
 Publish = Callable[[Item], None]
+
+
+@dataclass(frozen=True)
+class DriverSettings:
+    """How a driver watches its device; the same for every driver of a session."""
+
+    #: A device that sends no measurement for this long is in the "no data" state.
+    no_data_timeout: float = DEFAULT_NO_DATA_TIMEOUT
+
+
+@dataclass(frozen=True)
+class PlaybackSettings:
+    """How a device that plays a session on its own clock (the simulator, a replay) plays it."""
+
+    speed: float = 1.0  #: session seconds per real second
+    until: float | None = None  #: session seconds after which it stops; None: at its end
+    #: Play the session's own dose as T0 (headless recording, the demo); off, the nurse marks it.
+    publish_dose: bool = True
+    seed: int = 0  #: the simulator's random seed
+
+    def __post_init__(self) -> None:
+        if not self.speed > 0:
+            raise ValueError("speed must be positive")
 
 
 def backoff_delays(first: float = 0.25, factor: float = 2.0, cap: float = 5.0) -> Iterator[float]:
@@ -39,17 +64,23 @@ class Driver(ABC):
 
     #: Registry name of this driver (the PROTOCOL in ``PROTOCOL@PORT``).
     name: ClassVar[str]
+    #: The options this driver knows (``PROTOCOL+OPTION@PORT``), each with its meaning in one
+    #: line; a device named with any other is refused, so a typo never passes unnoticed.
+    options: ClassVar[Mapping[str, str]] = {}
 
     def __init__(
-        self,
-        spec: DeviceSpec,
-        publish: Publish,
-        *,
-        no_data_timeout: float = DEFAULT_NO_DATA_TIMEOUT,
+        self, spec: DeviceSpec, publish: Publish, settings: DriverSettings | None = None
     ) -> None:
+        unknown = sorted(spec.options.difference(self.options))
+        if unknown:
+            known = ", ".join(sorted(self.options))
+            raise UserError(
+                f"device '{spec.text}': unknown option '{unknown[0]}' "
+                + (f"({self.name} knows: {known})" if known else f"({self.name} takes none)")
+            )
         self.spec = spec
         self.source = spec.text
-        self.no_data_timeout = no_data_timeout
+        self.no_data_timeout = (settings or DriverSettings()).no_data_timeout
         self.state: ConnectionState | None = None
         self._publish = publish
         self._stop = threading.Event()
@@ -119,11 +150,15 @@ class PlaybackDriver(Driver):
     an hour passes in a minute while every item carries the time the device would have given.
     """
 
-    def __init__(self, spec: DeviceSpec, publish: Publish, *, speed: float = 1.0, **kwargs):
-        super().__init__(spec, publish, **kwargs)
-        if not speed > 0:
-            raise ValueError("speed must be positive")
-        self.speed = speed
+    def __init__(
+        self,
+        spec: DeviceSpec,
+        publish: Publish,
+        settings: DriverSettings | None = None,
+        playback: PlaybackSettings | None = None,
+    ) -> None:
+        super().__init__(spec, publish, settings)
+        self.playback = playback or PlaybackSettings()
         self._origin: Stamp | None = None
         self._started = 0.0
         self._horizon = 0.0  #: session time before which every item has been published
@@ -135,7 +170,8 @@ class PlaybackDriver(Driver):
     @property
     def origin(self) -> Stamp:
         if self._origin is None:
-            self.open()
+            self.open()  # a subclass may start its clock elsewhere (a reproducible session)
+            assert self._origin is not None, "open() starts the session clock"
         return self._origin
 
     def at(self, t: float) -> Stamp:
@@ -152,7 +188,7 @@ class PlaybackDriver(Driver):
         Call it once everything stamped before ``t`` has been published.
         """
         self._horizon = max(self._horizon, t)
-        delay = self._started + t / self.speed - time.monotonic()
+        delay = self._started + t / self.playback.speed - time.monotonic()
         if delay > 0:
             self._stop.wait(delay)
         return not self.stopping
@@ -170,6 +206,6 @@ class PlaybackDriver(Driver):
             return Stamp.now()
         if not self._started:
             return self._origin
-        due = (time.monotonic() - self._started) * self.speed
+        due = (time.monotonic() - self._started) * self.playback.speed
         over = self._thread is not None and not self._thread.is_alive()
         return self._origin.shifted(due if over else min(due, self._horizon))

@@ -5,34 +5,44 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable
-from typing import ClassVar
+from typing import ClassVar, Generic, TypeVar
 
 import serial
 
-from devices.base import Driver, backoff_delays
+from devices.base import Driver, DriverSettings, Publish, backoff_delays
 from devices.capture import Kind
 from devices.protocols.base import DeviceEmulator, Parser, SerialSettings
 from devices.transport import describe_port_error, open_port
+from kapmonitor.core.device_spec import DeviceSpec
 from kapmonitor.core.errors import PortError
 from kapmonitor.core.model import ConnectionState, Flag, Stamp
 
 Tap = Callable[[Kind, bytes, Stamp], None]
 
+#: The protocol's parser. Covariant: a driver is read for its parser, never handed one, so a
+#: ``SerialDriver[NoninFormat2Parser]`` is a ``SerialDriver[Parser]`` to code that takes any.
+P = TypeVar("P", bound=Parser, covariant=True)
 
-class SerialDriver(Driver):
+
+class SerialDriver(Driver, Generic[P]):
     """Reads a port, stamps each chunk on arrival, and feeds the protocol's parser.
 
-    Subclasses name their protocol: its parser, its line settings, and the emulator that lets the
-    simulator play the same device.
+    Subclasses name their protocol: its parser (``class XDriver(SerialDriver[XParser])``, so
+    :attr:`parser` has the protocol's own type), its line settings, and the emulator that lets
+    the simulator play the same device.
     """
 
-    parser_class: ClassVar[type[Parser]]
+    #: Set on the class; not a ClassVar only because a ClassVar cannot hold a type variable.
+    parser_class: type[P]
     emulator_class: ClassVar[type[DeviceEmulator] | None] = None
-    serial_settings: ClassVar[SerialSettings]
+    #: The protocol's line settings on the class; on a driver, this device's (an option may
+    #: choose others, e.g. ``intellivue+19200``): open the port with the driver's.
+    serial_settings: SerialSettings
     #: Bytes per second the device sends; lets ``decode`` place items of a plain byte file in time.
     byte_rate: ClassVar[float]
-    #: Seconds between :meth:`keep_alive` messages, for devices that stop streaming without one.
-    keep_alive_interval: ClassVar[float | None] = None
+    #: Seconds between :meth:`keep_alive` messages, for devices that stop streaming without one;
+    #: the protocol's on the class, on a driver the one its device negotiated.
+    keep_alive_interval: float | None = None
 
     def greeting(self) -> bytes:
         """What the host sends right after connecting (a start or set-format command)."""
@@ -51,8 +61,15 @@ class SerialDriver(Driver):
         """What the host sends before it closes the port on stop (e.g. a release request)."""
         return b""
 
-    def __init__(self, *args, tap: Tap | None = None, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self,
+        spec: DeviceSpec,
+        publish: Publish,
+        settings: DriverSettings | None = None,
+        *,
+        tap: Tap | None = None,
+    ) -> None:
+        super().__init__(spec, publish, settings)
         # One parser for the driver's life, so its error counters survive reconnects.
         self.parser = self.parser_class(self.source)
         self._port: serial.Serial | None = None

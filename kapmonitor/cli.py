@@ -29,7 +29,7 @@ from alarms.engine import AlarmEngine
 from alarms.model import LogEvent
 from alarms.profile import load_profile, profile_names
 from alarms.replay import read_items, timeline, timeline_record
-from devices.base import DEFAULT_NO_DATA_TIMEOUT
+from devices.base import DEFAULT_NO_DATA_TIMEOUT, DriverSettings
 from devices.capture import (
     MAGIC,
     READ_SIZE,
@@ -450,7 +450,7 @@ def cmd_capture(args: argparse.Namespace, out: TextIO) -> int:
 
     hub = Hub[Item]()
     sub = hub.subscribe("capture")
-    driver = driver_cls(spec, hub.publish, tap=tap, no_data_timeout=args.no_data_timeout)
+    driver = driver_cls(spec, hub.publish, DriverSettings(args.no_data_timeout), tap=tap)
     driver.open()  # a wrong port is refused before the file is created
     writer = CaptureWriter(Path(args.output), spec.kind, spec.target, driver.serial_settings)
     measurements = 0

@@ -14,6 +14,7 @@ from pathlib import Path
 from alarms.engine import AlarmEngine
 from alarms.model import LogEntry, LogEvent
 from alarms.profile import load_profile
+from devices.base import PlaybackSettings
 from devices.sim.driver import SimDriver
 from kapmonitor.core.device_spec import DeviceSpec
 from kapmonitor.core.model import (
@@ -110,7 +111,9 @@ def simulate(folder: Path, *, seed: int = 11, duration_s: float = DURATION_S) ->
     path.write_text(SCENARIO, encoding="utf-8")
     items: list[Item] = []
     driver = _FixedClockSim(
-        DeviceSpec("sim", str(path), SOURCE), items.append, speed=1e6, seed=seed, until=duration_s
+        DeviceSpec("sim", str(path), SOURCE),
+        items.append,
+        playback=PlaybackSettings(speed=1e6, seed=seed, until=duration_s),
     )
     driver.start()
     if not driver.join(120):

@@ -20,7 +20,7 @@ from alarms.model import LogEvent
 from alarms.profile import load_profile
 from alarms.replay import timeline_record
 from alarms.service import AlarmService
-from devices.base import PlaybackDriver
+from devices.base import PlaybackDriver, PlaybackSettings
 from kapmonitor.core import jsonl
 from kapmonitor.core.codes import Code
 from kapmonitor.core.device_spec import DeviceSpec
@@ -81,7 +81,9 @@ def as_item(source: str, kind: str, value, stamp) -> Item:
 
 def live_timeline() -> list[dict]:
     hub = Hub()
-    driver = StreamDriver(DeviceSpec.parse(DEVICE), hub.publish, speed=SPEED)
+    driver = StreamDriver(
+        DeviceSpec.parse(DEVICE), hub.publish, playback=PlaybackSettings(speed=SPEED)
+    )
     service = AlarmService(hub, load_profile(), clock=driver.session_now)
     log = Collector(service.out.subscribe("test"))
     driver.open()

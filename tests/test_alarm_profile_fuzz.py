@@ -26,6 +26,7 @@ from alarms.profile import (
     parse_profile,
 )
 from alarms.replay import timeline_record
+from devices.base import PlaybackSettings
 from devices.sim.driver import SimDriver
 from kapmonitor.core import jsonl
 from kapmonitor.core.codes import Code
@@ -82,8 +83,7 @@ def session_items(scenario: str) -> tuple[Item, ...]:
     driver = SimDriver(
         DeviceSpec.parse(f"sim:{scenario}"),
         lambda item: None if isinstance(item, WaveformBlock) else items.append(item),
-        speed=1e9,
-        seed=11,
+        playback=PlaybackSettings(speed=1e9, seed=11),
     )
     driver.open()
     driver.start()

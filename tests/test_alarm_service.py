@@ -7,6 +7,7 @@ import time
 from alarms.model import LogEntry, LogEvent, Priority
 from alarms.profile import load_profile
 from alarms.service import AlarmService
+from devices.base import PlaybackSettings
 from devices.sim.driver import SimDriver
 from kapmonitor.core.codes import Code
 from kapmonitor.core.device_spec import DeviceSpec
@@ -20,7 +21,9 @@ def test_alarms_fire_while_the_screen_queue_is_stalled():
     screen = hub.subscribe("screen", maxsize=10)  # a frozen screen that never reads
     service = AlarmService(hub, load_profile())
     log = Collector(service.out.subscribe("test"))
-    driver = SimDriver(DeviceSpec.parse("sim:desaturation"), hub.publish, speed=2000, seed=3)
+    driver = SimDriver(
+        DeviceSpec.parse("sim:desaturation"), hub.publish, playback=PlaybackSettings(2000, seed=3)
+    )
     driver.open()
     service.start()
     driver.start()

@@ -15,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from devices.base import DEFAULT_NO_DATA_TIMEOUT, DriverSettings
 from devices.protocols.contec import (
     KEEP_ALIVE_COMMAND,
     START_COMMAND,
@@ -663,9 +664,13 @@ def pipeline():
     drivers: list[ContecDriver] = []
 
     def start(
-        cls: type[ContecDriver], emulator: ContecEmulator, speed: float, **kw
+        cls: type[ContecDriver],
+        emulator: ContecEmulator,
+        speed: float,
+        no_data_timeout: float = DEFAULT_NO_DATA_TIMEOUT,
     ) -> ContecDriver:
-        driver = cls(DeviceSpec.parse(f"contec@{endpoint.path}"), hub.publish, **kw)
+        settings = DriverSettings(no_data_timeout)
+        driver = cls(DeviceSpec.parse(f"contec@{endpoint.path}"), hub.publish, settings)
         driver.open()
         driver.start()
         drivers.append(driver)

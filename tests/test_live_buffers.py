@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from alarms.model import LogEntry, LogEvent, Priority
+from devices.base import PlaybackSettings
 from devices.protocols.nonin import Nonin2Driver, NoninFormat2Emulator
 from devices.sim.driver import SimDriver
 from devices.sim.physiology import KapSession
@@ -47,9 +48,7 @@ def simulate(scenario: str, minutes: float, publish=None, seed: int = 5) -> list
     driver = SimDriver(
         DeviceSpec("sim", scenario, f"sim:{scenario}"),
         publish or items.append,
-        speed=1e6,
-        seed=seed,
-        until=minutes * 60.0,
+        playback=PlaybackSettings(speed=1e6, seed=seed, until=minutes * 60.0),
     )
     driver.start()
     assert driver.join(120), "the simulated session did not finish"
@@ -285,7 +284,9 @@ def test_memory_is_flat_over_a_four_hour_session(tmp_path: Path):
             hourly.append((len(hourly) + 1, pleth, buffers.nbytes()))
 
     driver = SimDriver(
-        DeviceSpec("sim", str(scenario), "sim:long"), publish, speed=1e6, seed=2, until=4 * 3600
+        DeviceSpec("sim", str(scenario), "sim:long"),
+        publish,
+        playback=PlaybackSettings(speed=1e6, seed=2, until=4 * 3600),
     )
     driver.start()
     assert driver.join(300)

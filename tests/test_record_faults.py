@@ -26,6 +26,7 @@ import kapmonitor.record.spool as spool_module
 from alarms.model import AlarmKind, LogEntry, LogEvent, Priority
 from alarms.profile import load_profile
 from alarms.service import AlarmService
+from devices.base import PlaybackSettings
 from devices.sim.driver import SimDriver
 from kapmonitor.core.codes import Code
 from kapmonitor.core.device_spec import DeviceSpec
@@ -108,8 +109,8 @@ class _Run:
         self.alarms: list[LogEntry] = []
 
     def run(self, scenario: str, speed: float, minutes: float, during) -> None:
-        driver = SimDriver(DeviceSpec.parse(f"sim:{scenario}"), self.hub.publish, speed=speed,
-                           seed=3, until=minutes * 60)  # fmt: skip
+        playback = PlaybackSettings(speed=speed, seed=3, until=minutes * 60)
+        driver = SimDriver(DeviceSpec.parse(f"sim:{scenario}"), self.hub.publish, playback=playback)
         driver.open()
         self.recorder.start()
         self.service.start()

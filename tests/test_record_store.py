@@ -17,6 +17,7 @@ import pytest
 from alarms.model import LogEvent
 from alarms.profile import load_profile
 from alarms.service import AlarmService
+from devices.base import PlaybackSettings
 from devices.sim.driver import SimDriver
 from kapmonitor.cli import main
 from kapmonitor.core.device_spec import DeviceSpec
@@ -41,8 +42,8 @@ def _record(url: str, tmp_path, scenario: str = "probe-off", minutes: float = 40
         NewSession("P-42", "Dr K", "nurse A", Drug.ESKETAMINE, Route.INTRANASAL, 84, "mg")
     )
     recorder = Recorder(store, session_id, hub, service.out, spool_folder=tmp_path / "spool")
-    driver = SimDriver(DeviceSpec.parse(f"sim:{scenario}"), hub.publish, speed=speed, seed=5,
-                       until=minutes * 60)  # fmt: skip
+    playback = PlaybackSettings(speed=speed, seed=5, until=minutes * 60)
+    driver = SimDriver(DeviceSpec.parse(f"sim:{scenario}"), hub.publish, playback=playback)
     driver.open()
     recorder.start()
     service.start()
@@ -189,7 +190,8 @@ def test_postgres_stopped_and_restarted_mid_recording_loses_nothing(postgres, tm
         on_status=lambda failing, text: service.set_technical(
             "recording-failing", "recorder", failing, text),
     )  # fmt: skip
-    driver = SimDriver(DeviceSpec.parse("sim:typical"), hub.publish, speed=100, seed=2)
+    playback = PlaybackSettings(speed=100, seed=2)
+    driver = SimDriver(DeviceSpec.parse("sim:typical"), hub.publish, playback=playback)
     driver.open()
     recorder.start()
     service.start()

@@ -12,6 +12,7 @@ import time
 import numpy as np
 import pytest
 
+from devices.base import DEFAULT_NO_DATA_TIMEOUT, DriverSettings
 from devices.protocols.base import Parser, SerialSettings
 from devices.protocols.nonin import (
     Nonin2Driver,
@@ -50,8 +51,9 @@ def pipeline():
     collector = Collector(hub.subscribe("test", maxsize=1_000_000))
     drivers = []
 
-    def start(url: str, **kwargs) -> Nonin2Driver:
-        driver = Nonin2Driver(DeviceSpec.parse(f"nonin2@{url}"), hub.publish, **kwargs)
+    def start(url: str, no_data_timeout: float = DEFAULT_NO_DATA_TIMEOUT) -> Nonin2Driver:
+        settings = DriverSettings(no_data_timeout)
+        driver = Nonin2Driver(DeviceSpec.parse(f"nonin2@{url}"), hub.publish, settings)
         driver.open()
         driver.start()
         drivers.append(driver)
@@ -337,7 +339,7 @@ class _SpO2LineParser(Parser):
         return [Numeric(self.source, Code.SPO2, float(line[2:]), stamp) for line in lines]
 
 
-class _SpO2LineDriver(SerialDriver):
+class _SpO2LineDriver(SerialDriver[_SpO2LineParser]):
     name = "spo2-lines"
     parser_class = _SpO2LineParser
     serial_settings = SerialSettings(9600)
@@ -354,7 +356,7 @@ def test_values_that_are_all_out_of_range_are_no_measurement(tmp_path):
     values = iter([97.0] * 5 + [250.0] * 1_000)
     writer = _stream(endpoint, lambda: f"S {next(values)}\n".encode(), stop)
     driver = _SpO2LineDriver(DeviceSpec.parse(f"spo2-lines@{endpoint.path}"), hub.publish,
-                             no_data_timeout=1.0)  # fmt: skip
+                             DriverSettings(no_data_timeout=1.0))  # fmt: skip
     driver.open()
     driver.start()
     try:

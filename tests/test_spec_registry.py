@@ -9,8 +9,11 @@ import pytest
 
 from devices import registry
 from devices.base import Driver
+from devices.serial_driver import SerialDriver
+from kapmonitor.cli import EXIT_USER_ERROR, main
 from kapmonitor.core.device_spec import DeviceSpec
 from kapmonitor.core.errors import UserError
+from kapmonitor.runner import check_device
 
 
 @pytest.mark.parametrize(
@@ -72,3 +75,56 @@ def test_a_broken_plugin_is_a_plain_error(monkeypatch):
         registry.get_driver_class("broken")
     with pytest.raises(UserError, match="is not a kapmonitor driver"):
         registry.get_driver_class("notadriver")
+
+
+# --- driver options -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", registry.protocol_names())
+def test_every_protocol_says_what_its_options_mean(name):
+    cls = registry.get_driver_class(name)
+    assert issubclass(cls, SerialDriver)
+    for option, meaning in cls.options.items():
+        assert option == option.lower() and meaning and "\n" not in meaning, (name, option)
+
+
+def _record_refused(capsys, device: str) -> str:
+    status = main(["record", "--device", device])
+    err = capsys.readouterr().err
+    assert status == EXIT_USER_ERROR, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def test_an_unknown_option_is_refused_in_one_sentence_for_every_protocol(capsys):
+    """The serial driver base checks options, so a protocol without any (Masimo) refuses one too,
+    before any port is opened."""
+    line = _record_refused(capsys, "masimo+bogus@/dev/ttyKAP-nothing-here")
+    assert "device 'masimo+bogus@/dev/ttyKAP-nothing-here': unknown option 'bogus'" in line
+    assert "masimo takes none" in line
+    line = _record_refused(capsys, "intellivue+bogus@/dev/ttyKAP-nothing-here")
+    assert "unknown option 'bogus' (intellivue knows: 115200, 19200)" in line
+
+
+def test_a_known_option_passes_to_the_port(capsys):
+    line = _record_refused(capsys, "nonin7+set-format@/dev/ttyKAP-nothing-here")
+    assert "option" not in line and "port '/dev/ttyKAP-nothing-here' does not exist" in line
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="pseudo-terminals are POSIX")
+def test_the_start_dialogs_check_asks_the_driver():
+    """check_device builds the driver: it refuses what the driver refuses, and opens the port
+    with the line settings the driver chose from its options (intellivue+19200)."""
+    from devices.sim.serve import PtyEndpoint
+
+    endpoint = PtyEndpoint()
+    try:
+        assert check_device(f"intellivue+19200@{endpoint.path}") is None
+        assert check_device(f"masimo@{endpoint.path}") is None
+        refused = check_device(f"masimo+bogus@{endpoint.path}")
+        assert refused is not None and "unknown option 'bogus'" in refused
+        both = check_device(f"intellivue+19200+115200@{endpoint.path}")
+        assert both is not None and "give one" in both
+    finally:
+        endpoint.close()

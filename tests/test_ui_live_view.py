@@ -16,6 +16,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from alarms.engine import AlarmEngine
 from alarms.profile import load_profile
+from devices.base import PlaybackSettings
 from devices.sim.driver import SimDriver
 from kapmonitor.core.codes import Code
 from kapmonitor.core.device_spec import DeviceSpec
@@ -44,9 +45,7 @@ def simulate(scenario: str, minutes: float, seed: int = 5) -> list:
     driver = SimDriver(
         DeviceSpec("sim", scenario, f"sim:{scenario}"),
         items.append,
-        speed=1e6,
-        seed=seed,
-        until=minutes * 60.0,
+        playback=PlaybackSettings(speed=1e6, seed=seed, until=minutes * 60.0),
     )
     driver.start()
     assert driver.join(120)

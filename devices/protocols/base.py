@@ -123,10 +123,9 @@ class OutputChecks:
         streams = self._streams
         waves = self._waves
         for i, item in enumerate(items):
-            cls = type(item)
             stamp = item.stamp
             mono = stamp.mono
-            if cls is Numeric:  # the common case, inline: every parser emits numerics
+            if isinstance(item, Numeric):  # the common case, inline: every parser emits numerics
                 code = item.code
                 st = streams.get(code) or self._stream(code, code)
                 value = item.value
@@ -135,27 +134,25 @@ class OutputChecks:
                 elif value is None:
                     st.last = mono
                 elif st.low <= value <= st.high and (
-                    mono - st.ref_mono >= st.window or abs(value - st.ref) <= st.jump
+                    st.ref is None
+                    or mono - st.ref_mono >= st.window
+                    or abs(value - st.ref) <= st.jump
                 ):
                     st.last = st.ref_mono = mono
                     st.ref = value
                 else:
                     items[i] = self._numeric(item, stamp, st)
                 continue
-            if cls is WaveformBlock:
-                key: object = item.code
-                st = waves.get(key) or self._wave_stream(key)
+            if isinstance(item, WaveformBlock):
+                st = waves.get(item.code) or self._wave_stream(item.code)
             else:
-                if cls is NibpReading:
-                    key = _NIBP
-                else:
-                    key = (_VALUE, item.key) if cls is DeviceValue else cls
+                key = _NIBP if isinstance(item, NibpReading) else (_VALUE, item.key)
                 st = streams.get(key) or self._stream(key, None)
             if mono < st.last:
                 stamp = _moved_up(stamp, st.last)
             else:
                 st.last = mono
-            if cls is NibpReading:
+            if isinstance(item, NibpReading):
                 items[i] = self._nibp(item, stamp)
             elif stamp is not item.stamp:
                 items[i] = _restamped(item, stamp)
@@ -172,7 +169,11 @@ class OutputChecks:
                 if not math.isfinite(value):
                     value = None
                 flags = flags | _OUT_OF_RANGE
-            elif mono - st.ref_mono < st.window and abs(value - st.ref) > st.jump:
+            elif (
+                st.ref is not None
+                and mono - st.ref_mono < st.window
+                and abs(value - st.ref) > st.jump
+            ):
                 flags = flags | _QUESTIONABLE
             else:
                 st.ref, st.ref_mono = value, mono

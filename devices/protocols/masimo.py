@@ -44,9 +44,11 @@ import math
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, ClassVar
+from enum import Enum, auto
+from typing import TYPE_CHECKING, ClassVar, Final, Literal
 
 from devices.protocols.base import DeviceEmulator, Parser, ParserStats, SerialSettings
+from devices.protocols.emulation import ticks
 from devices.serial_driver import SerialDriver
 from kapmonitor.core.codes import Code
 from kapmonitor.core.model import NO_FLAGS, DeviceValue, Flag, Flags, Measurement, Numeric, Stamp
@@ -243,7 +245,7 @@ class MasimoParser(Parser):
 
     def _feed(self, data: bytes, stamp: Stamp) -> list[Measurement]:
         stats = self.stats
-        out: list = []
+        out: list[Measurement] = []
         b = self._buf + data if self._buf else data
         n = len(b)
         pos = 0
@@ -287,7 +289,7 @@ class MasimoParser(Parser):
         stats.bytes_discarded += length
         self._lost = self._acquired
 
-    def _line(self, line: bytes, stamp: Stamp, bytes_after: int, out: list) -> None:
+    def _line(self, line: bytes, stamp: Stamp, bytes_after: int, out: list[Measurement]) -> None:
         if len(line) > MAX_LINE:
             self._too_long(len(line))
             return
@@ -314,7 +316,7 @@ class MasimoParser(Parser):
         self._emit(values, fields.get("EXC"), stamp, bytes_after, out)
 
     @staticmethod
-    def _parse(line: bytes):
+    def _parse(line: bytes) -> _Line | Literal[_Kind.ASCII2, _Kind.FOREIGN] | None:
         """``(clock, fields, values)`` of an ASCII 1 line; ``_ASCII2`` for an ASCII 2 line;
         ``_FOREIGN`` (or None) for anything else.
 
@@ -394,7 +396,7 @@ class MasimoParser(Parser):
         exc_text: str | None,
         stamp: Stamp,
         bytes_after: int,
-        out: list,
+        out: list[Measurement],
     ) -> None:
         flags = NO_FLAGS
         if exc_text is not None and _HEX.match(exc_text):
@@ -422,14 +424,30 @@ class MasimoParser(Parser):
                     )
 
 
-# What a token is: a numeric field, a text field (SN), malformed, ASCII 2, or not a field at all.
-_NUMERIC, _TEXT, _BAD, _ASCII2, _FOREIGN = (object() for _ in range(5))
+class _Kind(Enum):
+    """What a token is: a numeric field, a text field (SN), malformed, ASCII 2, or not a field at
+    all; a line that is not ASCII 1 is ASCII 2 or foreign."""
+
+    NUMERIC = auto()
+    TEXT = auto()
+    BAD = auto()
+    ASCII2 = auto()
+    FOREIGN = auto()
+
+
+_NUMERIC: Final = _Kind.NUMERIC
+_TEXT: Final = _Kind.TEXT
+_BAD: Final = _Kind.BAD
+_ASCII2: Final = _Kind.ASCII2
+_FOREIGN: Final = _Kind.FOREIGN
+#: An ASCII 1 line, parsed: its clock text, each key's wire text, each numeric key's number.
+_Line = tuple[str, dict[str, str], list[tuple[str, float | None]]]
 #: Tokens already seen, parsed (most repeat line after line: "SPCO=--%", "SN=0000093112").
-_TOKENS: dict[str, tuple[object, str, str, float | None]] = {}
+_TOKENS: dict[str, tuple[_Kind, str, str, float | None]] = {}
 _TOKEN_CACHE_SIZE = 4096
 
 
-def _token(token: str) -> tuple[object, str, str, float | None]:
+def _token(token: str) -> tuple[_Kind, str, str, float | None]:
     """``(kind, key, wire text without %, number or None)`` for one ``KEY=value`` token."""
     key, eq, text = token.partition("=")
     if not eq or not text or not _KEY.match(key):
@@ -494,11 +512,6 @@ LINE_BYTES = len(format_line(EMULATOR_START, spo2=None, bpm=None, pi=None))
 BYTE_RATE = LINE_BYTES / LINE_PERIOD
 
 
-def line_index(t: float) -> int:
-    """The first line at or after session time ``t`` (line k is sent at k seconds)."""
-    return max(0, math.ceil(t / LINE_PERIOD - 1e-9))
-
-
 class MasimoEmulator(DeviceEmulator):
     """A Radical-7 sending ASCII 1 from a simulated patient: line k at session time k s.
 
@@ -536,10 +549,10 @@ class MasimoEmulator(DeviceEmulator):
         )
 
     def emit(self, t0: float, t1: float) -> bytes:
-        return b"".join(self.line(k) for k in range(line_index(t0), line_index(t1)))
+        return b"".join(self.line(k) for k in ticks(t0, t1, 1 / LINE_PERIOD))
 
 
-class MasimoDriver(SerialDriver):
+class MasimoDriver(SerialDriver[MasimoParser]):
     """A Masimo oximeter sending ASCII 1 on a serial port (``masimo@PORT``)."""
 
     name = "masimo"

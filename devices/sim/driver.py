@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 
-from devices.base import PlaybackDriver, Publish
+from devices.base import DriverSettings, PlaybackDriver, PlaybackSettings, Publish
 from devices.sim.physiology import KapSession
 from devices.sim.scenario import load_scenario
 from kapmonitor.core.codes import Code
@@ -44,18 +44,18 @@ class SimDriver(PlaybackDriver):
         self,
         spec: DeviceSpec,
         publish: Publish,
-        *,
-        seed: int = 0,
-        until: float | None = None,
-        publish_dose: bool = True,
-        **kwargs,
+        settings: DriverSettings | None = None,
+        playback: PlaybackSettings | None = None,
     ) -> None:
-        super().__init__(spec, publish, **kwargs)
-        self.session = KapSession(load_scenario(spec.target), seed=seed)
+        super().__init__(spec, publish, settings, playback)
+        play = self.playback
+        self.session = KapSession(load_scenario(spec.target), seed=play.seed)
+        duration = self.session.duration
         #: Session seconds after which the simulated device stops (default: the scenario's end).
-        self.until = min(self.session.duration, until) if until else self.session.duration
-        #: Headless, the scenario's dose is the session's T0; on screen the nurse marks it.
-        self.publish_dose = publish_dose
+        self.until = min(duration, play.until) if play.until else duration
+        #: Headless, the scenario's dose is the session's T0; on screen the nurse marks it (and
+        #: a nurse's mark during the session turns it off).
+        self.publish_dose = play.publish_dose
 
     def _run(self) -> None:
         origin = self.origin

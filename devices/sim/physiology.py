@@ -155,6 +155,7 @@ class KapSession:
             if f.kind == "desaturation":
                 spo2 = spo2 + w * (f.nadir - spo2)
             elif f.kind == "bradycardia":
+                assert f.heart_rate is not None, "a bradycardia has one (FAULT_KEYS)"
                 hr = hr + w * (f.heart_rate - hr)
             else:
                 sys = sys + w * f.systolic_rise

@@ -2,10 +2,10 @@
 
 ``kapmonitor record --device replay:12`` loads session 12 from the database (``--db`` or
 ``KAPMONITOR_DB``) once, when the driver is made, and plays its numerics, NIBP readings, waveform
-blocks, device values and its dose (as a :class:`SessionEvent` DOSE; left out with
-``publish_dose=False``, when a nurse marks T0 on the screen, as for the simulator) in their
-original order and relative timing, paced by ``speed`` as :class:`~devices.sim.driver.SimDriver`
-is.
+blocks, device values and its dose (as a :class:`SessionEvent` DOSE; left out when
+:attr:`~devices.base.PlaybackSettings.publish_dose` is off, when a nurse marks T0 on the screen,
+as for the simulator) in their original order and relative timing, paced by ``speed`` as
+:class:`~devices.sim.driver.SimDriver` is.
 
 The replay device is the device: it stamps every item in its own clock, like the simulator. Time
 0 is when the driver opened; an item that came ``t`` seconds after the session's start (its wall
@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from devices.base import PlaybackDriver, Publish
+from devices.base import DriverSettings, PlaybackDriver, PlaybackSettings, Publish
 from kapmonitor.core.device_spec import DeviceSpec
 from kapmonitor.core.errors import UserError
 from kapmonitor.core.model import (
@@ -65,13 +65,14 @@ class ReplayDriver(PlaybackDriver):
         self,
         spec: DeviceSpec,
         publish: Publish,
+        settings: DriverSettings | None = None,
+        playback: PlaybackSettings | None = None,
         *,
         db: str | None = None,
-        until: float | None = None,
-        publish_dose: bool = True,
-        **kwargs,
     ) -> None:
-        super().__init__(spec, publish, **kwargs)
+        """``db``: the database URL of the recorded session (None: the default database)."""
+        super().__init__(spec, publish, settings, playback)
+        play = self.playback
         try:
             session_id = int(spec.target)
         except ValueError:
@@ -85,10 +86,10 @@ class ReplayDriver(PlaybackDriver):
         finally:
             database.close()
         self.session_id = session_id
-        self.timeline = timeline(record, with_dose=publish_dose)
+        self.timeline = timeline(record, with_dose=play.publish_dose)
         end = self.timeline[-1][0] if self.timeline else 0.0
         #: Session seconds after which the replay stops (default: its last item).
-        self.until = min(end, until) if until else end
+        self.until = min(end, play.until) if play.until else end
 
     def _run(self) -> None:
         self.begin()

@@ -9,7 +9,7 @@ from devices.serial_driver import SerialDriver
 from kapmonitor.core.model import ConnectionState
 
 
-class ContecDriver(SerialDriver):
+class ContecDriver(SerialDriver[ContecParser]):
     """A Contec CMS50D+/E (protocol V7.0) on its USB cable (``contec@/dev/ttyUSB0``).
 
     Sends the start command on connect and the keep-alive every second, without which the device

@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import time
 
+from devices.base import DriverSettings, Publish
 from devices.protocols.ge_s5.emulator import GeS5Emulator
 from devices.protocols.ge_s5.parser import GeS5Parser
 from devices.protocols.ge_s5.records import PHDB_REQUEST, PHDB_STOP, WAVE_REQUEST, WAVE_STOP
 from devices.protocols.ge_s5.wire import BYTE_RATE, DEFAULT_INTERVAL
-from devices.serial_driver import SerialDriver
-from kapmonitor.core.model import (
-    ConnectionState,
-)
+from devices.serial_driver import SerialDriver, Tap
+from kapmonitor.core.device_spec import DeviceSpec
+from kapmonitor.core.model import ConnectionState
 
 RETRY_S = 5.0  #: at most one set of re-requests this often
 WAVE_SILENT_S = 3.0  #: a pleth this long silent while connected is asked for again
 PHDB_SILENT_S = 3 * DEFAULT_INTERVAL
 
 
-class GeS5Driver(SerialDriver):
+class GeS5Driver(SerialDriver[GeS5Parser]):
     """A GE/Datex S/5-family monitor on its computer interface (``ge-s5@/dev/ttyUSB0``).
 
     Asks for the displayed values (basic class, every 5 s) and the pleth on connect. The monitor
@@ -36,8 +36,15 @@ class GeS5Driver(SerialDriver):
     byte_rate = BYTE_RATE
     keep_alive_interval = 1.0
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self,
+        spec: DeviceSpec,
+        publish: Publish,
+        settings: DriverSettings | None = None,
+        *,
+        tap: Tap | None = None,
+    ) -> None:
+        super().__init__(spec, publish, settings, tap=tap)
         self._asked = time.monotonic()
 
     def greeting(self) -> bytes:
@@ -48,7 +55,7 @@ class GeS5Driver(SerialDriver):
         now = time.monotonic()
         if now - self._asked < RETRY_S:
             return b""
-        parser: GeS5Parser = self.parser  # type: ignore[assignment]
+        parser = self.parser
         out = b""
         if now - max(parser.last_phdb or 0.0, self._asked) > PHDB_SILENT_S:
             out += PHDB_REQUEST

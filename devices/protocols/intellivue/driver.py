@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import ClassVar
 
+from devices.base import DriverSettings, Publish
 from devices.protocols.intellivue.emulator import IntellivueEmulator
 from devices.protocols.intellivue.messages import (
     ABORT,
@@ -27,14 +29,15 @@ from devices.protocols.intellivue.nomenclature import (
 )
 from devices.protocols.intellivue.parser import IntellivueParser
 from devices.protocols.intellivue.wire import frame
-from devices.serial_driver import SerialDriver
+from devices.serial_driver import SerialDriver, Tap
+from kapmonitor.core.device_spec import DeviceSpec
 from kapmonitor.core.errors import UserError
 from kapmonitor.core.model import ConnectionState
 
 log = logging.getLogger(__name__)
 
 
-class IntellivueDriver(SerialDriver):
+class IntellivueDriver(SerialDriver[IntellivueParser]):
     """A Philips IntelliVue on its MIB port (``intellivue@/dev/ttyUSB0``; option ``19200`` for
     a port set to 19200 baud: ``intellivue+19200@PORT``).
 
@@ -53,17 +56,25 @@ class IntellivueDriver(SerialDriver):
     serial_settings = SERIAL
     byte_rate = BYTE_RATE
     keep_alive_interval = KEEP_ALIVE_S
-    options: ClassVar[frozenset[str]] = frozenset(BAUD_OPTIONS)
+    options: ClassVar[Mapping[str, str]] = {
+        rate: f"the monitor's MIB port is set to {rate} baud" for rate in BAUD_OPTIONS
+    }
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        unknown = sorted(self.spec.options - self.options)
-        if unknown or len(self.spec.options) > 1:
+    def __init__(
+        self,
+        spec: DeviceSpec,
+        publish: Publish,
+        settings: DriverSettings | None = None,
+        *,
+        tap: Tap | None = None,
+    ) -> None:
+        super().__init__(spec, publish, settings, tap=tap)
+        if len(spec.options) > 1:
             raise UserError(
-                f"device '{self.spec.text}': unknown option '{(unknown or ['?'])[0]}' "
-                f"({self.name} knows one of: {', '.join(sorted(self.options))})"
+                f"device '{spec.text}': the options {' and '.join(sorted(spec.options))} each "
+                "set the line speed; give one"
             )
-        for option in self.spec.options:
+        for option in spec.options:
             self.serial_settings = BAUD_OPTIONS[option]
         self.associated = False  #: the monitor accepted the association
         self.polling = False  #: the MDS create event was confirmed and polls sent

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 
 from devices.protocols.base import DeviceEmulator, SerialSettings
+from devices.protocols.emulation import tick_at
 from devices.protocols.intellivue.messages import (
     _MDS_OBJ,
     ABORT,
@@ -304,7 +305,7 @@ class IntellivueEmulator(DeviceEmulator):
             return b""
         if not self.confirmed:
             c, r = self._create_at, self.create_resend
-            ks = range(max(1, math.ceil((t0 - c) / r - 1e-9)), math.ceil((t1 - c) / r - 1e-9))
+            ks = range(max(1, tick_at(t0, 1 / r, c)), tick_at(t1, 1 / r, c))
             return b"".join(self._create_event(c + k * r) for k in ks)
         for code, poll in self._polls.items():
             period = NUMERIC_PERIOD if code == NOM_MOC_VMO_METRIC_NU else WAVE_PERIOD
@@ -383,7 +384,7 @@ class IntellivueEmulator(DeviceEmulator):
         following = self._readings[i] if i < len(self._readings) else None
         measuring = following is not None and following.t - self._measure_s <= t
         if last is None:
-            values: tuple = (None, None, None)
+            values: tuple[float | None, float | None, float | None] = (None, None, None)
             state = UNAVAILABLE
             when = None
         else:

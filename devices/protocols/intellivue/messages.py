@@ -136,7 +136,8 @@ def min_poll_period(user_data: bytes) -> float | None:
         for _ in range(count):
             aid, alen = struct.unpack_from(">HH", user_data, k)
             if aid == NOM_POLL_PROFILE_SUPPORT and alen >= 8:
-                return struct.unpack_from(">I", user_data, k + 8)[0] / TICKS
+                ticks: int = struct.unpack_from(">I", user_data, k + 8)[0]
+                return ticks / TICKS
             k += 4 + alen
     except struct.error:
         return None

@@ -141,6 +141,16 @@ class _WaveSpec:
     scale: tuple[float, float, int, int] | None = None
 
 
+#: A NuObsValue as it is on the wire: (physio id, state, unit code, FLOAT).
+_NuValue = tuple[int, int, int, int]
+#: What a NuObsValue becomes: (code, vendor key, value, unit, flags, text) (:meth:`_describe`).
+_Described = tuple[Code | None, str, float | None, str, Flags, str]
+#: Where the samples sit in a plain wave result (:meth:`IntellivueParser._learn_wave_layout`):
+#: its length; (start, end, bytes) of each stretch that must repeat; and each SaObsValue's
+#: (physio, state offset, data offset, sample count, wave spec).
+_WaveLayout = tuple[int, list[tuple[int, int, bytes]], list[tuple[int, int, int, int, _WaveSpec]]]
+
+
 class IntellivueParser(Parser):
     """Decodes the monitor's frames into numerics, NIBP readings, pleth blocks and vendor values;
     session messages become :attr:`events` for the driver (see the package notes)."""
@@ -165,8 +175,8 @@ class IntellivueParser(Parser):
         self._waves: dict[tuple[int, int], _WaveSpec] = {}
         self._logged: set[int] = set()
         #: (length, fixed slices, sample blocks) of the last plain wave result (the fast path).
-        self._wave_layout: tuple[int, list, list] | None = None
-        self._values: dict[tuple[int, int, int, int], tuple] = {}
+        self._wave_layout: _WaveLayout | None = None
+        self._values: dict[_NuValue, _Described] = {}
 
     @property
     def pending_bytes(self) -> int:
@@ -229,7 +239,9 @@ class IntellivueParser(Parser):
         self._in_step = False
         self._lost = True
 
-    def _frame(self, b: bytes, s: int, e: int, n: int, stamp: Stamp, out: list) -> None:
+    def _frame(
+        self, b: bytes, s: int, e: int, n: int, stamp: Stamp, out: list[Measurement]
+    ) -> None:
         stats = self.stats
         content = unescape(b[s + 1 : e])
         if content is None:
@@ -268,7 +280,7 @@ class IntellivueParser(Parser):
 
     # --- messages ---
 
-    def _message(self, msg: Message, at: Stamp, out: list) -> None:
+    def _message(self, msg: Message, at: Stamp, out: list[Measurement]) -> None:
         kind = msg.kind
         if kind == "poll-result":
             assert msg.poll is not None
@@ -298,7 +310,7 @@ class IntellivueParser(Parser):
         elif kind == "error":
             self._log_once(-1, "the monitor answered a request with an error (ROER)")
 
-    def _log_once(self, key: int, text: str, *args) -> None:
+    def _log_once(self, key: int, text: str, *args: object) -> None:
         if key not in self._logged:
             self._logged.add(key)
             log.info("%s: " + text, self.source, *args)
@@ -324,7 +336,7 @@ class IntellivueParser(Parser):
             anchor = self._anchor = (mono0, at.wall - secs)
         return Stamp(anchor[0] + secs, anchor[1] + secs)
 
-    def _poll(self, poll: PollReply, at: Stamp, out: list) -> None:
+    def _poll(self, poll: PollReply, at: Stamp, out: list[Measurement]) -> None:
         stamp = self._device_stamp(poll.rel_time, at)
         src = self.source
         values_of = self._values
@@ -332,7 +344,7 @@ class IntellivueParser(Parser):
             attrs = obs.attrs
             if not attrs:
                 continue
-            values: list[tuple[int, int, int, int]] = []
+            values: list[_NuValue] = []
             nu = attrs.get(NOM_ATTR_NU_VAL_OBS)
             if nu is not None:
                 values.append(_NU.unpack_from(nu))
@@ -358,7 +370,7 @@ class IntellivueParser(Parser):
             if NOM_ATTR_SA_VAL_OBS in attrs or NOM_ATTR_SA_CMPD_VAL_OBS in attrs:
                 self._waves_of(obs, stamp, out)
 
-    def _describe(self, physio: int, state: int, unit: int, raw: int) -> tuple:
+    def _describe(self, physio: int, state: int, unit: int, raw: int) -> _Described:
         """What one NuObsValue becomes: (code, vendor key, value, unit, flags, text); cached by
         the caller, since a monitor repeats the same few values poll after poll."""
         value, flags = numeric_value(state, raw)
@@ -372,7 +384,14 @@ class IntellivueParser(Parser):
         text = "" if value is None else f"{value:g}"
         return None, f"INTELLIVUE_{name}", value, UNITS.get(unit, ""), flags, text
 
-    def _nibp(self, obs: Obs, values: list, poll: PollReply, stamp: Stamp, out: list) -> None:
+    def _nibp(
+        self,
+        obs: Obs,
+        values: list[_NuValue],
+        poll: PollReply,
+        stamp: Stamp,
+        out: list[Measurement],
+    ) -> None:
         parts: dict[int, tuple[int, int, int]] = {v[0]: (v[1], v[2], v[3]) for v in values}
         if any(st & MSMT_ONGOING for st, _, _ in parts.values()):
             return  # the cuff is measuring: the reading is not there yet
@@ -399,14 +418,9 @@ class IntellivueParser(Parser):
             if first:
                 return  # the monitor's "no reading yet"
             flags.add(Flag.MEASUREMENT_FAILED)
-        out.append(
-            NibpReading(
-                self.source,
-                *readings,
-                self._nibp_stamp(abs_raw, rel_raw, poll, stamp),
-                frozenset(flags),
-            )
-        )
+        sys_, dia, mean = readings
+        at = self._nibp_stamp(abs_raw, rel_raw, poll, stamp)
+        out.append(NibpReading(self.source, sys_, dia, mean, at, frozenset(flags)))
 
     def _nibp_stamp(
         self, abs_raw: bytes | None, rel_raw: bytes | None, poll: PollReply, stamp: Stamp
@@ -425,7 +439,7 @@ class IntellivueParser(Parser):
             return stamp
         return stamp.shifted(-back)
 
-    def _waves_of(self, obs: Obs, stamp: Stamp, out: list) -> None:
+    def _waves_of(self, obs: Obs, stamp: Stamp, out: list[Measurement]) -> None:
         attrs = obs.attrs
         key = (obs.context, obs.handle)
         spec = self._waves.get(key)
@@ -467,7 +481,7 @@ class IntellivueParser(Parser):
         n: int,
         spec: _WaveSpec,
         stamp: Stamp,
-        out: list,
+        out: list[Measurement],
     ) -> None:
         """One SaObsValue's samples (``n`` u16 from ``offset`` in ``data``) as a pleth block."""
         if physio != NOM_PULS_OXIM_PLETH:
@@ -529,7 +543,7 @@ class IntellivueParser(Parser):
         fixed.append((start, len(u), u[start:]))
         self._wave_layout = (len(u), fixed, blocks)
 
-    def _fast_wave(self, u: bytes, at: Stamp, out: list) -> bool:
+    def _fast_wave(self, u: bytes, at: Stamp, out: list[Measurement]) -> bool:
         """Decode a wave result laid out as the last one; False if it is not."""
         layout = self._wave_layout
         if layout is None or len(u) != layout[0]:

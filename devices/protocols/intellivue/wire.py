@@ -95,7 +95,8 @@ def encode_float(value: float | None, exponent: int = 0) -> int:
         return FLOAT_NAN
     if math.isinf(value):
         return FLOAT_PINF if value > 0 else FLOAT_NINF
-    m = round(value * 10 ** (-exponent))
+    scale: float = 10 ** (-exponent)
+    m = round(value * scale)
     if not -0x7FFFFD <= m <= 0x7FFFFD:
         return FLOAT_NRES | ((exponent & 0xFF) << 24)
     return ((exponent & 0xFF) << 24) | (m & 0xFFFFFF)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import ClassVar
 
+from devices.base import DriverSettings, Publish
 from devices.protocols.nonin.emulator import (
     NoninFormat2Emulator,
     NoninFormat7Emulator,
@@ -26,32 +28,34 @@ from devices.protocols.nonin.wire import (
     SET_FORMAT_OPTION,
     set_format_command,
 )
-from devices.serial_driver import SerialDriver
-from kapmonitor.core.errors import UserError
+from devices.serial_driver import SerialDriver, Tap
+from kapmonitor.core.device_spec import DeviceSpec
 from kapmonitor.core.model import Stamp
 
 log = logging.getLogger(__name__)
 
 
-class _NoninDriver(SerialDriver):
+class _NoninDriver(SerialDriver[_NoninParser]):
     """A Nonin oximeter on a serial port; option ``set-format`` asks it for this driver's format.
 
     Without the option the host sends nothing, and the device must already be set to the format
     (it keeps it in non-volatile memory).
     """
 
-    parser_class: ClassVar[type[_NoninParser]]
     serial_settings = SERIAL
-    options: ClassVar[frozenset[str]] = frozenset({SET_FORMAT_OPTION})
+    options: ClassVar[Mapping[str, str]] = {
+        SET_FORMAT_OPTION: "ask the oximeter for this driver's data format on connect"
+    }
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        unknown = sorted(self.spec.options - self.options)
-        if unknown:
-            raise UserError(
-                f"device '{self.spec.text}': unknown option '{unknown[0]}' "
-                f"({self.name} knows: {', '.join(sorted(self.options))})"
-            )
+    def __init__(
+        self,
+        spec: DeviceSpec,
+        publish: Publish,
+        settings: DriverSettings | None = None,
+        *,
+        tap: Tap | None = None,
+    ) -> None:
+        super().__init__(spec, publish, settings, tap=tap)
         #: The answer to the last set-format command: "accepted", "refused" or "no answer".
         self.format_answer: str | None = None
         self._packets_at_greeting = 0
