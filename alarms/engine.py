@@ -42,6 +42,7 @@ from alarms.model import (
     LogEntry,
     LogEvent,
     Priority,
+    TechnicalCondition,
 )
 from alarms.profile import LimitRule, Profile
 from kapmonitor.core.codes import Code
@@ -68,15 +69,6 @@ MEASUREMENTS = (Numeric, NibpReading, WaveformBlock, DeviceValue)
 PERIODIC = (Numeric, WaveformBlock, DeviceValue)
 LOST = frozenset({ConnectionState.DISCONNECTED, ConnectionState.RECONNECTING})
 QUALITY_FLAGS = frozenset({Flag.SEARCHING, Flag.ARTIFACT, Flag.QUESTIONABLE, Flag.LOW_PERFUSION})
-TECHNICAL_MESSAGES = {
-    "sensor-off": "Sensor off or probe fault",
-    "signal-quality": "Poor signal: searching, artifact or low perfusion",
-    "no-data": "No data from the device",
-    "disconnected": "Device disconnected",
-    "nibp-failed": "NIBP measurement failed",
-    "recording-failing": "Recording is failing",
-    "nibp-overdue": "NIBP reading overdue",
-}
 
 
 @dataclass
@@ -201,7 +193,9 @@ class AlarmEngine:
 
     def _nibp(self, item: NibpReading) -> None:
         failed = Flag.MEASUREMENT_FAILED in item.flags or item.systolic is None
-        self._technical("nibp-failed", item.source, present=failed, stamp=item.stamp)
+        self._technical(
+            TechnicalCondition.NIBP_FAILED, item.source, present=failed, stamp=item.stamp
+        )
         if failed:
             return
         for code, value in item.parts():
@@ -329,15 +323,23 @@ class AlarmEngine:
     def _technical_flags(self, source: str, code: Code, flags: Flags, stamp: Stamp) -> None:
         # Per device and parameter: only this parameter's next value ends what its flag began.
         sensor_off = Flag.SENSOR_OFF in flags
-        self._technical("sensor-off", source, present=sensor_off, stamp=stamp, code=code)
+        self._technical(
+            TechnicalCondition.SENSOR_OFF, source, present=sensor_off, stamp=stamp, code=code
+        )
         poor = bool(flags & QUALITY_FLAGS) and not sensor_off
-        self._technical("signal-quality", source, present=poor, stamp=stamp, code=code)
+        self._technical(
+            TechnicalCondition.SIGNAL_QUALITY, source, present=poor, stamp=stamp, code=code
+        )
 
     def _device_event(self, event: DeviceEvent) -> None:
         state = event.state
         lost = state in LOST
         self._technical(
-            "disconnected", event.source, present=lost, stamp=event.stamp, text=event.detail
+            TechnicalCondition.DISCONNECTED,
+            event.source,
+            present=lost,
+            stamp=event.stamp,
+            text=event.detail,
         )
         watch = self._watches.get(event.source)
         if watch is None:
@@ -348,7 +350,8 @@ class AlarmEngine:
         watch.driver_no_data = state is ConnectionState.NO_DATA
         if state in (ConnectionState.CONNECTING, ConnectionState.CONNECTED):
             watch.since = max(watch.since, event.stamp.mono)  # silence counts from here
-        silent = event.stamp.mono >= watch.since + self.profile.technical["no_data"].timeout_s
+        timeout = self.profile.technical[TechnicalCondition.NO_DATA].timeout_s
+        silent = event.stamp.mono >= watch.since + timeout
         self._update_no_data(event.source, watch, event.stamp, silent, event.detail)
 
     def _measured(self, item: Item) -> None:
@@ -366,7 +369,7 @@ class AlarmEngine:
         self._update_no_data(item.source, watch, item.stamp, silent=False)
 
     def _check_silence(self, now: Stamp) -> None:
-        timeout = self.profile.technical["no_data"].timeout_s
+        timeout = self.profile.technical[TechnicalCondition.NO_DATA].timeout_s
         for source, watch in self._watches.items():
             due = watch.since + timeout
             if not watch.no_data and not watch.lost and now.mono >= due:
@@ -382,19 +385,19 @@ class AlarmEngine:
         if present == watch.no_data:
             return
         watch.no_data = present
-        self._technical("no-data", source, present=present, stamp=stamp, text=text)
+        self._technical(TechnicalCondition.NO_DATA, source, present=present, stamp=stamp, text=text)
 
     def set_technical(
-        self, name: str, source: str, present: bool, stamp: Stamp, text: str = ""
+        self, name: TechnicalCondition, source: str, present: bool, stamp: Stamp, text: str = ""
     ) -> list[LogEntry]:
-        """A condition another part of the system detects (the recorder: "recording-failing")."""
+        """A condition another part of the system detects (the recorder: recording failing)."""
         self._advance(stamp)
         self._technical(name, source, present=present, stamp=stamp, text=text)
         return self._flush()
 
     def _technical(
         self,
-        name: str,
+        name: TechnicalCondition,
         source: str,
         *,
         present: bool,
@@ -407,11 +410,11 @@ class AlarmEngine:
         if cond is None:
             if not present:
                 return
-            rule = self.profile.technical[name.replace("-", "_")]
+            rule = self.profile.technical[name]
             cond = self._conditions[key] = _Condition(
                 id=key,
-                condition=name,
-                message=TECHNICAL_MESSAGES[name],
+                condition=name.value,
+                message=name.message,
                 priority=rule.priority,
                 kind=AlarmKind.TECHNICAL,
                 source=source,
@@ -422,13 +425,13 @@ class AlarmEngine:
                 group=key,
             )
         if present and text:
-            cond.message = f"{TECHNICAL_MESSAGES[name]}: {text}"
+            cond.message = f"{name.message}: {text}"
         self._observe(cond, present, None, stamp)
 
     def _check_nibp_overdue(self) -> None:
         if self.dose is None or self.now is None:
             return
-        rule = self.profile.technical["nibp_overdue"]
+        rule = self.profile.technical[TechnicalCondition.NIBP_OVERDUE]
         due = self._latest_due(self.now.mono - rule.grace_s)
         if due is None:
             return
@@ -438,7 +441,9 @@ class AlarmEngine:
         text = f"the {minutes:.0f}-minute reading after the dose"
         if round(minutes) == 40:
             text += " (the 40-minute blood pressure check)"
-        self._technical("nibp-overdue", SESSION, present=not done, stamp=self.now, text=text)
+        self._technical(
+            TechnicalCondition.NIBP_OVERDUE, SESSION, present=not done, stamp=self.now, text=text
+        )
 
     def _latest_due(self, by: float) -> tuple[float, float] | None:
         """The latest scheduled reading (mono time, interval) due at or before ``by``."""

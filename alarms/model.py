@@ -49,6 +49,38 @@ class AlarmKind(StrEnum):
     TECHNICAL = "technical"
 
 
+class TechnicalCondition(StrEnum):
+    """A condition of the equipment rather than the patient, defined once.
+
+    Each has three names that must not drift apart: its value, the name the alarm log and the
+    session record store (hyphens, as the physiological rule ids: "no-data"); its key in a
+    profile's ``[technical]`` table (underscores, as TOML keys: ``no_data``); and the message a
+    nurse reads. Records and profile files written before keep loading: neither name changed.
+    """
+
+    profile_key: str
+    message: str
+
+    def __new__(cls, name: str, profile_key: str, message: str) -> TechnicalCondition:
+        member = str.__new__(cls, name)
+        member._value_ = name
+        member.profile_key = profile_key
+        member.message = message
+        return member
+
+    SENSOR_OFF = "sensor-off", "sensor_off", "Sensor off or probe fault"
+    SIGNAL_QUALITY = (
+        "signal-quality",
+        "signal_quality",
+        "Poor signal: searching, artifact or low perfusion",
+    )
+    NO_DATA = "no-data", "no_data", "No data from the device"
+    DISCONNECTED = "disconnected", "disconnected", "Device disconnected"
+    NIBP_FAILED = "nibp-failed", "nibp_failed", "NIBP measurement failed"
+    RECORDING_FAILING = "recording-failing", "recording_failing", "Recording is failing"
+    NIBP_OVERDUE = "nibp-overdue", "nibp_overdue", "NIBP reading overdue"
+
+
 class AlarmState(StrEnum):
     """What the screen shows for an alarm."""
 
@@ -61,7 +93,7 @@ class Alarm:
     """One alarm as the screen and the sound see it."""
 
     id: str  #: stable key: condition, level and source
-    condition: str  #: the profile's condition id, e.g. "spo2-low"
+    condition: str  #: a limit rule's id, e.g. "spo2-low", or a :class:`TechnicalCondition`
     message: str  #: what a nurse reads, e.g. "SpO2 low"
     priority: Priority
     kind: AlarmKind

@@ -33,19 +33,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from alarms.model import Priority
+from alarms.model import Priority, TechnicalCondition
 from kapmonitor.core.codes import Code
 from kapmonitor.core.errors import UserError
 
-TECHNICAL_CONDITIONS = (
-    "sensor_off",
-    "signal_quality",
-    "no_data",
-    "disconnected",
-    "nibp_failed",
-    "recording_failing",
-    "nibp_overdue",
-)
 AUDIO_PAUSE_RANGE = (60.0, 180.0)
 #: The longest condition delay, physiological or technical (seconds).
 MAX_DELAY_S = 30.0
@@ -134,7 +125,7 @@ class Profile:
     latching: dict[Priority, bool]
     limits: tuple[LimitRule, ...]
     baseline_rise: BaselineRule | None
-    technical: dict[str, TechnicalRule]
+    technical: dict[TechnicalCondition, TechnicalRule]
     #: NIBP readings due after the dose: (until minute, every N minutes), in order.
     nibp_schedule: tuple[tuple[float, float], ...]
 
@@ -410,19 +401,18 @@ class _Reader:
         _check_limits(tuple(rules), self)
         return tuple(rules)
 
-    def technical(self, data: Any) -> dict[str, TechnicalRule]:
-        table = self.table(
-            data, "[technical]", set(TECHNICAL_CONDITIONS), set(TECHNICAL_CONDITIONS)
-        )
+    def technical(self, data: Any) -> dict[TechnicalCondition, TechnicalRule]:
+        names = {c.profile_key for c in TechnicalCondition}
+        table = self.table(data, "[technical]", names, names)
         rules = {}
-        for name in TECHNICAL_CONDITIONS:
-            where = f"[technical] {name}"
+        for condition in TechnicalCondition:
+            where = f"[technical] {condition.profile_key}"
             keys = {"priority", "delay_s", "grace_s"}
-            if name == "no_data":
+            if condition is TechnicalCondition.NO_DATA:
                 keys.add("timeout_s")
-            entry = self.table(table[name], where, keys, {"priority"})
+            entry = self.table(table[condition.profile_key], where, keys, {"priority"})
             low, high = NO_DATA_TIMEOUT_RANGE
-            rules[name] = TechnicalRule(
+            rules[condition] = TechnicalRule(
                 self.priority(entry["priority"], f"{where} priority"),
                 self.delay(entry.get("delay_s", 0), f"{where} delay_s"),
                 self.number(

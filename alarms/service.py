@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable
 
 from alarms.engine import AlarmEngine
-from alarms.model import Alarm, AudioDue, LogEntry, Priority
+from alarms.model import Alarm, AudioDue, LogEntry, Priority, TechnicalCondition
 from alarms.profile import Profile
 from kapmonitor.core.hub import Hub
 from kapmonitor.core.model import Item, Stamp
@@ -93,7 +93,9 @@ class AlarmService:
             entries = self.engine.set_limit(rule_id, priority, limit, operator, self._now())
         self._publish(entries)
 
-    def set_technical(self, name: str, source: str, present: bool, text: str = "") -> None:
+    def set_technical(
+        self, name: TechnicalCondition, source: str, present: bool, text: str = ""
+    ) -> None:
         """A condition another part of the system detects, e.g. the recorder's failure."""
         with self._lock:
             entries = self.engine.set_technical(name, source, present, self._now(), text)

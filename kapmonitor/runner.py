@@ -14,7 +14,7 @@ import math
 import time
 from dataclasses import dataclass, field
 
-from alarms.model import LogEvent
+from alarms.model import LogEvent, TechnicalCondition
 from alarms.profile import Profile, load_profile
 from alarms.service import AlarmService
 from devices.base import (
@@ -172,7 +172,7 @@ class SessionRunner:
             self.hub,
             self.alarms.out,
             on_status=lambda failing, text: self.alarms.set_technical(
-                "recording-failing", "recorder", failing, text
+                TechnicalCondition.RECORDING_FAILING, "recorder", failing, text
             ),
         )
         self.started = self.now()

@@ -12,7 +12,7 @@ import re
 import pytest
 
 from alarms.engine import SESSION, AlarmEngine
-from alarms.model import AlarmKind, AlarmState, LogEntry, LogEvent, Priority
+from alarms.model import AlarmKind, AlarmState, LogEntry, LogEvent, Priority, TechnicalCondition
 from alarms.profile import Profile, ProfileError, load_profile, parse_profile
 from kapmonitor.core.codes import Code
 from kapmonitor.core.model import (
@@ -737,7 +737,9 @@ def test_a_failed_nibp_measurement(engine, reading):
 
 
 def test_recording_failing_comes_from_outside_the_engine(engine):
-    entries = engine.set_technical("recording-failing", SESSION, True, st(3), "disk full")
+    entries = engine.set_technical(
+        TechnicalCondition.RECORDING_FAILING, SESSION, True, st(3), "disk full"
+    )
     (hit,) = entries
     assert (hit.event, hit.condition, hit.priority, hit.kind, hit.source) == (
         LogEvent.ACTIVE,
@@ -748,7 +750,7 @@ def test_recording_failing_comes_from_outside_the_engine(engine):
     )
     assert engine.alarms()[0].message == "Recording is failing: disk full"
     assert engine.audio().priority is MEDIUM
-    entries = engine.set_technical("recording-failing", SESSION, False, st(8))
+    entries = engine.set_technical(TechnicalCondition.RECORDING_FAILING, SESSION, False, st(8))
     assert [(e.event, e.stamp.mono) for e in entries] == [(LogEvent.INACTIVE, 8)]
     assert engine.alarms() == []
 

@@ -9,10 +9,9 @@ from importlib import resources
 
 import pytest
 
-from alarms.model import Priority
+from alarms.model import Priority, TechnicalCondition
 from alarms.profile import (
     AUDIO_PAUSE_RANGE,
-    TECHNICAL_CONDITIONS,
     Profile,
     ProfileError,
     load_profile,
@@ -63,18 +62,31 @@ def test_kap_default_baseline_rule():
 @pytest.mark.parametrize(
     ("name", "priority", "delay", "grace"),
     [
-        ("sensor_off", MEDIUM, 10, 0),
-        ("signal_quality", LOW, 10, 0),
-        ("no_data", MEDIUM, 0, 0),
-        ("disconnected", MEDIUM, 0, 0),
-        ("nibp_failed", LOW, 0, 0),
-        ("recording_failing", MEDIUM, 0, 0),
-        ("nibp_overdue", LOW, 0, 120),
+        (TechnicalCondition.SENSOR_OFF, MEDIUM, 10, 0),
+        (TechnicalCondition.SIGNAL_QUALITY, LOW, 10, 0),
+        (TechnicalCondition.NO_DATA, MEDIUM, 0, 0),
+        (TechnicalCondition.DISCONNECTED, MEDIUM, 0, 0),
+        (TechnicalCondition.NIBP_FAILED, LOW, 0, 0),
+        (TechnicalCondition.RECORDING_FAILING, MEDIUM, 0, 0),
+        (TechnicalCondition.NIBP_OVERDUE, LOW, 0, 120),
     ],
 )
 def test_kap_default_technical_conditions(name, priority, delay, grace):
     rule = load_profile().technical[name]
     assert (rule.priority, rule.delay_s, rule.grace_s) == (priority, delay, grace)
+
+
+def test_technical_condition_names_stay_as_profiles_and_records_spell_them():
+    # Profiles written before key [technical] with underscores; records store hyphens.
+    assert {c.profile_key: c.value for c in TechnicalCondition} == {
+        "sensor_off": "sensor-off",
+        "signal_quality": "signal-quality",
+        "no_data": "no-data",
+        "disconnected": "disconnected",
+        "nibp_failed": "nibp-failed",
+        "recording_failing": "recording-failing",
+        "nibp_overdue": "nibp-overdue",
+    }
 
 
 def test_kap_default_nibp_schedule():
@@ -243,7 +255,7 @@ ERRORS = [
             id=f"technical-{line.split()[0]}-missing",
         )
         for line in default_text().split("[technical]\n")[1].splitlines()
-        if line.split(" ")[0] in TECHNICAL_CONDITIONS
+        if line.split(" ")[0] in {c.profile_key for c in TechnicalCondition}
     ),
     pytest.param(
         [("audio_pause_s = 120", "")],
@@ -559,9 +571,13 @@ def test_the_limit_ranges_lie_inside_the_physical_ranges():
 def test_the_no_data_timeout_defaults_to_the_drivers():
     from devices.base import DEFAULT_NO_DATA_TIMEOUT
 
-    assert load_profile().technical["no_data"].timeout_s == DEFAULT_NO_DATA_TIMEOUT == 10
+    assert (
+        load_profile().technical[TechnicalCondition.NO_DATA].timeout_s
+        == DEFAULT_NO_DATA_TIMEOUT
+        == 10
+    )
     left_out = parse_profile(mutated((NO_DATA, 'no_data = { priority = "medium" }')), FILE)
-    assert left_out.technical["no_data"].timeout_s == DEFAULT_NO_DATA_TIMEOUT
+    assert left_out.technical[TechnicalCondition.NO_DATA].timeout_s == DEFAULT_NO_DATA_TIMEOUT
 
 
 def test_record_refuses_an_infinite_limit_before_monitoring_starts(tmp_path):

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as hs
 
 from alarms.engine import AlarmEngine
-from alarms.model import Priority
+from alarms.model import Priority, TechnicalCondition
 from alarms.profile import (
     LIMIT_RANGES,
     MAX_DELAY_S,
@@ -137,7 +137,7 @@ def test_any_profile_that_loads_runs_a_whole_session_and_wild_numbers_are_refuse
     for rule in profile.limits:
         assert 0 <= rule.delay_s <= MAX_DELAY_S and math.isfinite(rule.hysteresis)
     low, high = NO_DATA_TIMEOUT_RANGE
-    assert low <= profile.technical["no_data"].timeout_s <= high
+    assert low <= profile.technical[TechnicalCondition.NO_DATA].timeout_s <= high
     event("loaded")
     # ...and a whole session runs through the engine without an exception.
     run_session(AlarmEngine(profile), session_items(scenario))

@@ -23,7 +23,7 @@ import pytest
 from sqlalchemy import event
 
 import kapmonitor.record.spool as spool_module
-from alarms.model import AlarmKind, LogEntry, LogEvent, Priority
+from alarms.model import AlarmKind, LogEntry, LogEvent, Priority, TechnicalCondition
 from alarms.profile import load_profile
 from alarms.service import AlarmService
 from devices.base import PlaybackSettings
@@ -102,7 +102,7 @@ class _Run:
         self.recorder = Recorder(
             self.store, self.session_id, self.hub, self.service.out, spool_folder=spool_folder,
             on_status=lambda failing, text: self.service.set_technical(
-                "recording-failing", "recorder", failing, text),
+                TechnicalCondition.RECORDING_FAILING, "recorder", failing, text),
             **extra,
         )  # fmt: skip
         self.items: list = []

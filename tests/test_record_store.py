@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pytest
 
-from alarms.model import LogEvent
+from alarms.model import LogEvent, TechnicalCondition
 from alarms.profile import load_profile
 from alarms.service import AlarmService
 from devices.base import PlaybackSettings
@@ -188,7 +188,7 @@ def test_postgres_stopped_and_restarted_mid_recording_loses_nothing(postgres, tm
     recorder = Recorder(
         store, session_id, hub, service.out, spool_folder=tmp_path / "spool",
         on_status=lambda failing, text: service.set_technical(
-            "recording-failing", "recorder", failing, text),
+            TechnicalCondition.RECORDING_FAILING, "recorder", failing, text),
     )  # fmt: skip
     playback = PlaybackSettings(speed=100, seed=2)
     driver = SimDriver(DeviceSpec.parse("sim:typical"), hub.publish, playback=playback)
