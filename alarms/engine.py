@@ -53,6 +53,7 @@ from kapmonitor.core.model import (
     Flag,
     Flags,
     Item,
+    Measurement,
     NibpReading,
     Numeric,
     SessionEvent,
@@ -93,6 +94,12 @@ class _Condition:
     latched: bool = False
     acknowledged: bool = False
 
+    @property
+    def since(self) -> Stamp:
+        """When the alarm began: asked only of a condition shown (active or latched)."""
+        assert self.started is not None, f"{self.id} is shown but never became active"
+        return self.started
+
 
 @dataclass
 class _Pause:
@@ -114,8 +121,7 @@ class _Watch:
 @dataclass
 class _Baseline:
     readings: list[tuple[float, float]] = field(default_factory=list)
-    systolic: float | None = None
-    diastolic: float | None = None
+    mean: tuple[float, float] | None = None  #: (systolic, diastolic), set at the dose
 
 
 class AlarmEngine:
@@ -139,7 +145,7 @@ class AlarmEngine:
 
     def process(self, item: Item) -> list[LogEntry]:
         """Take one item; return the log entries it caused."""
-        self._advance(item.stamp)
+        now = self._advance(item.stamp)
         if isinstance(item, MEASUREMENTS):
             self._measured(item)
         if isinstance(item, Numeric):
@@ -149,7 +155,7 @@ class AlarmEngine:
         elif isinstance(item, DeviceEvent):
             self._device_event(item)
         elif isinstance(item, SessionEvent) and item.kind is SessionEventKind.DOSE:
-            self._dose(item.stamp)
+            self._dose(item.stamp, now)
         return self._flush()
 
     def tick(self, stamp: Stamp) -> list[LogEntry]:
@@ -157,7 +163,8 @@ class AlarmEngine:
         self._advance(stamp)
         return self._flush()
 
-    def _advance(self, stamp: Stamp) -> None:
+    def _advance(self, stamp: Stamp) -> Stamp:
+        """Move the engine's time to ``stamp`` (never back) and let it pass; the time now."""
         # Items from several devices interleave: time only moves forward.
         if self.now is None or stamp.mono > self.now.mono:
             self.now = stamp
@@ -175,8 +182,9 @@ class AlarmEngine:
         if self._pause is not None and now.mono >= self._pause.until:
             ended = now.shifted(self._pause.until - now.mono)
             self._pause = None
-            self._log(LogEvent.AUDIO_RESUMED, stamp=ended, text="audio pause ended")
+            self._log(LogEntry(ended, LogEvent.AUDIO_RESUMED, text="audio pause ended"))
         self._check_nibp_overdue()
+        return now
 
     def _flush(self) -> list[LogEntry]:
         new, self._new = self._new, []
@@ -202,17 +210,16 @@ class AlarmEngine:
             judged = trusted(code, value, item.flags)
             if judged is not None or value is None:
                 self._limits(item.source, code, judged, item.stamp)
-        if (
-            trusted(Code.NIBP_SYS, item.systolic, item.flags) is None
-            or trusted(Code.NIBP_DIA, item.diastolic, item.flags) is None
-        ):
+        systolic = trusted(Code.NIBP_SYS, item.systolic, item.flags)
+        diastolic = trusted(Code.NIBP_DIA, item.diastolic, item.flags)
+        if systolic is None or diastolic is None:
             return  # an untrusted reading neither sets the baseline nor rises from it
         if self.dose is None:
-            self._baseline.readings.append((item.systolic, item.diastolic))
+            self._baseline.readings.append((systolic, diastolic))
         else:
             self._nibp_times.append(item.stamp.mono)
             self._check_nibp_overdue()  # this reading may be the one that was overdue
-            self._baseline_rise(item)
+            self._baseline_rise(item, systolic, diastolic)
 
     def _limits(self, source: str, code: Code, value: float | None, stamp: Stamp) -> None:
         for rule in self.profile.limits:
@@ -223,7 +230,7 @@ class AlarmEngine:
                 if value is None:
                     cond.pending_since = None  # no value: the condition cannot be said to last
                 elif cond.active:
-                    if rule.back_inside(value, cond.limit):
+                    if rule.back_inside(value, limit):
                         self._end(cond, stamp)
                 else:
                     self._observe(cond, rule.beyond(value, limit), value, stamp)
@@ -255,14 +262,14 @@ class AlarmEngine:
             cond.limit = limit  # a limit changed during the session applies from now on
         return cond
 
-    def _baseline_rise(self, item: NibpReading) -> None:
+    def _baseline_rise(self, item: NibpReading, systolic: float, diastolic: float) -> None:
         rule = self.profile.baseline_rise
-        base = self._baseline
-        if rule is None or base.systolic is None:
+        mean = self._baseline.mean
+        if rule is None or mean is None:
             return
         for name, code, value, ref, limit in (
-            ("systolic", Code.NIBP_SYS, item.systolic, base.systolic, rule.systolic),
-            ("diastolic", Code.NIBP_DIA, item.diastolic, base.diastolic, rule.diastolic),
+            ("systolic", Code.NIBP_SYS, systolic, mean[0], rule.systolic),
+            ("diastolic", Code.NIBP_DIA, diastolic, mean[1], rule.diastolic),
         ):
             key = f"bp-rise-{name}@{item.source}"
             cond = self._conditions.get(key)
@@ -282,15 +289,15 @@ class AlarmEngine:
                 )
             self._observe(cond, value - ref >= limit, round(value - ref, 1), item.stamp)
 
-    def _dose(self, stamp: Stamp) -> None:
+    def _dose(self, stamp: Stamp, now: Stamp) -> None:
         if self.dose is not None:
             return  # T0 is the first dose; the record keeps any later ones as events
         self.dose = stamp
         base = self._baseline
         if base.readings:
-            base.systolic = sum(s for s, _ in base.readings) / len(base.readings)
-            base.diastolic = sum(d for _, d in base.readings) / len(base.readings)
-        self._log(LogEvent.BASELINE, text=self.baseline_status())
+            n = len(base.readings)
+            base.mean = (sum(s for s, _ in base.readings) / n, sum(d for _, d in base.readings) / n)
+        self._log(LogEntry(now, LogEvent.BASELINE, text=self.baseline_status()))
 
     def baseline_status(self) -> str:
         """One sentence for the screen: the baseline in force, or why the rule is inactive."""
@@ -305,18 +312,18 @@ class AlarmEngine:
                 f"baseline so far {sys_mean:.0f}/{dia_mean:.0f} mmHg (mean of {n} "
                 f"reading{'s' if n > 1 else ''}); it is set when the dose is given"
             )
-        if base.systolic is None:
+        if base.mean is None:
             when = "before the dose" if self.dose is not None else "yet"
             return f"no NIBP reading {when}: the rise-from-baseline rule is inactive"
+        systolic, diastolic = base.mean
         return (
-            f"pre-dose baseline {base.systolic:.0f}/{base.diastolic:.0f} mmHg "
+            f"pre-dose baseline {systolic:.0f}/{diastolic:.0f} mmHg "
             f"(mean of {len(base.readings)} reading{'s' if len(base.readings) > 1 else ''})"
         )
 
     @property
     def baseline(self) -> tuple[float, float] | None:
-        base = self._baseline
-        return None if base.systolic is None else (base.systolic, base.diastolic)
+        return self._baseline.mean
 
     # --- technical ----------------------------------------------------------------------------
 
@@ -354,7 +361,7 @@ class AlarmEngine:
         silent = event.stamp.mono >= watch.since + timeout
         self._update_no_data(event.source, watch, event.stamp, silent, event.detail)
 
-    def _measured(self, item: Item) -> None:
+    def _measured(self, item: Measurement) -> None:
         """A device measured: its silence watch restarts (noise flagged out-of-range is no
         measurement: a device that decodes only impossible values is not delivering data)."""
         if Flag.OUT_OF_RANGE in item.flags:
@@ -488,35 +495,41 @@ class AlarmEngine:
 
     def acknowledge(self, alarm_id: str, operator: str, stamp: Stamp) -> list[LogEntry]:
         """Silence one alarm (and clear it if it was only latched)."""
-        self._advance(stamp)
+        now = self._advance(stamp)
         cond = self._conditions.get(alarm_id)
         if cond is None or not (cond.active or cond.latched):
             raise KeyError(f"no alarm '{alarm_id}' to acknowledge")
         cond.acknowledged = True
         cond.latched = False
         self._log(
-            LogEvent.ACKNOWLEDGED,
-            condition=cond.condition,
-            priority=cond.priority,
-            kind=cond.kind,
-            source=cond.source,
-            code=cond.code,
-            operator=operator,
+            LogEntry(
+                now,
+                LogEvent.ACKNOWLEDGED,
+                condition=cond.condition,
+                priority=cond.priority,
+                kind=cond.kind,
+                source=cond.source,
+                code=cond.code,
+                operator=operator,
+            )
         )
         return self._flush()
 
     def pause_audio(self, operator: str, stamp: Stamp) -> list[LogEntry]:
         """Silence all alarm sound for the profile's pause; it always ends by itself."""
-        self._advance(stamp)
+        now = self._advance(stamp)
         sounding = [c.priority for c in self._shown() if not c.acknowledged]
         # Paused ahead of any alarm, only low-priority ones wait: medium and high break through.
         self._pause = _Pause(
             stamp.mono + self.profile.audio_pause_s, max(sounding, default=Priority.LOW), operator
         )
         self._log(
-            LogEvent.AUDIO_PAUSED,
-            operator=operator,
-            text=f"audio paused for {self.profile.audio_pause_s:g} s",
+            LogEntry(
+                now,
+                LogEvent.AUDIO_PAUSED,
+                operator=operator,
+                text=f"audio paused for {self.profile.audio_pause_s:g} s",
+            )
         )
         return self._flush()
 
@@ -524,21 +537,24 @@ class AlarmEngine:
         self, rule_id: str, priority: Priority, limit: float, operator: str, stamp: Stamp
     ) -> list[LogEntry]:
         """Change one limit during a session; the change is logged with who and when."""
-        self._advance(stamp)
+        now = self._advance(stamp)
         old = dict(self.profile.limit_rule(rule_id).levels).get(priority)
         self.profile = self.profile.with_limit(rule_id, priority, limit)
         self._log(
-            LogEvent.LIMIT_CHANGED,
-            condition=rule_id,
-            priority=priority,
-            limit=limit,
-            operator=operator,
-            text=f"{priority.label} limit changed from {old:g} to {limit:g}",
+            LogEntry(
+                now,
+                LogEvent.LIMIT_CHANGED,
+                condition=rule_id,
+                priority=priority,
+                limit=limit,
+                operator=operator,
+                text=f"{priority.label} limit changed from {old:g} to {limit:g}",
+            )
         )
         # Judge the latest value of each device against the new limit at once.
         for (rid, source, code), value in list(self._last_values.items()):
             if rid == rule_id:
-                self._limits(source, code, value, self.now)
+                self._limits(source, code, value, now)
         return self._flush()
 
     # --- what the signals do ----------------------------------------------------------------
@@ -550,7 +566,7 @@ class AlarmEngine:
         for c in shown:
             if c.group not in best or c.priority > best[c.group].priority:
                 best[c.group] = c
-        return sorted(best.values(), key=lambda c: (-c.priority, c.started.mono, c.id))
+        return sorted(best.values(), key=lambda c: (-c.priority, c.since.mono, c.id))
 
     def alarms(self) -> list[Alarm]:
         """The alarms to show, most urgent first, then oldest first."""
@@ -566,7 +582,7 @@ class AlarmEngine:
                 value=c.value,
                 limit=c.limit,
                 delay_s=c.delay_s,
-                started=c.started,
+                started=c.since,
                 state=AlarmState.ACTIVE if c.active else AlarmState.LATCHED,
                 acknowledged=c.acknowledged,
             )
@@ -588,20 +604,21 @@ class AlarmEngine:
 
     def _log_condition(self, event: LogEvent, cond: _Condition, stamp: Stamp) -> None:
         self._log(
-            event,
-            stamp=stamp,
-            condition=cond.condition,
-            priority=cond.priority,
-            kind=cond.kind,
-            source=cond.source,
-            code=cond.code,
-            value=cond.value,
-            limit=cond.limit,
-            text=cond.message,
+            LogEntry(
+                stamp,
+                event,
+                condition=cond.condition,
+                priority=cond.priority,
+                kind=cond.kind,
+                source=cond.source,
+                code=cond.code,
+                value=cond.value,
+                limit=cond.limit,
+                text=cond.message,
+            )
         )
 
-    def _log(self, event: LogEvent, stamp: Stamp | None = None, **fields) -> None:
-        entry = LogEntry(stamp or self.now, event, **fields)
+    def _log(self, entry: LogEntry) -> None:
         self.log.append(entry)
         self._new.append(entry)
 

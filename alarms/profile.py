@@ -244,7 +244,7 @@ class _Reader:
     def fail(self, where: str, reason: str) -> ProfileError:
         return ProfileError(f"alarm profile '{self.source}': {where}: {reason}")
 
-    def table(self, data: Any, where: str, allowed: set[str], required: set[str]) -> dict:
+    def table(self, data: Any, where: str, allowed: set[str], required: set[str]) -> dict[str, Any]:
         if not isinstance(data, dict):
             raise self.fail(where, "must be a table")
         unknown = sorted(set(data) - allowed)
@@ -280,6 +280,9 @@ class _Reader:
             value, where, minimum=0, maximum=MAX_DELAY_S, why=": a longer delay hides the condition"
         )
 
+    def rise(self, value: Any, where: str) -> float:
+        return self.number(value, where, minimum=1, maximum=MAX_BASELINE_RISE, why=" mmHg")
+
     def text(self, value: Any, where: str) -> str:
         if not isinstance(value, str) or not value.strip():
             raise self.fail(where, "must be a non-empty string")
@@ -296,7 +299,7 @@ class _Reader:
         except KeyError:
             raise self.fail(where, "must be 'low', 'medium' or 'high'") from None
 
-    def profile(self, data: dict) -> Profile:
+    def profile(self, data: dict[str, Any]) -> Profile:
         top = self.table(
             data,
             "the file",
@@ -329,10 +332,9 @@ class _Reader:
                 {"systolic", "diastolic", "priority"},
                 {"systolic", "diastolic", "priority"},
             )
-            rise = {"minimum": 1, "maximum": MAX_BASELINE_RISE, "why": " mmHg"}
             baseline = BaselineRule(
-                self.number(b["systolic"], "[baseline_rise] systolic", **rise),
-                self.number(b["diastolic"], "[baseline_rise] diastolic", **rise),
+                self.rise(b["systolic"], "[baseline_rise] systolic"),
+                self.rise(b["diastolic"], "[baseline_rise] diastolic"),
                 self.priority(b["priority"], "[baseline_rise] priority"),
             )
         return Profile(

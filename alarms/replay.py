@@ -157,7 +157,7 @@ def _code(text: Any) -> Code | None:
         return None  # a code the alarm system has no rule for
 
 
-def _value(obj: dict, where: str) -> float | None:
+def _value(obj: dict[str, Any], where: str) -> float | None:
     value = obj.get("value")
     if value is None:
         return None
@@ -166,7 +166,7 @@ def _value(obj: dict, where: str) -> float | None:
     return _float(value, where, '"value"')
 
 
-def _flags(obj: dict, where: str) -> set[Flag]:
+def _flags(obj: dict[str, Any], where: str) -> set[Flag]:
     try:
         return {Flag(f) for f in obj.get("flags", [])}
     except (ValueError, TypeError):
@@ -199,8 +199,8 @@ def timeline_record(entry: LogEntry, origin: float = 0.0) -> dict[str, Any]:
         "t": round(entry.stamp.mono - origin, 4),
         "condition": entry.condition,
         "code": entry.code,
-        "priority": entry.priority.label,
-        "kind": entry.kind.value,
+        "priority": None if entry.priority is None else entry.priority.label,
+        "kind": None if entry.kind is None else entry.kind.value,
         "state": entry.event.value,
         "value": entry.value,
         "limit": entry.limit,

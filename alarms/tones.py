@@ -227,7 +227,8 @@ def render_spec(spec: BurstSpec, fs: int = 44100, volume: float = 0.5) -> np.nda
     for start in starts:
         k = round(start * fs)
         out[k : k + pulse.size] += pulse
-    return (out * (volume / np.max(np.abs(out)))).astype(np.float32)
+    peak = float(np.max(np.abs(out)))
+    return (out * (volume / peak)).astype(np.float32)
 
 
 def render_burst(priority: int, fs: int = 44100, volume: float = 0.5) -> np.ndarray:
@@ -366,7 +367,9 @@ def _moving_mean(x: np.ndarray, width: float) -> np.ndarray:
         )
     else:
         total = np.interp(hi, grid, c) - np.interp(lo, grid, c)
-    return total / np.maximum(hi - lo, 1e-9)
+    # numpy's stubs lose the type through interp and clip: it is an array of ``x``'s kind.
+    mean: np.ndarray = total / np.maximum(hi - lo, 1e-9)
+    return mean
 
 
 def _sync_envelope(x: np.ndarray, fs: float, f0: float) -> np.ndarray:
@@ -379,7 +382,8 @@ def _sync_envelope(x: np.ndarray, fs: float, f0: float) -> np.ndarray:
     """
     width = max(1, round(0.003 * f0)) * fs / f0  # the whole periods nearest to 3 ms
     mixed = x * np.exp(-2j * np.pi * f0 * np.arange(x.size) / fs)
-    return 2 * np.abs(_moving_mean(_moving_mean(mixed, width), width))
+    envelope: np.ndarray = 2 * np.abs(_moving_mean(_moving_mean(mixed, width), width))
+    return envelope
 
 
 def _segments(env: np.ndarray, fs: float) -> list[tuple[int, int]]:
