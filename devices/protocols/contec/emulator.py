@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
+import numpy.typing as npt
 
 from devices.protocols.base import DeviceEmulator, SerialSettings
 from devices.protocols.contec.parser import ContecParser
@@ -29,21 +30,17 @@ from devices.protocols.contec.wire import (
     decode_packet,
     encode_realtime_array,
 )
+from devices.protocols.emulation import Blocks, tick_at, ticks
 from kapmonitor.core.model import Flag
 
 if TYPE_CHECKING:
     from devices.sim.physiology import KapSession
 
 
-def packet_index(t: float) -> int:
-    """The first real-time packet at or after session time ``t`` (packet k is sent at k/60 s)."""
-    return max(0, math.ceil(t * PACKET_RATE - 1e-9))
-
-
-def quantise_pleth(x: np.ndarray) -> np.ndarray:
+def quantise_pleth(x: npt.ArrayLike) -> npt.NDArray[np.uint8]:
     """Pleth 0..1 to the 7-bit wire value; NaN (no signal) is sent as 0."""
-    x = np.nan_to_num(np.asarray(x, dtype=np.float64), nan=0.0)
-    return np.rint(np.clip(x, 0.0, 1.0) * 127.0).astype(np.uint8)
+    clean = np.nan_to_num(np.asarray(x, dtype=np.float64), nan=0.0)
+    return np.rint(np.clip(clean, 0.0, 1.0) * 127.0).astype(np.uint8)
 
 
 @dataclass
@@ -63,11 +60,11 @@ class StreamRun:
 
     def packets(self, timeout: float) -> tuple[int, int]:
         """The packet indices ``[first, end)`` this run sends."""
-        first = packet_index(self.start)
+        first = tick_at(self.start, PACKET_RATE)
         limit = (self.last_command + timeout) * PACKET_RATE
         end = sys.maxsize if math.isinf(limit) else math.floor(limit + 1e-9) + 1
         if self.stop is not None:
-            end = min(end, packet_index(self.stop))
+            end = min(end, tick_at(self.stop, PACKET_RATE))
         return first, max(first, end)
 
 
@@ -106,7 +103,8 @@ class ContecEmulator(DeviceEmulator):
         self.runs: list[StreamRun] = []
         self.commands: list[tuple[float, int]] = []  #: (session time, command) as received
         self._host = b""
-        self._cache: dict[int, bytes] = {}
+        #: Real-time packets, computed a second at a time.
+        self._packets = Blocks(self.second, int(PACKET_RATE), b"".join, width=RT_BYTES)
 
     def streaming(self, t: float) -> bool:
         """Whether the device sends at session time ``t`` (as far as commands so far say)."""
@@ -148,9 +146,10 @@ class ContecEmulator(DeviceEmulator):
         return self.replies.get(code, b"")
 
     def emit(self, t0: float, t1: float) -> bytes:
-        k0, k1 = packet_index(t0), packet_index(t1)
-        if k1 <= k0:
+        window = ticks(t0, t1, PACKET_RATE)
+        if not window:
             return b""
+        k0, k1 = window.start, window.stop
         parts = []
         for run in self.runs:
             a, z = run.packets(self.timeout)
@@ -161,19 +160,10 @@ class ContecEmulator(DeviceEmulator):
 
     def packets(self, k0: int, k1: int) -> bytes:
         """The bytes of real-time packets ``k0 .. k1 - 1``, whether or not the host asked."""
-        if k1 <= k0:
-            return b""
-        per = int(PACKET_RATE)
-        j0, j1 = k0 // per, (k1 - 1) // per
-        data = b"".join(self.second(j) for j in range(j0, j1 + 1))
-        base = j0 * per
-        return data[(k0 - base) * RT_BYTES : (k1 - base) * RT_BYTES]
+        return self._packets.units(k0, k1) if k0 < k1 else b""
 
     def second(self, j: int) -> bytes:
-        """The 60 packets of second ``j`` (cached: emit() asks for the same one repeatedly)."""
-        cached = self._cache.get(j)
-        if cached is not None:
-            return cached
+        """The 60 packets of second ``j``."""
         per = int(PACKET_RATE)
         t = float(j)
         v = self.session.vitals(t)
@@ -196,8 +186,4 @@ class ContecEmulator(DeviceEmulator):
         d[:, 4] = spo2
         d[:, 5] = pi & 0xFF
         d[:, 6] = pi >> 8
-        data = encode_realtime_array(d)
-        if len(self._cache) >= 4:
-            self._cache.clear()
-        self._cache[j] = data
-        return data
+        return encode_realtime_array(d)

@@ -138,6 +138,7 @@ class ContecParser(Parser):
                 continue
             if c == RT_TYPE:
                 m = _RUN_TAIL.match(cls, pos)
+                assert m is not None  # the pattern matches the empty string
                 run_end = m.end(1)
                 if not self._locked and run_end > pos:
                     count = (run_end - pos) // RT_BYTES

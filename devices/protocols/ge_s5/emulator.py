@@ -9,8 +9,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
+import numpy.typing as npt
 
 from devices.protocols.base import DeviceEmulator, SerialSettings
+from devices.protocols.emulation import Blocks, tick_at
 from devices.protocols.ge_s5.parser import GeS5Parser
 from devices.protocols.ge_s5.records import BasicClass, phdb_record, wave_record, wave_subrecord
 from devices.protocols.ge_s5.wire import (
@@ -108,7 +110,8 @@ class GeS5Emulator(DeviceEmulator):
         self.requests = _Requests()
         self.received: list[tuple[float, bytes]] = []  #: (session time, record) of valid frames
         self._host = b""
-        self._pleth_cache: dict[int, np.ndarray] = {}
+        #: Pleth samples, computed a second at a time.
+        self._pleth = Blocks(self._pleth_second, 100, np.concatenate)
         readings = getattr(session, "nibp_readings", ())
         self._nibp = tuple(readings)
         self._nibp_t = [r.t for r in self._nibp]
@@ -183,7 +186,7 @@ class GeS5Emulator(DeviceEmulator):
     def emit(self, t0: float, t1: float) -> bytes:
         events: list[tuple[float, int, int]] = []  # (time, kind, index)
         for run in self.requests.phdb:
-            first = math.ceil(run.start - 1e-9)
+            first = tick_at(run.start, 1.0)
             end = t1 if run.stop is None else min(t1, run.stop)
             if run.interval < 0:
                 if t0 <= first < end:
@@ -195,9 +198,9 @@ class GeS5Emulator(DeviceEmulator):
                     events.append((tr, 0, round(tr)))
                 k += 1
         for run in self.requests.wave:
-            k0 = math.ceil(run.start / WAVE_PERIOD - 1e-9)  # packets whose samples follow it
+            k0 = tick_at(run.start, 1 / WAVE_PERIOD)  # packets whose samples follow it
             end = t1 if run.stop is None else min(t1, run.stop)
-            k = max(k0, math.ceil(t0 / WAVE_PERIOD - 1e-9) - 1)
+            k = max(k0, tick_at(t0, 1 / WAVE_PERIOD) - 1)
             while (ts := (k + 1) * WAVE_PERIOD) < end:
                 if ts >= t0:
                     events.append((ts, 1, k if k != k0 else -k - 1))
@@ -256,10 +259,7 @@ class GeS5Emulator(DeviceEmulator):
         a stream, which has the gap bit set."""
         k, status = (index, 0) if index >= 0 else (-index - 1, WF_STATUS_GAP)
         n = WAVE_SAMPLES
-        first = k * n
-        j0, j1 = first // 100, (first + n - 1) // 100
-        x = np.concatenate([self._pleth_second(j) for j in range(j0, j1 + 1)])
-        x = x[first - j0 * 100 : first - j0 * 100 + n]
+        x = self._pleth.units(k * n, k * n + n)
         raw = np.where(
             np.isnan(x),
             DATA_INVALID,
@@ -268,14 +268,8 @@ class GeS5Emulator(DeviceEmulator):
         r_time = self.epoch + math.floor((k + 1) * WAVE_PERIOD)
         return wave_record([(WF_PLETH, wave_subrecord(raw, status))], r_time)
 
-    def _pleth_second(self, j: int) -> np.ndarray:
-        got = self._pleth_cache.get(j)
-        if got is None:
-            if len(self._pleth_cache) >= 4:
-                self._pleth_cache.clear()
-            got = np.asarray(self.session.pleth(float(j), 100, PLETH_FS), dtype=np.float64)
-            self._pleth_cache[j] = got
-        return got
+    def _pleth_second(self, j: int) -> npt.NDArray[np.float64]:
+        return np.asarray(self.session.pleth(float(j), 100, PLETH_FS), dtype=np.float64)
 
 
 _MODE_BITS = {"auto": NIBP_AUTO, "stat": NIBP_STAT}

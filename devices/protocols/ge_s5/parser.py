@@ -248,7 +248,9 @@ class GeS5Parser(Parser):
         else:
             stats.records_other += 1
 
-    def _pleth(self, data, start: int, count: int, at: Stamp, out: list[Measurement]) -> None:
+    def _pleth(
+        self, data: memoryview, start: int, count: int, at: Stamp, out: list[Measurement]
+    ) -> None:
         raw = np.frombuffer(data, dtype="<i2", count=count, offset=start)
         samples = raw / PLETH_DIVISOR
         flags: Flags = frozenset()

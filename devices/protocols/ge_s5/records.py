@@ -123,13 +123,29 @@ def encode_basic(b: BasicClass) -> bytes:
     return bytes(out)
 
 
-def decode_basic(data: bytes, off: int = 0) -> BasicClass:
+def decode_basic(data: bytes | memoryview, off: int = 0) -> BasicClass:
     """The fields of a basic class that starts at ``data[off]``."""
     ecg_status, ecg_label, hr = _ECG.unpack_from(data, off + ECG_OFF)
-    n = _GROUP4.unpack_from(data, off + NIBP_OFF)
+    n_status, n_label, n_sys, n_dia, n_mean, n_hr = _GROUP4.unpack_from(data, off + NIBP_OFF)
     s = _GROUP4.unpack_from(data, off + SPO2_OFF)
     (amb,) = _I16.unpack_from(data, off + CO2_AMB_PRESS)
-    return BasicClass(ecg_status, ecg_label, hr, *n, s[0], s[1], s[2], s[3], s[4], amb)
+    return BasicClass(
+        ecg_status,
+        ecg_label,
+        hr,
+        n_status,
+        n_label,
+        n_sys,
+        n_dia,
+        n_mean,
+        n_hr,
+        s[0],
+        s[1],
+        s[2],
+        s[3],
+        s[4],
+        amb,
+    )
 
 
 def phdb_subrecord(

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
+import numpy.typing as npt
 
 from devices.protocols.base import DeviceEmulator, SerialSettings
+from devices.protocols.emulation import Blocks, ticks
 from devices.protocols.nonin.parser import (
     NoninFormat2Parser,
     NoninFormat7Parser,
@@ -168,15 +169,10 @@ def wire_flags8(flags: Flags) -> Flags:
     return wire
 
 
-def quantise_pleth(x: np.ndarray, bits: int = 8) -> np.ndarray:
+def quantise_pleth(x: npt.ArrayLike, bits: int = 8) -> npt.NDArray[np.int64]:
     """Pleth 0..1 to the ``bits``-bit wire value; NaN (no signal) is sent as 0."""
-    x = np.nan_to_num(np.asarray(x, dtype=np.float64), nan=0.0)
-    return np.rint(np.clip(x, 0.0, 1.0) * float((1 << bits) - 1)).astype(np.int64)
-
-
-def frame_index(t: float, rate: float = FRAME_RATE) -> int:
-    """The first frame at or after session time ``t`` (frame k is sent at k/``rate`` s)."""
-    return max(0, math.ceil(t * rate - 1e-9))
+    clean = np.nan_to_num(np.asarray(x, dtype=np.float64), nan=0.0)
+    return np.rint(np.clip(clean, 0.0, 1.0) * float((1 << bits) - 1)).astype(np.int64)
 
 
 class _NoninEmulator(DeviceEmulator):
@@ -217,13 +213,13 @@ class _FramedEmulator(_NoninEmulator):
     """A Nonin oximeter streaming a 25-frame format from a simulated patient.
 
     Packet ``p`` (frames 25p..25p+24) shows the vitals at ``p/3`` s and the pleth from there at
-    75 Hz. Packets are computed whole and cached, so the bytes do not depend on how
-    :meth:`emit`'s time boundaries fall.
+    75 Hz; frame ``k`` is sent at ``k/75`` s. Packets are computed whole and cached, so the bytes
+    do not depend on how :meth:`emit`'s time boundaries fall.
     """
 
     layout: ClassVar[FrameLayout]
 
-    def __init_subclass__(cls, **kwargs) -> None:
+    def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
         cls.data_format = cls.layout.data_format
 
@@ -232,26 +228,19 @@ class _FramedEmulator(_NoninEmulator):
     ) -> None:
         super().__init__(session, speed=speed)
         self.revision = revision
-        self._cache: dict[int, bytes] = {}
+        #: Frames, computed a packet at a time.
+        self._frames = Blocks(self.packet, FRAMES_PER_PACKET, b"".join, width=FRAME_BYTES)
 
     def emit(self, t0: float, t1: float) -> bytes:
-        k0, k1 = frame_index(t0), frame_index(t1)
-        if k1 <= k0:
-            return b""
-        p0, p1 = k0 // FRAMES_PER_PACKET, (k1 - 1) // FRAMES_PER_PACKET
-        data = b"".join(self.packet(p) for p in range(p0, p1 + 1))
-        base = p0 * FRAMES_PER_PACKET
-        return data[(k0 - base) * FRAME_BYTES : (k1 - base) * FRAME_BYTES]
+        frames = ticks(t0, t1, FRAME_RATE)
+        return self._frames.units(frames.start, frames.stop) if frames else b""
 
     def packet(self, index: int) -> bytes:
-        """The 125 bytes of packet ``index`` (cached: emit() asks for the same one repeatedly)."""
-        cached = self._cache.get(index)
-        if cached is not None:
-            return cached
+        """The 125 bytes of packet ``index``."""
         t = index * FRAMES_PER_PACKET / FRAME_RATE
         v = self.session.vitals(t)
         pleth = np.asarray(self.session.pleth(t, FRAMES_PER_PACKET, FRAME_RATE), dtype=float)
-        data = encode_packet(
+        return encode_packet(
             None if v.heart_rate is None else round(v.heart_rate),
             None if v.spo2 is None else round(v.spo2),
             quantise_pleth(pleth, self.layout.bits),
@@ -261,10 +250,6 @@ class _FramedEmulator(_NoninEmulator):
             revision=self.revision,
             layout=self.layout,
         )
-        if len(self._cache) >= 4:
-            self._cache.clear()
-        self._cache[index] = data
-        return data
 
 
 class NoninFormat2Emulator(_FramedEmulator):
@@ -288,8 +273,7 @@ class NoninFormat8Emulator(_NoninEmulator):
     data_format: ClassVar[int] = 8
 
     def emit(self, t0: float, t1: float) -> bytes:
-        k0, k1 = frame_index(t0, 1.0), frame_index(t1, 1.0)
-        return b"".join(self.packet(k) for k in range(k0, k1))
+        return b"".join(self.packet(k) for k in ticks(t0, t1, 1.0))
 
     def packet(self, index: int) -> bytes:
         v = self.session.vitals(float(index))

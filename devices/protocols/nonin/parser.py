@@ -211,7 +211,7 @@ class _FramedParser(_NoninParser):
     FRAME_RATE: ClassVar[float] = FRAME_RATE
     BYTE_RATE: ClassVar[float] = BYTE_RATE
 
-    def __init_subclass__(cls, **kwargs) -> None:
+    def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
         cls.data_format = cls.layout.data_format
         cls._hunt_re = cls.layout.hunt
@@ -495,7 +495,9 @@ class NoninFormat8Parser(_NoninParser):
                 # Another status byte among the data bytes: this packet was cut short.
                 self.stats.framing_errors += 1
                 self.stats.packets_dropped += 1
-                cut = _STATUS8.search(b, pos + 1, pos + PACKET8_BYTES).start()
+                status = _STATUS8.search(b, pos + 1, pos + PACKET8_BYTES)
+                assert status is not None  # it is what made the run fail
+                cut = status.start()
                 self._lose_step(cut - pos)
                 pos = cut
                 continue
