@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -112,7 +113,8 @@ def _samples(text: str) -> np.ndarray:
     return np.frombuffer(base64.b64decode(text, validate=True), dtype="<f8").astype(np.float64)
 
 
-_ITEM_READERS = {
+#: Each item kind's reader, by its tag, called with the rest of its spooled list.
+_ITEM_READERS: dict[str, Callable[..., Item]] = {
     "n": lambda src, c, v, m, w, f: Numeric(src, Code(c), v, Stamp(m, w), _read_flags(f)),
     "p": lambda src, sy, di, me, m, w, f: NibpReading(src, sy, di, me, Stamp(m, w),
                                                       _read_flags(f)),

@@ -368,8 +368,8 @@ def read_wfdb(header: Path, name: str) -> Recording:
         with _quiet():
             rec = wfdb.rdrecord(str(header.with_suffix("")))
     except Exception as exc:  # the reader raises anything from ValueError to IndexError
-        reason = str(exc).strip().splitlines()
-        reason = reason[0] if reason else type(exc).__name__
+        lines = str(exc).strip().splitlines()
+        reason = lines[0] if lines else type(exc).__name__
         raise UserError(f"'{name}' cannot be read as a WFDB record: {reason}") from None
     fs = float(rec.fs or 0)
     if not fs > 0 or rec.p_signal is None or not rec.sig_len:

@@ -240,7 +240,7 @@ class Recorder:
         while self._memory:
             batch = self._memory[0]
             if self.spool.full():
-                kept = [i for i in batch.items if not isinstance(i, WaveformBlock)]
+                kept: list[Item] = [i for i in batch.items if not isinstance(i, WaveformBlock)]
                 self.spool.dropped_waves += len(batch.items) - len(kept)
                 batch.items = kept
             try:

@@ -84,6 +84,13 @@ class Spool:
         os.replace(temporary, path)
         return cls(path, fd, limit)
 
+    @property
+    def _held(self) -> int:
+        """The open file's descriptor; using a spool after :meth:`close` is a programming error."""
+        if self._fd is None:
+            raise ValueError(f"the spool {self.path.name} is closed")
+        return self._fd
+
     def __len__(self) -> int:
         """Bytes held (none once it is removed)."""
         return 0 if self._fd is None else os.fstat(self._fd).st_size
@@ -97,19 +104,19 @@ class Spool:
         record = _HEAD.pack(MAGIC, len(payload), zlib.crc32(payload)) + payload
         size = len(self)
         try:
-            written = os.write(self._fd, record)
+            written = os.write(self._held, record)
             if written != len(record):
                 raise OSError(28, "short write to the spool")
-            os.fsync(self._fd)
+            os.fsync(self._held)
         except OSError:
             with contextlib.suppress(OSError):  # else the torn record is skipped when read
-                os.ftruncate(self._fd, size)  # no torn record left behind
+                os.ftruncate(self._held, size)  # no torn record left behind
             raise
 
     def batches(self) -> Iterator[Batch]:
         """The batches held, oldest first; a damaged one is skipped (and counted in ``torn``)."""
-        os.lseek(self._fd, 0, os.SEEK_SET)  # writes still go to the end (O_APPEND)
-        data = b"".join(iter(lambda: os.read(self._fd, 1 << 20), b""))
+        os.lseek(self._held, 0, os.SEEK_SET)  # writes still go to the end (O_APPEND)
+        data = b"".join(iter(lambda: os.read(self._held, 1 << 20), b""))
         self.torn = 0
         good_end = pos = 0  # the end of the last good record; where to look for the next
         while (start := data.find(MAGIC, pos)) >= 0:
@@ -126,7 +133,7 @@ class Spool:
 
     def clear(self) -> None:
         """Empty it (everything in it is in the database)."""
-        os.ftruncate(self._fd, 0)
+        os.ftruncate(self._held, 0)
 
     def close(self, *, remove: bool) -> None:
         """Let go of it; ``remove`` deletes it (it must be empty, or its batches written)."""

@@ -12,7 +12,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import Float, cast, func, insert, literal, select, update
+from sqlalchemy import (
+    ColumnElement,
+    CursorResult,
+    Float,
+    cast,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -188,7 +198,7 @@ class Store:
             .where(this, SessionRow.status == SessionStatus.INTERRUPTED.value)
             .values(status=SessionStatus.ACTIVE.value, ended=None)
         )
-        if resumed.rowcount:
+        if isinstance(resumed, CursorResult) and resumed.rowcount:  # DML: a cursor result
             s.add(AuditRow(session_id=session_id, at=time.time(), who="kapmonitor",
                            action="session-resumed",
                            detail=f"recorder {_owner()} reached the database again and wrote; "
@@ -293,7 +303,7 @@ class Store:
         here = socket.gethostname()
         found = []
         with Session(self.db.engine) as s, s.begin():
-            now = s.scalar(select(_db_clock(self.db)))
+            now = s.scalars(select(_db_clock(self.db))).one()
             for row in s.scalars(
                 select(SessionRow).where(SessionRow.status == SessionStatus.ACTIVE.value)
             ):
@@ -471,7 +481,7 @@ def _protocol_and_port(source: str) -> tuple[str, str]:
     return spec.kind, spec.target
 
 
-def _db_clock(db: Database):
+def _db_clock(db: Database) -> ColumnElement[float]:
     """The database's clock, in seconds since the epoch, as an SQL expression: the lease is
     judged by one clock, whichever host the recorder and the checking client run on."""
     if db.is_sqlite:
