@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from kapmonitor.cli import _MaskPasswords
-from kapmonitor.record.db import has_password, mask_password
+from kapmonitor.record.db import has_password
+from kapmonitor.record.db_env import mask_password
 from tests.cli_process import kapmonitor
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="libpq's password files are POSIX")

@@ -12,6 +12,7 @@ import io
 import os
 import threading
 
+import kapmonitor.runner
 from kapmonitor import cli
 from kapmonitor.runner import SessionRunner
 
@@ -45,7 +46,7 @@ def test_headless_record_drains_every_queue_and_memory_stays_flat(tmp_path, monk
             super().__init__(*args, **kwargs)
             runners.append(self)
 
-    monkeypatch.setattr(cli, "SessionRunner", Observed)
+    monkeypatch.setattr(kapmonitor.runner, "SessionRunner", Observed)  # imported when record runs
     samples: list[tuple[dict[str, int], float]] = []  # (depth per queue, RSS in MB)
     done = threading.Event()
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import sqlite3
 import stat
 import time
@@ -34,10 +33,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from kapmonitor.core.errors import UserError
+from kapmonitor.record.db_env import ENV_VAR, PASSWORD_ENV, URL_PASSWORD, mask_password
 
-ENV_VAR = "KAPMONITOR_DB"
-#: A database server's password, kept out of the URL (and so out of ``ps`` and of messages).
-PASSWORD_ENV = "KAPMONITOR_DB_PASSWORD"
 FILE_NAME = "kapmonitor.sqlite3"
 
 
@@ -133,18 +130,6 @@ class Database:
         self._hold()
 
 
-# [scheme://]user:PASSWORD@ — the password runs to the last "@" of the word (a user may not have
-# percent-encoded an "@" in it), and the scheme may be mistyped.
-_URL_PASSWORD = re.compile(
-    r"(?P<head>(?:[A-Za-z][\w+.-]*://)?[^\s:/@'\"]*:)(?P<password>(?!//)\S*)@"
-)
-
-
-def mask_password(text: str) -> str:
-    """``text`` with the password of every URL in it replaced by ``***``: for every message."""
-    return _URL_PASSWORD.sub(lambda m: f"{m['head']}***@", text)
-
-
 def has_password(url: str | None) -> bool:
     """Whether ``url`` carries a password itself (visible to other users in ``ps``)."""
     if not url:
@@ -152,7 +137,7 @@ def has_password(url: str | None) -> bool:
     try:
         return make_url(url).password is not None
     except (ArgumentError, ValueError):
-        return _URL_PASSWORD.search(url) is not None
+        return URL_PASSWORD.search(url) is not None
 
 
 def read_password_file(path: Path) -> str:
