@@ -29,6 +29,8 @@ from kapmonitor.core.errors import UserError
 from kapmonitor.export import export_session
 from kapmonitor.export import hl7 as hl7_export
 from kapmonitor.export.deidentify import SHIFT_DAYS, deidentified
+from kapmonitor.export.formats import FORMATS as REGISTRY
+from kapmonitor.export.formats import ExportFormat
 from kapmonitor.export.vital import device_names
 from kapmonitor.record.session import DeviceInfo, EventRecord, SessionRecord
 from tests.session_fixtures import (
@@ -651,3 +653,54 @@ def test_identified_exports_are_owner_only_and_deidentified_ones_follow_the_umas
             assert stat.S_IMODE(anon.stat().st_mode) == 0o644
     finally:
         os.umask(old)
+
+
+# --- one registry: the command line and the review window offer the same formats ---------------
+
+
+@pytest.fixture(scope="module")
+def stored(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, int]:
+    """A database URL holding a real 15-minute simulated session (dosed at 10); its id."""
+    from kapmonitor.record.db import open_database
+    from kapmonitor.record.store import Store
+    from tests.session_fixtures import store_session
+
+    folder = tmp_path_factory.mktemp("stored")
+    url = f"sqlite:///{folder / 'export.sqlite3'}"
+    store = Store(open_database(url))
+    session_id = store_session(store, folder, duration_s=900.0)
+    store.db.close()
+    return url, session_id
+
+
+@pytest.mark.parametrize("name", list(REGISTRY))
+def test_every_registry_format_exports_from_the_command_line(
+    name: str, stored: tuple[str, int], tmp_path: Path
+) -> None:
+    from kapmonitor.cli import main as cli_main
+
+    url, session_id = stored
+    path = tmp_path / f"session{REGISTRY[name].suffix}"
+    argv = ["export", str(session_id), "--format", name, "-o", str(path), "--db", url]
+    assert cli_main(argv) == 0
+    assert path.stat().st_size > 1000
+
+
+def test_a_format_added_to_the_registry_is_offered_by_the_command_line(
+    stored: tuple[str, int], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kapmonitor.cli import build_parser
+    from kapmonitor.cli import main as cli_main
+
+    extra = ExportFormat("csv-copy", "kapmonitor.export.csv_export", ".csv", "CSV copy", "a copy")
+    argv = ["export", "1", "--format", "csv-copy", "-o", "x.csv"]
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(argv)  # not a format yet
+    monkeypatch.setitem(REGISTRY, extra.name, extra)
+    assert build_parser().parse_args(argv).format == "csv-copy"
+    assert "a copy" in build_parser().format_help().replace("\n", " ")
+    url, session_id = stored
+    path = tmp_path / "copy.csv"
+    assert cli_main(["export", str(session_id), "--format", "csv-copy", "-o", str(path),
+                     "--db", url]) == 0  # fmt: skip
+    assert path.read_text(encoding="utf-8-sig").startswith("kind,id,wall_time")

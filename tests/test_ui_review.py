@@ -7,6 +7,7 @@ file (tests/session_fixtures.py), so the window reads what the recorder would ha
 
 from __future__ import annotations
 
+import argparse
 import gc
 import itertools
 import math
@@ -19,8 +20,11 @@ import pyqtgraph as pg
 import pytest
 from PySide6 import QtCore, QtWidgets
 
+from kapmonitor.cli import build_parser
 from kapmonitor.cli import main as cli_main
 from kapmonitor.core.codes import Code
+from kapmonitor.export.formats import FORMATS as EXPORT_FORMATS
+from kapmonitor.export.formats import ExportFormat
 from kapmonitor.record.db import open_database
 from kapmonitor.record.session import SessionStatus
 from kapmonitor.record.store import NewSession, Store
@@ -274,7 +278,7 @@ def test_amend_an_event_keeps_the_original_and_audits_it(window, store, recorded
     assert any(a.action == "note-added" and a.who == REVIEWER for a in store.audit_log(recorded[1]))
 
 
-@pytest.mark.parametrize("fmt", ["csv", "fhir", "hl7", "vital", "pdf"])
+@pytest.mark.parametrize("fmt", list(EXPORT_FORMATS))
 def test_every_export_format_has_a_button(window, tmp_path, monkeypatch, fmt):
     target = tmp_path / f"out.{fmt}"
     monkeypatch.setattr(
@@ -283,6 +287,31 @@ def test_every_export_format_has_a_button(window, tmp_path, monkeypatch, fmt):
     window.export_buttons[fmt].click()
     assert target.stat().st_size > 1000
     assert str(target) in window.message.text()
+
+
+def test_the_window_and_the_command_line_offer_the_registry_formats(
+    qtbot, store, recorded, tmp_path, monkeypatch
+):
+    """One list: a format added to the registry gets a button and a ``--format`` choice."""
+    extra = ExportFormat("csv-copy", "kapmonitor.export.csv_export", ".csv", "CSV copy", "a copy")
+    monkeypatch.setitem(EXPORT_FORMATS, extra.name, extra)
+    w = ReviewWindow(store, recorded[1], reviewer=REVIEWER)
+    qtbot.addWidget(w)
+    assert list(w.export_buttons) == list(EXPORT_FORMATS) == export_choices()
+    assert w.export_buttons["csv-copy"].text() == "CSV copy"
+    target = tmp_path / "copy.csv"
+    monkeypatch.setattr(QtWidgets.QFileDialog, "getSaveFileName", lambda *a, **k: (str(target), ""))
+    w.export_buttons["csv-copy"].click()
+    assert target.stat().st_size > 1000
+    w.close()
+
+
+def export_choices() -> list[str]:
+    """The command line's ``export --format`` choices, as its parser offers them."""
+    parser = build_parser()
+    subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    export = subs.choices["export"]
+    return list(next(a for a in export._actions if "--format" in a.option_strings).choices)
 
 
 def test_the_pdf_report_from_the_button_has_the_session(window, tmp_path):

@@ -1,11 +1,12 @@
 """Exports of a recorded session: CSV, FHIR R4, HL7 v2.6, VitalDB ``.vital`` and a PDF report.
 
-Each format is written by its own module from the plain-data :class:`SessionRecord`. The data
-formats use no library beyond numpy; the PDF report draws with reportlab (a dependency of the
-package, imported only when a PDF is written), so an export never depends on a package the
-monitor does not ship. The file appears whole or not at all: it is written next to its
-destination and renamed over it, so a full disk or a crash never leaves a half-written export
-looking like a good one.
+Each format is written by its own module from the plain-data :class:`SessionRecord`; the formats
+are listed once, in :data:`~kapmonitor.export.formats.FORMATS`, which the command line and the
+review window both read. The data formats use no library beyond numpy; the PDF report draws
+with reportlab (a dependency of the package, imported only when a PDF is written), so an export
+never depends on a package the monitor does not ship. The file appears whole or not at all: it
+is written next to its destination and renamed over it, so a full disk or a crash never leaves a
+half-written export looking like a good one.
 
 ``deidentify`` passes the session through :func:`~kapmonitor.export.deidentify.deidentified`
 first, the one de-identification step of every format: a random pseudonym and session UID, no
@@ -20,10 +21,9 @@ a de-identified one gets the user's usual permissions (umask).
 from __future__ import annotations
 
 import contextlib
-import importlib
 import os
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,18 +33,8 @@ from kapmonitor.core.codes import CodeInfo
 from kapmonitor.core.errors import UserError
 from kapmonitor.core.model import Flags, Stamp
 from kapmonitor.export.deidentify import deidentified, pseudonym
+from kapmonitor.export.formats import FORMATS, ExportFormat, export_format
 from kapmonitor.record.session import SessionInfo, SessionRecord
-
-#: Format name -> module (in this package) with ``write(record, out, *, deidentify)``.
-FORMATS: dict[str, str] = {
-    "csv": "csv_export",
-    "fhir": "fhir",
-    "hl7": "hl7",
-    "vital": "vital",
-    "pdf": "pdf",
-}
-
-Writer = Callable[..., None]
 
 
 def export_session(
@@ -55,15 +45,12 @@ def export_session(
     deidentify: bool = False,
     keep_notes: bool = False,
 ) -> None:
-    """Write ``record`` to ``path`` as ``fmt`` (csv, fhir, hl7, vital or pdf); de-identified
+    """Write ``record`` to ``path`` as ``fmt`` (a name in :data:`FORMATS`); de-identified
     (with notes only if ``keep_notes``) when ``deidentify``.
 
     Raises UserError for an unknown format or a path that cannot be written.
     """
-    module = FORMATS.get(str(fmt).strip().lower())
-    if module is None:
-        raise UserError(f"unknown export format '{fmt}' (available: {', '.join(sorted(FORMATS))})")
-    write: Writer = importlib.import_module(f"{__name__}.{module}").write
+    write = export_format(fmt).writer()
     path = Path(path)
     if deidentify:
         record = deidentified(record, keep_notes=keep_notes)
@@ -169,8 +156,10 @@ def sources(record: SessionRecord) -> list[str]:
 
 __all__ = [
     "FORMATS",
+    "ExportFormat",
     "Row",
     "deidentified",
+    "export_format",
     "export_session",
     "flag_text",
     "iso_utc",

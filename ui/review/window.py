@@ -37,7 +37,6 @@ from ui.review.plots import ReviewPlots
 PLETH_MAX_MIN = 2.0
 #: Stepping to an event or alarm shows this many minutes around it when zoomed further out.
 STEP_SPAN_MIN = 10.0
-EXPORT_SUFFIX = {"csv": ".csv", "fhir": ".json", "hl7": ".hl7", "vital": ".vital", "pdf": ".pdf"}
 
 
 def _clock(wall: float) -> str:
@@ -255,12 +254,12 @@ class ReviewWindow(QtWidgets.QMainWindow):
         row = QtWidgets.QHBoxLayout()
         row.addWidget(QtWidgets.QLabel("Export"))
         self.export_buttons = {}
-        for fmt in FORMATS:
-            b = QtWidgets.QPushButton(fmt.upper() if fmt != "vital" else ".vital")
-            b.setToolTip(f"the whole session as {fmt.upper()}, to a file you choose")
-            b.clicked.connect(lambda _=False, f=fmt: self._ask_export(f))
+        for fmt in FORMATS.values():
+            b = QtWidgets.QPushButton(fmt.label)
+            b.setToolTip(f"the whole session as {fmt.name.upper()}, to a file you choose")
+            b.clicked.connect(lambda _=False, f=fmt.name: self._ask_export(f))
             row.addWidget(b)
-            self.export_buttons[fmt] = b
+            self.export_buttons[fmt.name] = b
         self.deidentify = QtWidgets.QCheckBox("De-identify")
         self.deidentify.setToolTip(
             "a pseudonym for the patient; no names or serial numbers; dates shifted; no notes"
@@ -599,7 +598,7 @@ class ReviewWindow(QtWidgets.QMainWindow):
         return path
 
     def _ask_export(self, fmt: str) -> None:
-        suggested = f"session-{self.session_id}{EXPORT_SUFFIX.get(fmt, '')}"
+        suggested = f"session-{self.session_id}{FORMATS[fmt].suffix}"
         path, _ = QtWidgets.QFileDialog.getSaveFileName(self, f"Export as {fmt.upper()}", suggested)
         if not path:
             return
