@@ -13,7 +13,8 @@ from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QApplication, QDialog, QWidget
 
 from devices.registry import protocol_names
-from ui.discharge_dialog import CheckItem, DischargeDialog, SummaryView
+from kapmonitor.core.discharge import CheckItem
+from ui.discharge_dialog import DischargeDialog, SummaryView
 from ui.start_dialog import StartDialog
 from ui.status_panel import DeviceStatusPanel
 from ui.theme import apply_dark_theme
@@ -369,10 +370,10 @@ def test_end_is_enabled_when_every_item_is_met_then_the_summary_shows(qtbot):
     with qtbot.waitSignal(d.end_requested, timeout=1000) as blocker:
         qtbot.mouseClick(d.end_button, Qt.MouseButton.LeftButton)
     outcome = blocker.args[0]
-    assert outcome["ended"] is True
-    assert outcome["override"] is False
-    assert outcome["override_reason"] is None
-    assert [i["ok"] for i in outcome["items"]] == [True, True, True]
+    assert outcome.ended is True
+    assert outcome.override is False
+    assert outcome.override_reason is None
+    assert [i.ok for i in outcome.items] == [True, True, True]
     assert ended == [outcome]
     assert d.pages.currentIndex() == 1
     assert d.summary_view.summary() == SUMMARY
@@ -382,7 +383,7 @@ def test_end_is_enabled_when_every_item_is_met_then_the_summary_shows(qtbot):
 
 
 def test_the_nurse_ticks_what_only_she_can_judge(qtbot):
-    items = [*ITEMS_OK, {"label": "Patient alert and oriented", "ok": None}]
+    items = [*ITEMS_OK, CheckItem("Patient alert and oriented", None)]
     d = DischargeDialog(items)
     qtbot.addWidget(d)
     assert not d.end_button.isEnabled()
@@ -415,10 +416,10 @@ def test_an_unmet_item_needs_the_override_and_a_reason(qtbot, tmp_path):
     with qtbot.waitSignal(d.end_requested, timeout=1000) as blocker:
         qtbot.mouseClick(d.end_button, Qt.MouseButton.LeftButton)
     outcome = blocker.args[0]
-    assert outcome["override"] is True
-    assert outcome["override_reason"] == "picked up by partner; BP falling, GP informed"
-    assert [i["ok"] for i in outcome["items"]] == [True, False, True, True]
-    assert outcome["items"][3]["confirmed_by_nurse"] is True
+    assert outcome.override is True
+    assert outcome.override_reason == "picked up by partner; BP falling, GP informed"
+    assert [i.ok for i in outcome.items] == [True, False, True, True]
+    assert outcome.items[3].confirmed_by_nurse is True
     assert d.override_reason() == "picked up by partner; BP falling, GP informed"
     assert d.ended
     d.reject()  # Escape on the summary page: the session has ended all the same
@@ -465,7 +466,7 @@ def test_cancel_keeps_the_session(qtbot):
     with qtbot.waitSignal(d.rejected, timeout=1000):
         qtbot.mouseClick(d.cancel_button, Qt.MouseButton.LeftButton)
     assert not d.ended
-    assert d.outcome()["ended"] is False
+    assert d.outcome().ended is False
 
 
 # --- device and recording status --------------------------------------------------------------

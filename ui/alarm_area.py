@@ -455,7 +455,7 @@ class AlarmArea(QWidget):
 
     def row_colour(self, row: int) -> QColor:
         """The priority colour of a row's message text."""
-        return self.table.item(row, _MESSAGE).foreground().color()
+        return self._cell(row, _MESSAGE).foreground().color()
 
     def banner_colour(self) -> QColor | None:
         """The priority colour the banner shows (lit or not); None without alarms."""
@@ -515,10 +515,17 @@ class AlarmArea(QWidget):
         if self._marker_lit[row] == lit:
             return
         self._marker_lit[row] = lit
-        item = self.table.item(row, _MARKER)
+        item = self._cell(row, _MARKER)
         shade = _shade(priority)
         item.setBackground(QColor(shade.fill if lit else _DARK))
         item.setForeground(QColor(shade.on_fill if lit else shade.text))
+
+    def _cell(self, row: int, column: int) -> QTableWidgetItem:
+        """A cell of the alarm list (:meth:`_fill_table` fills every cell of every row)."""
+        item = self.table.item(row, column)
+        if item is None:
+            raise LookupError(f"the alarm list has no cell at row {row}, column {column}")
+        return item
 
     # --- drawing --------------------------------------------------------------------------
 
@@ -583,11 +590,13 @@ class AlarmArea(QWidget):
             for row, (alarm, texts) in enumerate(rows):
                 shade = _shade(alarm.priority)
                 tip = _tooltip(alarm)
+                cells: dict[int, QTableWidgetItem] = {}
                 for column, text in texts.items():
                     item = table.item(row, column)
                     if item is None:
                         item = QTableWidgetItem()
                         table.setItem(row, column, item)
+                    cells[column] = item
                     item.setText(text)
                     item.setToolTip(tip)
                     item.setData(Qt.ItemDataRole.UserRole, alarm.id)
@@ -596,14 +605,14 @@ class AlarmArea(QWidget):
                     font = item.font()
                     font.setBold(column in (_MARKER, _MESSAGE))
                     item.setFont(font)
-                table.item(row, _MARKER).setTextAlignment(Qt.AlignmentFlag.AlignCenter)
-                table.item(row, _MESSAGE).setForeground(QColor(shade.text))
+                cells[_MARKER].setTextAlignment(Qt.AlignmentFlag.AlignCenter)
+                cells[_MESSAGE].setForeground(QColor(shade.text))
                 if alarm.state is AlarmState.LATCHED and not alarm.acknowledged:
-                    table.item(row, _STATE).setForeground(QColor(shade.text))
+                    cells[_STATE].setForeground(QColor(shade.text))
                 elif alarm.acknowledged:
-                    table.item(row, _STATE).setForeground(QColor(_DIM))
-                table.item(row, _DELAY).setForeground(QColor(_DIM))
-                table.item(row, _SOURCE).setForeground(QColor(_DIM))
+                    cells[_STATE].setForeground(QColor(_DIM))
+                cells[_DELAY].setForeground(QColor(_DIM))
+                cells[_SOURCE].setForeground(QColor(_DIM))
                 if alarm.id == selected:
                     reselect = row
             if reselect is None:

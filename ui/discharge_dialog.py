@@ -4,14 +4,15 @@ The caller (the main window) works out the checklist from the session: time sinc
 blood pressure against the baseline, SpO2 and pulse. Items it cannot judge (is the patient
 alert?) have ``ok=None`` and become checkboxes the nurse ticks. "End session" is enabled only
 when every item is met, or the nurse ticks the override and writes a reason, which the dialog
-returns for the record. Then the dialog shows the session summary it was given.
+returns for the record (a :class:`DischargeOutcome`). Then the dialog shows the session summary
+it was given.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Protocol
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QFont
@@ -28,7 +29,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-__all__ = ["CheckItem", "DischargeDialog", "SummaryGrid", "SummaryView"]
+__all__ = [
+    "CheckLine",
+    "DischargeDialog",
+    "DischargeOutcome",
+    "JudgedItem",
+    "SummaryGrid",
+    "SummaryView",
+]
 
 GREEN = "#3ddc84"
 RED = "#ff6b6b"
@@ -36,28 +44,44 @@ AMBER = "#ffb300"
 DIM = "#8a939d"
 
 
+class CheckLine(Protocol):
+    """One line of the discharge check as the dialog reads it (e.g. the runner's
+    :class:`~kapmonitor.core.discharge.CheckItem`)."""
+
+    @property
+    def label(self) -> str:
+        """E.g. "≥ 2 h since the dose"."""
+
+    @property
+    def ok(self) -> bool | None:
+        """True met, False not met, None: the nurse confirms it with a tick."""
+
+    @property
+    def detail(self) -> str:
+        """E.g. "2 h 05 min" or "128/80 vs 124/78 mmHg"."""
+
+
 @dataclass(frozen=True)
-class CheckItem:
-    """One line of the discharge check."""
+class JudgedItem:
+    """One line of the check as it stood when the session ended."""
 
-    label: str  #: e.g. "≥ 2 h since the dose"
-    ok: bool | None  #: True met, False not met, None: the nurse confirms it with a tick
-    detail: str = ""  #: e.g. "2 h 05 min" or "128/80 vs 124/78 mmHg"
-
-    @classmethod
-    def of(cls, item: Any) -> CheckItem:
-        """A CheckItem from itself, a dict, or any object with label, ok and detail."""
-        if isinstance(item, CheckItem):
-            return item
-        if not isinstance(item, Mapping):
-            item = {"label": item.label, "ok": item.ok, "detail": getattr(item, "detail", "")}
-        ok = item.get("ok")
-        return cls(
-            str(item["label"]), None if ok is None else bool(ok), str(item.get("detail") or "")
-        )
+    label: str
+    ok: bool  #: met, by the caller's judgement or the nurse's tick
+    detail: str
+    confirmed_by_nurse: bool  #: the caller could not judge it: the nurse ticked it (or not)
 
 
-Summary = Mapping[str, Any]
+@dataclass(frozen=True)
+class DischargeOutcome:
+    """What the record keeps: each item as judged, and the override's reason if used."""
+
+    ended: bool  #: the nurse pressed "End session"
+    items: tuple[JudgedItem, ...]
+    override: bool  #: ended by the override, with not every item met
+    override_reason: str | None  #: the nurse's reason; None unless ``override``
+
+
+Summary = Mapping[str, object]
 
 
 class SummaryGrid(QWidget):
@@ -83,8 +107,8 @@ class SummaryGrid(QWidget):
             self.set_summary(summary)
 
     def set_summary(self, summary: Summary) -> None:
-        while self._grid.count():
-            widget = self._grid.takeAt(0).widget()
+        while (taken := self._grid.takeAt(0)) is not None:
+            widget = taken.widget()
             if widget is not None:
                 widget.deleteLater()
         self._summary = {str(k): str(v) for k, v in summary.items()}
@@ -138,21 +162,22 @@ class DischargeDialog(QDialog):
     outcome (so the caller can end the session then) and returns it; None: close at once.
 
     Signals:
-        end_requested(dict): the nurse pressed "End session"; the argument is :meth:`outcome`.
+        end_requested(DischargeOutcome): the nurse pressed "End session"; the argument is
+        :meth:`outcome`.
     """
 
-    end_requested = Signal(dict)
+    end_requested = Signal(object)
 
     def __init__(
         self,
-        items: Sequence[CheckItem | Mapping[str, Any]],
-        summary: Summary | Callable[[dict], Summary] | None = None,
+        items: Sequence[CheckLine],
+        summary: Summary | Callable[[DischargeOutcome], Summary] | None = None,
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
         self.setWindowTitle("Discharge check")
         self.setModal(True)
-        self.items = [CheckItem.of(i) for i in items]
+        self.items = list(items)
         self._summary = summary
         self._ended = False
         self.confirm_boxes: dict[int, QCheckBox] = {}
@@ -264,30 +289,25 @@ class DischargeDialog(QDialog):
 
     def override_reason(self) -> str | None:
         """The nurse's reason when the session ended by override; None if every item was met."""
-        return self.outcome()["override_reason"]
+        return self.outcome().override_reason
 
     @property
     def ended(self) -> bool:
         """True once the nurse pressed "End session"."""
         return self._ended
 
-    def outcome(self) -> dict[str, Any]:
+    def outcome(self) -> DischargeOutcome:
         """What the record keeps: each item as judged, and the override's reason if used."""
         overridden = not self.all_met and self.override.isChecked()
-        return {
-            "ended": self._ended,
-            "items": [
-                {
-                    "label": item.label,
-                    "ok": self.item_met(i),
-                    "detail": item.detail,
-                    "confirmed_by_nurse": item.ok is None,
-                }
+        return DischargeOutcome(
+            ended=self._ended,
+            items=tuple(
+                JudgedItem(item.label, self.item_met(i), item.detail, item.ok is None)
                 for i, item in enumerate(self.items)
-            ],
-            "override": overridden,
-            "override_reason": self.override_reason_edit.text().strip() if overridden else None,
-        }
+            ),
+            override=overridden,
+            override_reason=self.override_reason_edit.text().strip() if overridden else None,
+        )
 
     def reject(self) -> None:
         if self._ended:  # the session has ended: closing the summary is not a cancel

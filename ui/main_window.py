@@ -22,11 +22,13 @@ from PySide6.QtWidgets import (
 )
 
 from alarms.model import AudioDue
+from kapmonitor.core.markers import MARKERS
+from kapmonitor.core.model import Stamp
 from kapmonitor.live import LiveBuffers
 from kapmonitor.record.session import SessionStatus
-from kapmonitor.runner import MARKERS, SessionRunner
+from kapmonitor.runner import SessionRunner
 from ui.alarm_area import AlarmArea
-from ui.discharge_dialog import DischargeDialog
+from ui.discharge_dialog import DischargeDialog, DischargeOutcome
 from ui.elided_label import ElidedLabel
 from ui.monitor_view import MonitorView
 from ui.sound import AlarmSound
@@ -140,8 +142,9 @@ class MainWindow(QMainWindow):
         self.buffers.ingest(self._live.drain())
         self.buffers.ingest(self._alarm_log.drain())
         now = runner.now()
-        if runner.dose is not None and not self._dose_told:
-            self._tell_dose()
+        dose = runner.dose
+        if dose is not None and not self._dose_told:
+            self._tell_dose(dose)
         self.view.refresh(self.buffers, now)
         alarms, audio, baseline_text = runner.alarms.snapshot()
         self.alarm_area.update_alarms(alarms, audio, baseline_text, now)
@@ -163,24 +166,24 @@ class MainWindow(QMainWindow):
     # --- what the nurse does ----------------------------------------------------------------
 
     def dose_given(self) -> None:
-        if self.runner.dose is not None:
-            self.say(f"The dose is already marked: {self._dose_text()}.")
+        dose = self.runner.dose
+        if dose is not None:
+            self.say(f"The dose is already marked: {self._dose_text(dose)}.")
             return
         self.runner.dose_given(self.operator)
         self._dose_told = True
         self.say("Dose given: the time axis now reads minutes from the dose.")
 
-    def _dose_text(self) -> str:
+    def _dose_text(self, dose: Stamp) -> str:
         """When T0 is and who set it: "dose at 10:32 (from the scenario)"."""
-        dose = self.runner.dose
         at = time.strftime("%H:%M", time.localtime(dose.wall))
         return f"dose at {at}" + (" (from the scenario)" if self.runner.dose_from_scenario else "")
 
-    def _tell_dose(self) -> None:
+    def _tell_dose(self, dose: Stamp) -> None:
         """A dose the nurse did not mark (a simulated scenario's own): say so on the screen."""
         self._dose_told = True
         if self.runner.dose_from_scenario:
-            text = self._dose_text()
+            text = self._dose_text(dose)
             self.say(f"{text[0].upper()}{text[1:]}: the time axis reads minutes from the dose.")
 
     def stat(self) -> None:
@@ -248,11 +251,11 @@ class MainWindow(QMainWindow):
         self.discharge.finished.connect(self._after_discharge)
         self.discharge.open()
 
-    def _finish(self, outcome: dict) -> dict[str, str]:
-        reason = outcome.get("override_reason")
+    def _finish(self, outcome: DischargeOutcome) -> dict[str, str]:
+        reason = outcome.override_reason
         if reason:
             self.runner.add_marker("discharge checklist overridden", reason, self.operator)
-        confirmed = [i["label"] for i in outcome["items"] if i["confirmed_by_nurse"] and i["ok"]]
+        confirmed = [i.label for i in outcome.items if i.confirmed_by_nurse and i.ok]
         for label in confirmed:
             self.runner.add_marker("confirmed", label, self.operator)
         summary = self.runner.summary()

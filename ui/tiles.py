@@ -14,6 +14,7 @@ frame of a 30-Hz timer costs next to nothing.
 from __future__ import annotations
 
 import math
+from typing import TypeGuard
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
@@ -114,8 +115,12 @@ class BigValue(QtWidgets.QWidget):
 
 
 class _Tile(QtWidgets.QFrame):
-    def __init__(self, parent=None) -> None:
+    """A tile's frame, and the alarm limits in its top right corner that every tile has."""
+
+    def __init__(self, limits_px: int, parent=None) -> None:
         super().__init__(parent)
+        self.limits = _Label("", theme.label_style(theme.TEXT_DIM, limits_px))
+        self.limits.setAlignment(QtCore.Qt.AlignmentFlag.AlignRight)
         self.setObjectName("tile")
         self.setStyleSheet(
             f"QFrame#tile {{ background-color: {theme.PANEL}; border: 1px solid {theme.BORDER};"
@@ -124,6 +129,10 @@ class _Tile(QtWidgets.QFrame):
         self.setSizePolicy(
             QtWidgets.QSizePolicy.Policy.Preferred, QtWidgets.QSizePolicy.Policy.Preferred
         )
+
+    def set_limits(self, text: str) -> None:
+        """The alarm limits in force, small at the top right ("< 90  < 85")."""
+        self.limits.set_text(text)
 
 
 class NumericTile(_Tile):
@@ -145,7 +154,7 @@ class NumericTile(_Tile):
         widest_digits: int = 3,
         parent=None,
     ) -> None:
-        super().__init__(parent)
+        super().__init__(max(18, label_px * 2 // 3), parent)
         self.colour = colour
         self.value_px = value_px
         self.decimals = decimals
@@ -153,13 +162,11 @@ class NumericTile(_Tile):
         self.blank_s = BLANK_S
         self.label = _Label(label, theme.label_style(colour, label_px, bold=True))
         self.unit = _Label(unit, theme.label_style(theme.TEXT_DIM, max(18, label_px * 2 // 3)))
-        self.limits = _Label("", theme.label_style(theme.TEXT_DIM, max(18, label_px * 2 // 3)))
         self.value = BigValue(MISSING, colour, value_px, "8" * widest_digits)
         self.small_px = max(18, label_px * 3 // 4)
         self.status = _Label("", theme.label_style(theme.TEXT, self.small_px))
         self.quality = _Label("", theme.label_style(theme.TEXT_DIM, self.small_px))
         self.quality.setAlignment(QtCore.Qt.AlignmentFlag.AlignRight)
-        self.limits.setAlignment(QtCore.Qt.AlignmentFlag.AlignRight)
 
         grid = QtWidgets.QGridLayout(self)
         grid.setContentsMargins(16, 4, 16, 4)
@@ -177,23 +184,21 @@ class NumericTile(_Tile):
         self, value: float | None, flags: Flags = frozenset(), age_s: float | None = None
     ) -> None:
         """Show ``value`` (None or NaN: "---") with why it may be missing and how old it is."""
-        missing = value is None or math.isnan(value)
-        stale = age_s is not None and age_s >= self.stale_s
+        shown = None if value is None or math.isnan(value) else value
+        #: How long it has not been updated, once that is long enough to grey it.
+        stale_for = age_s if age_s is not None and age_s >= self.stale_s else None
+        stale = stale_for is not None
         blank = age_s is not None and age_s >= self.blank_s
-        self.value.set_text(MISSING if missing or blank else self.format(value))
+        self.value.set_text(MISSING if shown is None or blank else self.format(shown))
         self.value.set_colour(theme.TEXT_STALE if stale else self.colour)
         words = flags_text(flags)
-        if stale:
-            words = ", ".join(w for w in (words, f"no update for {_duration(age_s)}") if w)
-        elif missing and not words and age_s is not None:
+        if stale_for is not None:
+            words = ", ".join(w for w in (words, f"no update for {_duration(stale_for)}") if w)
+        elif shown is None and not words and age_s is not None:
             words = "no value"
         warn = bool(flags & {Flag.SENSOR_OFF, Flag.ARTIFACT, Flag.QUESTIONABLE}) or stale
         self.status.set_text(words)
         self.status.set_style(theme.label_style(theme.WARN if warn else theme.TEXT, self.small_px))
-
-    def set_limits(self, text: str) -> None:
-        """The alarm limits in force, small at the top right ("< 90  < 85")."""
-        self.limits.set_text(text)
 
     def set_quality(self, level: int | None, text: str = "") -> None:
         """Signal quality, 0 (none) to 3 (good), as bars and a word; None hides it."""
@@ -219,7 +224,7 @@ class NibpTile(_Tile):
     """Systolic/diastolic (mean), the reading's age, the schedule and the change from baseline."""
 
     def __init__(self, *, value_px: int = 136, parent=None) -> None:
-        super().__init__(parent)
+        super().__init__(20, parent)
         self.value_px = value_px
         self._baseline: tuple[float, float] | None = None
         self._rise_rule: tuple[float, float] | None = None
@@ -228,8 +233,6 @@ class NibpTile(_Tile):
         small = 24
         self.label = _Label("NIBP", theme.label_style(theme.NIBP, 30, bold=True))
         self.unit = _Label("mmHg", theme.label_style(theme.TEXT_DIM, 20))
-        self.limits = _Label("", theme.label_style(theme.TEXT_DIM, 20))
-        self.limits.setAlignment(QtCore.Qt.AlignmentFlag.AlignRight)
         self.value = BigValue(f"{MISSING}/{MISSING}", theme.NIBP, value_px, "188/118")
         self.mean = _Label("", self._mean_style(theme.NIBP_MEAN))
         self.mean.setAlignment(
@@ -273,7 +276,7 @@ class NibpTile(_Tile):
         flags: Flags = frozenset(),
         age_s: float | None = None,
         *,
-        last_valid: tuple[float, float, float] | None = None,
+        last_valid: tuple[float | None, float | None, float] | None = None,
     ) -> None:
         """Show the newest reading; ``last_valid`` (sys, dia, age_s) is shown under a failed one."""
         self.value.set_text(f"{_int(systolic)}/{_int(diastolic)}")
@@ -282,7 +285,8 @@ class NibpTile(_Tile):
         colour = theme.TEXT_STALE if stale else theme.NIBP
         self.value.set_colour(colour)
         self.mean.set_style(self._mean_style(theme.TEXT_STALE if stale else theme.NIBP_MEAN))
-        failed = not (_ok(systolic) and _ok(diastolic))
+        shown = (float(systolic), float(diastolic)) if _ok(systolic) and _ok(diastolic) else None
+        failed = shown is None
         if age_s is None:
             self.age.set_text("no reading yet")
         else:
@@ -290,7 +294,7 @@ class NibpTile(_Tile):
             self.age.set_text(", ".join(w for w in (what, age_text(age_s)) if w))
         warn = failed or stale
         self.age.set_style(theme.label_style(theme.WARN if warn else theme.TEXT, 24))
-        self._shown = None if failed else (float(systolic), float(diastolic))
+        self._shown = shown
         if failed and last_valid is not None:
             s, d, age = last_valid
             self.note.set_text(f"last {_int(s)}/{_int(d)}, {age_text(age)}")
@@ -326,9 +330,6 @@ class NibpTile(_Tile):
         """The profile's rise-from-baseline limits (sys, dia): a change this big is coloured."""
         self._rise_rule = rule
         self._update_delta()
-
-    def set_limits(self, text: str) -> None:
-        self.limits.set_text(text)
 
     def _update_delta(self) -> None:
         shown = self._shown
@@ -366,7 +367,8 @@ def baseline_pair(
     return float(systolic), float(diastolic)
 
 
-def _ok(value: float | None) -> bool:
+def _ok(value: float | None) -> TypeGuard[float]:
+    """A value to show: neither missing nor NaN."""
     return value is not None and not math.isnan(value)
 
 

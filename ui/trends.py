@@ -46,22 +46,39 @@ AXIS_WIDTH = 78
 TICK_PX = 15
 
 
-@dataclass
-class _Row:
+@dataclass(frozen=True)
+class _RowSpec:
+    """What one row shows and how its y axis may move."""
+
     name: str
     title: str
     colour: str
     y_range: tuple[float, float]  #: the default range; it widens to fit the data
+    stretch: int  #: its share of the height
     y_floor: float | None = None  #: the range never goes below this
     y_ceiling: float | None = None
-    bands: bool = (
-        True  #: shade beyond the limits (not where codes of different meaning share a row)
-    )
-    plot: pg.PlotItem | None = None
-    y_lo: float = 0.0
-    y_hi: float = 0.0
-    limit_items: list = field(default_factory=list)
-    alarm_points: pg.ScatterPlotItem | None = None
+    #: Shade beyond the limits (not where codes of different meaning share a row).
+    bands: bool = True
+
+
+ROW_SPECS = (
+    _RowSpec("spo2", "SpO2 %", theme.SPO2, (84, 101), 3, y_ceiling=101),
+    _RowSpec("pulse", "PR /min", theme.PULSE, (35, 145), 3, y_floor=0),
+    _RowSpec("nibp", "NIBP mmHg", theme.NIBP, (50, 190), 4, y_floor=0, bands=False),
+    _RowSpec("pi", "PI %", theme.PERFUSION, (0, 8), 2, y_floor=0, bands=False),
+)
+
+
+@dataclass
+class _Row:
+    """One row on screen: its plot, its current y range, its limit lines and alarm diamonds."""
+
+    spec: _RowSpec
+    plot: pg.PlotItem
+    alarm_points: pg.ScatterPlotItem
+    y_lo: float
+    y_hi: float
+    limit_items: list[QtWidgets.QGraphicsItem] = field(default_factory=list)
 
 
 ROW_OF: dict[Code, str] = {
@@ -97,28 +114,22 @@ class TrendPlot(pg.GraphicsLayoutWidget):
         self.setBackground(theme.BACKGROUND)
         self.ci.setContentsMargins(4, 4, 12, 4)
         self.ci.setSpacing(2)
-        self.rows: dict[str, _Row] = {
-            "spo2": _Row("spo2", "SpO2 %", theme.SPO2, (84, 101), y_ceiling=101),
-            "pulse": _Row("pulse", "PR /min", theme.PULSE, (35, 145), y_floor=0),
-            "nibp": _Row("nibp", "NIBP mmHg", theme.NIBP, (50, 190), y_floor=0, bands=False),
-            "pi": _Row("pi", "PI %", theme.PERFUSION, (0, 8), y_floor=0, bands=False),
-        }
-        stretch = {"spo2": 3, "pulse": 3, "nibp": 4, "pi": 2}
+        self.rows: dict[str, _Row] = {}
         first: pg.PlotItem | None = None
-        for i, row in enumerate(self.rows.values()):
+        for i, spec in enumerate(ROW_SPECS):
             plot = self.addPlot(row=i, col=0)
-            row.plot = plot
-            self._style_plot(plot, row)
+            self._style_plot(plot, spec)
             if first is None:
                 first = plot
             else:
                 plot.setXLink(first)
-            self.ci.layout.setRowStretchFactor(i, stretch[row.name])
-            row.y_lo, row.y_hi = row.y_range
-            plot.setYRange(row.y_lo, row.y_hi, padding=0)
-            row.alarm_points = pg.ScatterPlotItem(size=11, symbol="d", pxMode=True)
-            row.alarm_points.setZValue(20)
-            plot.addItem(row.alarm_points)
+            self.ci.layout.setRowStretchFactor(i, spec.stretch)
+            y_lo, y_hi = spec.y_range
+            plot.setYRange(y_lo, y_hi, padding=0)
+            alarm_points = pg.ScatterPlotItem(size=11, symbol="d", pxMode=True)
+            alarm_points.setZValue(20)
+            plot.addItem(alarm_points)
+            self.rows[spec.name] = _Row(spec, plot, alarm_points, y_lo, y_hi)
         self.rows["spo2"].plot.getViewBox().sigResized.connect(lambda _box: self.stack_labels())
         last = self.rows["pi"].plot
         last.showAxis("bottom")
@@ -161,7 +172,7 @@ class TrendPlot(pg.GraphicsLayoutWidget):
 
     # --- set-up ---------------------------------------------------------------------------------
 
-    def _style_plot(self, plot: pg.PlotItem, row: _Row) -> None:
+    def _style_plot(self, plot: pg.PlotItem, spec: _RowSpec) -> None:
         plot.setMenuEnabled(False)
         plot.setMouseEnabled(x=False, y=False)
         plot.hideButtons()
@@ -176,7 +187,7 @@ class TrendPlot(pg.GraphicsLayoutWidget):
             axis.setStyle(tickFont=font, tickTextOffset=4)
         left = plot.getAxis("left")
         left.setWidth(AXIS_WIDTH)
-        left.setLabel(row.title, color=row.colour, **{"font-size": f"{TICK_PX + 1}px"})
+        left.setLabel(spec.title, color=spec.colour, **{"font-size": f"{TICK_PX + 1}px"})
         plot.getViewBox().setDefaultPadding(0)
 
     def set_profile(self, profile: Profile | None) -> None:
@@ -216,7 +227,7 @@ class TrendPlot(pg.GraphicsLayoutWidget):
                     line.setZValue(-5)
                     row.plot.addItem(line)
                     row.limit_items.append(line)
-                    if row.bands and k == 0:
+                    if row.spec.bands and k == 0:
                         band = _band(limit, rule.direction, colour)
                         row.plot.addItem(band)
                         row.limit_items.append(band)
@@ -304,12 +315,12 @@ class TrendPlot(pg.GraphicsLayoutWidget):
         y_lo, y_hi = row.y_lo, row.y_hi
         if lo < y_lo:
             y_lo = lo - 0.05 * span
-            if row.y_floor is not None:
-                y_lo = max(y_lo, row.y_floor)
+            if row.spec.y_floor is not None:
+                y_lo = max(y_lo, row.spec.y_floor)
         if hi > y_hi:
             y_hi = hi + 0.05 * span
-            if row.y_ceiling is not None:
-                y_hi = min(y_hi, row.y_ceiling)
+            if row.spec.y_ceiling is not None:
+                y_hi = min(y_hi, row.spec.y_ceiling)
         if (y_lo, y_hi) != (row.y_lo, row.y_hi):
             row.y_lo, row.y_hi = y_lo, y_hi
             row.plot.setYRange(y_lo, y_hi, padding=0)
