@@ -33,7 +33,9 @@ from benchmarks.bench_record import batches, simulated_items
 from benchmarks.machine import describe
 from kapmonitor.record.db import open_database
 from kapmonitor.record.schema import SessionRow
-from kapmonitor.record.store import NewSession, Store
+from kapmonitor.record.session import SessionSetup
+from kapmonitor.record.store import Store
+from kapmonitor.review.model import ReviewModel
 
 SESSIONS = 10_000
 RUNS = 5
@@ -86,11 +88,12 @@ def main() -> int:
     fill_sessions(store, SESSIONS)
 
     items = simulated_items()
-    session_id = store.create_session(NewSession("bench-2h", clinician="Dr Osei"))
+    session_id = store.create_session(SessionSetup("bench-2h", clinician="Dr Osei"))
     for group in batches(items):
         store.write(session_id, group)
     store.db.close()
     store = Store(open_database(url))
+    reviews = ReviewModel(store)
 
     from PySide6.QtWidgets import QApplication
 
@@ -100,10 +103,10 @@ def main() -> int:
     app = QApplication.instance() or QApplication([])
 
     def list_only() -> None:
-        store.list_sessions()
+        reviews.sessions()
 
     def list_and_show() -> None:
-        browser = SessionBrowser(store)
+        browser = SessionBrowser(reviews)
         browser.resize(1200, 800)
         browser.show()
         browser.grab()  # the first paint
@@ -112,7 +115,7 @@ def main() -> int:
         app.processEvents()
 
     def open_session() -> None:
-        window = ReviewWindow(store, session_id)
+        window = ReviewWindow(reviews.open(session_id))
         window.resize(1600, 1000)
         window.show()
         window.grab()
@@ -120,7 +123,7 @@ def main() -> int:
         window.deleteLater()
         app.processEvents()
 
-    window = ReviewWindow(store, session_id)
+    window = ReviewWindow(reviews.open(session_id))
 
     def open_pleth() -> None:
         window._pleth_cache = None  # from the database each time, not from the last run

@@ -26,8 +26,9 @@ from kapmonitor.core.codes import Code
 from kapmonitor.export.formats import FORMATS as EXPORT_FORMATS
 from kapmonitor.export.formats import ExportFormat
 from kapmonitor.record.db import open_database
-from kapmonitor.record.session import SessionStatus
-from kapmonitor.record.store import NewSession, Store
+from kapmonitor.record.session import SessionSetup, SessionStatus
+from kapmonitor.record.store import Store
+from kapmonitor.review.model import ReviewModel
 from kapmonitor.review.timeline import QUIET_KINDS
 from tests.session_fixtures import OPERATOR, PATIENT, START, store_session
 from ui.review.app import ReviewApp
@@ -51,7 +52,7 @@ def recorded(tmp_path_factory) -> tuple[str, int]:
         ("KAP-PT-000002", "Dr Osei", START - 86400 * 2, SessionStatus.INTERRUPTED),
         ("KAP-PT-004217", "Dr Lindqvist", START - 86400 * 7, SessionStatus.COMPLETED),
     ):
-        sid = store.create_session(NewSession(patient, clinician, OPERATOR), started=started)
+        sid = store.create_session(SessionSetup(patient, clinician, OPERATOR), started=started)
         store.end_session(sid, status, started + 5400)
     store.db.close()
     return url, session_id
@@ -68,7 +69,7 @@ def store(recorded):
 def window(qtbot, store, recorded):
     gc.collect()
     gc.disable()  # see test_ui_main_window: no collection of old Qt wrappers mid-paint
-    w = ReviewWindow(store, recorded[1], reviewer=REVIEWER)
+    w = ReviewWindow(ReviewModel(store).open(recorded[1], REVIEWER))
     qtbot.addWidget(w)
     w.resize(1600, 1000)
     w.show()
@@ -79,7 +80,7 @@ def window(qtbot, store, recorded):
 
 
 def test_the_browser_lists_every_session_and_filters_them(qtbot, store, recorded):
-    browser = SessionBrowser(store)
+    browser = SessionBrowser(ReviewModel(store))
     qtbot.addWidget(browser)
     assert browser.count.text() == "4 of 4 sessions"
     model = browser.model
@@ -198,11 +199,11 @@ def test_a_click_on_a_plot_moves_the_cursor(window, qtbot):
     assert window.plots.cursor_x == pytest.approx(30.0, abs=0.2)
 
 
-def test_the_pleth_loads_on_demand_for_the_view(window):
+def test_the_pleth_loads_on_demand_for_the_view(window, store):
     assert not window.plots.plots["pleth"].isVisible()
     shown = window.show_pleth_at(30.0)
     assert window.plots.plots["pleth"].isVisible()
-    fs = window.store.load_waves(window.session_id)[0].fs
+    fs = store.load_waves(window.session_id)[0].fs
     assert shown == pytest.approx(30 * fs, rel=0.05)  # half a minute of samples
     window.plots.set_x_range(0.0, PLETH_MAX_MIN * 3)
     assert window._load_pleth() == 0
@@ -295,7 +296,7 @@ def test_the_window_and_the_command_line_offer_the_registry_formats(
     """One list: a format added to the registry gets a button and a ``--format`` choice."""
     extra = ExportFormat("csv-copy", "kapmonitor.export.csv_export", ".csv", "CSV copy", "a copy")
     monkeypatch.setitem(EXPORT_FORMATS, extra.name, extra)
-    w = ReviewWindow(store, recorded[1], reviewer=REVIEWER)
+    w = ReviewWindow(ReviewModel(store).open(recorded[1], REVIEWER))
     qtbot.addWidget(w)
     assert list(w.export_buttons) == list(EXPORT_FORMATS) == export_choices()
     assert w.export_buttons["csv-copy"].text() == "CSV copy"
@@ -348,7 +349,7 @@ def test_review_from_the_command_line(recorded, capsys):
 
 
 def test_the_review_app_opens_a_window_per_session(qtbot, store, recorded):
-    app = ReviewApp(store, REVIEWER)
+    app = ReviewApp(ReviewModel(store), REVIEWER)
     browser = app.show_browser()
     qtbot.addWidget(browser)
     browser.open_session.emit(recorded[1])
@@ -361,9 +362,9 @@ def test_the_review_app_opens_a_window_per_session(qtbot, store, recorded):
 
 def test_a_session_without_dose_or_data_opens(qtbot, tmp_path):
     store = Store(open_database(f"sqlite:///{tmp_path / 'empty.sqlite3'}"))
-    sid = store.create_session(NewSession("KAP-EMPTY"), started=START)
+    sid = store.create_session(SessionSetup("KAP-EMPTY"), started=START)
     store.end_session(sid, SessionStatus.INTERRUPTED, START + 60)
-    w = ReviewWindow(store, sid, reviewer=REVIEWER)
+    w = ReviewWindow(ReviewModel(store).open(sid, REVIEWER))
     qtbot.addWidget(w)
     w.show()
     assert not w.timeline.dose_relative
@@ -384,9 +385,9 @@ def test_a_session_stopped_by_the_system_says_so_everywhere(qtbot, tmp_path):
     from kapmonitor.export import export_session
 
     store = Store(open_database(f"sqlite:///{tmp_path / 'stopped.sqlite3'}"))
-    sid = store.create_session(NewSession("KAP-STOPPED"), started=START)
+    sid = store.create_session(SessionSetup("KAP-STOPPED"), started=START)
     store.end_session(sid, SessionStatus.STOPPED_BY_SYSTEM, START + 600, who="system")
-    browser = SessionBrowser(store)
+    browser = SessionBrowser(ReviewModel(store))
     qtbot.addWidget(browser)
     model = browser.model
     assert model.data(model.index(0, 6), QtCore.Qt.ItemDataRole.DisplayRole) == (
@@ -396,7 +397,7 @@ def test_a_session_stopped_by_the_system_says_so_everywhere(qtbot, tmp_path):
     browser.status.setCurrentIndex(browser.status.findData(SessionStatus.STOPPED_BY_SYSTEM))
     assert browser.status.currentText() == "Stopped by the system"
     assert [s.patient for s in model.shown] == ["KAP-STOPPED"]
-    w = ReviewWindow(store, sid, reviewer=REVIEWER)
+    w = ReviewWindow(ReviewModel(store).open(sid, REVIEWER))
     qtbot.addWidget(w)
     assert "STOPPED BY THE SYSTEM" in w.header.text()
     pdf = tmp_path / "stopped.pdf"

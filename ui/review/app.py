@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kapmonitor.record.recorder import open_store
+from kapmonitor.review.model import ReviewModel
 from ui.review.browser import SessionBrowser
 from ui.review.window import ReviewWindow
 from ui.system_stop import SystemStop
@@ -11,14 +11,14 @@ from ui.system_stop import SystemStop
 class ReviewApp:
     """The browser and the review windows it opened (kept here so they are not collected)."""
 
-    def __init__(self, store, reviewer: str | None = None) -> None:
-        self.store = store
+    def __init__(self, reviews: ReviewModel, reviewer: str | None = None) -> None:
+        self.reviews = reviews
         self.reviewer = reviewer
         self.windows: dict[int, ReviewWindow] = {}
         self.browser: SessionBrowser | None = None
 
     def show_browser(self) -> SessionBrowser:
-        self.browser = SessionBrowser(self.store)
+        self.browser = SessionBrowser(self.reviews)
         self.browser.open_session.connect(self.open)
         self.browser.resize(1300, 800)
         self.browser.show()
@@ -27,7 +27,7 @@ class ReviewApp:
     def open(self, session_id: int) -> ReviewWindow:
         window = self.windows.get(session_id)
         if window is None or not window.isVisible():
-            window = ReviewWindow(self.store, session_id, reviewer=self.reviewer)
+            window = ReviewWindow(self.reviews.open(session_id, self.reviewer))
             self.windows[session_id] = window
             window.resize(1600, 1000)
         window.showMaximized()
@@ -39,12 +39,12 @@ def run(session_id: int | None, db_url: str | None, reviewer: str | None = None)
     from ui.app import _application
 
     app = _application()
-    store, _ = open_store(db_url)  # interrupted sessions are listed as such
-    review = ReviewApp(store, reviewer)
+    reviews = ReviewModel.connect(db_url)  # interrupted sessions are listed as such
+    review = ReviewApp(reviews, reviewer)
     if session_id is None:
         review.show_browser()
     else:
-        store.session_info(session_id)  # a wrong id is a one-line error, before any window
+        reviews.session_info(session_id)  # a wrong id is a one-line error, before any window
         review.open(session_id)
     stop = SystemStop(app)  # SIGTERM, SIGINT: close the database and exit
     stop.stop_requested.connect(lambda signum: app.exit(128 + signum))
@@ -52,4 +52,4 @@ def run(session_id: int | None, db_url: str | None, reviewer: str | None = None)
         return app.exec()
     finally:
         stop.uninstall()
-        store.db.close()
+        reviews.close()

@@ -15,7 +15,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from kapmonitor.core.identifiers import matches
 from kapmonitor.record.session import SessionInfo, SessionStatus
-from kapmonitor.record.store import Store
+from kapmonitor.review.model import ReviewModel
 from ui import theme
 
 COLUMNS = ("Session", "Started", "Patient", "Clinician", "Drug", "Minutes", "Status")
@@ -104,10 +104,9 @@ class SessionBrowser(QtWidgets.QWidget):
 
     open_session = QtCore.Signal(int)
 
-    def __init__(self, store: Store, parent=None) -> None:
+    def __init__(self, reviews: ReviewModel, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
-        self.store = store
-        self.setWindowTitle(f"kapmonitor review — sessions in {store.db.url}")
+        self.setWindowTitle(f"kapmonitor review — sessions in {reviews.url}")
         layout = QtWidgets.QVBoxLayout(self)
         filters = QtWidgets.QHBoxLayout()
         self.patient = QtWidgets.QLineEdit(placeholderText="Patient")
@@ -132,7 +131,7 @@ class SessionBrowser(QtWidgets.QWidget):
         filters.addWidget(self.count)
         layout.addLayout(filters)
 
-        self.model = SessionModel(store.list_sessions(), self)
+        self.model = SessionModel(reviews.sessions(), self)
         self.table = QtWidgets.QTableView()
         self.table.setModel(self.model)
         self.table.verticalHeader().setVisible(False)

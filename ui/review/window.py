@@ -5,16 +5,16 @@ event or alarm to the next), a cursor read-out, and tabs: the summary with the R
 form, the NIBP readings, the events with notes and amendments, the alarms, the audit trail.
 Notes and amendments go straight to the record as new events; an amendment names the event it
 corrects, so the original is kept, and the store audits who, when and why. Every export format
-is a button.
+of the registry (:data:`kapmonitor.export.formats.FORMATS`) is a button.
 
-The session is loaded without its pleth (a 2-hour session has 720,000 samples the trends do not
-need); the pleth row loads the waveform for what is on screen when it is shown, up to
-:data:`PLETH_MAX_MIN` minutes at a time.
+The window is a view over a :class:`~kapmonitor.review.session_review.SessionReview`, which
+reads and writes the record. The session is loaded without its pleth (a 2-hour session has
+720,000 samples the trends do not need); the pleth row loads the waveform for what is on screen
+when it is shown, up to :data:`PLETH_MAX_MIN` minutes at a time.
 """
 
 from __future__ import annotations
 
-import getpass
 import math
 import time
 from pathlib import Path
@@ -25,10 +25,11 @@ from PySide6 import QtCore, QtWidgets
 from kapmonitor.core.codes import Code
 from kapmonitor.core.errors import UserError
 from kapmonitor.export import FORMATS, export_session
-from kapmonitor.record.session import EventRecord, SessionStatus
-from kapmonitor.record.store import Store
+from kapmonitor.record.session import EventRecord, SessionRecord, SessionStatus
 from kapmonitor.review import rems
-from kapmonitor.review.summary import summarise
+from kapmonitor.review.changes import Amendment, Assessment
+from kapmonitor.review.session_review import SessionReview
+from kapmonitor.review.summary import SessionSummary
 from kapmonitor.review.timeline import QUIET_KINDS, Timeline
 from ui import theme
 from ui.review.plots import ReviewPlots
@@ -78,8 +79,9 @@ class AmendDialog(QtWidgets.QDialog):
     both are given, OK is disabled and a line under the fields says what is still missing, so
     a click on OK (or Enter) that does nothing is never left unexplained."""
 
-    def __init__(self, event: EventRecord, parent=None) -> None:
+    def __init__(self, event: EventRecord, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
+        self.event_id = event.id
         self.setWindowTitle("Amend event")
         form = QtWidgets.QFormLayout(self)
         form.addRow("Original", QtWidgets.QLabel(f"{event.kind}: {event.text or '-'}"))
@@ -104,13 +106,13 @@ class AmendDialog(QtWidgets.QDialog):
             edit.textChanged.connect(self._check)
         self._check()
 
+    def amendment(self) -> Amendment:
+        """The correction as typed."""
+        return Amendment(self.event_id, self.text.text(), self.reason.text())
+
     def missing_text(self) -> str:
         """What OK still waits for, in a sentence; empty when the amendment is complete."""
-        needed = [
-            what
-            for what, edit in (("the corrected text", self.text), ("a reason", self.reason))
-            if not edit.text().strip()
-        ]
+        needed = self.amendment().missing()
         return f"Enter {' and '.join(needed)} to amend the event." if needed else ""
 
     def _check(self) -> None:
@@ -121,20 +123,14 @@ class AmendDialog(QtWidgets.QDialog):
 
 
 class ReviewWindow(QtWidgets.QMainWindow):
-    """One session, opened from the database by id."""
+    """One session under review: a view over its :class:`SessionReview`."""
 
-    def __init__(
-        self, store: Store, session_id: int, *, reviewer: str | None = None, parent=None
-    ) -> None:
+    def __init__(self, review: SessionReview, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
-        self.store = store
-        self.session_id = session_id
-        self.reviewer = reviewer or getpass.getuser()
-        self.record = store.load_session(session_id, waves=False)
-        self.timeline = Timeline.from_record(self.record)
+        self.review = review
         self._pleth_cache: tuple[float, float, np.ndarray, np.ndarray] | None = None
         info = self.record.info
-        self.setWindowTitle(f"kapmonitor review — session {session_id}, {info.patient}")
+        self.setWindowTitle(f"kapmonitor review — session {self.session_id}, {info.patient}")
 
         central = QtWidgets.QWidget()
         self.setCentralWidget(central)
@@ -197,6 +193,26 @@ class ReviewWindow(QtWidgets.QMainWindow):
         self._wire_plots()
         self._fill_tables()
         self._update_readout(self.plots.cursor_x)
+
+    @property
+    def session_id(self) -> int:
+        return self.review.session_id
+
+    @property
+    def reviewer(self) -> str:
+        return self.review.reviewer
+
+    @property
+    def record(self) -> SessionRecord:
+        return self.review.record
+
+    @property
+    def timeline(self) -> Timeline:
+        return self.review.timeline
+
+    @property
+    def summary(self) -> SessionSummary:
+        return self.review.summary
 
     # --- the parts ----------------------------------------------------------------------------
 
@@ -296,33 +312,25 @@ class ReviewWindow(QtWidgets.QMainWindow):
         layout.addWidget(box)
         return w
 
-    def save_assessment(
-        self, answers: dict[str, bool], ready_to_leave: str | None = None
-    ) -> list[int]:
-        """Write the assessment: one event per field (``ready_to_leave`` as HH:MM)."""
-        texts = [rems.assessment_text(name, value) for name, value in answers.items()]
-        if ready_to_leave:
-            texts.append(rems.assessment_text(rems.READY_TO_LEAVE, ready_to_leave))
-        if not texts:
-            raise UserError("choose at least one answer to save")
-        stamp = self.timeline.stamp_at(self.timeline.x_max)  # about the session, at its end
-        ids = [
-            self.store.add_event(self.session_id, rems.ASSESSMENT_KIND, text, self.reviewer,
-                                 stamp=stamp)
-            for text in texts
-        ]  # fmt: skip
-        self._reload("Assessment saved to the record.")
+    def save_assessment(self, assessment: Assessment) -> list[int]:
+        """Write the assessment to the record: one event per field."""
+        ids = self.review.save_assessment(assessment)
+        self._redraw("Assessment saved to the record.")
         return ids
 
-    def _save_assessment(self) -> None:
-        answers = {
+    def assessment_entered(self) -> Assessment:
+        """The assessment as the form holds it (fields left "not assessed" are left out)."""
+        answers: dict[str, bool] = {
             name: combo.currentData()
             for name, combo in self.assessment.items()
             if combo.currentData() is not None
         }
         ready = self.ready_time.time().toString("HH:mm") if self.ready_set.isChecked() else None
+        return Assessment(answers, ready)
+
+    def _save_assessment(self) -> None:
         try:
-            self.save_assessment(answers, ready)
+            self.save_assessment(self.assessment_entered())
         except UserError as exc:
             self.say(str(exc))
 
@@ -405,18 +413,14 @@ class ReviewWindow(QtWidgets.QMainWindow):
         )
         _fill(
             self.audit_table,
-            [
-                [_date_time(a.at), a.who, a.action, a.detail]
-                for a in self.store.audit_log(self.session_id)
-            ],
+            [[_date_time(a.at), a.who, a.action, a.detail] for a in self.review.audit_log()],
         )
 
     def summary_rows(self) -> list[tuple[str, str]]:
-        self.summary = summarise(self.record)
         return self.summary.rows()
 
     def rems_rows(self) -> list[tuple[str, str]]:
-        return rems.rems_form(self.record, summary=self.summary).rows()
+        return self.review.rems_form().rows()
 
     # --- moving about -------------------------------------------------------------------------
 
@@ -494,25 +498,7 @@ class ReviewWindow(QtWidgets.QMainWindow):
         cache = self._pleth_cache
         if cache is None or lo < cache[0] or hi > cache[1]:
             margin = (hi - lo) / 2
-            t = self.timeline
-            # a block starts up to a few seconds before the part of it on screen
-            blocks = self.store.load_waves(
-                self.session_id, t.wall(lo - margin) - 5.0, t.wall(hi + margin)
-            )
-            xs, ys = [], []
-            end = -math.inf
-            for b in blocks:
-                if b.code is not Code.PLETH or not len(b.samples):
-                    continue
-                x = t.minutes(b.stamp.wall) + np.arange(len(b.samples)) / b.fs / 60.0
-                if x[0] - end > 1.5 / b.fs / 60.0:  # not straight after the last block: a gap
-                    xs.append([x[0]])
-                    ys.append([math.nan])
-                xs.append(x)
-                ys.append(b.samples)
-                end = x[-1]
-            x = np.concatenate(xs) if xs else np.empty(0)
-            y = np.concatenate(ys) if ys else np.empty(0)
+            x, y = self.review.pleth(lo - margin, hi + margin)
             self._pleth_cache = cache = (lo - margin, hi + margin, x, y)
         _, _, x, y = cache
         samples = int(np.isfinite(y[(x >= lo) & (x <= hi)]).sum())
@@ -523,39 +509,20 @@ class ReviewWindow(QtWidgets.QMainWindow):
 
     def add_note(self, text: str, x: float | None = None) -> int:
         """A note about the moment under the cursor (or x), written to the record now."""
-        text = text.strip()
-        if not text:
-            raise UserError("a note needs some text")
-        stamp = self.timeline.stamp_at(self.plots.cursor_x if x is None else x)
-        event_id = self.store.add_event(self.session_id, "note", text, self.reviewer, stamp=stamp)
-        self._reload(f"Note added at {_clock(stamp.wall)}.")
+        event_id, stamp = self.review.add_note(text, self.plots.cursor_x if x is None else x)
+        self._redraw(f"Note added at {_clock(stamp.wall)}.")
         return event_id
 
-    def amend(self, event_id: int, text: str, reason: str) -> int:
+    def amend(self, amendment: Amendment) -> int:
         """Correct an event: a new event names it; the original is kept and the change audited."""
-        original = next((e for e in self.record.events if e.id == event_id), None)
-        if original is None:
-            raise UserError(f"there is no event {event_id} in session {self.session_id}")
-        if not text.strip() or not reason.strip():
-            raise UserError("an amendment needs the corrected text and a reason")
-        new_id = self.store.add_event(
-            self.session_id,
-            original.kind,
-            text.strip(),
-            self.reviewer,
-            stamp=original.stamp,
-            amends=event_id,
-            reason=reason.strip(),
-        )
-        self._reload(f"Event {event_id} amended; the original is kept.")
+        new_id = self.review.amend(amendment)
+        self._redraw(f"Event {amendment.event_id} amended; the original is kept.")
         return new_id
 
-    def _reload(self, message: str) -> None:
-        """Read the record again (the new event and its audit line) and redraw."""
+    def _redraw(self, message: str) -> None:
+        """Show the record as read again after a write (the new event and its audit line)."""
         lo, hi = self.plots.x_range()
         cursor = self.plots.cursor_x
-        self.record = self.store.load_session(self.session_id, waves=False)
-        self.timeline = Timeline.from_record(self.record)
         old = self.plots
         self.plots = ReviewPlots(self.timeline)
         old.parentWidget().layout().replaceWidget(old, self.plots)
@@ -585,14 +552,14 @@ class ReviewWindow(QtWidgets.QMainWindow):
         event = next(e for e in self.record.events if e.id == event_id)
         dialog = AmendDialog(event, self)
         if dialog.exec():
-            self.amend(event_id, dialog.text.text(), dialog.reason.text())
+            self.amend(dialog.amendment())
 
     # --- exports --------------------------------------------------------------------------------
 
     def export(self, fmt: str, path: Path | str) -> Path:
         """Write the session as ``fmt`` (with its waveforms); every format has a button."""
-        record = self.store.load_session(self.session_id)  # the full record, pleth included
         path = Path(path)
+        record = self.review.full_record()
         export_session(record, fmt, path, deidentify=self.deidentify.isChecked())
         self.say(f"Exported as {fmt.upper()} to {path}.")
         return path
