@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import sys
 import threading
 import time
 from dataclasses import dataclass, replace
@@ -12,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from devices.base import DEFAULT_NO_DATA_TIMEOUT, DriverSettings
@@ -35,20 +34,19 @@ from devices.protocols.contec.wire import BYTE_RATE, CAPTURED_REPLIES, LOCK_PACK
 from devices.registry import get_driver_class
 from devices.sim.physiology import KapSession
 from devices.sim.scenario import load_scenario
-from devices.sim.serve import PtyEndpoint, serve
+from devices.sim.serve import serve
 from kapmonitor.core.codes import Code
 from kapmonitor.core.device_spec import DeviceSpec
 from kapmonitor.core.hub import Hub
 from kapmonitor.core.model import ConnectionState, Flag, Numeric, Stamp, WaveformBlock
-from tests.pipeline_helpers import Collector, decode_cli
+from tests.pipeline_helpers import Collector, decode_cli, feed_chunks
+from tests.protocol_helpers import ORIGIN, PTY, TeeEndpoint, at_byte_rate, check_accounting, hypo
 
 DATA = Path(__file__).parent / "data" / "contec"  # copied from ../shared/data (see README)
 CAPTURE = DATA / "stream_data.py.capture-excerpt.txt"
 GOLDEN = bytes.fromhex("01E085B396C1E1FFFF")
 FS = 60.0
-ORIGIN = Stamp(1000.0, 1.7e9)
-HYPO = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow], max_examples=60)
-PTY = pytest.mark.skipif(sys.platform == "win32", reason="pseudo-terminals are POSIX")
+HYPO = hypo(max_examples=60)
 
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -72,19 +70,15 @@ def load_capture() -> list[tuple[bytes, bytes]]:
     return pairs
 
 
-def byte_stamp(end: int) -> Stamp:
-    """When byte ``end`` has arrived, at the device's 540 B/s: packet k (bytes 9k..9k+8) ends
-    at ORIGIN + (k + 1) / 60."""
-    return ORIGIN.shifted(end / BYTE_RATE)
+#: When byte ``end`` has arrived, at the device's 540 B/s: packet k (bytes 9k..9k+8) ends at
+#: ORIGIN + (k + 1) / 60.
+byte_stamp = at_byte_rate(BYTE_RATE)
 
 
 def decode(stream: bytes, cuts=None, *, flush: bool = True) -> tuple[ContecParser, list]:
     """Feed ``stream`` split at ``cuts`` (default: whole), each chunk stamped by its last byte."""
     parser = ContecParser("ox")
-    bounds = [0, *sorted(set(c for c in (cuts or []) if 0 < c < len(stream))), len(stream)]
-    items = []
-    for a, b in itertools.pairwise(bounds):
-        items += parser.feed(stream[a:b], byte_stamp(b))
+    items = feed_chunks(parser, stream, cuts, byte_stamp)
     if flush:
         items += parser.flush()
     return parser, items
@@ -122,13 +116,6 @@ def samples_by_packet(items: list) -> dict[int, float]:
 
 def numerics(items: list, code: Code) -> list[Numeric]:
     return [i for i in items if isinstance(i, Numeric) and i.code is code]
-
-
-def check_invariant(parser: ContecParser) -> None:
-    s = parser.stats
-    assert s.bytes_in == s.bytes_discarded + s.bytes_in_packets + parser.pending_bytes
-    assert s.frames_ok == s.packets_realtime + s.packets_other
-    assert min(s.as_dict().values()) >= 0
 
 
 def rt(**kw) -> bytes:
@@ -188,7 +175,7 @@ def test_golden_real_exchange_decodes_every_reply_and_packet(chunk: int | None) 
     s = parser.stats
     assert (s.packets_other, s.packets_realtime, s.packets_unknown) == (11, 7, 0)
     assert (s.framing_errors, s.bytes_discarded, s.resyncs, parser.pending_bytes) == (0, 0, 0, 0)
-    check_invariant(parser)
+    check_accounting(parser)
     assert [(i.code, i.value) for i in items if isinstance(i, Numeric)] == [
         (Code.PULSE_RATE, 65),
         (Code.SPO2, 97),
@@ -485,7 +472,7 @@ def test_replies_are_skipped_by_length_and_junk_is_counted_once() -> None:
     assert (s.framing_errors, s.bytes_discarded, s.resyncs) == (1, 3, 1)
     # Other packets or junk between real-time packets end a pleth block early: no gaps inside.
     assert [len(w.samples) for w in items if isinstance(w, WaveformBlock)] == [15, 5, 15, 5, 15, 5]
-    check_invariant(parser)
+    check_accounting(parser)
 
 
 def test_a_cut_packet_costs_only_itself() -> None:
@@ -524,44 +511,7 @@ def damaged_stream(data: bytes, where: int, junk: bytes) -> bytes:
     return data[:where] + junk + data[where + len(junk) :]
 
 
-@given(st.binary(max_size=400), st.lists(st.integers(0, 400), max_size=40))
-@HYPO
-def test_arbitrary_bytes_never_raise(data: bytes, cuts: list[int]) -> None:
-    parser, items = decode(data, cuts)
-    check_invariant(parser)
-    for it in items:
-        assert isinstance(it, (Numeric, WaveformBlock))
-        assert not (isinstance(it, Numeric) and it.value == 0)
-
-
-piece = st.one_of(
-    st.builds(
-        lambda p, s, pr, f: rt(
-            pleth=p, spo2=s, pulse_rate=pr, probe_error=bool(f & 1), searching_pulse=bool(f & 2)
-        ),
-        st.integers(0, 127),
-        st.integers(0, 255),
-        st.integers(0, 255),
-        st.integers(0, 3),
-    ),
-    st.sampled_from(list(CAPTURED_REPLIES.values())),
-    st.binary(min_size=1, max_size=12),
-)
-
-
-@given(st.lists(piece, max_size=60), st.lists(st.integers(1, 700), max_size=40))
-@HYPO
-def test_rechunking_gives_identical_items_and_counters(pieces, cuts) -> None:
-    data = b"".join(pieces)
-    whole, items = decode(data)
-    one, one_items = decode(data, list(range(1, len(data))))
-    chunked, chunked_items = decode(data, cuts)
-    assert comparable(items) == comparable(chunked_items) == comparable(one_items)
-    assert whole.stats == chunked.stats == one.stats
-    check_invariant(chunked)
-
-
-def test_one_byte_at_a_time_equals_whole_on_a_real_stream(stream: bytes) -> None:
+def test_long_runs_through_numpy_equal_one_block_at_a_time(stream: bytes) -> None:
     head = stream[: 9 * 1000]
     whole, items = decode(head)  # complete blocks of a long run go through numpy
     one, one_items = decode(head, list(range(1, len(head))))  # and here one block at a time
@@ -582,7 +532,7 @@ def test_damage_in_one_region_spares_every_packet_outside_it(where: int, junk: b
     bad = damaged_stream(clean, where, junk)
     _, clean_items = decode(clean)
     parser, items = decode(bad)
-    check_invariant(parser)
+    check_accounting(parser)
     first_bad, last_bad = where // 9, (where + len(junk) - 1) // 9
     # Spared: outside the damage, and not in a run before it too short to be trusted.
     spared = [k for k in range(600) if k > last_bad or LOCK_PACKETS <= first_bad > k]
@@ -634,18 +584,6 @@ def test_kapmonitor_decode_reads_a_contec_file(tmp_path: Path, stream: bytes) ->
     assert [r["t"] for r in spo2] == pytest.approx([(1 + 60 * k) / 60 for k in range(10)], abs=1e-4)
     waves = [r for r in records if r["code"] == Code.PLETH.value]
     assert len(waves) == 40 and all(r["fs"] == 60.0 and len(r["samples"]) == 15 for r in waves)
-
-
-class TeeEndpoint(PtyEndpoint):
-    """A pty that also keeps what the device wrote, to compare with what the host decoded."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.sent = bytearray()
-
-    def write(self, data: bytes) -> None:
-        self.sent += data
-        super().write(data)
 
 
 class SilentHost(ContecDriver):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from devices.protocols.ge_s5 import (
@@ -72,7 +72,7 @@ from devices.protocols.ge_s5.wire import (
 from devices.registry import get_driver_class
 from devices.sim.physiology import KapSession
 from devices.sim.scenario import load_scenario
-from devices.sim.serve import PtyEndpoint, serve
+from devices.sim.serve import serve
 from devices.transport import open_port
 from kapmonitor.core.codes import Code
 from kapmonitor.core.device_spec import DeviceSpec
@@ -83,16 +83,14 @@ from kapmonitor.core.model import (
     Flag,
     NibpReading,
     Numeric,
-    Stamp,
     WaveformBlock,
 )
 from tests.conftest import ROOT
 from tests.pipeline_helpers import Collector, decode_cli, feed_chunks
+from tests.protocol_helpers import ORIGIN, PTY, TeeEndpoint, at_byte_rate, check_accounting, hypo
 
 DATA = Path(__file__).parent / "data" / "ge-b650"  # copied from ../shared/data (see README)
-ORIGIN = Stamp(1000.0, 1.7e9)
-HYPO = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow], max_examples=60)
-PTY = pytest.mark.skipif(sys.platform == "win32", reason="pseudo-terminals are POSIX")
+HYPO = hypo(max_examples=60)
 ON = STATUS_EXISTS | STATUS_ACTIVE
 
 # M1017617 (S/5 Computer Interface Specification, 12th ed.) Appendix A: GE's own examples, as
@@ -120,9 +118,7 @@ SPEC_WAVE_STOP = """7e 48 00 00 00 00 00 00 00 00 00 00 00 00 00 01
 # --- helpers ------------------------------------------------------------------------------------
 
 
-def byte_stamp(end: int) -> Stamp:
-    """When byte ``end`` has arrived, at the line's byte rate from ORIGIN."""
-    return ORIGIN.shifted(end / LINE_RATE)
+byte_stamp = at_byte_rate(LINE_RATE)  #: when byte ``end`` has arrived, at the line's rate
 
 
 def decode(stream: bytes, cuts=None) -> tuple[GeS5Parser, list]:
@@ -148,13 +144,6 @@ def comparable(items: list) -> list[tuple]:
             samples = tuple(np.nan_to_num(it.samples, nan=-1e9).tolist())
             out.append((it.code, samples, it.flags, stamp))
     return out
-
-
-def check_invariant(parser: GeS5Parser) -> None:
-    s = parser.stats
-    assert s.bytes_in == s.bytes_in_frames + s.bytes_discarded + parser.pending_bytes
-    assert s.frames_ok == s.records_phdb + s.records_wave + s.records_other
-    assert min(s.as_dict().values()) >= 0
 
 
 def numerics(items: list, code: Code) -> list[Numeric]:
@@ -535,7 +524,7 @@ def test_host_requests_are_parsed_in_any_chunking(cuts: list[int], junk: bytes) 
 def test_the_emulators_values_are_the_scenarios(stream: bytes, typical: KapSession) -> None:
     parser, items = decode(stream)
     assert parser.stats.framing_errors == parser.stats.checksum_errors == 0
-    check_invariant(parser)
+    check_accounting(parser)
     hr = numerics(items, Code.HEART_RATE)
     assert len(hr) == 24  # 0, 5, … 115 s
     for k, n in enumerate(hr):
@@ -573,7 +562,7 @@ def test_joining_mid_frame_is_not_an_error(stream: bytes) -> None:
     s = parser.stats
     assert s.framing_errors == s.checksum_errors == 0 and s.bytes_discarded > 0
     assert s.frames_ok > 10
-    check_invariant(parser)
+    check_accounting(parser)
 
 
 def test_damage_costs_only_the_frames_it_touches(stream: bytes) -> None:
@@ -588,45 +577,7 @@ def test_damage_costs_only_the_frames_it_touches(stream: bytes) -> None:
     s = parser.stats
     assert s.frames_ok == clean.stats.frames_ok - 3
     assert s.checksum_errors + s.framing_errors >= 4 and s.resyncs >= 3
-    check_invariant(parser)
-
-
-@given(st.binary(max_size=600), st.lists(st.integers(0, 600), max_size=30))
-@HYPO
-def test_arbitrary_bytes_never_raise(data: bytes, cuts: list[int]) -> None:
-    parser, items = decode(data, cuts)
-    check_invariant(parser)
-    for it in items:
-        assert isinstance(it, (Numeric, NibpReading, WaveformBlock, DeviceValue))
-
-
-piece = st.one_of(
-    st.builds(
-        lambda hr, spo2, label, s: phdb(
-            steady(hr=hr, spo2=spo2, nibp_label=label, nibp_sys=s, nibp_dia=max(s - 4000, -32768))
-        ),
-        st.integers(-32768, 300),
-        st.integers(-32768, 10000),
-        st.sampled_from([0, NIBP_MEASURING, NIBP_OLD, NIBP_CALIBRATING]),
-        st.sampled_from([-32767, 11000, 12000]),
-    ),
-    st.builds(lambda xs: pleth(xs), st.lists(st.integers(-32768, 32767), max_size=40)),
-    st.binary(min_size=1, max_size=20),
-    st.just(b"\x7e"),
-    st.just(b"\x7d"),
-)
-
-
-@given(st.lists(piece, max_size=20), st.lists(st.integers(1, 3000), max_size=30))
-@HYPO
-def test_rechunking_gives_identical_items_and_counters(pieces, cuts) -> None:
-    data = b"".join(pieces)
-    whole, items = decode(data)
-    one, one_items = decode(data, list(range(1, len(data))))
-    chunked, chunked_items = decode(data, cuts)
-    assert comparable(items) == comparable(chunked_items) == comparable(one_items)
-    assert whole.stats == chunked.stats == one.stats
-    check_invariant(chunked)
+    check_accounting(parser)
 
 
 @given(st.integers(0, 6000), st.binary(min_size=1, max_size=40))
@@ -638,7 +589,7 @@ def test_damage_in_one_region_spares_every_frame_outside_it(where: int, junk: by
     bad = clean[:where] + junk + clean[where + len(junk) :]
     _, clean_items = decode(clean)
     parser, items = decode(bad)
-    check_invariant(parser)
+    check_accounting(parser)
     # A frame that ends before the damage or starts after it decodes as before.
     lo, hi = clean.rfind(b"\x7e", 0, where), clean.find(b"\x7e", where + len(junk))
     hi = len(clean) if hi < 0 else hi
@@ -663,7 +614,7 @@ def test_a_stream_without_flags_is_dropped_in_bounded_pieces_and_counted_once() 
     parser.feed(b"\x7e" + phdb(steady()), ORIGIN)
     s = parser.stats
     assert (s.framing_errors, s.frames_ok, s.resyncs) == (1, 1, 0)
-    check_invariant(parser)
+    check_accounting(parser)
 
 
 # --- driver, registry, line settings ------------------------------------------------------------
@@ -776,16 +727,6 @@ def test_round_trip_with_the_real_driver_over_a_fake_port_with_even_parity(monke
         session.nibp_readings[0].systolic,
         session.nibp_readings[0].diastolic,
     )
-
-
-class TeeEndpoint(PtyEndpoint):
-    def __init__(self) -> None:
-        super().__init__()
-        self.sent = bytearray()
-
-    def write(self, data: bytes) -> None:
-        self.sent += data
-        super().write(data)
 
 
 @PTY

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from devices.protocols.masimo import (
@@ -42,13 +42,12 @@ from kapmonitor.core.hub import Hub
 from kapmonitor.core.model import ConnectionState, DeviceValue, Flag, Numeric, Stamp
 from tests.conftest import ROOT
 from tests.pipeline_helpers import Collector
+from tests.protocol_helpers import ORIGIN, PTY, at_byte_rate, hypo, mutate
 
 DATA = Path(__file__).parent / "data" / "masimo"  # copied from ../shared/data (see README)
 EXCERPT = DATA / "masimo-capture.py.excerpt.txt"
-ORIGIN = Stamp(1000.0, 1.7e9)
-HYPO = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+HYPO = hypo()
 CODED = (Code.SPO2, Code.PULSE_RATE, Code.PERFUSION)
-POSIX_ONLY = pytest.mark.skipif(sys.platform == "win32", reason="pseudo-terminals are POSIX")
 
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -70,9 +69,7 @@ def real_lines() -> dict[str, bytes]:
     return {k: (" ".join(v) + "\r\n").encode("ascii") for k, v in lines.items()}
 
 
-def byte_stamp(end: int) -> Stamp:
-    """When the bytes before ``end`` have arrived, at the device's average byte rate."""
-    return ORIGIN.shifted(end / BYTE_RATE)
+byte_stamp = at_byte_rate(BYTE_RATE)  #: when the bytes before ``end`` have arrived
 
 
 def decode(stream: bytes, cuts: list[int] | None = None, **kwargs) -> tuple[MasimoParser, list]:
@@ -415,47 +412,6 @@ def _stream(n: int = 24) -> bytes:
 STREAM = _stream()
 
 
-@given(
-    st.integers(0, len(STREAM)),
-    st.binary(max_size=60),
-    st.integers(0, 60),
-    st.lists(st.integers(1, len(STREAM) + 60), max_size=60),
-    st.booleans(),
-)
-@HYPO
-def test_any_chunking_gives_the_same_items_and_counts(
-    at: int, junk: bytes, cut: int, cuts: list[int], vendor: bool
-) -> None:
-    stream = STREAM[:at] + junk + STREAM[at + cut :]
-    p1, whole = decode(stream, vendor_values=vendor)
-    p2, split = decode(stream, cuts, vendor_values=vendor)
-    assert per_line(split) == per_line(whole)
-    assert [i.stamp for i in split] == [i.stamp for i in whole] or all(
-        abs(a.stamp.mono - b.stamp.mono) < 1e-6 for a, b in zip(split, whole, strict=True)
-    )
-    assert p1.stats == p2.stats
-    assert (p1.problem, p1.device_clock, p1.last_fields) == (
-        p2.problem,
-        p2.device_clock,
-        p2.last_fields,
-    )
-
-
-def test_one_byte_at_a_time_equals_whole() -> None:
-    p1, whole = decode(STREAM, vendor_values=True)
-    p2, single = decode(STREAM, list(range(1, len(STREAM))), vendor_values=True)
-    assert per_line(single) == per_line(whole) and len(per_line(whole)) == 24
-    assert p1.stats == p2.stats
-
-
-@given(st.binary(max_size=3000), st.lists(st.integers(0, 3000), max_size=40), st.booleans())
-@HYPO
-def test_arbitrary_bytes_never_raise(data: bytes, cuts: list[int], vendor: bool) -> None:
-    parser, _ = decode(data, cuts, vendor_values=vendor)
-    assert parser.stats.bytes_in == len(data)
-    assert parser.stats.bytes_discarded <= len(data)
-
-
 @given(st.binary(max_size=700), st.integers(1, 300))
 @HYPO
 def test_valid_lines_after_any_junk_and_a_line_end_are_read(junk: bytes, chunk: int) -> None:
@@ -463,19 +419,6 @@ def test_valid_lines_after_any_junk_and_a_line_end_are_read(junk: bytes, chunk: 
     stream = junk + b"\r\n" + good + junk + b"\n" + good
     _, items = decode(stream, list(range(chunk, len(stream), chunk)))
     assert [i.value for i in items][-6:] == [91, 102, 4.25] * 2
-
-
-def _mutate(segment: bytes, edits: list[tuple[int, int, int]]) -> bytes:
-    out = bytearray(segment)
-    for kind, where, value in edits:
-        i = where % (len(out) + 1)
-        if kind == 0 and i < len(out):
-            out[i] ^= 1 << (value % 8)  # flip a bit
-        elif kind == 1:
-            out.insert(i, value)
-        elif i < len(out):
-            del out[i]
-    return bytes(out)
 
 
 @given(
@@ -487,7 +430,7 @@ def _mutate(segment: bytes, edits: list[tuple[int, int, int]]) -> bytes:
 def test_a_damaged_line_does_not_affect_its_neighbours(k: int, edits: list, chunk: int) -> None:
     lines = STREAM.split(b"\r\n")[:-1]
     assert len(lines) == 24
-    damaged = [*lines[:k], _mutate(lines[k], edits), *lines[k + 1 :]]
+    damaged = [*lines[:k], mutate(lines[k], edits), *lines[k + 1 :]]
     stream = b"".join(line + b"\r\n" for line in damaged)
     _, clean = decode(STREAM)
     _, items = decode(stream, list(range(chunk, len(stream), chunk)))
@@ -517,7 +460,7 @@ def test_the_registry_names_the_masimo_driver() -> None:
     assert MasimoDriver.emulator_class is MasimoEmulator
 
 
-@POSIX_ONLY
+@PTY
 def test_a_masimo_stream_over_a_pty_reaches_the_hub_as_the_scenario(probe_off) -> None:
     start = 1780
     wire = MasimoEmulator(probe_off).emit(start, start + 180)  # three minutes around probe-off
@@ -549,7 +492,7 @@ def test_a_masimo_stream_over_a_pty_reaches_the_hub_as_the_scenario(probe_off) -
     assert driver.parser.device_clock == "01/15/24 09:32:39"  # EMULATOR_START + 1959 s
 
 
-@POSIX_ONLY
+@PTY
 def test_kapmonitor_simulate_masimo_pty_is_read_by_the_driver() -> None:
     cmd = [sys.executable, "-m", "kapmonitor", "simulate", "--protocol", "masimo"]
     cmd += ["--scenario", "typical", "--pty", "--seed", "5", "--speed", "8"]

@@ -1,4 +1,5 @@
-"""Nonin Data Format 2: golden vectors, emulator round trip, chunking and damage."""
+"""Nonin Data Format 2: golden vectors, emulator round trip, what damage costs (the protocol
+contract, in test_parser_contract, checks any bytes and any chunking)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from devices.protocols.nonin import (
@@ -21,14 +22,15 @@ from devices.sim.physiology import KapSession
 from devices.sim.scenario import load_scenario
 from kapmonitor.core.codes import Code
 from kapmonitor.core.model import Flag, Numeric, Stamp, WaveformBlock
+from tests.pipeline_helpers import feed_chunks
+from tests.protocol_helpers import ORIGIN, check_accounting, hypo, mutate
 
 VECTORS = Path(__file__).parent / "data" / "nonin"  # copied from ../shared/data (see README)
 VECTOR_FILE = VECTORS / "TestNoninOEM3.cpp.vectors.txt"
 FS = 75.0
 PACKET = 125
-ORIGIN = Stamp(1000.0, 1.7e9)
 WIRE_FLAGS = frozenset({Flag.SENSOR_OFF, Flag.SEARCHING, Flag.ARTIFACT, Flag.LOW_PERFUSION})
-HYPO = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+HYPO = hypo()
 
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -63,11 +65,7 @@ def byte_stamp(end: int) -> Stamp:
 def decode(stream: bytes, cuts: list[int] | None = None) -> tuple[NoninFormat2Parser, list]:
     """Feed ``stream`` split at ``cuts`` (default: whole), each chunk stamped by its last byte."""
     parser = NoninFormat2Parser("ox")
-    bounds = [0, *sorted(set(cuts or [])), len(stream)]
-    items = []
-    for a, b in itertools.pairwise(bounds):
-        items += parser.feed(stream[a:b], byte_stamp(b))
-    return parser, items
+    return parser, feed_chunks(parser, stream, cuts, byte_stamp)
 
 
 def packets(items: list) -> list[tuple]:
@@ -99,11 +97,6 @@ def packets(items: list) -> list[tuple]:
 def error_counts(parser: NoninFormat2Parser) -> tuple[int, int, int, int]:
     s = parser.stats
     return s.checksum_errors, s.framing_errors, s.bytes_discarded, s.packets_dropped
-
-
-def check_invariant(parser: NoninFormat2Parser) -> None:
-    s = parser.stats
-    assert s.bytes_in == s.bytes_discarded + PACKET * s.packets_ok + parser.pending_bytes
 
 
 # A fake patient, ONLY for emulator unit tests (the real KapSession has its own test below): it
@@ -231,7 +224,7 @@ def test_golden_damaged_frame_is_counted_and_neighbours_decode(case: str, counte
         assert parser.stats.packets_dropped == 1 and parser.stats.bytes_discarded == 10
         assert parser.stats.resyncs == 1
         assert parser.stats.frames_ok == 25 + 1 + 25  # the damaged packet's first frame was good
-        check_invariant(parser)
+        check_accounting(parser)
 
 
 def test_golden_missed_data_drops_incomplete_packet() -> None:
@@ -403,68 +396,15 @@ def test_round_trip_with_real_kap_session(scenario_name: str) -> None:
 # --- chunking and damage ------------------------------------------------------------------------
 
 
-@given(
-    st.booleans(),
-    st.integers(0, 12 * PACKET),
-    st.binary(max_size=40),
-    st.integers(0, 40),
-    st.lists(st.integers(1, 12 * PACKET + 40), max_size=60),
-)
-@HYPO
-def test_any_chunking_gives_the_same_items_and_counts(
-    damaged: bool, at: int, junk: bytes, cut: int, cuts: list[int]
-) -> None:
-    fake_stream = fake_bytes()
-    stream = fake_stream[: PACKET * 12]
-    if damaged:
-        stream = stream[:at] + junk + stream[at + cut :]
-    cuts = [c for c in cuts if c < len(stream)]
-    whole_parser, whole = decode(stream)
-    split_parser, split = decode(stream, cuts)
-    # Stamps too, where the bytes keep the device's clock that decode() stamps chunks by.
-    keep = 4 if damaged else 6
-    assert [g[:keep] for g in packets(split)] == [g[:keep] for g in packets(whole)]
-    assert split_parser.stats == whole_parser.stats
-    assert split_parser.pending_bytes == whole_parser.pending_bytes
-    check_invariant(split_parser)
-
-
-def test_one_byte_at_a_time_equals_whole(fake_stream: bytes) -> None:
-    p1, whole = decode(fake_stream)
-    p2, single = decode(fake_stream, list(range(1, len(fake_stream))))
-    assert packets(single) == packets(whole) and len(whole) == 360
-    assert p1.stats == p2.stats
-
-
-@given(st.binary(max_size=3000), st.lists(st.integers(0, 3000), max_size=40))
-@HYPO
-def test_arbitrary_bytes_never_raise(data: bytes, cuts: list[int]) -> None:
-    parser, items = decode(data, [c for c in cuts if 0 < c < len(data)])
-    packets(items)  # well-formed triples
-    check_invariant(parser)
-
-
 @given(st.binary(min_size=0, max_size=600), st.integers(1, 300))
 @HYPO
 def test_arbitrary_bytes_around_valid_packets(junk: bytes, chunk: int) -> None:
     valid = encode_packet(80, 95, list(range(25)))
     stream = junk + valid + junk + valid
     parser, items = decode(stream, list(range(chunk, len(stream), chunk)))
-    check_invariant(parser)
+    packets(items)  # well-formed triples, whatever the junk
+    check_accounting(parser)
     assert [i.value for i in items if isinstance(i, Numeric)][-4:] == [80, 95, 80, 95]
-
-
-def _mutate(segment: bytes, edits: list[tuple[int, int, int]]) -> bytes:
-    out = bytearray(segment)
-    for kind, where, value in edits:
-        i = where % (len(out) + 1)
-        if kind == 0 and i < len(out):
-            out[i] ^= 1 << (value % 8)  # flip a bit
-        elif kind == 1:
-            out.insert(i, value)
-        elif i < len(out):
-            del out[i]
-    return bytes(out)
 
 
 @given(
@@ -480,10 +420,10 @@ def test_damage_in_one_region_spares_untouched_packets(
     fake_stream = fake_bytes()
     stream = fake_stream[: 40 * PACKET]
     hi = min(lo + width, len(stream))
-    damaged = stream[:lo] + _mutate(stream[lo:hi], edits) + stream[hi:]
+    damaged = stream[:lo] + mutate(stream[lo:hi], edits) + stream[hi:]
     _, clean = decode(stream)
     parser, items = decode(damaged, list(range(chunk, len(damaged), chunk)))
-    check_invariant(parser)
+    check_accounting(parser)
     got = [g[:4] for g in packets(items)]
     want = [
         g[:4] for k, g in enumerate(packets(clean)) if (k + 1) * PACKET <= lo or k * PACKET >= hi

@@ -1,5 +1,6 @@
 """Nonin Data Formats 7 and 8, and the set-format command: golden vectors built by hand from the
-vendor spec, emulator round trips (in memory and over a pty), chunking and damage."""
+vendor spec, emulator round trips (in memory and over a pty), what damage costs (the protocol
+contract, in test_parser_contract, checks any bytes and any chunking)."""
 
 from __future__ import annotations
 
@@ -41,10 +42,11 @@ from kapmonitor.core.errors import UserError
 from kapmonitor.core.hub import Hub
 from kapmonitor.core.model import ConnectionState, Flag, Numeric, Stamp, WaveformBlock
 from tests.conftest import ROOT
-from tests.pipeline_helpers import Collector, serving
-from tests.test_nonin_format2 import HYPO, WIRE_FLAGS, FakeSession, _mutate, expected_packet
+from tests.pipeline_helpers import Collector, feed_chunks, serving
+from tests.protocol_helpers import ORIGIN, check_accounting, every, hypo, mutate
+from tests.test_nonin_format2 import WIRE_FLAGS, FakeSession, expected_packet
 
-ORIGIN = Stamp(1000.0, 1.7e9)
+HYPO = hypo()
 ACK, NAK = 0x06, 0x15
 CHECKS = frozenset({Flag.OUT_OF_RANGE, Flag.QUESTIONABLE})  #: flags of the output checks
 
@@ -133,15 +135,10 @@ def decode(proto: Proto, stream: bytes, cuts: list[int] | None = None):
     """Feed ``stream`` split at ``cuts``, each chunk stamped when its last byte arrived at the
     device's byte rate (ORIGIN is when the first packet's last byte arrived)."""
     parser = proto.parser("ox")
-    bounds = [0, *sorted(set(cuts or [])), len(stream)]
-    items = []
-    for a, b in itertools.pairwise(bounds):
-        items += parser.feed(stream[a:b], ORIGIN.shifted((b - proto.packet) / proto.rate))
+    items = feed_chunks(
+        parser, stream, cuts, lambda b: ORIGIN.shifted((b - proto.packet) / proto.rate)
+    )
     return parser, items
-
-
-def every(step: int, stream: bytes) -> list[int]:
-    return list(range(step, len(stream), step))
 
 
 def packets(proto: Proto, items: list) -> list[tuple]:
@@ -175,11 +172,6 @@ def unjudged(got: list[tuple]) -> list[tuple]:
     """Packets without the questionable flag the jump check adds: a damaged packet the parser
     cannot tell from a real one (Format 8 has no checksum) moves the reference of the check."""
     return [(*g[:2], g[2] - {Flag.QUESTIONABLE}, *g[3:]) for g in got]
-
-
-def check_invariant(proto: Proto, parser) -> None:
-    s = parser.stats
-    assert s.bytes_in == s.bytes_discarded + proto.packet * s.packets_ok + parser.pending_bytes
 
 
 def expected7(session, p: int) -> tuple:
@@ -240,7 +232,7 @@ def test_golden7_checksum_covers_all_four_bytes(byte: int) -> None:
     s = parser.stats
     # Flipping STATUS bit 1 keeps bit 7, so every case is a checksum failure, not structure.
     assert (s.checksum_errors, s.framing_errors, s.packets_dropped) == (1, 0, 1)
-    check_invariant(F7, parser)
+    check_accounting(parser)
 
 
 def test_golden7_is_not_format2_and_format2_is_not_format7() -> None:
@@ -269,7 +261,7 @@ def test_golden8_packets_decode_with_their_flags(wire: str, hr, spo2, flags) -> 
 def test_format8_lone_packets_are_held_until_the_stream_is_trusted() -> None:
     parser, items = decode(F8, P8 * (LOCK8 - 1))
     assert items == [] and parser.pending_bytes == 4 * (LOCK8 - 1)
-    check_invariant(F8, parser)
+    check_accounting(parser)
 
 
 def test_format8_numerics_are_stamped_one_second_apart() -> None:
@@ -323,7 +315,7 @@ def test_format8_framing_errors_are_counted_and_the_stream_found_again(
             discarded,
         )
         assert s.resyncs == resyncs and s.checksum_errors == 0
-        check_invariant(F8, parser)
+        check_accounting(parser)
 
 
 def test_format8_trusts_a_run_of_agreeing_packets_then_any_value_it_can_send() -> None:
@@ -334,7 +326,7 @@ def test_format8_trusts_a_run_of_agreeing_packets_then_any_value_it_can_send() -
     assert parser.stats.packets_unconfirmed == 2
     # Once trusted, a value the device can send is taken; a jump is flagged, not dropped.
     assert rates == [(300, frozenset())] * LOCK8 + [(72, frozenset({Flag.QUESTIONABLE}))]
-    check_invariant(F8, parser)
+    check_accounting(parser)
 
 
 # --- Format 7 status, pleth and missing values --------------------------------------------------
@@ -472,7 +464,7 @@ def test_the_answer_as_first_byte_is_taken_and_not_an_error(proto: Proto, reply:
     assert len(items) == 4 * proto.items
     s = parser.stats
     assert (s.bytes_discarded, s.framing_errors, s.resyncs) == (1, 0, 0)
-    check_invariant(proto, parser)
+    check_accounting(parser)
 
 
 @BOTH
@@ -697,40 +689,6 @@ def test_kapmonitor_decode_reads_the_format(tmp_path, name: str, proto: Proto) -
 
 
 @BOTH
-@given(data=st.binary(max_size=2000), cuts=st.lists(st.integers(1, 2000), max_size=40))
-@HYPO
-def test_arbitrary_bytes_never_raise(proto: Proto, data: bytes, cuts: list[int]) -> None:
-    parser, items = decode(proto, data, [c for c in cuts if c < len(data)])
-    packets(proto, items)  # well-formed groups
-    check_invariant(proto, parser)
-
-
-@BOTH
-@given(
-    damaged=st.booleans(),
-    at=st.integers(0, 2000),
-    junk=st.binary(max_size=40),
-    cut=st.integers(0, 40),
-    cuts=st.lists(st.integers(1, 2100), max_size=60),
-)
-@HYPO
-def test_any_chunking_gives_the_same_items_and_counts(
-    proto: Proto, damaged: bool, at: int, junk: bytes, cut: int, cuts: list[int]
-) -> None:
-    stream = fake_bytes(proto)[: 12 * proto.packet if proto is F7 else 400]
-    if damaged:
-        stream = stream[:at] + junk + stream[at + cut :]
-    cuts = [c for c in cuts if c < len(stream)]
-    whole_parser, whole = decode(proto, stream)
-    split_parser, split = decode(proto, stream, cuts)
-    keep = 4 if damaged else 5  # undamaged, even the stamps agree
-    assert [g[:keep] for g in packets(proto, split)] == [g[:keep] for g in packets(proto, whole)]
-    assert split_parser.stats == whole_parser.stats
-    assert split_parser.pending_bytes == whole_parser.pending_bytes
-    check_invariant(proto, split_parser)
-
-
-@BOTH
 @given(
     lo=st.integers(0, 40 * 125),
     width=st.integers(1, 300),
@@ -746,10 +704,10 @@ def test_damage_in_one_region_spares_untouched_packets(
     stream = fake_bytes(proto)[: 40 * 125]
     lo %= len(stream)
     hi = min(lo + width, len(stream))
-    damaged = stream[:lo] + _mutate(stream[lo:hi], edits) + stream[hi:]
+    damaged = stream[:lo] + mutate(stream[lo:hi], edits) + stream[hi:]
     _, clean = decode(proto, stream)
     parser, items = decode(proto, damaged, every(chunk, damaged))
-    check_invariant(proto, parser)
+    check_accounting(parser)
     size = proto.packet
     # Format 8 trusts no fewer than LOCK8 packets in a row: fewer before the damage are lost.
     before = lo // size >= (LOCK8 if proto is F8 else 1)
@@ -781,6 +739,6 @@ def test_format8_valid_packets_survive_any_junk_around_them(junk: bytes, chunk: 
     # Whatever precedes it, a packet's own status byte ends any packet the junk began.
     stream = junk + RUN8 + junk + RUN8
     parser, items = decode(F8, stream, every(chunk, stream))
-    check_invariant(F8, parser)
+    check_accounting(parser)
     got = [g[:2] for g in packets(F8, items)]
     assert got[-1] == (72, 97) and got.count((72, 97)) >= 2 * LOCK8
