@@ -418,11 +418,9 @@ def _in_range(
     if rate_item is not None and rate is not None:
         values.append((rate_item.code, rate))
         judged.append(f"pulse {num(rate)} /min")
-    if bp is None:
-        missing = ", ".join(judged)
-        return Answer(
-            None, "not recorded", f"no BP reading {what}" + (f"; {missing}" if missing else "")
-        )
+    if bp is None or bp.systolic is None:  # a usable reading has a systolic
+        seen = ", ".join(judged)
+        return Answer(None, "not recorded", f"no BP reading {what}" + (f"; {seen}" if seen else ""))
     for code, value in bp.parts():
         if value is not None:
             values.append((code, value))

@@ -28,8 +28,9 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 
@@ -40,6 +41,8 @@ from kapmonitor.core.codes import Code
 from kapmonitor.core.discharge import DischargeCriteria
 from kapmonitor.core.model import Flag, NibpReading, SessionEvent, SessionEventKind, Stamp
 from kapmonitor.record.session import SessionRecord
+
+T = TypeVar("T")
 
 #: A sample holds its value until the next one, but across a longer gap it counts for nothing.
 HOLD_MAX_S = 10.0
@@ -386,13 +389,14 @@ def summarise(
     start, end = monitoring_span(record)
     baseline, baseline_note = engine_baseline(record, profile)
 
-    peak_sys = max(readings, key=lambda r: r.systolic, default=None)
-    with_dia = [r for r in readings if r.diastolic is not None]
-    peak_dia = max(with_dia, key=lambda r: r.diastolic, default=None)
-    rates = [n for n in record.numerics if n.code in RATE_CODES and n.value is not None]
-    peak_rate = max(rates, key=lambda n: n.value, default=None)
-    spo2 = [n for n in record.numerics if n.code is Code.SPO2 and n.value is not None]
-    low_spo2 = min(spo2, key=lambda n: n.value, default=None)
+    systolic = _valued(readings, lambda r: r.systolic)  # every usable reading has one
+    diastolic = _valued(readings, lambda r: r.diastolic)
+    peak_sys = max(systolic, key=_first, default=None)
+    peak_dia = max(diastolic, key=_first, default=None)
+    rates = _valued((n for n in record.numerics if n.code in RATE_CODES), lambda n: n.value)
+    peak_rate = max(rates, key=_first, default=None)
+    spo2 = _valued((n for n in record.numerics if n.code is Code.SPO2), lambda n: n.value)
+    low_spo2 = min(spo2, key=_first, default=None)
 
     def point(value: float, stamp: Stamp, code: str | None = None) -> Point:
         minutes = None if dose_wall is None else (stamp.wall - dose_wall) / 60.0
@@ -402,17 +406,17 @@ def summarise(
     back = None
     recovery_minutes = None
     margin = (criteria.bp_margin_systolic, criteria.bp_margin_diastolic)
-    if baseline is None:
+    if baseline is None or dose_wall is None:  # a baseline is set at the dose: both or neither
         recovery_note = f"not known: {baseline_note}"
     else:
-        after = [r for r in readings if r.stamp.wall >= dose_wall]
-        top = max(after, key=lambda r: r.systolic - baseline.systolic, default=None)
+        after = [(v, r) for v, r in systolic if r.stamp.wall >= dose_wall]
+        top = max(after, key=_first, default=None)
         if top is not None:
-            rise_sys = point(top.systolic - baseline.systolic, top.stamp)
-        after_dia = [r for r in after if r.diastolic is not None]
-        top = max(after_dia, key=lambda r: r.diastolic - baseline.diastolic, default=None)
+            rise_sys = point(top[0] - baseline.systolic, top[1].stamp)
+        after_dia = [(v, r) for v, r in diastolic if r.stamp.wall >= dose_wall]
+        top = max(after_dia, key=_first, default=None)
         if top is not None:
-            rise_dia = point(top.diastolic - baseline.diastolic, top.stamp)
+            rise_dia = point(top[0] - baseline.diastolic, top[1].stamp)
         back, recovery_minutes, recovery_note = _recovery(after, baseline, margin, dose_wall)
 
     return SessionSummary(
@@ -426,12 +430,12 @@ def summarise(
         nibp_failed=len(record.nibp) - len(readings),
         baseline=baseline,
         baseline_note=baseline_note,
-        peak_systolic=bp_point(peak_sys, dose_wall) if peak_sys else None,
-        peak_diastolic=bp_point(peak_dia, dose_wall) if peak_dia else None,
-        peak_heart_rate=point(peak_rate.value, peak_rate.stamp, peak_rate.code.value)
+        peak_systolic=bp_point(peak_sys[1], dose_wall) if peak_sys else None,
+        peak_diastolic=bp_point(peak_dia[1], dose_wall) if peak_dia else None,
+        peak_heart_rate=point(peak_rate[0], peak_rate[1].stamp, peak_rate[1].code.value)
         if peak_rate
         else None,
-        lowest_spo2=point(low_spo2.value, low_spo2.stamp, low_spo2.code.value)
+        lowest_spo2=point(low_spo2[0], low_spo2[1].stamp, low_spo2[1].code.value)
         if low_spo2
         else None,
         max_rise_systolic=rise_sys,
@@ -449,7 +453,8 @@ def summarise(
 def monitoring_span(record: SessionRecord) -> tuple[float | None, float | None]:
     """From the first device data to the end of the session, or to its last data when that is
     later: a simulated session's data run on the device's clock, ahead of the real end at
-    --speed > 1, and an interrupted session's end is its last commit (kapmonitor.record.simulated)."""
+    --speed > 1, and an interrupted session's end is its last commit
+    (kapmonitor.record.simulated)."""
     firsts = [items[0].stamp.wall for items in _device_lists(record) if items]
     if not firsts:
         return None, None
@@ -462,28 +467,38 @@ def _device_lists(record: SessionRecord) -> Iterable[Sequence]:
     return (record.numerics, record.nibp, record.waves, record.values)
 
 
+def _valued(items: Iterable[T], value: Callable[[T], float | None]) -> list[tuple[float, T]]:
+    """Each item with its value, in order; an item without one (None) is left out."""
+    return [(v, item) for item in items if (v := value(item)) is not None]
+
+
+def _first(pair: tuple[float, object]) -> float:
+    return pair[0]
+
+
 def _recovery(
-    after: list[NibpReading],
+    after: list[tuple[float, NibpReading]],
     baseline: Baseline,
     margin: tuple[float, float],
     dose_wall: float,
 ) -> tuple[BpPoint | None, float | None, str]:
-    """The first reading near baseline at or after the post-dose systolic peak."""
+    """The first reading near baseline at or after the post-dose systolic peak; ``after`` holds
+    each post-dose reading with its systolic."""
     if not after:
         return None, None, "not known: no NIBP reading after the dose"
 
-    def near(r: NibpReading) -> bool:
-        return r.systolic <= baseline.systolic + margin[0] and (
+    def near(systolic: float, r: NibpReading) -> bool:
+        return systolic <= baseline.systolic + margin[0] and (
             r.diastolic is None or r.diastolic <= baseline.diastolic + margin[1]
         )
 
-    peak_i = max(range(len(after)), key=lambda i: after[i].systolic)
-    peak = after[peak_i]
-    for r in after[peak_i:]:
-        if near(r):
+    peak_i = max(range(len(after)), key=lambda i: after[i][0])
+    peak = after[peak_i][1]
+    for systolic, r in after[peak_i:]:
+        if near(systolic, r):
             note = "the BP never rose beyond it" if r is peak else ""
             return bp_point(r, dose_wall), (r.stamp.wall - peak.stamp.wall) / 60.0, note
-    last = after[-1]
+    last = after[-1][1]
     return (
         None,
         None,

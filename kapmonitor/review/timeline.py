@@ -122,9 +122,9 @@ class Timeline:
         recording's own monotonic clock where the record gives one to align with."""
         wall = self.wall(x)
         r = self.record
-        ref = self.origin or next(
-            (i.stamp for i in (*r.numerics[:1], *r.nibp[:1], *r.events[:1])), None
-        )
+        firsts = [n.stamp for n in r.numerics[:1]] + [b.stamp for b in r.nibp[:1]]
+        firsts += [e.stamp for e in r.events[:1]]
+        ref = self.origin or (firsts[0] if firsts else None)
         return Stamp(wall if ref is None else ref.mono + (wall - ref.wall), wall)
 
     def trace(self, code: Code) -> Trace | None:
@@ -197,16 +197,17 @@ class Timeline:
                 i = open_.pop(key)
                 self.alarms[i] = replace(self.alarms[i], end=x)
             elif entry.event is LogEvent.ACKNOWLEDGED:
-                i = open_.get(key)
-                if i is None:  # acknowledged after it ended (latched): the last of that condition
-                    i = next(
+                acked = open_.get(key)
+                # acknowledged after it ended (latched): the last of that condition
+                if acked is None:
+                    acked = next(
                         (j for j in range(len(self.alarms) - 1, -1, -1)
                          if _alarm_key(self.alarms[j].entry) == key),
                         None,
                     )  # fmt: skip
-                if i is not None and self.alarms[i].acknowledged is None:
-                    self.alarms[i] = replace(
-                        self.alarms[i], acknowledged=x, acknowledged_by=entry.operator
+                if acked is not None and self.alarms[acked].acknowledged is None:
+                    self.alarms[acked] = replace(
+                        self.alarms[acked], acknowledged=x, acknowledged_by=entry.operator
                     )
 
 
