@@ -25,7 +25,8 @@ from devices.sim.driver import SimDriver
 from kapmonitor.core.device_spec import DeviceSpec
 from kapmonitor.core.model import Item
 from kapmonitor.record.db import open_database
-from kapmonitor.record.store import NewSession, Store
+from kapmonitor.record.session import SessionSetup
+from kapmonitor.record.store import Store
 
 HOURS = 2.0
 LOAD_RUNS = 5
@@ -64,7 +65,7 @@ def main() -> int:
     url = args.db or f"sqlite:///{tmp / 'bench.sqlite3'}"
     items = simulated_items()
     store = Store(open_database(url))
-    session_id = store.create_session(NewSession("bench"))
+    session_id = store.create_session(SessionSetup("bench"))
     groups = batches(items)
     start = time.perf_counter()
     for group in groups:

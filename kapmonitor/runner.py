@@ -27,6 +27,7 @@ from devices.base import (
 from devices.registry import get_driver_class
 from devices.serial_driver import SerialDriver
 from devices.sim.driver import SimDriver
+from devices.sim.scenario import scenario_names as shipped_scenarios
 from kapmonitor.core import staleness
 from kapmonitor.core.codes import Code
 from kapmonitor.core.device_spec import REPLAY, SIM, DeviceSpec
@@ -47,24 +48,18 @@ from kapmonitor.core.schedule import next_due
 from kapmonitor.live import SESSION_SOURCE, age_text, flags_text
 from kapmonitor.record.recorder import Recorder, open_store
 from kapmonitor.record.replay import ReplayDriver
-from kapmonitor.record.session import Drug, Route, SessionStatus
-from kapmonitor.record.store import NewSession, Store
+from kapmonitor.record.session import SessionSetup, SessionStatus
 from kapmonitor.record.simulated import record_url
+from kapmonitor.record.store import Store
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class SessionConfig:
-    patient: str
-    devices: tuple[str, ...]
-    clinician: str = ""
-    operator: str = ""
-    drug: Drug | None = None
-    route: Route | None = None
-    dose: float | None = None
-    dose_unit: str = "mg"
-    profile: str = "kap-default"
+    """A session to run: its set-up, which is recorded, and how to run it, which is not."""
+
+    setup: SessionSetup
     db_url: str | None = None
     speed: float = 1.0  #: simulated devices only
     seed: int = 0
@@ -115,22 +110,31 @@ def check_device(text: str) -> str | None:
     return None
 
 
+def scenario_names() -> list[str]:
+    """The simulator's scenarios, for the start dialog to offer; none if they cannot be read
+    (a broken scenario must not stop a session with real devices from starting)."""
+    try:
+        return shipped_scenarios()
+    except Exception:
+        return []
+
+
 class SessionRunner:
     """One session: start it, mark the dose and events, watch it, end it."""
 
     def __init__(self, config: SessionConfig, profile: Profile | None = None) -> None:
         if config.speed != 1 and not all(
-            d.strip().startswith((SIM + ":", REPLAY + ":")) for d in config.devices
+            d.strip().startswith((SIM + ":", REPLAY + ":")) for d in config.setup.devices
         ):
             raise UserError(
                 "--speed only applies when every device is simulated or replayed "
                 "(sim:SCENARIO, replay:SESSION)"
             )
         self.config = config
-        self.profile = profile or load_profile(config.profile)
+        self.profile = profile or load_profile(config.setup.profile)
         self.hub = Hub[Item]()
         self.alarms = AlarmService(self.hub, self.profile, clock=self._device_clock)
-        self.specs = [DeviceSpec.parse(text) for text in config.devices]
+        self.specs = [DeviceSpec.parse(text) for text in config.setup.devices]
         self.drivers = [make_driver(spec, self.hub, config) for spec in self.specs]
         self.store: Store | None = None
         self.recorder: Recorder | None = None
@@ -151,21 +155,10 @@ class SessionRunner:
         for driver in self.drivers:
             driver.open()
         c = self.config
-        # A simulated session goes to the demo database unless one is named (kapmonitor.record.simulated)
-        self.store, self.interrupted = open_store(record_url(c.db_url, c.devices))
-        self.session_id = self.store.create_session(
-            NewSession(
-                c.patient,
-                c.clinician,
-                c.operator,
-                c.drug,
-                c.route,
-                c.dose,
-                c.dose_unit,
-                self.profile.name,
-                self.profile.text,
-            )
-        )
+        # A simulated session goes to the demo database unless one is named
+        # (kapmonitor.record.simulated).
+        self.store, self.interrupted = open_store(record_url(c.db_url, c.setup.devices))
+        self.session_id = self.store.create_session(c.setup, self.profile)
         self.recorder = Recorder(
             self.store,
             self.session_id,
@@ -205,9 +198,10 @@ class SessionRunner:
         assert self.recorder is not None and self.store is not None
         self.recorder.stop()
         # The real end, as the start is real: a simulated device's clock runs ahead of it at
-        # --speed > 1; its data, not the header, give the time monitored (kapmonitor.record.simulated).
+        # --speed > 1; its data, not the header, give the time monitored
+        # (kapmonitor.record.simulated).
         self.store.end_session(
-            self.session_id, status, time.time(), who=who or self.config.operator
+            self.session_id, status, time.time(), who=who or self.config.setup.operator
         )
         self.store.db.close()
 
@@ -433,7 +427,7 @@ class SessionRunner:
         log_entries = [e for e in self.alarms.engine.log if e.event is LogEvent.ACTIVE]
         out = {
             "session": str(self.session_id),
-            "patient": self.config.patient,
+            "patient": self.config.setup.patient,
             "monitored": f"{(self.now().mono - self.started.mono) / 60:.0f} min"
             if self.started
             else "-",

@@ -36,6 +36,7 @@ from kapmonitor.record.session import (
     Route,
     SessionInfo,
     SessionRecord,
+    SessionSetup,
     SessionStatus,
 )
 
@@ -210,13 +211,11 @@ def build_session(folder: Path, *, seed: int = 11, duration_s: float = DURATION_
 def store_session(store, folder: Path, *, seed: int = 11, duration_s: float = DURATION_S) -> int:
     """The simulated session written through a real :class:`Store`, as the recorder writes it
     (one-second batches with the alarm log), with a nurse's marker and note; returns its id."""
-    from kapmonitor.record.store import NewSession
-
     items = simulate(folder, seed=seed, duration_s=duration_s)
     log = _alarm_log(items)
     session_id = store.create_session(
-        NewSession(PATIENT, CLINICIAN, OPERATOR, Drug.KETAMINE, Route.IV, 35.0, "mg",
-                   "kap-default", load_profile("kap-default").text),
+        SessionSetup(PATIENT, CLINICIAN, OPERATOR, Drug.KETAMINE, Route.IV, 35.0, "mg"),
+        load_profile("kap-default"),
         started=START,
     )  # fmt: skip
     batch: list[Item] = []

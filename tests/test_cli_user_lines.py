@@ -24,10 +24,10 @@ from kapmonitor.core.identifiers import MAX_LENGTH, identifier_problem, matches,
 from kapmonitor.core.log_lines import UserFormatter
 from kapmonitor.record.db import open_database
 from kapmonitor.record.recorder import spool_dir, spool_prefix
-from kapmonitor.record.session import SessionStatus
-from kapmonitor.record.store import NewSession, Store
-from kapmonitor.review.summary import monitoring_span
+from kapmonitor.record.session import SessionSetup, SessionStatus
 from kapmonitor.record.simulated import DEMO_FILE, is_simulated
+from kapmonitor.record.store import Store
+from kapmonitor.review.summary import monitoring_span
 from tests.cli_process import kapmonitor
 from tests.conftest import ROOT
 
@@ -242,7 +242,7 @@ def patients(tmp_path) -> str:
     store = Store(open_database(url))
     # The last one was recorded before identifiers were checked (or imported from a file).
     for patient in ("Zoë Núñez-李小龍", "ZOE-0042", "Anna Zoellner", "A-1\nA-2"):
-        store.create_session(NewSession(patient))
+        store.create_session(SessionSetup(patient))
     store.db.close()
     return url
 

@@ -46,9 +46,9 @@ from kapmonitor.core.model import (
 from kapmonitor.record.batch import Batch
 from kapmonitor.record.db import open_database
 from kapmonitor.record.recorder import Recorder, spool_prefix, write_orphans
-from kapmonitor.record.session import SessionRecord
+from kapmonitor.record.session import SessionRecord, SessionSetup
 from kapmonitor.record.spool import Spool
-from kapmonitor.record.store import NewSession, Store
+from kapmonitor.record.store import Store
 
 # --- counting ---------------------------------------------------------------------------------
 
@@ -97,7 +97,7 @@ class _Run:
         self._seen = self.hub.subscribe("test", maxsize=10**7)
         self.service = AlarmService(self.hub, load_profile())
         self._log = self.service.out.subscribe("test", maxsize=10**6)
-        self.session_id = self.store.create_session(NewSession("P-fault"))
+        self.session_id = self.store.create_session(SessionSetup("P-fault"))
         extra = {} if memory_limit is None else {"memory_limit": memory_limit}
         self.recorder = Recorder(
             self.store, self.session_id, self.hub, self.service.out, spool_folder=spool_folder,
@@ -466,7 +466,7 @@ def test_a_spool_written_out_twice_is_stored_once(tmp_path):
     """A crash between the commit and emptying the spool: the next start writes it again."""
     url = f"sqlite:///{tmp_path / 'k.sqlite3'}"
     store = Store(open_database(url))
-    session_id = store.create_session(NewSession("P-twice"))
+    session_id = store.create_session(SessionSetup("P-twice"))
     folder = tmp_path / "spool"
     batches = _batches(3, session_id)
     spool = Spool.create(folder, spool_prefix(store.db.url), "dead")
@@ -488,7 +488,7 @@ def test_a_command_after_a_crash_mid_batch_keeps_the_good_batches_and_says_so_on
     ``sessions list`` then works, writes batches one and three, and names the torn one once."""
     url = f"sqlite:///{tmp_path / 'k.sqlite3'}"
     store = Store(open_database(url))
-    session_id = store.create_session(NewSession("P-torn"))
+    session_id = store.create_session(SessionSetup("P-torn"))
     prefix = spool_prefix(store.db.url)
     store.db.close()
     batches = _batches(3, session_id)
@@ -514,7 +514,7 @@ def test_a_command_after_a_crash_mid_batch_keeps_the_good_batches_and_says_so_on
 def test_a_live_recorders_spool_is_not_touched_by_another_start(tmp_path):
     url = f"sqlite:///{tmp_path / 'k.sqlite3'}"
     store = Store(open_database(url))
-    session_id = store.create_session(NewSession("P-live"))
+    session_id = store.create_session(SessionSetup("P-live"))
     folder = tmp_path / "spool"
     spool = Spool.create(folder, spool_prefix(store.db.url), "live")
     for b in _batches(2, session_id):

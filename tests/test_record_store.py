@@ -25,8 +25,8 @@ from kapmonitor.core.hub import Hub
 from kapmonitor.core.model import DeviceEvent, NibpReading, Numeric, SessionEvent, WaveformBlock
 from kapmonitor.record.db import open_database
 from kapmonitor.record.recorder import Recorder
-from kapmonitor.record.session import Drug, Route, SessionStatus
-from kapmonitor.record.store import NewSession, Store
+from kapmonitor.record.session import Drug, Route, SessionSetup, SessionStatus
+from kapmonitor.record.store import Store
 from tests.conftest import ROOT
 from tests.pipeline_helpers import Collector
 
@@ -39,7 +39,7 @@ def _record(url: str, tmp_path, scenario: str = "probe-off", minutes: float = 40
     service = AlarmService(hub, load_profile())
     log = Collector(service.out.subscribe("test", maxsize=10**6))
     session_id = store.create_session(
-        NewSession("P-42", "Dr K", "nurse A", Drug.ESKETAMINE, Route.INTRANASAL, 84, "mg")
+        SessionSetup("P-42", "Dr K", "nurse A", Drug.ESKETAMINE, Route.INTRANASAL, 84, "mg")
     )
     recorder = Recorder(store, session_id, hub, service.out, spool_folder=tmp_path / "spool")
     playback = PlaybackSettings(speed=speed, seed=5, until=minutes * 60)
@@ -184,7 +184,7 @@ def test_postgres_stopped_and_restarted_mid_recording_loses_nothing(postgres, tm
     seen = Collector(hub.subscribe("test", maxsize=10**6))
     service = AlarmService(hub, load_profile())
     alarms = Collector(service.out.subscribe("test", maxsize=10**6))
-    session_id = store.create_session(NewSession("P-pg"))
+    session_id = store.create_session(SessionSetup("P-pg"))
     recorder = Recorder(
         store, session_id, hub, service.out, spool_folder=tmp_path / "spool",
         on_status=lambda failing, text: service.set_technical(

@@ -18,7 +18,7 @@ from kapmonitor.core.model import (
 )
 from kapmonitor.core.staleness import BLANK_S, NIBP_STALE_MIN, STALE_S
 from kapmonitor.record.db import open_database
-from kapmonitor.record.session import Drug, Route, SessionStatus
+from kapmonitor.record.session import Drug, Route, SessionSetup, SessionStatus
 from kapmonitor.record.store import Store
 from kapmonitor.runner import CheckItem, SessionConfig, SessionRunner, check_device
 
@@ -37,8 +37,11 @@ def test_a_session_from_start_to_discharge(tmp_path):
     url = f"sqlite:///{tmp_path / 'k.sqlite3'}"
     runner = SessionRunner(
         SessionConfig(
-            patient="P-7", devices=("sim:typical",), clinician="Dr K", operator="RN L",
-            drug=Drug.KETAMINE, route=Route.IV, dose=35, db_url=url, speed=300, seed=4,
+            SessionSetup(
+                patient="P-7", devices=("sim:typical",), clinician="Dr K", operator="RN L",
+                drug=Drug.KETAMINE, route=Route.IV, dose=35,
+            ),
+            db_url=url, speed=300, seed=4,
         )
     )  # fmt: skip
     runner.start()
@@ -101,7 +104,7 @@ def test_check_device_names_the_problem_in_one_sentence():
 def _bedside_runner() -> SessionRunner:
     """A runner for a real oximeter, not started: items are published to its hub by the test,
     and its clock is the machine's (time.monotonic, time.time)."""
-    return SessionRunner(SessionConfig(patient="P-1", devices=("nonin2@/dev/ttyKAP-none",)))
+    return SessionRunner(SessionConfig(SessionSetup("P-1", devices=("nonin2@/dev/ttyKAP-none",))))
 
 
 def _vitals(runner: SessionRunner, stamp: Stamp, spo2=97.0, pulse=80.0, flags=frozenset()):
@@ -199,8 +202,8 @@ def test_a_silent_simulated_device_goes_stale_on_the_session_clock(tmp_path):
     values age as a real device's would, instead of staying current forever."""
     runner = SessionRunner(
         SessionConfig(
-            patient="P-2", devices=("sim:typical",), db_url=f"sqlite:///{tmp_path / 'k.db'}",
-            speed=60, until=20,
+            SessionSetup("P-2", devices=("sim:typical",)),
+            db_url=f"sqlite:///{tmp_path / 'k.db'}", speed=60, until=20,
         )
     )  # fmt: skip
     runner.start()
@@ -231,8 +234,8 @@ def test_the_demo_takes_the_scenarios_dose_as_t0_and_the_baseline_from_before_it
     taken after the dose and the rise-from-baseline rule never armed."""
     runner = SessionRunner(
         SessionConfig(
-            patient="DEMO", devices=("sim:desaturation",), db_url=f"sqlite:///{tmp_path / 'k.db'}",
-            speed=600, scenario_dose=True, until=20 * 60,
+            SessionSetup("DEMO", devices=("sim:desaturation",)),
+            db_url=f"sqlite:///{tmp_path / 'k.db'}", speed=600, scenario_dose=True, until=20 * 60,
         )
     )  # fmt: skip
     runner.start()
@@ -258,8 +261,8 @@ def test_a_dose_the_nurse_marks_first_is_t0_and_the_scenarios_is_not_sent(tmp_pa
     url = f"sqlite:///{tmp_path / 'k.db'}"
     runner = SessionRunner(
         SessionConfig(
-            patient="DEMO", devices=("sim:desaturation",), db_url=url, speed=300,
-            scenario_dose=True, until=15 * 60,
+            SessionSetup("DEMO", devices=("sim:desaturation",)),
+            db_url=url, speed=300, scenario_dose=True, until=15 * 60,
         )
     )  # fmt: skip
     runner.start()

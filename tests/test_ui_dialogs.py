@@ -14,6 +14,7 @@ from PySide6.QtWidgets import QApplication, QDialog, QWidget
 
 from devices.registry import protocol_names
 from kapmonitor.core.discharge import CheckItem
+from kapmonitor.record.session import Drug, Route, SessionSetup
 from ui.discharge_dialog import DischargeDialog, SummaryView
 from ui.start_dialog import StartDialog
 from ui.status_panel import DeviceStatusPanel
@@ -153,17 +154,17 @@ def test_a_typed_url_is_accepted_and_values_are_returned(dialog, qtbot, checker)
     with qtbot.waitSignal(dialog.accepted, timeout=1000):
         click_ok(qtbot, dialog)
     assert checker.calls == ["nonin2@socket://localhost:7000", "sim:desaturation"]
-    assert dialog.values() == {
-        "patient": "P-0042",
-        "clinician": "Dr Example",
-        "operator": "nurse A",
-        "drug": "esketamine",
-        "route": "intranasal",
-        "dose": 56.0,
-        "dose_unit": "mg",
-        "devices": ["nonin2@socket://localhost:7000", "sim:desaturation"],
-        "profile": "kap-default",
-    }
+    assert dialog.setup() == SessionSetup(
+        patient="P-0042",
+        clinician="Dr Example",
+        operator="nurse A",
+        drug=Drug.ESKETAMINE,
+        route=Route.INTRANASAL,
+        dose=56.0,
+        dose_unit="mg",
+        devices=("nonin2@socket://localhost:7000", "sim:desaturation"),
+        profile="kap-default",
+    )
 
 
 def test_the_port_list_comes_from_the_system_and_can_be_refreshed(qtbot):
@@ -228,9 +229,9 @@ def test_the_dialog_works_from_the_keyboard(dialog, qtbot, checker):
     qtbot.keyClicks(dialog.rows[0].port.lineEdit(), "/dev/ttyUSB0")
     with qtbot.waitSignal(dialog.accepted, timeout=1000):
         qtbot.keyClick(dialog.rows[0].port.lineEdit(), Qt.Key.Key_Return)
-    values = dialog.values()
-    assert values["devices"] == [f"{protocol_names()[0]}@/dev/ttyUSB0"]
-    assert (values["drug"], values["route"], values["dose"], values["dose_unit"]) == (
+    setup = dialog.setup()
+    assert setup.devices == (f"{protocol_names()[0]}@/dev/ttyUSB0",)
+    assert (setup.drug, setup.route, setup.dose, setup.dose_unit) == (
         "ketamine", "iv", 0.5, "mg/kg",
     )  # fmt: skip
 
@@ -238,16 +239,17 @@ def test_the_dialog_works_from_the_keyboard(dialog, qtbot, checker):
 def test_defaults_fill_the_form(qtbot):
     d = StartDialog(
         list_ports=lambda: [],
-        defaults={"operator": "nurse A", "drug": "esketamine", "route": "im", "dose": 0.5,
-                  "dose_unit": "mg/kg", "devices": ["masimo@/dev/ttyUSB3", "sim:typical"]},
+        defaults=SessionSetup("", operator="nurse A", drug=Drug.ESKETAMINE, route=Route.IM,
+                              dose=0.5, dose_unit="mg/kg",
+                              devices=("masimo@/dev/ttyUSB3", "sim:typical")),
     )  # fmt: skip
     qtbot.addWidget(d)
-    values = d.values()
-    assert values["operator"] == "nurse A"
-    assert (values["drug"], values["route"], values["dose"], values["dose_unit"]) == (
+    setup = d.setup()
+    assert setup.operator == "nurse A"
+    assert (setup.drug, setup.route, setup.dose, setup.dose_unit) == (
         "esketamine", "im", 0.5, "mg/kg",
     )  # fmt: skip
-    assert values["devices"] == ["masimo@/dev/ttyUSB3", "sim:typical"]
+    assert setup.devices == ("masimo@/dev/ttyUSB3", "sim:typical")
 
 
 def test_screenshot_of_the_start_dialog(qtbot, tmp_path):
@@ -266,8 +268,8 @@ def test_screenshot_of_the_start_dialog(qtbot, tmp_path):
 
 
 def test_no_clinical_field_is_filled_in_for_the_nurse(dialog, qtbot, checker, tmp_path):
-    values = dialog.values()
-    assert (values["drug"], values["route"], values["dose"], values["dose_unit"]) == (
+    setup = dialog.setup()
+    assert (setup.drug, setup.route, setup.dose, setup.dose_unit) == (
         None, None, None, "",
     )  # fmt: skip
     assert dialog.drug.currentText() == "" and dialog.drug.placeholderText() == "choose…"
@@ -292,7 +294,7 @@ def test_no_clinical_field_is_filled_in_for_the_nurse(dialog, qtbot, checker, tm
     choose_drug(dialog)
     with qtbot.waitSignal(dialog.accepted, timeout=1000):
         click_ok(qtbot, dialog)
-    assert dialog.values()["devices"] == ["nonin2@/dev/ttyUSB0"]
+    assert dialog.setup().devices == ("nonin2@/dev/ttyUSB0",)
 
 
 def test_an_error_goes_as_soon_as_its_field_is_fixed(dialog, qtbot, tmp_path):

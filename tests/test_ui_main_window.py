@@ -14,7 +14,7 @@ from PySide6.QtWidgets import QApplication, QLineEdit, QWidget
 
 import devices.sim
 from kapmonitor.record.db import open_database
-from kapmonitor.record.session import SessionStatus
+from kapmonitor.record.session import SessionSetup, SessionStatus
 from kapmonitor.record.store import Store
 from kapmonitor.runner import SessionConfig, SessionRunner
 from ui.main_window import MainWindow
@@ -44,7 +44,7 @@ def screen(qtbot, tmp_path):
         scenario: str, speed: float, until: float | None = None, scenario_dose: bool = False
     ) -> MainWindow:
         config = SessionConfig(
-            patient="P-0042", devices=(f"sim:{scenario}",), operator="RN Lee",
+            SessionSetup("P-0042", operator="RN Lee", devices=(f"sim:{scenario}",)),
             db_url=f"sqlite:///{tmp_path / 'k.sqlite3'}", speed=speed, seed=3, until=until,
             scenario_dose=scenario_dose,
         )  # fmt: skip

@@ -11,7 +11,6 @@ import sys
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from kapmonitor.core.errors import UserError
-from kapmonitor.record.session import Drug, Route
 from kapmonitor.runner import SessionConfig, SessionRunner, check_device
 from ui.main_window import MainWindow
 from ui.start_dialog import StartDialog
@@ -24,21 +23,6 @@ def _application() -> QApplication:
     app.setApplicationName("kapmonitor")
     apply_dark_theme(app)
     return app
-
-
-def config_from_dialog(values: dict, db_url: str | None) -> SessionConfig:
-    return SessionConfig(
-        patient=values["patient"],
-        devices=tuple(values["devices"]),
-        clinician=values.get("clinician", ""),
-        operator=values.get("operator", ""),
-        drug=Drug(values["drug"]) if values.get("drug") else None,
-        route=Route(values["route"]) if values.get("route") else None,
-        dose=values.get("dose"),
-        dose_unit=values.get("dose_unit", "mg"),
-        profile=values.get("profile") or "kap-default",
-        db_url=db_url,
-    )
 
 
 def run(config: SessionConfig | None, *, db_url: str | None = None) -> int:
@@ -61,7 +45,7 @@ def _run(
             dialog = StartDialog(check_device=check_device)
             if not dialog.exec():
                 return 0 if stop.received is None else 128 + stop.received
-            config = config_from_dialog(dialog.values(), db_url)
+            config = SessionConfig(dialog.setup(), db_url=db_url)
         try:
             runner = SessionRunner(config)
             window = MainWindow(runner)

@@ -9,11 +9,14 @@ and run on machines without a display; on one, the screens say so in one sentenc
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 from kapmonitor.cli import main as cli_main
 from kapmonitor.core.errors import UserError
 from kapmonitor.crash_log import enable_crash_log
-from kapmonitor.runner import SessionConfig
+
+if TYPE_CHECKING:
+    from kapmonitor.runner import SessionConfig
 
 
 def _prepare_qt() -> None:

@@ -55,12 +55,12 @@ class MainWindow(QMainWindow):
     def __init__(self, runner: SessionRunner, *, sound: AlarmSound | None = None) -> None:
         super().__init__()
         self.runner = runner
-        self.operator = runner.config.operator or "nurse"
+        self.operator = runner.config.setup.operator or "nurse"
         self.buffers = LiveBuffers()
         # Subscribed before the runner starts, so the screen sees the session from its start.
         self._live = runner.hub.subscribe("screen", maxsize=200_000)
         self._alarm_log = runner.alarms.out.subscribe("screen", maxsize=100_000)
-        self.setWindowTitle(f"kapmonitor — {runner.config.patient}")
+        self.setWindowTitle(f"kapmonitor — {runner.config.setup.patient}")
 
         self.view = MonitorView()
         self.view.set_profile(runner.profile)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QGuiApplication
@@ -41,7 +40,8 @@ from alarms.profile import load_profile, profile_names
 from devices.registry import protocol_names
 from kapmonitor.core.device_spec import SIM, DeviceSpec
 from kapmonitor.core.errors import UserError
-from kapmonitor.record.session import Drug, Route
+from kapmonitor.record.session import Drug, Route, SessionSetup
+from kapmonitor.runner import scenario_names
 
 __all__ = ["DeviceRow", "StartDialog", "serial_ports"]
 
@@ -63,15 +63,6 @@ def serial_ports() -> list[tuple[str, str]]:
 
         return sorted((p.device, p.description or "") for p in comports())
     except Exception:  # a broken port enumeration must not stop a session from starting
-        return []
-
-
-def _scenario_names() -> list[str]:
-    try:
-        from devices.sim.scenario import scenario_names
-
-        return scenario_names()
-    except Exception:
         return []
 
 
@@ -171,7 +162,7 @@ class DeviceRow(QWidget):
         self.port.blockSignals(True)
         self.port.clear()
         if self.is_sim:
-            self.port.addItems(_scenario_names())
+            self.port.addItems(scenario_names())
             self.port.lineEdit().setPlaceholderText("scenario name or .toml file")
         else:
             for device, description in self._ports:
@@ -212,7 +203,7 @@ class StartDialog(QDialog):
         *,
         check_device: Callable[[str], str | None] | None = None,
         list_ports: Callable[[], list[tuple[str, str]]] = serial_ports,
-        defaults: dict[str, Any] | None = None,
+        defaults: SessionSetup | None = None,
     ) -> None:
         super().__init__(parent)
         self.setWindowTitle("Start a session")
@@ -329,7 +320,8 @@ class StartDialog(QDialog):
         layout.addWidget(self.buttons)
         self.resize(720, self.sizeHint().height())
 
-        self._apply_defaults(defaults or {})
+        if defaults is not None:
+            self._apply_defaults(defaults)
         if not self.rows:
             self.add_device()
         self._fix_tab_order()
@@ -372,20 +364,21 @@ class StartDialog(QDialog):
 
     # --- the result -----------------------------------------------------------------------
 
-    def values(self) -> dict[str, Any]:
+    def setup(self) -> SessionSetup:
         """What the nurse entered (after OK)."""
         dose = self.dose.value()
-        return {
-            "patient": self.patient.text().strip(),
-            "clinician": self.clinician.text().strip(),
-            "operator": self.operator.text().strip(),
-            "drug": self.drug.currentData(),
-            "route": self.route.currentData(),
-            "dose": dose if dose > 0 else None,
-            "dose_unit": self.dose_unit.currentText().strip(),
-            "devices": [row.spec_text() for row in self.rows],
-            "profile": self.profile.currentText().strip(),
-        }
+        drug, route = self.drug.currentData(), self.route.currentData()
+        return SessionSetup(
+            patient=self.patient.text().strip(),
+            clinician=self.clinician.text().strip(),
+            operator=self.operator.text().strip(),
+            drug=Drug(drug) if drug else None,
+            route=Route(route) if route else None,
+            dose=dose if dose > 0 else None,
+            dose_unit=self.dose_unit.currentText().strip(),
+            devices=tuple(row.spec_text() for row in self.rows),
+            profile=self.profile.currentText().strip(),
+        )
 
     def accept(self) -> None:
         if self.validate():
@@ -539,22 +532,22 @@ class StartDialog(QDialog):
         if path:
             self.profile.setEditText(path)
 
-    def _apply_defaults(self, defaults: dict[str, Any]) -> None:
-        self.patient.setText(str(defaults.get("patient") or ""))
-        self.clinician.setText(str(defaults.get("clinician") or ""))
-        self.operator.setText(str(defaults.get("operator") or ""))
-        for combo, key in ((self.drug, "drug"), (self.route, "route")):
-            if defaults.get(key):
-                index = combo.findData(str(defaults[key]))
+    def _apply_defaults(self, setup: SessionSetup) -> None:
+        self.patient.setText(setup.patient)
+        self.clinician.setText(setup.clinician)
+        self.operator.setText(setup.operator)
+        for combo, value in ((self.drug, setup.drug), (self.route, setup.route)):
+            if value is not None:
+                index = combo.findData(value.value)
                 if index >= 0:
                     combo.setCurrentIndex(index)
-        if defaults.get("dose"):
-            self.dose.setValue(float(defaults["dose"]))
-        if defaults.get("dose_unit"):
-            self.dose_unit.setEditText(str(defaults["dose_unit"]))
-        if defaults.get("profile"):
-            self.profile.setEditText(str(defaults["profile"]))
-        for text in defaults.get("devices") or ():
+        if setup.dose:
+            self.dose.setValue(setup.dose)
+        if setup.dose_unit:
+            self.dose_unit.setEditText(setup.dose_unit)
+        if setup.profile:
+            self.profile.setEditText(setup.profile)
+        for text in setup.devices:
             try:
                 spec = DeviceSpec.parse(text)
             except UserError:

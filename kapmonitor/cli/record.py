@@ -14,7 +14,7 @@ from kapmonitor.core import jsonl
 from kapmonitor.core.device_spec import REPLAY, SIM
 from kapmonitor.core.errors import UserError
 from kapmonitor.core.model import Item, WaveformBlock
-from kapmonitor.record.session import Drug, Route
+from kapmonitor.record.session import Drug, Route, SessionSetup
 
 
 def add_record(subs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -83,16 +83,19 @@ def cmd_record(args: argparse.Namespace, out: TextIO) -> int:
     from kapmonitor.record.simulated import is_simulated
     from kapmonitor.runner import SessionConfig, SessionRunner
 
-    config = SessionConfig(
+    setup = SessionSetup(
         patient=args.patient,
-        devices=tuple(args.device),
         clinician=args.clinician,
         operator=args.operator,
         drug=Drug(args.drug) if args.drug else None,
         route=Route(args.route) if args.route else None,
         dose=args.dose,
         dose_unit=args.dose_unit,
+        devices=tuple(args.device),
         profile=args.profile,
+    )
+    config = SessionConfig(
+        setup,
         db_url=args.db,
         speed=args.speed,
         seed=args.seed,
@@ -129,7 +132,7 @@ def cmd_record(args: argparse.Namespace, out: TextIO) -> int:
     for session_id in runner.interrupted:
         say_interrupted(session_id)
     where = runner.store.db.url
-    if args.db is None and is_simulated(config.devices):
+    if args.db is None and is_simulated(setup.devices):
         where += (
             " (the demo database: a simulated session is kept out of the clinic's record; "
             "'kapmonitor sessions list --demo' lists it)"

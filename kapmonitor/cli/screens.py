@@ -75,13 +75,13 @@ def cmd_review(args: argparse.Namespace, out: TextIO) -> int:
 def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
     if args.screen is None:
         raise UserError("the screen is not available here: run the 'kapmonitor' command")
+    from kapmonitor.record.session import SessionSetup
     from kapmonitor.runner import SessionConfig
 
     config = SessionConfig(
-        patient="DEMO",
-        devices=(f"sim:{args.scenario}",),
-        operator="demo",
-        profile=args.profile,
+        SessionSetup(
+            patient="DEMO", operator="demo", devices=(f"sim:{args.scenario}",), profile=args.profile
+        ),
         db_url=args.db,
         speed=args.speed,
         seed=args.seed,

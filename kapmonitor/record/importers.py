@@ -71,8 +71,8 @@ from kapmonitor.core.model import (
     Stamp,
     WaveformBlock,
 )
-from kapmonitor.record.session import SessionStatus
-from kapmonitor.record.store import NewSession, Store
+from kapmonitor.record.session import SessionSetup, SessionStatus
+from kapmonitor.record.store import Store
 
 INSTALL_HINT = "install it with: pip install 'kapmonitor[import]'"
 
@@ -500,7 +500,7 @@ def store_recording(
 ) -> int:
     """Write ``recording`` as a new completed session; return its id."""
     session_id = store.create_session(
-        NewSession(patient=patient, operator=operator), started=recording.started
+        SessionSetup(patient=patient, operator=operator), started=recording.started
     )
     note = f"imported from {Path(recording.name).name} ({recording.fmt})"
     if recording.truncated:

@@ -48,6 +48,26 @@ class Route(StrEnum):
 
 
 @dataclass(frozen=True)
+class SessionSetup:
+    """What is known when a session begins: who, what drug, which devices, which alarm profile.
+
+    One record from where it is asked (the start dialog, ``record``, the demo) to the runner,
+    which opens the devices and loads the profile, and to the store, which keeps the rest as the
+    session's header. How a session is run (speed, seed, database) is not part of it.
+    """
+
+    patient: str  #: the patient identifier as the clinic uses it
+    clinician: str = ""
+    operator: str = ""
+    drug: Drug | None = None
+    route: Route | None = None
+    dose: float | None = None
+    dose_unit: str = ""
+    devices: tuple[str, ...] = ()  #: as the command line names them: PROTOCOL@PORT, sim:SCENARIO
+    profile: str = "kap-default"  #: the alarm profile: a name or a .toml file
+
+
+@dataclass(frozen=True)
 class SessionInfo:
     """Who, what and when: the session's header."""
 

@@ -27,6 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from alarms.model import AlarmKind, LogEntry, LogEvent, Priority
+from alarms.profile import Profile
 from kapmonitor.core.codes import Code
 from kapmonitor.core.device_spec import DeviceSpec
 from kapmonitor.core.errors import UserError
@@ -62,6 +63,7 @@ from kapmonitor.record.session import (
     Route,
     SessionInfo,
     SessionRecord,
+    SessionSetup,
     SessionStatus,
 )
 
@@ -71,21 +73,6 @@ from kapmonitor.record.session import (
 #: network cut of a minute or two): a second client must never mark a live session interrupted.
 #: A recorder on this host whose process is gone is found at once, without waiting for the lease.
 LEASE = 300.0
-
-
-@dataclass(frozen=True)
-class NewSession:
-    """What the start dialog (or ``record``) knows when a session begins."""
-
-    patient: str
-    clinician: str = ""
-    operator: str = ""
-    drug: Drug | None = None
-    route: Route | None = None
-    dose: float | None = None
-    dose_unit: str = ""
-    alarm_profile: str = ""
-    alarm_profile_text: str = ""
 
 
 def _flags_text(flags: Flags) -> str:
@@ -110,29 +97,34 @@ class Store:
 
     # --- writing ----------------------------------------------------------------------------
 
-    def create_session(self, new: NewSession, started: float | None = None) -> int:
+    def create_session(
+        self, setup: SessionSetup, profile: Profile | None = None, started: float | None = None
+    ) -> int:
+        """A new, active session with ``setup`` as its header. ``profile``: the alarm profile it
+        runs with, kept whole (review judges limits by the profile in force); None for a session
+        no alarm system watched (an import)."""
         started = time.time() if started is None else started
         with Session(self.db.engine) as s, s.begin():
             row = SessionRow(
                 uid=str(uuid.uuid4()),
-                patient=new.patient,
-                clinician=new.clinician,
-                operator=new.operator,
-                drug=new.drug.value if new.drug else None,
-                route=new.route.value if new.route else None,
-                dose=new.dose,
-                dose_unit=new.dose_unit,
+                patient=setup.patient,
+                clinician=setup.clinician,
+                operator=setup.operator,
+                drug=setup.drug.value if setup.drug else None,
+                route=setup.route.value if setup.route else None,
+                dose=setup.dose,
+                dose_unit=setup.dose_unit,
                 started=started,
                 status=SessionStatus.ACTIVE.value,
-                alarm_profile=new.alarm_profile,
-                alarm_profile_text=new.alarm_profile_text,
+                alarm_profile=profile.name if profile else "",
+                alarm_profile_text=profile.text if profile else "",
                 owner=_owner(),
                 heartbeat=_db_clock(self.db),
             )
             s.add(row)
             s.flush()
-            s.add(AuditRow(session_id=row.id, at=time.time(), who=new.operator or "kapmonitor",
-                           action="session-started", detail=new.patient))  # fmt: skip
+            s.add(AuditRow(session_id=row.id, at=time.time(), who=setup.operator or "kapmonitor",
+                           action="session-started", detail=setup.patient))  # fmt: skip
             return row.id
 
     def write(
