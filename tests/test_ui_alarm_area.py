@@ -27,15 +27,9 @@ from alarms.tones import BURSTS, analyse_burst, render_burst
 from kapmonitor.core.model import Stamp
 from tests.conftest import ROOT
 from ui import sound as sound_module
-from ui.alarm_area import (
-    MARKERS,
-    AlarmArea,
-    format_age,
-    format_countdown,
-    format_value,
-    next_edge,
-    priority_lit,
-)
+from ui.alarm_area import AlarmArea
+from ui.alarm_flash import next_edge, priority_lit
+from ui.alarm_text import MARKERS, format_age, format_countdown, format_value
 from ui.sound import NO_OUTPUT, AlarmSound
 
 #: Set to a folder (e.g. docs/screenshots) to keep the screenshots the tests take.

@@ -2,7 +2,8 @@
 
 The engine decides (alarms/); this widget only draws what :meth:`AlarmService.snapshot` gives
 it and turns the nurse's keys and clicks into signals. Colours and flash rates follow
-``alarms.model.VISUAL`` (IEC 60601-1-8 table 2). All flashing is driven by one timer that wakes
+``alarms.model.VISUAL`` (IEC 60601-1-8 table 2, see :mod:`ui.alarm_flash`); the words come from
+:mod:`ui.alarm_text`. All flashing is driven by one timer that wakes
 at the next on/off edge of any visible priority, with the phase taken from ``time.monotonic()``,
 so every indicator of one priority flashes in step and a slow screen tick cannot change the rate.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from PySide6.QtCore import QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QFont, QKeySequence, QPainter, QPen, QShortcut
@@ -32,163 +33,28 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from alarms.model import VISUAL, Alarm, AlarmKind, AlarmState, AudioDue, Priority
-from kapmonitor.core.codes import Code
+from alarms.model import Alarm, AlarmState, AudioDue, Priority
 from kapmonitor.core.model import Stamp
 from kapmonitor.core.staleness import age
+from ui.alarm_flash import next_edge, priority_lit, shade_of
+from ui.alarm_text import (
+    MARKERS,
+    delay_text,
+    format_age,
+    format_countdown,
+    format_value,
+    state_text,
+    tooltip,
+)
 from ui.elided_label import BannerLabel
 
-__all__ = [
-    "MARKERS",
-    "AlarmArea",
-    "format_age",
-    "format_countdown",
-    "format_value",
-    "next_edge",
-    "priority_lit",
-]
+__all__ = ["AlarmArea"]
 
-#: IEC-style priority markers, so colour is never the only cue.
-MARKERS: dict[Priority, str] = {Priority.HIGH: "!!!", Priority.MEDIUM: "!!", Priority.LOW: "!"}
-
-
-@dataclass(frozen=True)
-class _Shade:
-    fill: str  #: the lit signal's background
-    on_fill: str  #: text on the lit background
-    text: str  #: the priority's colour as text or border on the dark background
-
-
-#: VISUAL's colour names as shades that read well on a dark background in a dim room.
-_SHADES: dict[str, _Shade] = {
-    "red": _Shade("#e0201b", "#ffffff", "#ff5a52"),
-    "yellow": _Shade("#ffd400", "#000000", "#ffd84d"),
-    "cyan": _Shade("#00d0f0", "#000000", "#5fe3ff"),
-}
 _DARK = "#15181c"  #: the unlit signal's background
 _PANEL = "#101316"
 _TEXT = "#d8dde3"
 _DIM = "#8a939d"
 _AMBER = "#ffb300"
-
-_DISPLAY_UNITS = {"mm[Hg]": "mmHg", "1": ""}
-
-
-def _shade(priority: Priority) -> _Shade:
-    name = VISUAL[priority].colour
-    return _SHADES.get(name, _Shade(name, "#000000", name))
-
-
-def priority_lit(priority: Priority, t: float) -> bool:
-    """Whether the visual signal of ``priority`` is lit at monotonic time ``t`` (seconds)."""
-    visual = VISUAL[priority]
-    if not visual.flash_hz:
-        return True
-    return (t * visual.flash_hz) % 1.0 < visual.duty_cycle
-
-
-def next_edge(priority: Priority, t: float) -> float | None:
-    """The next time after ``t`` at which the signal of ``priority`` switches; None: steady."""
-    visual = VISUAL[priority]
-    if not visual.flash_hz:
-        return None
-    k = math.floor(t * visual.flash_hz)
-    for cycles in (k + visual.duty_cycle, k + 1, k + 1 + visual.duty_cycle, k + 2):
-        edge = cycles / visual.flash_hz
-        if edge > t + 1e-9:  # not the edge we are on (floating-point rounding)
-            return edge
-    raise AssertionError("unreachable")
-
-
-def _number(value: float) -> str:
-    text = f"{value:.1f}"
-    return text[:-2] if text.endswith(".0") else text
-
-
-def _unit(code: str | None) -> str:
-    if code is None:
-        return ""
-    try:
-        unit = Code(code).unit
-    except ValueError:
-        return ""
-    return _DISPLAY_UNITS.get(unit, unit)
-
-
-def format_value(alarm: Alarm) -> str:
-    """The value and the limit with their unit, e.g. "82 % (limit < 85 %)"; "" if neither."""
-    unit = _unit(alarm.code)
-    spaced = f" {unit}" if unit and unit != "/min" else unit
-
-    if alarm.condition.startswith("bp-rise"):
-        parts = []
-        if alarm.value is not None:
-            parts.append(f"+{_number(alarm.value)}{spaced}")
-        if alarm.limit is not None:
-            parts.append(f"(limit +{_number(alarm.limit)}{spaced})")
-        return " ".join(parts)
-    direction = ""
-    if alarm.condition.endswith("-low"):
-        direction = "< "
-    elif alarm.condition.endswith("-high"):
-        direction = "> "
-    parts = []
-    if alarm.value is not None:
-        parts.append(f"{_number(alarm.value)}{spaced}")
-    if alarm.limit is not None:
-        parts.append(f"(limit {direction}{_number(alarm.limit)}{spaced})")
-    return " ".join(parts)
-
-
-def format_age(seconds: float) -> str:
-    """How long ago, coarse: "40 s", "3 min", "1 h 05 min"."""
-    seconds = max(0.0, seconds)
-    if seconds < 60:
-        return f"{int(seconds)} s"
-    minutes = int(seconds // 60)
-    if minutes < 60:
-        return f"{minutes} min"
-    return f"{minutes // 60} h {minutes % 60:02d} min"
-
-
-def format_countdown(seconds: float) -> str:
-    """A pause left as m:ss, rounded up so it never shows 0:00 while still paused."""
-    whole = max(0, math.ceil(seconds - 1e-9))
-    return f"{whole // 60}:{whole % 60:02d}"
-
-
-def _state_text(alarm: Alarm) -> str:
-    if alarm.state is AlarmState.LATCHED:
-        text = "latched: condition ended"
-        return text + ", acknowledged" if alarm.acknowledged else text + ", acknowledge"
-    return "active, acknowledged" if alarm.acknowledged else "active"
-
-
-def _delay_text(alarm: Alarm) -> str:
-    return f"delay {_number(alarm.delay_s)} s" if alarm.delay_s > 0 else "no delay"
-
-
-def _tooltip(alarm: Alarm) -> str:
-    started = time.strftime("%H:%M:%S", time.localtime(alarm.started.wall))
-    lines = [
-        f"{MARKERS[alarm.priority]} {alarm.message}",
-        f"Priority: {alarm.priority.label}"
-        + (" (technical alarm)" if alarm.kind is AlarmKind.TECHNICAL else ""),
-        f"Source: {alarm.source}",
-        f"Started: {started}",
-    ]
-    value = format_value(alarm)
-    if value:
-        lines.append(f"Value: {value}")
-    if alarm.delay_s > 0:
-        lines.append(
-            f"Condition delay: {_number(alarm.delay_s)} s (the condition lasted this long "
-            "before it alarmed)"
-        )
-    else:
-        lines.append("Condition delay: none (alarms on the first value beyond the limit)")
-    lines.append(f"State: {_state_text(alarm)}")
-    return "\n".join(lines)
 
 
 class _RowDelegate(QStyledItemDelegate):
@@ -460,7 +326,7 @@ class AlarmArea(QWidget):
     def banner_colour(self) -> QColor | None:
         """The priority colour the banner shows (lit or not); None without alarms."""
         p = self._banner_priority
-        return None if p is None else QColor(_shade(p).fill)
+        return None if p is None else QColor(shade_of(p).fill)
 
     def selected_alarm_id(self) -> str | None:
         rows = self.table.selectionModel().selectedRows()
@@ -502,7 +368,7 @@ class AlarmArea(QWidget):
             return
         self._banner_lit = lit
         assert self._banner_priority is not None
-        shade = _shade(self._banner_priority)
+        shade = shade_of(self._banner_priority)
         background = shade.fill if lit else _DARK
         colour = shade.on_fill if lit else shade.text
         self.banner.setStyleSheet(
@@ -516,7 +382,7 @@ class AlarmArea(QWidget):
             return
         self._marker_lit[row] = lit
         item = self._cell(row, _MARKER)
-        shade = _shade(priority)
+        shade = shade_of(priority)
         item.setBackground(QColor(shade.fill if lit else _DARK))
         item.setForeground(QColor(shade.on_fill if lit else shade.text))
 
@@ -559,7 +425,7 @@ class AlarmArea(QWidget):
         if len(alarms) > 1:
             extra += f"\n+{len(alarms) - 1} more"
         self.banner_extra.setText(extra)
-        self.banner.setToolTip(_tooltip(top))
+        self.banner.setToolTip(tooltip(top))
 
     def _fill_table(self, alarms: list[Alarm], now: Stamp, selected: str | None) -> None:
         rows = []
@@ -571,8 +437,8 @@ class AlarmArea(QWidget):
                 _VALUE: format_value(alarm),
                 _SOURCE: "" if alarm.source == "session" else alarm.source,
                 _SINCE: f"{started}  ({format_age(age(alarm.started, now))})",
-                _STATE: _state_text(alarm),
-                _DELAY: _delay_text(alarm),
+                _STATE: state_text(alarm),
+                _DELAY: delay_text(alarm),
             }
             rows.append((alarm, texts))
         # Called on every screen tick: touch the table only when what it shows has changed.
@@ -588,8 +454,8 @@ class AlarmArea(QWidget):
             self._marker_lit = [None] * len(rows)
             reselect = None
             for row, (alarm, texts) in enumerate(rows):
-                shade = _shade(alarm.priority)
-                tip = _tooltip(alarm)
+                shade = shade_of(alarm.priority)
+                tip = tooltip(alarm)
                 cells: dict[int, QTableWidgetItem] = {}
                 for column, text in texts.items():
                     item = table.item(row, column)
