@@ -28,7 +28,8 @@ from __future__ import annotations
 import dataclasses
 import secrets
 import uuid
-from typing import TypeVar
+from dataclasses import Field
+from typing import Any, ClassVar, Protocol, TypeVar
 
 from kapmonitor.core.markers import MARKERS
 from kapmonitor.core.model import Stamp
@@ -50,7 +51,17 @@ SYSTEM_KINDS = frozenset({"device-state", "nibp-scheduled"})
 #: Labels a marker or the dose may start with; what follows a label's ":" was typed.
 LABELS = frozenset({*MARKERS, CONFIRMED_MARKER, "STAT NIBP requested", "dose given", "dose"})
 
-T = TypeVar("T")
+
+class _Stamped(Protocol):
+    """A record item: a dataclass with a time stamp (numerics, readings, events, alarms …)."""
+
+    __dataclass_fields__: ClassVar[dict[str, Field[Any]]]
+
+    @property
+    def stamp(self) -> Stamp: ...
+
+
+T = TypeVar("T", bound=_Stamped)
 
 
 def pseudonym(uid: str) -> str:
@@ -84,11 +95,11 @@ def deidentified(
         return text
 
     def moved(item: T) -> T:
-        stamp: Stamp = item.stamp  # type: ignore[attr-defined]
+        stamp = item.stamp
         changes: dict = {"stamp": Stamp(stamp.mono, stamp.wall + shift)}
-        if hasattr(item, "source") and isinstance(item.source, str):  # type: ignore[attr-defined]
-            changes["source"] = scrub(item.source)  # type: ignore[attr-defined]
-        return dataclasses.replace(item, **changes)  # type: ignore[type-var]
+        if hasattr(item, "source") and isinstance(item.source, str):
+            changes["source"] = scrub(item.source)
+        return dataclasses.replace(item, **changes)
 
     def event(e: EventRecord) -> EventRecord:
         text = e.text if keep_notes else _system_text(e)

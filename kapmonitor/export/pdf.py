@@ -172,21 +172,21 @@ def _num(value: float | None) -> str:
 
 
 def _grid(table: Table, *, header: bool = True) -> Table:
-    style = [
-        ("FONT", (0, 0), (-1, -1), SANS, 7.5),
-        ("VALIGN", (0, 0), (-1, -1), "TOP"),
-        ("LINEBELOW", (0, 0), (-1, -1), 0.25, LIGHT),
-        ("TOPPADDING", (0, 0), (-1, -1), 1.5),
-        ("BOTTOMPADDING", (0, 0), (-1, -1), 1.5),
-        ("LEFTPADDING", (0, 0), (-1, -1), 3),
-        ("RIGHTPADDING", (0, 0), (-1, -1), 3),
-    ]
-    if header:
-        style += [
-            ("FONT", (0, 0), (-1, 0), SANS_BOLD, 7.5),
-            ("LINEBELOW", (0, 0), (-1, 0), 0.6, INK),
+    style = TableStyle(
+        [
+            ("FONT", (0, 0), (-1, -1), SANS, 7.5),
+            ("VALIGN", (0, 0), (-1, -1), "TOP"),
+            ("LINEBELOW", (0, 0), (-1, -1), 0.25, LIGHT),
+            ("TOPPADDING", (0, 0), (-1, -1), 1.5),
+            ("BOTTOMPADDING", (0, 0), (-1, -1), 1.5),
+            ("LEFTPADDING", (0, 0), (-1, -1), 3),
+            ("RIGHTPADDING", (0, 0), (-1, -1), 3),
         ]
-    table.setStyle(TableStyle(style))
+    )
+    if header:
+        style.add("FONT", (0, 0), (-1, 0), SANS_BOLD, 7.5)
+        style.add("LINEBELOW", (0, 0), (-1, 0), 0.6, INK)
+    table.setStyle(style)
     return table
 
 
@@ -328,7 +328,11 @@ class _Axis:
     left: float  #: pixels
     right: float
 
-    def x(self, minutes: np.ndarray | float) -> np.ndarray | float:
+    def x(self, minutes: float) -> float:
+        return self.left + (minutes - self.lo) / (self.hi - self.lo) * (self.right - self.left)
+
+    def xs(self, minutes: np.ndarray) -> np.ndarray:
+        """:meth:`x` of every element."""
         return self.left + (minutes - self.lo) / (self.hi - self.lo) * (self.right - self.left)
 
 
@@ -390,8 +394,9 @@ def _frame(
     title: str, *, labels: str | None, title_y: float | None = None,
 ) -> None:  # fmt: skip
     """Plot frame, grid, y ticks, x ticks (labelled when ``labels`` names the axis)."""
-    d.add(Rect(axis.left, bottom, axis.right - axis.left, top - bottom, fillColor=None,
-               strokeColor=GREY, strokeWidth=0.5))  # fmt: skip
+    frame = Rect(axis.left, bottom, axis.right - axis.left, top - bottom)
+    frame.fillColor, frame.strokeColor, frame.strokeWidth = None, GREY, 0.5
+    d.add(frame)
     y = math.ceil(lo / step) * step
     while y <= hi + 1e-9:
         py = bottom + (y - lo) / (hi - lo) * (top - bottom)
@@ -431,11 +436,11 @@ def _marks(
             continue
         px = axis.x(minutes)
         is_dose = e.kind == "dose" and e.stamp == t0
-        d.add(
-            Line(px, bottom, px, top, strokeColor=DOSE if is_dose else EVENT,
-                 strokeWidth=0.9 if is_dose else 0.4,
-                 strokeDashArray=None if is_dose else [1, 1.5])
-        )  # fmt: skip
+        line = Line(px, bottom, px, top, strokeColor=DOSE if is_dose else EVENT,
+                    strokeWidth=0.9 if is_dose else 0.4)  # fmt: skip
+        if not is_dose:
+            line.strokeDashArray = [1, 1.5]
+        d.add(line)
         label = "T0" if is_dose else str(n)
         if numbers and (is_dose or px - labelled >= 4 + 3 * len(label)):
             d.add(String(px, top + 2.5, label, fontName=SANS,
@@ -443,7 +448,7 @@ def _marks(
             labelled = px
     names = {c.value for c in codes}
     for a in alarm_starts:
-        if a.code not in names:
+        if a.code not in names or a.priority is None:
             continue
         px = axis.x((a.stamp.wall - axis.origin) / 60.0)
         d.add(Polygon([px - 2.2, top, px + 2.2, top, px, top - 4],
@@ -490,9 +495,9 @@ def _numeric_plot(
     series: dict[tuple[str, Code], tuple[list[float], list[float]]] = {}
     for n in record.numerics:
         if n.code in codes:
-            walls, values = series.setdefault((n.source, n.code), ([], []))
-            walls.append(n.stamp.wall)
-            values.append(math.nan if n.value is None else n.value)
+            times, measured = series.setdefault((n.source, n.code), ([], []))
+            times.append(n.stamp.wall)
+            measured.append(math.nan if n.value is None else n.value)
     arrays = [(np.asarray(w), np.asarray(v, dtype=float)) for w, v in series.values()]
     lo, hi = _range([v for _, v in arrays], span, step)
     d = Drawing(width, height)
@@ -535,7 +540,7 @@ def _decimated(
     minutes, values, seg = minutes[keep], values[keep], seg[keep]
     if not minutes.size:
         return []
-    col = np.floor(axis.x(minutes)).astype(np.int64)
+    col = np.floor(axis.xs(minutes)).astype(np.int64)
     start = np.ones(minutes.size, dtype=bool)
     start[1:] = (seg[1:] != seg[:-1]) | (col[1:] != col[:-1])
     idx = np.flatnonzero(start)
@@ -568,9 +573,9 @@ def _nibp_plot(
     def y(v: float) -> float:
         return bottom + (v - lo) / (hi - lo) * (top - bottom)
 
-    for r in readings:
-        px = float(axis.x((r.stamp.wall - axis.origin) / 60.0))
-        sys_y = y(r.systolic)
+    for r, systolic in [(r, s) for r in readings if (s := r.systolic) is not None]:
+        px = axis.x((r.stamp.wall - axis.origin) / 60.0)
+        sys_y = y(systolic)
         if r.diastolic is not None:
             dia_y = y(r.diastolic)
             d.add(Line(px, dia_y, px, sys_y, strokeColor=TRACE, strokeWidth=0.5))
@@ -582,7 +587,7 @@ def _nibp_plot(
             d.add(Circle(px, y(r.mean), 1.1, fillColor=colors.white, strokeColor=TRACE,
                          strokeWidth=0.5))  # fmt: skip
     for r in failed:
-        px = float(axis.x((r.stamp.wall - axis.origin) / 60.0))
+        px = axis.x((r.stamp.wall - axis.origin) / 60.0)
         d.add(String(px, bottom + 2, "x", fontName=SANS, fontSize=6, fillColor=GREY,
                      textAnchor="middle"))  # fmt: skip
     if not readings:
@@ -737,7 +742,7 @@ def _numbered_canvas(footer: str) -> type[Canvas]:
 
         def showPage(self) -> None:
             self._pages.append(dict(self.__dict__))
-            self._startPage()
+            self._startPage()  # type: ignore[attr-defined]  # reportlab's; its stubs leave it out
 
         def save(self) -> None:
             total = len(self._pages)
@@ -751,7 +756,7 @@ def _numbered_canvas(footer: str) -> type[Canvas]:
                 self.drawText(text)
                 self.setFont(SANS, 7)
                 self.drawRightString(
-                    PAGE[0] - MARGIN, MARGIN - 2 * mm, f"page {self._pageNumber} of {total}"
+                    PAGE[0] - MARGIN, MARGIN - 2 * mm, f"page {self.getPageNumber()} of {total}"
                 )
                 super().showPage()
             super().save()

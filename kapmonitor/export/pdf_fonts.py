@@ -19,6 +19,7 @@ report's typeface (a box) rather than vanish.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from xml.sax.saxutils import escape
 
@@ -65,7 +66,7 @@ FALLBACK_FONTS: tuple[tuple[str, int], ...] = (
 )
 
 _family: str | None = None  #: what register_fonts chose, once per process
-_covers_main = None  #: the report typeface's test for a character (set by register_fonts)
+_covers_main: Callable[[int], bool]  #: the report typeface's test for a character (register_fonts)
 _fallbacks: list[tuple[str, frozenset[int]]] | None = None  #: (font name, its characters)
 
 
@@ -75,14 +76,15 @@ def register_fonts() -> str:
     if _family is not None:
         return _family
     names = (SANS, SANS_BOLD, SANS_ITALIC, SANS_BOLD_ITALIC)
-    family = _register_dejavu(names)
-    if family is None:
+    dejavu = _register_dejavu(names)
+    if dejavu is None:
         for name, face in zip(names, _HELVETICA, strict=True):
             pdfmetrics.registerFont(pdfmetrics.Font(name, face, "WinAnsiEncoding"))
         family = "Helvetica"
         _covers_main = _win_ansi
     else:
-        has = frozenset(pdfmetrics.getFont(SANS).face.charWidths)
+        family, upright = dejavu
+        has = frozenset(upright.face.charWidths)
         _covers_main = has.__contains__
     pdfmetrics.registerFontFamily(SANS, normal=SANS, bold=SANS_BOLD, italic=SANS_ITALIC,
                                   boldItalic=SANS_BOLD_ITALIC)  # fmt: skip
@@ -98,21 +100,24 @@ def _win_ansi(code: int) -> bool:
     return True
 
 
-def _register_dejavu(names: tuple[str, ...]) -> str | None:
-    """The first DejaVu family found with its upright faces; a missing oblique face is the
-    upright one (slanted text matters less than the right letters)."""
+def _register_dejavu(names: tuple[str, ...]) -> tuple[str, TTFont] | None:
+    """The first DejaVu family found with its upright faces, and its regular face; a missing
+    oblique face is the upright one (slanted text matters less than the right letters)."""
     for folder in FONT_DIRS:
         for base in _DEJAVU:
             paths = [Path(folder) / f"{base}{face}.ttf" for face in _FACES]
             if not (paths[0].is_file() and paths[1].is_file()):
                 continue
             try:
-                for i, name in enumerate(names):
-                    path = paths[i] if paths[i].is_file() else paths[i % 2]
-                    pdfmetrics.registerFont(TTFont(name, str(path)))
+                fonts = [
+                    TTFont(name, str(paths[i] if paths[i].is_file() else paths[i % 2]))
+                    for i, name in enumerate(names)
+                ]
             except (TTFError, OSError):
                 continue
-            return base
+            for font in fonts:
+                pdfmetrics.registerFont(font)
+            return base, fonts[0]
     return None
 
 
@@ -174,4 +179,7 @@ def markup(text: str) -> str:
 def base_font(name: str) -> str:
     """The PostScript name a registered TrueType font is embedded under (a subset's name ends
     with it), e.g. to find the font in the written file."""
-    return pdfmetrics.getFont(name).face.name.decode("ascii", "replace")
+    font = pdfmetrics.getFont(name)
+    if not isinstance(font, TTFont):
+        raise ValueError(f"{name} is not a TrueType font")
+    return str(font.face.name.decode("ascii", "replace"))
