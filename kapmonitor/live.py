@@ -343,7 +343,8 @@ class LiveBuffers:
                 t = item.stamp.mono
                 watch = self._gaps[item.code]
                 last_t = series.last("t") if series.n else None
-                if watch.gap_before(last_t, t) and not math.isnan(series.last("v")):
+                gap = watch.gap_before(last_t, t)  # learns the interval: called for every value
+                if gap and last_t is not None and not math.isnan(series.last("v")):
                     series.append((last_t + t) / 2, math.nan)  # a break, between the two
                 watch.source = item.source
                 series.append(t, _nan(item.value))

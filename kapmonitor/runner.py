@@ -195,7 +195,8 @@ class SessionRunner:
             driver.stop()
         time.sleep(0.05)  # let the alarm service take the last items
         self.alarms.stop()
-        assert self.recorder is not None and self.store is not None
+        assert self.recorder is not None and self.store is not None  # start() set them
+        assert self.session_id is not None
         self.recorder.stop()
         # The real end, as the start is real: a simulated device's clock runs ahead of it at
         # --speed > 1; its data, not the header, give the time monitored
@@ -367,9 +368,12 @@ class SessionRunner:
             old = age_text(staleness.age(last.stamp, now))
             items.append(CheckItem("BP back near baseline", False, f"no current reading ({old})"))
         else:
+            systolic, diastolic = last.systolic, last.diastolic
             near = (
-                last.systolic <= base[0] + c.bp_margin_systolic
-                and last.diastolic <= base[1] + c.bp_margin_diastolic
+                systolic is not None
+                and diastolic is not None
+                and systolic <= base[0] + c.bp_margin_systolic
+                and diastolic <= base[1] + c.bp_margin_diastolic
             )
             items.append(
                 CheckItem(
@@ -382,8 +386,9 @@ class SessionRunner:
         items.append(CheckItem("patient alert and oriented", None, "confirm at the bedside"))
         return items
 
-    def _current(self, codes: tuple[Code, ...], now: Stamp) -> Numeric | str:
-        """The first of ``codes`` with a current, unflagged value, or why there is none.
+    def _current(self, codes: tuple[Code, ...], now: Stamp) -> tuple[Code, float] | str:
+        """The first of ``codes`` with a current, unflagged value (the code and the value), or
+        why there is none.
 
         Current by the screen's own rule (:mod:`kapmonitor.core.staleness`): a value the tiles show
         grey or blank cannot satisfy a discharge criterion, nor can one the device flags.
@@ -399,30 +404,31 @@ class SessionRunner:
             elif value.flags & DOUBTFUL:
                 why = f"no current reading ({code.info.label} {flags_text(value.flags)})"
             else:
-                return value
+                return code, value.value
         return why
 
     def _in_range_item(self, now: Stamp) -> CheckItem:
         spo2 = self._current((Code.SPO2,), now)
         pulse = self._current((Code.PULSE_RATE, Code.HEART_RATE), now)
-        for value in (spo2, pulse):
-            if isinstance(value, str):
-                return CheckItem("SpO2 and pulse in range", False, value)
+        if isinstance(spo2, str):
+            return CheckItem("SpO2 and pulse in range", False, spo2)
+        if isinstance(pulse, str):
+            return CheckItem("SpO2 and pulse in range", False, pulse)
         # In range: inside every limit's least severe level (levels are ordered that way).
         ok = not any(
-            rule.beyond(value.value, rule.levels[0][1])
+            rule.beyond(value, rule.levels[0][1])
             for rule in self.profile.limits
-            for value in (spo2, pulse)
-            if value.code in rule.codes
+            for code, value in (spo2, pulse)
+            if code in rule.codes
         )
         return CheckItem(
-            "SpO2 and pulse in range", ok, f"SpO2 {spo2.value:.0f} %, pulse {pulse.value:.0f} /min"
+            "SpO2 and pulse in range", ok, f"SpO2 {spo2[1]:.0f} %, pulse {pulse[1]:.0f} /min"
         )
 
     def summary(self) -> dict[str, str]:
         """The figures of the session for the end screen (the full report is in review)."""
         nibp = [r for r in self._latest.nibp if r.systolic is not None]
-        peak = max(nibp, key=lambda r: r.systolic, default=None)
+        peak = max(nibp, key=_systolic, default=None)
         base = self.baseline()
         log_entries = [e for e in self.alarms.engine.log if e.event is LogEvent.ACTIVE]
         out = {
@@ -437,10 +443,15 @@ class SessionRunner:
             "alarms": ", ".join(
                 f"{n} {p}"
                 for p in ("high", "medium", "low")
-                if (n := sum(e.priority.label == p for e in log_entries))
+                if (n := sum(e.priority is not None and e.priority.label == p for e in log_entries))
             )
             or "none",
         }
         if peak is not None and self.dose is not None:
             out["peak at"] = f"{(peak.stamp.mono - self.dose.mono) / 60:.0f} min after the dose"
         return out
+
+
+def _systolic(reading: NibpReading) -> float:
+    """For ordering readings by systolic pressure: a failed one (none) below every measured one."""
+    return -math.inf if reading.systolic is None else reading.systolic

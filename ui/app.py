@@ -19,7 +19,8 @@ from ui.theme import apply_dark_theme
 
 
 def _application() -> QApplication:
-    app = QApplication.instance() or QApplication(sys.argv[:1])
+    running = QApplication.instance()
+    app = running if isinstance(running, QApplication) else QApplication(sys.argv[:1])
     app.setApplicationName("kapmonitor")
     apply_dark_theme(app)
     return app
@@ -41,7 +42,7 @@ def _run(
 ) -> int:
     from_dialog = config is None
     while True:
-        if from_dialog:
+        if config is None or from_dialog:  # None: the first time round from the dialog
             dialog = StartDialog(check_device=check_device)
             if not dialog.exec():
                 return 0 if stop.received is None else 128 + stop.received

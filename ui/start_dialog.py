@@ -66,6 +66,14 @@ def serial_ports() -> list[tuple[str, str]]:
         return []
 
 
+def _editable(combo: QComboBox) -> QLineEdit:
+    """Make ``combo`` editable; returns its line edit, for the placeholder and the typed text."""
+    line = QLineEdit(combo)
+    combo.setEditable(True)
+    combo.setLineEdit(line)
+    return line
+
+
 def _error_label(parent: QWidget) -> QLabel:
     label = QLabel(parent)
     label.setStyleSheet(ERROR_STYLE)
@@ -96,7 +104,7 @@ class DeviceRow(QWidget):
         self.protocol.setCurrentIndex(-1)  # no vendor's protocol (nor the simulator) by default
         self.protocol.setToolTip("The device's wire protocol; sim: the built-in simulator")
         self.port = QComboBox(self)
-        self.port.setEditable(True)
+        self.port_line = _editable(self.port)
         self.port.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
         self.port.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.port.setMinimumContentsLength(28)
@@ -163,14 +171,14 @@ class DeviceRow(QWidget):
         self.port.clear()
         if self.is_sim:
             self.port.addItems(scenario_names())
-            self.port.lineEdit().setPlaceholderText("scenario name or .toml file")
+            self.port_line.setPlaceholderText("scenario name or .toml file")
         else:
             for device, description in self._ports:
                 self.port.addItem(device)
                 self.port.setItemData(
                     self.port.count() - 1, description, Qt.ItemDataRole.ToolTipRole
                 )
-            self.port.lineEdit().setPlaceholderText(PORT_HINT)
+            self.port_line.setPlaceholderText(PORT_HINT)
         self.port.setEditText(text)
         self.port.blockSignals(False)
         self.port.setToolTip(self._port_tooltip())
@@ -238,10 +246,9 @@ class StartDialog(QDialog):
         self.dose.setSpecialValueText("enter…")  # 0: not entered
         self.dose.setMinimumWidth(120)
         self.dose_unit = QComboBox(self)
-        self.dose_unit.setEditable(True)
+        _editable(self.dose_unit).setPlaceholderText("unit…")
         self.dose_unit.addItems(DOSE_UNITS)
         self.dose_unit.setCurrentIndex(-1)
-        self.dose_unit.lineEdit().setPlaceholderText("unit…")
         self.dose_error = _error_label(self)
         dose_line = QHBoxLayout()
         dose_line.addWidget(self.dose)
@@ -314,7 +321,7 @@ class StartDialog(QDialog):
         self.buttons.accepted.connect(self.accept)
         self.buttons.rejected.connect(self.reject)
 
-        layout = QVBoxLayout(self)
+        self._layout = layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(self.devices_box)
         layout.addWidget(self.buttons)
@@ -517,7 +524,7 @@ class StartDialog(QDialog):
 
     def _fit_height(self) -> None:
         """Grow the dialog so every (wrapped) message shows whole, never clipped."""
-        layout = self.layout()
+        layout = self._layout
         layout.activate()
         width = self.width()
         needed = layout.totalHeightForWidth(width) if layout.hasHeightForWidth() else -1

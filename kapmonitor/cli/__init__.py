@@ -19,10 +19,10 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn, TextIO
+from typing import TextIO
 
 from kapmonitor.cli import alarms, decode, devices, export, record, screens, sessions
-from kapmonitor.cli.options import db_option
+from kapmonitor.cli.options import EXIT_USER_ERROR, Parser, db_option
 from kapmonitor.cli.screens import Review, Screen
 from kapmonitor.cli.shared import first_line
 from kapmonitor.core import log_lines
@@ -31,30 +31,11 @@ from kapmonitor.record.db_env import PASSWORD_ENV, mask_password
 
 log = logging.getLogger("kapmonitor")
 
-EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 
 
-class _Parser(argparse.ArgumentParser):
-    """An argument error in one sentence and a pointer to the subcommand's help, not its usage;
-    ``-v`` before or after the subcommand."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.add_argument(
-            "-v",
-            "--verbose",
-            action="store_true",
-            default=argparse.SUPPRESS,  # one given before the subcommand is kept
-            help="log connection details, with the module that logs and any traceback",
-        )
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_USER_ERROR, f"kapmonitor: {message} (see {self.prog} --help)\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = Parser(
         prog="kapmonitor",
         description="Vital-signs monitor for ketamine-assisted psychotherapy sessions.",
     )

@@ -9,11 +9,12 @@ from typing import BinaryIO, TextIO
 from alarms.engine import AlarmEngine
 from alarms.profile import load_profile, profile_names
 from alarms.replay import read_items, timeline
+from kapmonitor.cli.options import Subcommands
 from kapmonitor.core import jsonl
 from kapmonitor.core.errors import UserError
 
 
-def add_alarms(subs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_alarms(subs: Subcommands) -> None:
     alarms = subs.add_parser(
         "alarms",
         help="alarm profiles and offline alarm replay",

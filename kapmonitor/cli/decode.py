@@ -8,13 +8,14 @@ from collections.abc import Iterator, Sequence
 from typing import BinaryIO, TextIO
 
 from devices.capture import MAGIC, READ_SIZE, CaptureReader, Kind, is_capture
+from kapmonitor.cli.options import Subcommands
 from kapmonitor.cli.shared import serial_driver_class, warn
 from kapmonitor.core import jsonl
 from kapmonitor.core.errors import UserError
 from kapmonitor.core.model import Item, Stamp
 
 
-def add_decode(subs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_decode(subs: Subcommands) -> None:
     dec = subs.add_parser(
         "decode",
         help="decode raw device bytes into JSON lines",

@@ -10,7 +10,7 @@ from typing import TextIO
 
 from devices.base import DEFAULT_NO_DATA_TIMEOUT, DriverSettings
 from devices.capture import CaptureWriter, Kind, read_capture
-from kapmonitor.cli.options import parse_duration, positive_float
+from kapmonitor.cli.options import Subcommands, parse_duration, positive_float
 from kapmonitor.cli.shared import read_input, serial_driver_class, warn
 from kapmonitor.core.device_spec import DeviceSpec
 from kapmonitor.core.errors import UserError
@@ -18,7 +18,7 @@ from kapmonitor.core.hub import Hub
 from kapmonitor.core.model import DeviceEvent, Item, Stamp
 
 
-def add_simulate(subs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_simulate(subs: Subcommands) -> None:
     sim = subs.add_parser(
         "simulate",
         help="play a simulated device on a pseudo-terminal or serial port",
@@ -39,7 +39,7 @@ def add_simulate(subs: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     sim.set_defaults(func=cmd_simulate)
 
 
-def add_capture(subs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_capture(subs: Subcommands) -> None:
     cap = subs.add_parser(
         "capture",
         help="record a device's raw bytes with their arrival times",
@@ -85,7 +85,8 @@ def cmd_simulate(args: argparse.Namespace, out: TextIO) -> int:
             f"(seed {args.seed}, {session.duration / 60:g} min)"
         )
     driver_cls = serial_driver_class(protocol)
-    if not args.replay and driver_cls.emulator_class is None:
+    emulator_class = None if args.replay else driver_cls.emulator_class
+    if not args.replay and emulator_class is None:
         raise UserError(f"there is no simulator for protocol '{protocol}' yet")
     endpoint: Endpoint
     if args.pty:
@@ -108,10 +109,10 @@ def cmd_simulate(args: argparse.Namespace, out: TextIO) -> int:
         )
 
     try:
-        if args.replay:
+        if emulator_class is None:
             replay(records, endpoint, speed=args.speed)
         else:
-            emulator = driver_cls.emulator_class(session, speed=args.speed)
+            emulator = emulator_class(session, speed=args.speed)
             serve(emulator, endpoint, speed=args.speed, on_replug=replugged)
     finally:
         endpoint.close()

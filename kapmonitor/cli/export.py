@@ -7,14 +7,14 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from kapmonitor.cli.options import db_option, demo_option
+from kapmonitor.cli.options import Subcommands, db_option, demo_option
 from kapmonitor.cli.shared import opened_store
 from kapmonitor.core.errors import UserError
-from kapmonitor.export import FORMATS, export_session
-from kapmonitor.export.formats import formats_text
+from kapmonitor.export import export_session
+from kapmonitor.export.formats import FORMATS, formats_text
 
 
-def add_export(subs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_export(subs: Subcommands) -> None:
     exp = subs.add_parser(
         "export",
         help=f"export a session as {formats_text()}",

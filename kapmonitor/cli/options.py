@@ -11,11 +11,36 @@ import argparse
 import math
 import re
 from collections.abc import Callable
+from typing import Any, NoReturn, TypeAlias
 
 from kapmonitor.core.errors import UserError
 from kapmonitor.core.identifiers import check_identifier
 from kapmonitor.record.db_env import ENV_VAR as DB_ENV_VAR
 from kapmonitor.record.db_env import PASSWORD_ENV
+
+EXIT_USER_ERROR = 2
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument error in one sentence and a pointer to the subcommand's help, not its usage;
+    ``-v`` before or after the subcommand."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.add_argument(
+            "-v",
+            "--verbose",
+            action="store_true",
+            default=argparse.SUPPRESS,  # one given before the subcommand is kept
+            help="log connection details, with the module that logs and any traceback",
+        )
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USER_ERROR, f"kapmonitor: {message} (see {self.prog} --help)\n")
+
+
+#: Where a command group adds its subcommands (each one a :class:`Parser` too).
+Subcommands: TypeAlias = "argparse._SubParsersAction[Parser]"
 
 _DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?$")
 

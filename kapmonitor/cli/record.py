@@ -8,7 +8,13 @@ import time
 from typing import TextIO
 
 from devices.base import DEFAULT_NO_DATA_TIMEOUT
-from kapmonitor.cli.options import db_option, identifier, parse_duration, positive_float
+from kapmonitor.cli.options import (
+    Subcommands,
+    db_option,
+    identifier,
+    parse_duration,
+    positive_float,
+)
 from kapmonitor.cli.shared import first_line, say_interrupted
 from kapmonitor.core import jsonl
 from kapmonitor.core.device_spec import REPLAY, SIM
@@ -17,7 +23,7 @@ from kapmonitor.core.model import Item, WaveformBlock
 from kapmonitor.record.session import Drug, Route, SessionSetup
 
 
-def add_record(subs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_record(subs: Subcommands) -> None:
     rec = subs.add_parser(
         "record",
         help="record devices headless, as JSON lines on stdout",
@@ -127,11 +133,14 @@ def cmd_record(args: argparse.Namespace, out: TextIO) -> int:
     try:
         runner.start()  # a wrong or busy port is refused here, before anything runs
     except UserError:
-        runner.store and runner.store.db.close()
+        if runner.store is not None:
+            runner.store.db.close()
         raise
+    store, recorder = runner.store, runner.recorder
+    assert store is not None and recorder is not None  # start() opened them or raised
     for session_id in runner.interrupted:
         say_interrupted(session_id)
-    where = runner.store.db.url
+    where = store.db.url
     if args.db is None and is_simulated(setup.devices):
         where += (
             " (the demo database: a simulated session is kept out of the clinic's record; "
@@ -165,7 +174,6 @@ def cmd_record(args: argparse.Namespace, out: TextIO) -> int:
         for driver in runner.drivers:
             if isinstance(driver, SerialDriver):
                 print(f"kapmonitor: {driver.status()}", file=sys.stderr)
-        recorder = runner.recorder
         for item in sub.drain():
             write(item)
         write_alarms()

@@ -11,7 +11,7 @@ import argparse
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TextIO
 
-from kapmonitor.cli.options import db_option, demo_option, positive_float
+from kapmonitor.cli.options import Subcommands, db_option, demo_option, positive_float
 from kapmonitor.cli.shared import opened_store
 from kapmonitor.core.errors import UserError
 
@@ -26,7 +26,7 @@ Screen = Callable[["SessionConfig | None", str | None], int]
 Review = Callable[[int | None, str | None, str | None], int]
 
 
-def add_demo(subs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_demo(subs: Subcommands) -> None:
     demo = subs.add_parser(
         "demo",
         help="the dosing-room screen on the built-in simulator",
@@ -40,7 +40,7 @@ def add_demo(subs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     demo.set_defaults(func=cmd_demo)
 
 
-def add_review(subs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_review(subs: Subcommands) -> None:
     rev = subs.add_parser(
         "review",
         help="review recorded sessions: the session browser, or one session",

@@ -7,7 +7,7 @@ import json
 import sys
 from typing import TYPE_CHECKING, TextIO
 
-from kapmonitor.cli.options import db_option, demo_option, identifier
+from kapmonitor.cli.options import Subcommands, db_option, demo_option, identifier
 from kapmonitor.cli.shared import opened_store, when
 from kapmonitor.core.errors import UserError
 from kapmonitor.core.identifiers import matches, one_line
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from kapmonitor.record.session import SessionRecord
 
 
-def add_sessions(subs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_sessions(subs: Subcommands) -> None:
     sessions = subs.add_parser(
         "sessions", help="list and show recorded sessions", description="Recorded sessions."
     )
@@ -41,7 +41,7 @@ def add_sessions(subs: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     show.set_defaults(func=cmd_sessions_show)
 
 
-def add_import(subs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_import(subs: Subcommands) -> None:
     imp = subs.add_parser(
         "import",
         help="bring a VitalDB .vital file or a PhysioNet WFDB record in as a session",
