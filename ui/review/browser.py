@@ -117,9 +117,10 @@ class SessionBrowser(QtWidgets.QWidget):
             self.status.addItem(status.text.capitalize(), status)
         self.use_dates = QtWidgets.QCheckBox("From")
         today = QtCore.QDate.currentDate()
-        self.since = QtWidgets.QDateEdit(today.addMonths(-1), calendarPopup=True)
-        self.until = QtWidgets.QDateEdit(today, calendarPopup=True)
+        self.since = QtWidgets.QDateEdit(today.addMonths(-1))
+        self.until = QtWidgets.QDateEdit(today)
         for d in (self.since, self.until):
+            d.setCalendarPopup(True)
             d.setDisplayFormat("yyyy-MM-dd")
         for w in (self.patient, self.clinician, self.status, self.use_dates, self.since):
             filters.addWidget(w)

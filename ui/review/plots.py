@@ -79,7 +79,6 @@ class ReviewPlots(pg.GraphicsLayoutWidget):
         self.plots: dict[str, pg.PlotItem] = {}
         self.cursors: list[pg.InfiniteLine] = []
         self.curves: dict[tuple[Code, str], pg.PlotDataItem] = {}
-        first = None
         for i, (name, (title, y_range, stretch)) in enumerate(ROWS.items()):
             plot = self.addPlot(row=i, col=0)
             self.plots[name] = plot
@@ -97,10 +96,8 @@ class ReviewPlots(pg.GraphicsLayoutWidget):
             for side in ("left", "bottom"):
                 plot.getAxis(side).setTickFont(font)
                 plot.getAxis(side).setTextPen(theme.TEXT_DIM)
-            if first is None:
-                first = plot
-            else:
-                plot.setXLink(first)
+            if i:
+                plot.setXLink(self.plots[next(iter(ROWS))])
             plot.getAxis("bottom").setStyle(showValues=name == "pleth")
             self.ci.layout.setRowStretchFactor(i, stretch)
             plot.getAxis("bottom").enableAutoSIPrefix(False)
@@ -108,7 +105,7 @@ class ReviewPlots(pg.GraphicsLayoutWidget):
             cursor.setZValue(30)
             plot.addItem(cursor, ignoreBounds=True)
             self.cursors.append(cursor)
-        self.top = first
+        self.top: pg.PlotItem = self.plots[next(iter(ROWS))]  #: every row's x follows it
         self.event_labels: list[pg.InfiniteLine] = []
         self._draw_event_row()
         self._draw_alarms()
@@ -337,13 +334,14 @@ class ReviewPlots(pg.GraphicsLayoutWidget):
             code = span.entry.code
             if code is None:
                 continue
+            row: str | None
             if code in nibp_column:
                 i = t.nibp_at(span.start)
                 row, y = "nibp", None if i is None else float(t.nibp[i, nibp_column[code]])
             else:
                 known = next((c for c in ROW_OF if c.value == code), None)
                 trace = t.trace(known) if known is not None else None
-                row = ROW_OF.get(known) if trace is not None else None
+                row = ROW_OF[known] if known is not None and trace is not None else None
                 y = trace.value_at(span.start) if trace is not None else None
             if row is None or y is None or np.isnan(y):
                 continue

@@ -63,7 +63,18 @@ def _table(headers: list[str]) -> QtWidgets.QTableWidget:
     return table
 
 
-def _fill(table: QtWidgets.QTableWidget, rows: list[list[str]], data: list | None = None) -> None:
+def _cell(table: QtWidgets.QTableWidget, row: int, column: int) -> QtWidgets.QTableWidgetItem:
+    """A cell :func:`_fill` wrote (it writes every cell of every row)."""
+    item = table.item(row, column)
+    if item is None:
+        raise LookupError(f"no cell at row {row}, column {column}")
+    return item
+
+
+def _fill(
+    table: QtWidgets.QTableWidget, rows: list[list[str]], data: list[float] | None = None
+) -> None:
+    """Every cell of ``rows``; ``data`` (the minute of each row) goes with its first cell."""
     table.setRowCount(len(rows))
     for r, cells in enumerate(rows):
         for c, text in enumerate(cells):
@@ -269,7 +280,7 @@ class ReviewWindow(QtWidgets.QMainWindow):
     def _export_row(self) -> QtWidgets.QHBoxLayout:
         row = QtWidgets.QHBoxLayout()
         row.addWidget(QtWidgets.QLabel("Export"))
-        self.export_buttons = {}
+        self.export_buttons: dict[str, QtWidgets.QPushButton] = {}
         for fmt in FORMATS.values():
             b = QtWidgets.QPushButton(fmt.label)
             b.setToolTip(f"the whole session as {fmt.name.upper()}, to a file you choose")
@@ -385,10 +396,11 @@ class ReviewWindow(QtWidgets.QMainWindow):
             ],
             [m.x for m in marks],
         )
-        for r, m in enumerate(marks):
-            self.events_table.item(r, 2).setData(QtCore.Qt.ItemDataRole.UserRole, m.event.id)
+        for row, m in enumerate(marks):
+            cell = _cell(self.events_table, row, 2)
+            cell.setData(QtCore.Qt.ItemDataRole.UserRole, m.event.id)
             if m.correction is not None:
-                self.events_table.item(r, 2).setToolTip(
+                cell.setToolTip(
                     f"Original: {m.event.text or '-'} ({m.event.author or '-'})\n"
                     f"Amended by {m.correction.author}: {m.correction.text}"
                 )
@@ -436,7 +448,7 @@ class ReviewWindow(QtWidgets.QMainWindow):
         return x
 
     def _go_to_row(self, table: QtWidgets.QTableWidget, row: int) -> None:
-        x = table.item(row, 0).data(QtCore.Qt.ItemDataRole.UserRole)
+        x = _cell(table, row, 0).data(QtCore.Qt.ItemDataRole.UserRole)
         if x is not None:
             lo, hi = self.plots.x_range()
             self.plots.centre_on(x, min(hi - lo, STEP_SPAN_MIN))
