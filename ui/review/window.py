@@ -139,6 +139,8 @@ class ReviewWindow(QtWidgets.QMainWindow):
     def __init__(self, review: SessionReview, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
         self.review = review
+        self.session_id = review.session_id
+        self.reviewer = review.reviewer
         self._pleth_cache: tuple[float, float, np.ndarray, np.ndarray] | None = None
         info = self.record.info
         self.setWindowTitle(f"kapmonitor review — session {self.session_id}, {info.patient}")
@@ -204,14 +206,6 @@ class ReviewWindow(QtWidgets.QMainWindow):
         self._wire_plots()
         self._fill_tables()
         self._update_readout(self.plots.cursor_x)
-
-    @property
-    def session_id(self) -> int:
-        return self.review.session_id
-
-    @property
-    def reviewer(self) -> str:
-        return self.review.reviewer
 
     @property
     def record(self) -> SessionRecord:
