@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from kapmonitor.record.db import default_path
+from kapmonitor.record.db_env import default_path
 
 log = logging.getLogger(__name__)
 

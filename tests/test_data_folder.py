@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from kapmonitor.record.db import default_path
+from kapmonitor.record.db_env import default_path
 from tests.cli_process import kapmonitor, unprivileged
 from tests.conftest import REAL_DATA_AT_START, REAL_DATA_FOLDER, ROOT, TEST_HOME
 from tests.conftest import data_folder_snapshot as snapshot

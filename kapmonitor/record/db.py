@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-import platformdirs
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import URL, Engine, create_engine, event
@@ -33,17 +32,17 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from kapmonitor.core.errors import UserError
-from kapmonitor.record.db_env import ENV_VAR, PASSWORD_ENV, URL_PASSWORD, mask_password
-
-FILE_NAME = "kapmonitor.sqlite3"
+from kapmonitor.record.db_env import (
+    ENV_VAR,
+    PASSWORD_ENV,
+    URL_PASSWORD,
+    default_path,
+    mask_password,
+)
 
 
 class DatabaseError(UserError):
     """The session database cannot be opened or used."""
-
-
-def default_path() -> Path:
-    return Path(platformdirs.user_data_dir("kapmonitor", appauthor=False)) / FILE_NAME
 
 
 def database_url(url: str | None = None) -> str:

@@ -1,14 +1,20 @@
-"""The database's environment variables and password masking, without SQLAlchemy.
+"""Where the database is by default, the variables that name another, and password masking,
+without SQLAlchemy.
 
 The command line needs these before it knows whether a command opens a database at all (its
-help text names the variables; every message it prints is masked), so they live apart from
-:mod:`kapmonitor.record.db`, whose SQLAlchemy and Alembic would slow every command's start.
+help text names the variables; every message it prints is masked), and the crash log goes into
+the data folder: they live apart from :mod:`kapmonitor.record.db`, whose SQLAlchemy and Alembic
+would slow every command's start.
 """
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
+import platformdirs
+
+FILE_NAME = "kapmonitor.sqlite3"
 ENV_VAR = "KAPMONITOR_DB"
 #: A database server's password, kept out of the URL (and so out of ``ps`` and of messages).
 PASSWORD_ENV = "KAPMONITOR_DB_PASSWORD"
@@ -18,6 +24,11 @@ PASSWORD_ENV = "KAPMONITOR_DB_PASSWORD"
 URL_PASSWORD = re.compile(
     r"(?P<head>(?:[A-Za-z][\w+.-]*://)?[^\s:/@'\"]*:)(?P<password>(?!//)\S*)@"
 )
+
+
+def default_path() -> Path:
+    """The default SQLite file, in the user's data folder."""
+    return Path(platformdirs.user_data_dir("kapmonitor", appauthor=False)) / FILE_NAME
 
 
 def mask_password(text: str) -> str:

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from kapmonitor.core.device_spec import REPLAY, SIM
-from kapmonitor.record.db import default_path
+from kapmonitor.record.db_env import default_path
 
 DEMO_FILE = "demo.sqlite3"
 
