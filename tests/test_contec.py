@@ -29,8 +29,8 @@ from devices.protocols.contec import (
     encode_packet,
     encode_realtime,
 )
-from devices.protocols.contec.emulator import quantise_pleth
 from devices.protocols.contec.wire import BYTE_RATE, CAPTURED_REPLIES, LOCK_PACKETS
+from devices.protocols.emulation import quantise
 from devices.registry import get_driver_class
 from devices.sim.physiology import KapSession
 from devices.sim.scenario import load_scenario
@@ -439,7 +439,7 @@ def test_round_trip_values_equal_the_scenarios(scenario: str, where: str) -> Non
     truth = session.pleth(float(t0), seconds * 60, FS)
     got = samples_by_packet(items)
     assert sorted(got) == list(range(seconds * 60))
-    want = np.where(np.isnan(truth), -1.0, quantise_pleth(truth))
+    want = np.where(np.isnan(truth), -1.0, quantise(truth, 127.0))
     assert np.array_equal([got[k] for k in range(seconds * 60)], want)
     assert all(len(w.samples) == 15 for w in items if isinstance(w, WaveformBlock))
 

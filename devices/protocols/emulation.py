@@ -1,6 +1,6 @@
 """What every emulator does to answer :meth:`~devices.protocols.base.DeviceEmulator.emit`: find
 the ticks of its time grid that fall in the window ``[t0, t1)``, and cut the window out of blocks
-it computes whole.
+it computes whole. And the samples they send, quantised the one way every device does.
 
 A device sends on a grid of its own (Nonin a frame every 1/75 s, Contec a packet every 1/60 s,
 Masimo a line a second); the simulator asks for windows of session time that fall anywhere on it.
@@ -33,6 +33,13 @@ def tick_at(t: float, rate: float, origin: float = 0.0) -> int:
 def ticks(t0: float, t1: float, rate: float, origin: float = 0.0) -> range:
     """The ticks in the window ``[t0, t1)`` (see :func:`tick_at`)."""
     return range(tick_at(t0, rate, origin), tick_at(t1, rate, origin))
+
+
+def quantise(x: npt.ArrayLike, full_scale: float) -> npt.NDArray[np.int64]:
+    """Samples of 0..1 (a simulated pleth) as the wire's whole counts 0..``full_scale``; NaN
+    (no signal) is sent as 0."""
+    clean = np.nan_to_num(np.asarray(x, dtype=np.float64), nan=0.0)
+    return np.rint(np.clip(clean, 0.0, 1.0) * full_scale).astype(np.int64)
 
 
 #: What a block is: bytes on the wire, or samples before they are encoded.

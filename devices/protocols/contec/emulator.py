@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
-import numpy.typing as npt
 
 from devices.protocols.base import DeviceEmulator, SerialSettings
 from devices.protocols.contec.parser import ContecParser
@@ -30,17 +29,11 @@ from devices.protocols.contec.wire import (
     decode_packet,
     encode_realtime_array,
 )
-from devices.protocols.emulation import Blocks, tick_at, ticks
+from devices.protocols.emulation import Blocks, quantise, tick_at, ticks
 from kapmonitor.core.model import Flag
 
 if TYPE_CHECKING:
     from devices.sim.physiology import KapSession
-
-
-def quantise_pleth(x: npt.ArrayLike) -> npt.NDArray[np.uint8]:
-    """Pleth 0..1 to the 7-bit wire value; NaN (no signal) is sent as 0."""
-    clean = np.nan_to_num(np.asarray(x, dtype=np.float64), nan=0.0)
-    return np.rint(np.clip(clean, 0.0, 1.0) * 127.0).astype(np.uint8)
 
 
 @dataclass
@@ -169,7 +162,7 @@ class ContecEmulator(DeviceEmulator):
         v = self.session.vitals(t)
         pleth = np.asarray(self.session.pleth(t, per, PACKET_RATE), dtype=np.float64)
         no_signal = np.isnan(pleth) | (Flag.SENSOR_OFF in v.flags)
-        q = quantise_pleth(pleth)
+        q = quantise(pleth, 127.0)  # the 7-bit pleth
         pr = PR_INVALID if v.heart_rate is None else min(max(round(v.heart_rate), 1), 254)
         spo2 = SPO2_INVALID if v.spo2 is None else min(max(round(v.spo2), 1), 100)
         pi = PI_INVALID

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 
 from devices.protocols.base import DeviceEmulator, SerialSettings
-from devices.protocols.emulation import tick_at
+from devices.protocols.emulation import quantise, tick_at
 from devices.protocols.intellivue.messages import (
     _MDS_OBJ,
     ABORT,
@@ -406,7 +406,7 @@ class IntellivueEmulator(DeviceEmulator):
         """The SaObsValue of the 32 pleth samples from ``t``."""
         x = np.asarray(self.session.pleth(t, PLETH_PER_RESULT, PLETH_FS), dtype=np.float64)
         invalid = bool(np.isnan(x).any())
-        q = np.rint(np.clip(np.nan_to_num(x, nan=0.0), 0.0, 1.0) * PLETH_FULL_SCALE)
+        q = quantise(x, PLETH_FULL_SCALE)
         data = q.astype(">u2").tobytes()
         state = INVALID if invalid else 0
         return struct.pack(">HHH", NOM_PULS_OXIM_PLETH, state, len(data)) + data

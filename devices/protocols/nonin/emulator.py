@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
-import numpy.typing as npt
 
 from devices.protocols.base import DeviceEmulator, SerialSettings
-from devices.protocols.emulation import Blocks, ticks
+from devices.protocols.emulation import Blocks, quantise, ticks
 from devices.protocols.nonin.parser import (
     NoninFormat2Parser,
     NoninFormat7Parser,
@@ -99,7 +98,7 @@ def encode_packet(
     ``status`` holds the bits every frame carries (BIT7 and SYNC are added); frames marked in
     ``no_signal`` also get SNSA. ``hr``/``spo2`` of ``None`` are sent as the missing markers; the
     display (-D) and extended (E-) values repeat the plain ones, as a steady reading would.
-    ``pleth`` holds wire values (8 or 16 bits, see :func:`quantise_pleth`).
+    ``pleth`` holds wire values (8 or 16 bits, see :func:`~devices.protocols.emulation.quantise`).
     """
     hr_v, spo2_v = _wire_values(hr, spo2)
     msb, lsb = _hr_bytes(hr_v)
@@ -167,12 +166,6 @@ def wire_flags8(flags: Flags) -> Flags:
     if Flag.SENSOR_OFF in wire:
         wire -= {Flag.LOW_PERFUSION}  # no pulse, so no perfusion either
     return wire
-
-
-def quantise_pleth(x: npt.ArrayLike, bits: int = 8) -> npt.NDArray[np.int64]:
-    """Pleth 0..1 to the ``bits``-bit wire value; NaN (no signal) is sent as 0."""
-    clean = np.nan_to_num(np.asarray(x, dtype=np.float64), nan=0.0)
-    return np.rint(np.clip(clean, 0.0, 1.0) * float((1 << bits) - 1)).astype(np.int64)
 
 
 class _NoninEmulator(DeviceEmulator):
@@ -243,7 +236,7 @@ class _FramedEmulator(_NoninEmulator):
         return encode_packet(
             None if v.heart_rate is None else round(v.heart_rate),
             None if v.spo2 is None else round(v.spo2),
-            quantise_pleth(pleth, self.layout.bits),
+            quantise(pleth, float((1 << self.layout.bits) - 1)),
             status=status_bits(v.flags),
             no_signal=np.isnan(pleth),
             timer=index,
