@@ -265,13 +265,15 @@ def test_a_real_full_disk_with_database_and_spool_together_loses_nothing(small_d
 def _fill(folder: Path) -> Path:
     """Fill the file system ``folder`` is on to the last block; return the filler."""
     filler = folder / "filler"
-    with open(filler, "wb") as f:
-        try:
-            while True:
-                f.write(b"\xff" * 65536)
-                f.flush()
-        except OSError as exc:
-            assert exc.errno == errno.ENOSPC
+    # Unbuffered: a buffered file keeps the bytes that did not fit and raises again on close.
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        while True:
+            os.write(fd, b"\xff" * 65536)
+    except OSError as exc:
+        assert exc.errno == errno.ENOSPC
+    finally:
+        os.close(fd)
     return filler
 
 
