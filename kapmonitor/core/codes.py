@@ -41,6 +41,11 @@ class Code(StrEnum):
     NIBP_MEAN = "MDC_PRESS_BLD_NONINV_MEAN"
     PLETH = "MDC_PULS_OXIM_PLETH"
     PERFUSION = "MDC_PULS_OXIM_PERF_REL"
+    RESP_RATE = "MDC_RESP_RATE"  #: breaths a minute from the chest (impedance) or a capnograph
+    AWAY_RESP_RATE = "MDC_AWAY_RESP_RATE"  #: breaths a minute counted in the airway's CO2
+    CO2_ET = "MDC_AWAY_CO2_ET"  #: end-tidal CO2
+    CO2_INSP_MIN = "MDC_AWAY_CO2_INSP_MIN"  #: inspired (minimum) CO2: rebreathing shows here
+    CO2 = "MDC_AWAY_CO2"  #: the capnogram, the CO2 wave
 
     @property
     def info(self) -> CodeInfo:
@@ -71,6 +76,17 @@ class Code(StrEnum):
 # 100 /min in 2 s (even a sudden SVT appears over several beats). A probe sliding off, a
 # doubled count on a dicrotic notch or a decoding error can. A real change of that size is
 # flagged for at most the window, after which the new level is the reference.
+# Breathing (issue 17): a respiratory rate 0-150 /min (0 is a measured apnoea, not a missing
+# value; capnographs and impedance monitors count to 120-150, e.g. Capnostream 0-150, Philips
+# 0-150 /min); CO2 0-150 mmHg (Capnostream's and Philips' measuring range; an EtCO2 above it is
+# a decoding error). EtCO2 cannot move 30 mmHg within 5 s (it follows alveolar CO2, which
+# changes over minutes; a line coming off gives None with a flag, not a jump).
+# LOINC: 9279-1 "Respiratory rate" (the FHIR vital-signs profile's code) for both rates; 19891-1
+# "Carbon dioxide [Partial pressure] in Exhaled gas --at end expiration" for EtCO2; no LOINC
+# code for the inspired minimum or the wave was found, so they carry their IEEE 11073 code only.
+BREATH_RANGE = (0.0, 150.0)
+CO2_RANGE = (0.0, 150.0)
+CO2_JUMP = (30.0, 5.0)
 SPO2_JUMP = (30.0, 2.0)
 RATE_JUMP = (100.0, 2.0)
 RATE_RANGE = (15.0, 350.0)
@@ -88,4 +104,12 @@ CODE_INFO: dict[Code, CodeInfo] = {
     # The pleth wave has no unit of its own: devices send it in arbitrary counts ("1").
     Code.PLETH: CodeInfo(150452, "1", None, "Pleth"),
     Code.PERFUSION: CodeInfo(150448, "%", None, "PI", (0.0, 20.0)),
+    # SCADA partition (2 * 65536) + the IntelliVue/11073 term code: 20490, 20498, 20656,
+    # 20666, 20652 (VSCaptureMP and OpenICE's tables; shared/reference/breathing-and-station.md).
+    Code.RESP_RATE: CodeInfo(151562, "/min", "9279-1", "RR", BREATH_RANGE),
+    Code.AWAY_RESP_RATE: CodeInfo(151570, "/min", "9279-1", "awRR", BREATH_RANGE),
+    Code.CO2_ET: CodeInfo(151728, "mm[Hg]", "19891-1", "EtCO2", CO2_RANGE, CO2_JUMP),
+    Code.CO2_INSP_MIN: CodeInfo(151738, "mm[Hg]", None, "FiCO2", CO2_RANGE),
+    # The capnogram in mmHg (devices send CO2 partial pressure, not arbitrary counts).
+    Code.CO2: CodeInfo(151724, "mm[Hg]", None, "CO2"),
 }

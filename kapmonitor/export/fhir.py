@@ -63,6 +63,8 @@ LOINC_NAMES = {
     "8462-4": "Diastolic blood pressure",
     "8478-0": "Mean blood pressure",
     "85354-9": "Blood pressure panel with all children optional",
+    "9279-1": "Respiratory rate",
+    "19891-1": "Carbon dioxide [Partial pressure] in Exhaled gas --at end expiration",
 }
 #: Extra LOINC codes a profile asks for besides the code's own.
 EXTRA_LOINC = {Code.SPO2.value: ("2708-6",)}

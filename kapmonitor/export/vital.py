@@ -62,6 +62,11 @@ DISPLAY: dict[Code, tuple[float, float, int]] = {
     Code.NIBP_MEAN: (0.0, 250.0, 0xFFFFFFFF),
     Code.PLETH: (0.0, 1.0, 0xFF87CEFA),
     Code.PERFUSION: (0.0, 20.0, 0xFF87CEFA),
+    Code.RESP_RATE: (0.0, 40.0, 0xFFFFFF00),
+    Code.AWAY_RESP_RATE: (0.0, 40.0, 0xFFFFFF00),
+    Code.CO2_ET: (0.0, 80.0, 0xFFFFFF00),
+    Code.CO2_INSP_MIN: (0.0, 80.0, 0xFFFFFF00),
+    Code.CO2: (0.0, 60.0, 0xFFFFFF00),
 }
 WHITE = 0xFFFFFFFF
 
