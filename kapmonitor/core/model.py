@@ -48,6 +48,10 @@ class Flag(StrEnum):
     LOW_PERFUSION = "low-perfusion"
     MEASUREMENT_FAILED = "measurement-failed"
     DEMO = "demo"  #: the device sends demo or test data, not the patient's (IntelliVue)
+    #: A capnograph detected no breath (apnoea): a patient state, unlike a line that is off.
+    NO_BREATH = "no-breath"
+    #: The CO2 sampling line is blocked (occlusion, water): no CO2 reading, a technical state.
+    LINE_BLOCKED = "line-blocked"
 
 
 Flags = frozenset[Flag]
