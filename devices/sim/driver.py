@@ -27,6 +27,8 @@ from kapmonitor.core.model import (
 
 #: Pleth samples per second, as OpenICE's simulated oximeter.
 PLETH_RATE = 100.0
+#: Capnogram samples per second, as a Capnostream 20 sends its CO2 wave (one every 50 ms).
+CO2_RATE = 20.0
 #: Seconds between numeric updates, as most monitors refresh their displayed values.
 NUMERIC_PERIOD = 1.0
 #: Simulated seconds per step; pleth arrives in blocks of this length.
@@ -36,7 +38,8 @@ SIGNAL_FLAGS = frozenset({Flag.SENSOR_OFF, Flag.ARTIFACT, Flag.SEARCHING})
 
 
 class SimDriver(PlaybackDriver):
-    """Plays a KAP-session scenario as a monitor with SpO2, pulse rate, PI, pleth and NIBP."""
+    """Plays a KAP-session scenario as a monitor with SpO2, pulse rate, PI, pleth and NIBP, and
+    a capnograph: respiratory rate, EtCO2, inspired CO2 and the capnogram."""
 
     name = "sim"
 
@@ -111,6 +114,19 @@ class SimDriver(PlaybackDriver):
                     session.vitals(ts).flags & SIGNAL_FLAGS,
                 )
             )
+        first, end = math.ceil(t0 * CO2_RATE), math.ceil(t1 * CO2_RATE)
+        if end > first:
+            ts = first / CO2_RATE
+            self._publish(
+                WaveformBlock(
+                    self.source,
+                    Code.CO2,
+                    origin.shifted(ts),
+                    CO2_RATE,
+                    session.capnogram(ts, end - first, CO2_RATE),
+                    session.breathing(ts).flags,
+                )
+            )
 
     def _publish_vitals(self, origin: Stamp, t: float) -> None:
         v = self.session.vitals(t)
@@ -123,3 +139,12 @@ class SimDriver(PlaybackDriver):
         ):
             shown = None if value is None else round(value, digits or None)
             self._publish(Numeric(self.source, code, shown, stamp, v.flags))
+        b = self.session.breathing(t)
+        # A capnograph shows whole breaths a minute and whole mmHg.
+        for code, value in (
+            (Code.RESP_RATE, b.resp_rate),
+            (Code.CO2_ET, b.etco2),
+            (Code.CO2_INSP_MIN, b.fico2),
+        ):
+            shown = None if value is None else float(round(value))
+            self._publish(Numeric(self.source, code, shown, stamp, b.flags))

@@ -11,6 +11,14 @@ mean rise +16/+11 mmHg, back to baseline within about 1.5 h): ``rise(t) = A * (x
 with ``x = (t - dose) / peak``, which is 0 at the dose, exactly ``A`` at the peak and falls
 smoothly after it; ``k`` is chosen per session so the rise is down to 10 % of ``A`` by
 ``peak + resolve_min``.
+
+Breathing (issue 17) has a random stream of its own, so the values every scenario had before
+it (pinned by the tests) are unchanged: a respiratory rate and an EtCO2 drifting about the
+patient's baseline, courses of respiratory depression (the rate falls and EtCO2 climbs over
+minutes, the hypoventilation capnography shows before the SpO2 falls), apnoea windows (no
+breath: rate 0, no end-tidal value, a flat capnogram) and windows with the sampling line off
+(no CO2 values, a flat capnogram: a technical state, not apnoea), and a capnogram whose breaths
+follow the rate and whose plateau reaches the EtCO2.
 """
 
 from __future__ import annotations
@@ -54,6 +62,17 @@ class Vitals:
 
 
 @dataclass(frozen=True)
+class Breathing:
+    """What a capnograph would show at session time ``t``; None when there is no reading."""
+
+    t: float
+    resp_rate: float | None  #: breaths a minute; 0 during apnoea (a measured absence)
+    etco2: float | None  #: mmHg; None with no breath (no end tide) or the line off
+    fico2: float | None  #: inspired CO2, mmHg
+    flags: frozenset[Flag]
+
+
+@dataclass(frozen=True)
 class SimNibp:
     """One cuff reading; ``t`` is when the cuff finished measuring (session seconds)."""
 
@@ -91,7 +110,10 @@ class KapSession:
 
         # Independent streams, so that adding a fault does not change the patient's draws.
         root = np.random.SeedSequence([zlib.crc32(scenario.name.encode()), seed % 2**64])
-        draws, series, noise, faults, cuff, wave = (np.random.default_rng(s) for s in root.spawn(6))
+        # Spawned children depend only on their index: the first six are those of the sessions
+        # before breathing was added, so every earlier value is unchanged.
+        streams = [np.random.default_rng(s) for s in root.spawn(7)]
+        draws, series, noise, faults, cuff, wave, breath = streams
         self._draw_patient(draws)
         self._n = math.ceil(self.duration) + PAD_S + 1
         self._grid = np.arange(self._n, dtype=np.float64)
@@ -100,6 +122,7 @@ class KapSession:
         self._build_pleth(wave)
         self.nibp_readings: tuple[SimNibp, ...] = self._build_nibp(cuff)
         self._nibp_t = [r.t for r in self.nibp_readings]
+        self._build_breathing(breath)
 
     # --- construction ----------------------------------------------------------------------------
 
@@ -157,7 +180,8 @@ class KapSession:
             elif f.kind == "bradycardia":
                 assert f.heart_rate is not None, "a bradycardia has one (FAULT_KEYS)"
                 hr = hr + w * (f.heart_rate - hr)
-            else:
+            elif f.kind == "severe-hypertension":
+                assert f.systolic_rise is not None and f.diastolic_rise is not None
                 sys = sys + w * f.systolic_rise
                 dia = dia + w * f.diastolic_rise
                 hr = hr + w * (f.heart_rate_rise or 0.0)
@@ -230,6 +254,40 @@ class KapSession:
         self._motion_f = rng.uniform(0.5, 7.0, 8)
         self._motion_p = rng.uniform(0.0, 2 * math.pi, 8)
         self._motion_a = rng.uniform(0.5, 1.5, 8) * 0.12
+
+    def _build_breathing(self, rng: np.random.Generator) -> None:
+        b, n = self.scenario.baseline, self._n
+        z = rng.standard_normal(2)
+        base_rr = _clip_draw(b.resp_rate, z[0], 4.0, 40.0)
+        base_et = _clip_draw(b.etco2, z[1], 20.0, 60.0)
+        self._drawn.update(baseline_resp_rate=base_rr, baseline_etco2=base_et)
+        rr = base_rr + _ou(rng, n, 0.8, 300.0)
+        et = base_et + _ou(rng, n, 1.0, 400.0)
+        for f in self.scenario.faults_of("respiratory-depression"):
+            assert f.resp_rate is not None and f.etco2_rise is not None, "FAULT_KEYS"
+            w = self._course(f)
+            rr = rr + w * (f.resp_rate - rr)
+            et = et + w * f.etco2_rise
+        self._apnea = _Windows(self._fault_windows("apnea"))
+        self._line_off = _Windows(self._fault_windows("sampling-line-off"))
+        # What the lungs do (breaths of the capnogram follow it), then what the device reads.
+        breathing = ~self._apnea.mask(self._grid)
+        self._rr_true = np.clip(rr, 2.0, 60.0) * breathing
+        self._rr = np.clip(rr + rng.normal(0.0, 0.4, n), 2.0, 60.0)
+        self._etco2 = np.clip(et + rng.normal(0.0, 0.5, n), 5.0, 120.0)
+        self._fico2 = np.abs(rng.normal(0.0, 0.4, n))  # room air: 0-1 mmHg
+        # Breath onsets, as the pleth's beats: integrate the rate, then invert.
+        count = np.concatenate(
+            ([0.0], np.cumsum(0.5 * (self._rr_true[1:] + self._rr_true[:-1]) / 60.0))
+        )
+        self._breath_count = count
+        self._breath_on = np.interp(np.arange(math.floor(count[-1]) + 1), count, self._grid)
+
+    def _fault_windows(self, kind: str) -> list[tuple[float, float]]:
+        return [
+            (self._t0 + f.start_min * 60.0, self._t0 + f.end_min * 60.0)
+            for f in self.scenario.faults_of(kind)
+        ]
 
     def _build_nibp(self, rng: np.random.Generator) -> tuple[SimNibp, ...]:
         plan = self.scenario.nibp
@@ -312,6 +370,47 @@ class KapSession:
         y = np.clip(y, 0.0, 1.0)
         y[self._probe_off.mask(t)] = np.nan
         return y
+
+    def breathing(self, t: float) -> Breathing:
+        """What a capnograph shows at ``t``: the rate and CO2 values, or why there are none."""
+        if self._line_off.contains(t):
+            return Breathing(t, None, None, None, frozenset({Flag.SENSOR_OFF}))
+        i, frac = self._index(t)
+        fico2 = _lerp(self._fico2, i, frac)
+        if self._apnea.contains(t):
+            return Breathing(t, 0.0, None, fico2, frozenset({Flag.NO_BREATH}))
+        rr = _lerp(self._rr, i, frac)
+        return Breathing(t, rr, _lerp(self._etco2, i, frac), fico2, frozenset())
+
+    def capnogram(self, t0: float, n: int, fs: float) -> np.ndarray:
+        """``n`` CO2 samples (mmHg) from ``t0`` at ``fs`` Hz: a pure function of time.
+
+        Each breath starts with expiration: a steep rise (phase II) to a plateau that climbs
+        gently to the EtCO2 at its end (phase III), then the inspiratory down-stroke to the
+        inspired CO2 (near 0), flat through inspiration. No breath (apnoea) and a line that is
+        off read the baseline: the signal goes flat.
+        """
+        t = t0 + np.arange(n, dtype=np.float64) / fs
+        tc = np.clip(t, 0.0, self._grid[-1])
+        count = np.interp(tc, self._grid, self._breath_count)
+        k = np.clip(np.floor(count).astype(np.int64), 0, max(len(self._breath_on) - 2, 0))
+        onset = self._breath_on[k] if len(self._breath_on) > 1 else np.zeros_like(tc)
+        length = (
+            self._breath_on[k + 1] - onset if len(self._breath_on) > 1 else np.full_like(tc, 4.0)
+        )
+        tau = tc - onset
+        et = np.interp(tc, self._grid, self._etco2)
+        base = np.interp(tc, self._grid, self._fico2)
+        expire = 0.55 * length  # expiration takes a little over half a breath at rest
+        rise = np.minimum(0.35, 0.15 * length)
+        fall = np.minimum(0.25, 0.08 * length)
+        plateau = (0.9 + 0.1 * np.clip((tau - rise) / np.maximum(expire - rise, 1e-6), 0, 1)) * et
+        u = np.clip(tau / rise, 0.0, 1.0)
+        y = base + (plateau - base) * (u * u * (3.0 - 2.0 * u))
+        d = np.clip((tau - expire) / fall, 0.0, 1.0)
+        y = y + (base - y) * (d * d * (3.0 - 2.0 * d))
+        flat = self._apnea.mask(t) | self._line_off.mask(t)
+        return np.where(flat, base, y)
 
     def connected(self, t: float) -> bool:
         """False while the scenario has the device unplugged."""

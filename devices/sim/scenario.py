@@ -37,9 +37,16 @@ FAULT_KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "artifact": ((), ("burst_s", "gap_s")),
     "nibp-failed": ((), ()),
     "unplug": ((), ()),
+    # Breathing (issue 17): the rate falls to resp_rate and EtCO2 climbs by etco2_rise (opioid
+    # or benzodiazepine on board, a fast IV dose); no breath at all; the CO2 line off.
+    "respiratory-depression": (("resp_rate", "etco2_rise"), ("ramp_min", "recover_min")),
+    "apnea": ((), ()),
+    "sampling-line-off": ((), ()),
 }
 #: Kinds that are a smooth course (ramp in, hold, recover) rather than an on/off window.
-COURSE_KINDS = frozenset({"desaturation", "bradycardia", "severe-hypertension"})
+COURSE_KINDS = frozenset(
+    {"desaturation", "bradycardia", "severe-hypertension", "respiratory-depression"}
+)
 
 
 @dataclass(frozen=True)
@@ -65,6 +72,10 @@ class Baseline:
     systolic: Spread
     diastolic: Spread
     perfusion_index: Spread
+    #: Breathing, optional in a file (older scenarios have none): breaths a minute and EtCO2
+    #: (mmHg) of a calm adult at rest (normal 12-20 /min, 35-45 mmHg).
+    resp_rate: Spread = Spread(14.0, 2.0, 10.0, 20.0)
+    etco2: Spread = Spread(38.0, 2.5, 33.0, 44.0)
 
 
 @dataclass(frozen=True)
@@ -125,6 +136,8 @@ class Fault:
     recover_min: float | None = None  #: courses: time to come back
     burst_s: float | None = None  #: artifact: mean length of a motion burst
     gap_s: float | None = None  #: artifact: mean quiet time between bursts
+    resp_rate: float | None = None  #: respiratory-depression: breaths a minute at the bottom
+    etco2_rise: float | None = None  #: respiratory-depression: mmHg EtCO2 climbs at the top
 
     @property
     def end_min(self) -> float:
@@ -339,8 +352,12 @@ class _Parser:
 
     def baseline(self, table: dict[str, Any]) -> Baseline:
         names = ("heart_rate", "spo2", "systolic", "diastolic", "perfusion_index")
-        self.keys(table, "[baseline]", names, ())
+        breathing = ("resp_rate", "etco2")
+        self.keys(table, "[baseline]", names, breathing)
         spreads = {n: self.spread(table, n, "[baseline]", low=0) for n in names}
+        spreads.update(
+            {n: self.spread(table, n, "[baseline]", low=0) for n in breathing if n in table}
+        )
         if spreads["spo2"].mean > 100:
             self.fail("[baseline] spo2", "'mean' must be <= 100")
         if spreads["diastolic"].mean >= spreads["systolic"].mean:
@@ -462,6 +479,10 @@ class _Parser:
                 bounds = {"low": 50, "high": 100}
             elif key == "heart_rate":
                 bounds = {"low": 20, "high": 250}
+            elif key == "resp_rate":
+                bounds = {"low": 0, "high": 60}
+            elif key == "etco2_rise":
+                bounds = {"low": 0, "high": 80}
             elif key in ("burst_s", "gap_s"):
                 bounds = {"low": 0, "low_open": True}
             values[key] = self.number(item, key, here, **bounds)
