@@ -30,6 +30,7 @@ BUILTIN_DRIVERS: dict[str, str] = {
     "contec": "devices.protocols.contec:ContecDriver",
     "ge-s5": "devices.protocols.ge_s5:GeS5Driver",
     "intellivue": "devices.protocols.intellivue:IntellivueDriver",
+    "capnostream": "devices.protocols.capnostream:CapnostreamDriver",
 }
 
 

@@ -80,6 +80,7 @@ _DECODED: dict[str | None, Callable[[Parser], int]] = {
     "contec": lambda p: p.stats.bytes_in_packets,
     "ge-s5": lambda p: p.stats.bytes_in_frames,
     "intellivue": lambda p: p.stats.bytes_in_frames,
+    "capnostream": lambda p: p.stats.bytes_in_frames,
 }
 
 

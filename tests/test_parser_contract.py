@@ -66,6 +66,7 @@ VITALS = (Code.SPO2, Code.PULSE_RATE, Code.HEART_RATE)
 
 def test_every_built_in_protocol_is_under_contract() -> None:
     builtin = {"nonin2", "nonin7", "nonin8", "masimo", "contec", "ge-s5", "intellivue"}
+    builtin |= {"capnostream"}
     assert builtin <= set(PROTOCOLS)
 
 
@@ -460,7 +461,7 @@ def test_nonin8_line_noise_gives_no_values_and_no_alarm() -> None:
     assert physiological_alarms(items) == []
 
 
-@pytest.mark.parametrize("name", ["contec", "nonin2", "nonin7", "masimo", "ge-s5"])
+@pytest.mark.parametrize("name", ["contec", "nonin2", "nonin7", "masimo", "ge-s5", "capnostream"])
 def test_line_noise_gives_no_values_and_no_alarm(name: str) -> None:
     # Contec's lone "real-time packets" in noise gave pulse, SpO2 and a PI of 342 %.
     items = noise_items(name, 60.0, seed=2)
