@@ -58,6 +58,9 @@ def record(tmp_path_factory: pytest.TempPathFactory) -> SessionRecord:
     assert any(r.systolic is None for r in rec.nibp)
     assert any(a.operator for a in rec.alarms)
     assert rec.waves and rec.values
+    # Breathing (issue 17): every round trip below carries the rate, EtCO2 and the capnogram.
+    assert {Code.RESP_RATE, Code.CO2_ET, Code.CO2_INSP_MIN} <= {n.code for n in rec.numerics}
+    assert {w.code for w in rec.waves} == {Code.PLETH, Code.CO2}
     return rec
 
 
@@ -353,7 +356,8 @@ def test_hl7_mllp_framing(record: SessionRecord) -> None:
     hl7_export.write(short, out, mllp=True)
     frames = out.getvalue().split(b"\x1c\r")
     assert frames[-1] == b""
-    assert len(frames) - 1 == 10 + len(short.events)
+    instants = {n.stamp.wall for n in short.numerics}  # one ORU per instant's values
+    assert len(frames) - 1 == len(instants) + len(short.events)
     assert all(f.startswith(b"\x0bMSH|") for f in frames[:-1])
 
 
@@ -373,7 +377,8 @@ def test_vital_round_trip(record: SessionRecord, vital_file: Any) -> None:
     vf = vital_file
     labels = {c.value: c.info.label for c in Code}
     tracks = {f"{SOURCE}/{labels.get(code, code)}" for _, _, code in expected(record)}
-    assert set(vf.get_track_names()) == tracks | {f"{SOURCE}/Pleth", "EVENT", "ALARM"}
+    waves = {f"{SOURCE}/{w.code.info.label}" for w in record.waves}  # pleth, capnogram
+    assert set(vf.get_track_names()) == tracks | waves | {"EVENT", "ALARM"}
     assert vf.devs[SOURCE].port == "kap-export.toml"
 
     got: dict[Key, tuple[float | None, str, str]] = {}
@@ -402,10 +407,18 @@ def test_vital_round_trip(record: SessionRecord, vital_file: Any) -> None:
     pleth = vf.trks[f"{SOURCE}/Pleth"]
     assert pleth.srate == 100
     samples = np.concatenate([r["val"] for r in pleth.recs])
-    original = np.concatenate([b.samples for b in record.waves])
+    pleths = [b for b in record.waves if b.code is Code.PLETH]
+    original = np.concatenate([b.samples for b in pleths])
     np.testing.assert_allclose(samples, original, rtol=0, atol=1e-7, equal_nan=True)
     assert np.isnan(original).any()
-    assert pleth.recs[0]["dt"] == record.waves[0].stamp.wall
+    assert pleth.recs[0]["dt"] == pleths[0].stamp.wall
+    # The capnogram: its own track, mmHg as float32.
+    co2 = vf.trks[f"{SOURCE}/CO2"]
+    assert co2.srate == 20 and co2.unit == "mm[Hg]"
+    co2_original = np.concatenate([b.samples for b in record.waves if b.code is Code.CO2])
+    co2_samples = np.concatenate([r["val"] for r in co2.recs])
+    np.testing.assert_allclose(co2_samples, co2_original, rtol=1e-6, atol=1e-6)
+    assert co2_original.max() > 25.0  # breaths, not a flat line
     wave = vf.to_numpy([f"{SOURCE}/Pleth"], 0.01)[:, 0]
     np.testing.assert_allclose(wave[: len(original)], original, atol=1e-7, equal_nan=True)
 
