@@ -567,7 +567,7 @@ def test_the_round_trip_values_are_the_scenarios(typical) -> None:
     for k, n in enumerate(spo2, start=1):
         v = typical.vitals(k * nom.NUMERIC_PERIOD)
         assert n.value == round(v.spo2, 1)
-    waves = [i for i in items if isinstance(i, WaveformBlock)]
+    waves = [i for i in items if isinstance(i, WaveformBlock) and i.code is Code.PLETH]
     samples = np.concatenate([w.samples for w in waves])
     truth = np.rint(np.clip(typical.pleth(0.0, len(samples), 125.0), 0, 1) * 4095)
     assert {w.fs for w in waves} == {125.0} and np.array_equal(samples, truth)
@@ -729,7 +729,7 @@ def test_round_trip_over_a_pty_association_polls_nibp_drop_and_release(pipeline)
     assert spo2 and set(spo2) <= truth | {None}
     assert driver.parser.stats.checksum_errors == 0 and driver.parser.stats.framing_errors == 0
     waves = [i for i in collector.items if isinstance(i, WaveformBlock)]
-    assert waves and {w.fs for w in waves} == {125.0}
+    assert waves and {(w.code, w.fs) for w in waves} == {(Code.PLETH, 125.0), (Code.CO2, 62.5)}
     # Release on close.
     driver.stop()
     deadline = time.monotonic() + 5

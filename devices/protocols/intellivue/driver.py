@@ -21,10 +21,12 @@ from devices.protocols.intellivue.messages import (
 from devices.protocols.intellivue.nomenclature import (
     BAUD_OPTIONS,
     BYTE_RATE,
+    CO2_LABEL,
     KEEP_ALIVE_S,
     MIN_TIMEOUT_S,
     NOM_MOC_VMO_METRIC_NU,
     NOM_MOC_VMO_METRIC_SA_RT,
+    PLETH_LABEL,
     SERIAL,
 )
 from devices.protocols.intellivue.parser import IntellivueParser
@@ -42,7 +44,7 @@ class IntellivueDriver(SerialDriver[IntellivueParser]):
     a port set to 19200 baud: ``intellivue+19200@PORT``).
 
     Plays the host's side of the session: the association request on connect, the confirmation
-    of the MDS Create Event (same invoke id), the wave priority list (pleth only) and the
+    of the MDS Create Event (same invoke id), the wave priority list (pleth and CO2) and the
     extended polls for numerics and waves, renewed every :data:`KEEP_ALIVE_S` as the keep-alive
     (a third of the shortest timeout a monitor can negotiate). When the monitor aborts or
     releases the association, or sends no frame for two keep-alive periods while associated, the
@@ -127,7 +129,8 @@ class IntellivueDriver(SerialDriver[IntellivueParser]):
                 if not self.polling:
                     self.associated = self.polling = True
                     self.associations += 1
-                    out += frame(wave_priority_request(self._next_invoke()))
+                    labels = (PLETH_LABEL, CO2_LABEL)  # the pleth and the capnogram
+                    out += frame(wave_priority_request(self._next_invoke(), labels))
                     out += self._polls()
                     self._set_state(ConnectionState.CONNECTED, "associated with the monitor")
             elif ev.kind == "refuse":

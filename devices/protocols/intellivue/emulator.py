@@ -6,6 +6,7 @@ import bisect
 import contextlib
 import math
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, ClassVar
@@ -40,11 +41,16 @@ from devices.protocols.intellivue.nomenclature import (
     NOM_ATTR_NU_VAL_OBS,
     NOM_ATTR_POLL_RTSA_PRIO_LIST,
     NOM_ATTR_SA_VAL_OBS,
+    NOM_ATTR_SCALE_SPECN_I16,
     NOM_ATTR_SYS_TYPE,
     NOM_ATTR_TIME_ABS,
     NOM_ATTR_TIME_PD_POLL,
     NOM_ATTR_TIME_REL,
     NOM_ATTR_TIME_STAMP_ABS,
+    NOM_AWAY_CO2,
+    NOM_AWAY_CO2_ET,
+    NOM_AWAY_CO2_INSP_MIN,
+    NOM_AWAY_RESP_RATE,
     NOM_ECG_CARD_BEAT_RATE,
     NOM_ECG_V_P_C_CNT,
     NOM_MOC_VMO_METRIC_NU,
@@ -55,6 +61,7 @@ from devices.protocols.intellivue.nomenclature import (
     NOM_PULS_OXIM_PLETH,
     NOM_PULS_OXIM_PULS_RATE,
     NOM_PULS_OXIM_SAT_O2,
+    NOM_RESP_RATE,
     NUMERIC_PERIOD,
     POLL_DURATION_S,
     QUESTIONABLE,
@@ -92,6 +99,13 @@ CREATE_RESEND_S = 5.0  #: the MDS Create Event is repeated this often until conf
 PLETH_FS = 125.0
 PLETH_PER_RESULT = round(PLETH_FS * WAVE_PERIOD)  #: 32
 PLETH_FULL_SCALE = 4095  #: the MP90's pleth counts are 12-bit
+CO2_FS = 62.5  #: the IntelliVue CO2 wave's rate (16 samples a 256-ms result)
+CO2_PER_RESULT = round(CO2_FS * WAVE_PERIOD)
+#: The CO2 wave's scale (NOM_ATTR_SCALE_SPECN_I16): counts 0..4000 are 0..100 mmHg.
+CO2_SCALE = (0.0, 100.0, 0, 4000)
+#: Breathing objects' handles (the emulator's own: the real MP90 sessions had no CO2 module).
+H_RR, H_AWRR, H_ETCO2, H_INSP_CO2, H_CO2 = 0x8301, 0x8302, 0x8303, 0x8304, 0x0401
+UNIT_RESP_PER_MIN = 0x0AE0
 
 # Object handles of the emulated monitor (those of the real MP90 where it has them).
 H_NIBP, H_HR, H_PVC, H_SPO2, H_PR, H_PERF, H_PLETH = (
@@ -326,7 +340,15 @@ class IntellivueEmulator(DeviceEmulator):
             rel = self.rel(t)
         else:
             t = (k - 1) * WAVE_PERIOD  # the samples of the 256 ms before the result
-            observations = [(H_PLETH, [(NOM_ATTR_SA_VAL_OBS, self.pleth_value(t))])]
+            co2 = [(NOM_ATTR_SA_VAL_OBS, self.co2_value(t))]
+            if poll.sequence == 0:  # the scale with the first result of a poll
+                lo, hi, lo_s, hi_s = CO2_SCALE
+                scale = struct.pack(">IIHH", encode_float(lo), encode_float(hi), lo_s, hi_s)
+                co2.insert(0, (NOM_ATTR_SCALE_SPECN_I16, scale))
+            observations = [
+                (H_PLETH, [(NOM_ATTR_SA_VAL_OBS, self.pleth_value(t))]),
+                (H_CO2, co2),
+            ]
             rel = self.rel(t)
         seq = poll.sequence
         poll.sequence = (seq + 1) & 0xFFFF
@@ -375,7 +397,71 @@ class IntellivueEmulator(DeviceEmulator):
                 H_PERF,
                 [(NOM_ATTR_NU_VAL_OBS, nu(NOM_PULS_OXIM_PERF_REL, ox_state, 0x0200, pi_v, -2))],
             ),
+            *self.breathing(t, nu),
         ]
+
+    def breathing(
+        self, t: float, nu: Callable[[int, int, int, float | None, int], bytes]
+    ) -> list[tuple[int, list[tuple[int, bytes]]]]:
+        """The breathing observations at ``t``: the chest impedance rate (it goes on while the
+        CO2 line is off; 0 in apnoea), and the capnograph's rate, EtCO2 and inspired CO2."""
+        b = self.session.breathing(t)
+        line_off = Flag.SENSOR_OFF in b.flags
+        co2_state = (INVALID | UNAVAILABLE) if line_off else 0
+        rr = b.resp_rate
+        impedance = b.resp_rate if not line_off else self._impedance_rate(t)
+        et_state = co2_state | (UNAVAILABLE if b.etco2 is None else 0)
+
+        def whole(x: float | None) -> float | None:
+            return None if x is None else float(round(x))
+
+        return [
+            (
+                H_RR,
+                [
+                    (
+                        NOM_ATTR_NU_VAL_OBS,
+                        nu(NOM_RESP_RATE, 0, UNIT_RESP_PER_MIN, whole(impedance), 0),
+                    )
+                ],
+            ),
+            (
+                H_AWRR,
+                [
+                    (
+                        NOM_ATTR_NU_VAL_OBS,
+                        nu(NOM_AWAY_RESP_RATE, co2_state, UNIT_RESP_PER_MIN, whole(rr), 0),
+                    )
+                ],
+            ),
+            (
+                H_ETCO2,
+                [
+                    (
+                        NOM_ATTR_NU_VAL_OBS,
+                        nu(NOM_AWAY_CO2_ET, et_state, UNIT_MMHG, whole(b.etco2), 0),
+                    )
+                ],
+            ),
+            (
+                H_INSP_CO2,
+                [
+                    (
+                        NOM_ATTR_NU_VAL_OBS,
+                        nu(NOM_AWAY_CO2_INSP_MIN, co2_state, UNIT_MMHG, whole(b.fico2), 0),
+                    )
+                ],
+            ),
+        ]
+
+    def _impedance_rate(self, t: float) -> float | None:
+        """The chest's rate while the CO2 line is off: the patient breathes on, at the rate the
+        capnograph last saw (the model has one breathing rate)."""
+        for back in range(1, 3600):
+            r = self.session.breathing(t - back).resp_rate
+            if r is not None:
+                return r
+        return None
 
     def nibp_attrs(self, t: float) -> list[tuple[int, bytes]]:
         """The NIBP object's attributes at ``t``: last reading, or measuring, or none yet."""
@@ -401,6 +487,16 @@ class IntellivueEmulator(DeviceEmulator):
         )
         cmpd = struct.pack(">HH", 3, len(parts)) + parts
         return [(NOM_ATTR_TIME_STAMP_ABS, encode_abs_time(when)), (NOM_ATTR_NU_CMPD_VAL_OBS, cmpd)]
+
+    def co2_value(self, t: float) -> bytes:
+        """The SaObsValue of the 16 CO2 samples from ``t`` (counts on :data:`CO2_SCALE`)."""
+        x = np.asarray(self.session.capnogram(t, CO2_PER_RESULT, CO2_FS), dtype=np.float64)
+        lo, hi, lo_s, hi_s = CO2_SCALE
+        q = np.rint(lo_s + (np.clip(x, lo, hi) - lo) * (hi_s - lo_s) / (hi - lo)).astype(">u2")
+        line_off = Flag.SENSOR_OFF in self.session.breathing(t).flags
+        state = INVALID if line_off else 0
+        data = q.tobytes()
+        return struct.pack(">HHH", NOM_AWAY_CO2, state, len(data)) + data
 
     def pleth_value(self, t: float) -> bytes:
         """The SaObsValue of the 32 pleth samples from ``t``."""

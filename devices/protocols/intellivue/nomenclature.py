@@ -77,6 +77,14 @@ NOM_PRESS_BLD_NONINV_PULS_RATE = 0xF0E5
 NOM_ECG_V_P_C_CNT = 0x4261
 NIBP_PARTS = (NOM_PRESS_BLD_NONINV_SYS, NOM_PRESS_BLD_NONINV_DIA, NOM_PRESS_BLD_NONINV_MEAN)
 PLETH_LABEL = 0x00024BB4  #: the pleth's TextId (partition SCADA) for the wave priority list
+# Breathing (issue 17; VSCaptureMP's and OpenICE's tables agree): impedance respiration rate,
+# airway (CO2) respiration rate, the CO2 wave, end-tidal and inspired minimum CO2.
+NOM_RESP_RATE = 0x500A
+NOM_AWAY_RESP_RATE = 0x5012
+NOM_AWAY_CO2 = 0x50AC
+NOM_AWAY_CO2_ET = 0x50B0
+NOM_AWAY_CO2_INSP_MIN = 0x50BA
+CO2_LABEL = 0x000250AC  #: the CO2 wave's TextId, for the wave priority list
 
 #: Physio ids kapmonitor has an IEEE 11073 code for (the NOM_ names are the 11073 RefIds).
 PHYSIO_CODES: dict[int, Code] = {
@@ -84,7 +92,13 @@ PHYSIO_CODES: dict[int, Code] = {
     NOM_PULS_OXIM_SAT_O2: Code.SPO2,
     NOM_PULS_OXIM_PULS_RATE: Code.PULSE_RATE,
     NOM_PULS_OXIM_PERF_REL: Code.PERFUSION,
+    NOM_RESP_RATE: Code.RESP_RATE,
+    NOM_AWAY_RESP_RATE: Code.AWAY_RESP_RATE,
+    NOM_AWAY_CO2_ET: Code.CO2_ET,
+    NOM_AWAY_CO2_INSP_MIN: Code.CO2_INSP_MIN,
 }
+#: Waves kept, by physio id; others (ECG, impedance respiration) are counted and logged.
+WAVE_CODES: dict[int, Code] = {NOM_PULS_OXIM_PLETH: Code.PLETH, NOM_AWAY_CO2: Code.CO2}
 #: Names for the DeviceValue keys of common unmapped ids (else the hex id is the name).
 PHYSIO_NAMES: dict[int, str] = {
     NOM_ECG_V_P_C_CNT: "ECG_V_P_C_CNT",
@@ -94,9 +108,6 @@ PHYSIO_NAMES: dict[int, str] = {
     0x0302: "ECG_AMPL_ST_II",
     0x0303: "ECG_AMPL_ST_V1",
     0x480A: "PULS_RATE",
-    0x5012: "RESP_RATE",
-    0x500A: "AWAY_RESP_RATE",
-    0x50B0: "AWAY_CO2_ET",
     0xE004: "TEMP",
 }
 #: Unit codes to UCUM (spec: NOM_DIM_*).
@@ -106,6 +117,7 @@ UNITS: dict[int, str] = {
     0x0220: "%",
     0x0512: "mm",
     0x0AA0: "/min",
+    0x0AE0: "/min",  # NOM_DIM_RESP_PER_MIN
     0x0F03: "kPa",
     0x0F20: "mm[Hg]",
     0x17A0: "Cel",

@@ -35,7 +35,6 @@ from devices.protocols.intellivue.nomenclature import (
     NOM_ATTR_TIME_STAMP_ABS,
     NOM_ATTR_TIME_STAMP_REL,
     NOM_MOC_VMO_METRIC_SA_RT,
-    NOM_PULS_OXIM_PLETH,
     PHYSIO_CODES,
     PHYSIO_NAMES,
     QUESTIONABLE,
@@ -46,6 +45,7 @@ from devices.protocols.intellivue.nomenclature import (
     UNIT_KPA,
     UNIT_MMHG,
     UNITS,
+    WAVE_CODES,
     WAVE_PERIOD,
 )
 from devices.protocols.intellivue.wire import (
@@ -86,7 +86,7 @@ class IntellivueStats(ParserStats):
     messages_malformed: int = 0  #: good frames whose content did not parse
     poll_results: int = 0
     host_messages: int = 0  #: the host's own frames, when both directions were logged
-    waves_ignored: int = 0  #: wave blocks of waves other than pleth
+    waves_ignored: int = 0  #: wave blocks of waves other than pleth and CO2
 
 
 class SessionEvent(NamedTuple):
@@ -376,6 +376,16 @@ class IntellivueParser(Parser):
         value, flags = numeric_value(state, raw)
         code = PHYSIO_CODES.get(physio)
         if code is not None:
+            if code.unit == "mm[Hg]" and unit != UNIT_MMHG and value is not None:
+                # CO2 set to kPa on the monitor is converted; in % it would need the ambient
+                # pressure, which the export does not send: no value, and said once.
+                if unit == UNIT_KPA:
+                    value = round(value * KPA_TO_MMHG, 1)
+                else:
+                    self._log_once(
+                        0x20000 | physio, "physio 0x%04X in unit 0x%04X: no mmHg", physio, unit
+                    )
+                    value, flags = None, flags | {Flag.QUESTIONABLE}
             return code, "", value, code.unit, flags, ""
         name = PHYSIO_NAMES.get(physio, f"{physio:04X}")
         self._log_once(
@@ -483,8 +493,10 @@ class IntellivueParser(Parser):
         stamp: Stamp,
         out: list[Measurement],
     ) -> None:
-        """One SaObsValue's samples (``n`` u16 from ``offset`` in ``data``) as a pleth block."""
-        if physio != NOM_PULS_OXIM_PLETH:
+        """One SaObsValue's samples (``n`` u16 from ``offset`` in ``data``) as a pleth or CO2
+        block."""
+        code = WAVE_CODES.get(physio)
+        if code is None:
             self.stats.waves_ignored += 1
             self._log_once(0x10000 | physio, "wave 0x%04X is not kept", physio)
             return
@@ -497,10 +509,13 @@ class IntellivueParser(Parser):
         if spec.scale is not None:
             lo_v, hi_v, lo_s, hi_s = spec.scale
             samples = lo_v + (counts.astype(np.float64) - lo_s) * ((hi_v - lo_v) / (hi_s - lo_s))
+        flags = state_flags(state)
+        if code is Code.CO2 and spec.scale is None:
+            flags = flags | {Flag.QUESTIONABLE}  # counts, not mmHg: no scale seen yet
         if state & (INVALID | UNAVAILABLE):
             samples = np.full(n, np.nan)
         fs = spec.fs or n / WAVE_PERIOD
-        out.append(WaveformBlock(self.source, Code.PLETH, stamp, fs, samples, state_flags(state)))
+        out.append(WaveformBlock(self.source, code, stamp, fs, samples, flags))
 
     # --- the fast path for wave results -------------------------------------------------------
 
