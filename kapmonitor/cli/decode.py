@@ -1,18 +1,27 @@
-"""``decode``: a device's raw bytes (a capture or a plain byte file) into JSON lines."""
+"""``decode``: a device's raw bytes (a capture or a plain byte file) into JSON lines.
+
+Large reads (:data:`~kapmonitor.cli.decode_clocks.READ_SIZE`) and output written as it comes:
+any file decodes in bounded memory, and the parser is called a few times per read, not once per
+10 ms of the device's stream. A plain file is placed on the device's own clock
+(:mod:`kapmonitor.cli.decode_clocks`); a capture keeps its real arrival times.
+
+What only a decode needs (the devices' registry, the parsers, numpy) is imported when it runs,
+so that ``kapmonitor --help`` does not pay for it.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterator, Sequence
-from typing import BinaryIO, TextIO
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, BinaryIO, TextIO
 
-from devices.capture import MAGIC, READ_SIZE, CaptureReader, Kind, is_capture
+from kapmonitor.cli.decode_clocks import READ_SIZE, Clock, clock_for, clocks_text
 from kapmonitor.cli.options import Subcommands
-from kapmonitor.cli.shared import serial_driver_class, warn
-from kapmonitor.core import jsonl
 from kapmonitor.core.errors import UserError
-from kapmonitor.core.model import Item, Stamp
+
+if TYPE_CHECKING:
+    from devices.capture import CaptureReader
 
 
 def add_decode(subs: Subcommands) -> None:
@@ -20,6 +29,12 @@ def add_decode(subs: Subcommands) -> None:
         "decode",
         help="decode raw device bytes into JSON lines",
         description="Decode a device's raw bytes (a file, or - for stdin) into JSON lines.",
+        epilog=(
+            "Each line's t is seconds from the start of the stream. A capture (kapmonitor "
+            "capture) keeps the real arrival time of every read; a plain byte file is placed on "
+            "the device's own clock:\n" + clocks_text()
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     dec.add_argument("--protocol", help="wire protocol, e.g. nonin2 (a capture names its own)")
     dec.add_argument(
@@ -36,7 +51,7 @@ def _open_input(name: str) -> BinaryIO:
     if name == "-":
         return sys.stdin.buffer
     try:
-        return open(name, "rb")  # closed by the caller
+        return open(name, "rb", buffering=0)  # closed by the caller; reads are large already
     except OSError as exc:
         raise UserError(f"cannot read '{name}': {exc.strerror}") from None
 
@@ -46,16 +61,34 @@ def _timed_chunks(
 ) -> tuple[str, Iterator[tuple[float, bytes]]]:
     """The device's bytes as (seconds from the start, chunk) pairs, read from ``stream`` as
     they are wanted (any input size in bounded memory), and the protocol."""
-    head = stream.read(len(MAGIC))
+    from devices.capture import MAGIC, CaptureReader, is_capture
+    from kapmonitor.cli.shared import serial_driver_class
+
+    head = _read_at_least(stream, len(MAGIC))
     if is_capture(head):
         reader = CaptureReader(stream, name, already_read=head)
         return protocol or reader.header.protocol, _capture_chunks(reader)
     if protocol is None:
         raise UserError(f"'{name}' is a plain byte file: say which protocol with --protocol")
-    return protocol, _plain_chunks(stream, head, serial_driver_class(protocol).byte_rate)
+    rate = serial_driver_class(protocol).byte_rate
+    return protocol, _plain_chunks(stream, head, clock_for(protocol, rate))
+
+
+def _read_at_least(stream: BinaryIO, size: int) -> bytes:
+    """``size`` bytes, or fewer only at the end (an unbuffered file or a pipe reads short)."""
+    head = stream.read(size)
+    while head and len(head) < size:
+        more = stream.read(size - len(head))
+        if not more:
+            break
+        head += more
+    return head
 
 
 def _capture_chunks(reader: CaptureReader) -> Iterator[tuple[float, bytes]]:
+    from devices.capture import Kind
+    from kapmonitor.cli.shared import warn
+
     for record in reader.records():
         if record.kind is Kind.FROM_DEVICE:
             yield record.t, record.data
@@ -63,53 +96,47 @@ def _capture_chunks(reader: CaptureReader) -> Iterator[tuple[float, bytes]]:
         warn(reader.damage)
 
 
-def _plain_chunks(stream: BinaryIO, head: bytes, rate: float) -> Iterator[tuple[float, bytes]]:
-    """A plain byte file has no arrival times: place each byte where the device's own rate puts
-    it, in 10 ms steps, so that t is seconds from the start of the stream."""
-    step = max(1, int(rate / 100))
-    pending, done = head, 0  # bytes not yet in a step; bytes before them
+def _plain_chunks(stream: BinaryIO, head: bytes, clock: Clock) -> Iterator[tuple[float, bytes]]:
+    """A plain byte file has no arrival times: large reads, each placed by the device's clock."""
+    block = head
     while True:
-        more = stream.read(step * max(1, READ_SIZE // step))
-        pending += more
-        whole = len(pending) if not more else len(pending) - len(pending) % step
-        for start in range(0, whole, step):
-            piece = pending[start : start + step]
-            yield (done + start + len(piece)) / rate, piece
-        pending, done = pending[whole:], done + whole
+        more = stream.read(READ_SIZE)
+        if block:
+            yield from clock.pieces(block)
         if not more:
-            return
+            break
+        block = more
+    yield from clock.end()
 
 
 def cmd_decode(args: argparse.Namespace, out: TextIO) -> int:
+    from kapmonitor.cli.jsonl_writer import JsonLines
+    from kapmonitor.cli.shared import serial_driver_class, warn
+    from kapmonitor.core.model import Stamp
+
     if args.protocol is not None:
         serial_driver_class(args.protocol)  # a wrong name is refused before any input is read
     name = "standard input" if args.file == "-" else args.file
     stream = _open_input(args.file)
-    written = 0
-
-    def write(items: Sequence[Item]) -> None:
-        nonlocal written
-        for item in items:
-            written += 1
-            for record in jsonl.records(item, 0.0):
-                out.write(jsonl.dumps(record) + "\n")
-
+    lines = JsonLines(out)
     try:
         protocol, chunks = _timed_chunks(stream, name, args.protocol)
         parser = serial_driver_class(protocol).parser_class(args.file)
         parser.begin(Stamp(0.0, 0.0))  # t counts from the stream's start: nothing came before
+        feed, write = parser.feed, lines.write
         for t, chunk in chunks:  # items are written as they come: nothing waits for the end
-            write(parser.feed(chunk, Stamp(t, t)))
+            write(feed(chunk, Stamp(t, t)))
     finally:
         if stream is not sys.stdin.buffer:
             stream.close()
     write(parser.flush())  # what a parser holds back for a block the file ended inside
+    lines.close()
     stats = parser.stats
     errors = (
         f"{stats.checksum_errors} checksum errors, {stats.framing_errors} framing errors, "
         f"{stats.bytes_discarded} bytes skipped"
     )
-    if not written and not stats.frames_ok and stats.bytes_in:
+    if not lines.written and not stats.frames_ok and stats.bytes_in:
         raise UserError(
             f"{name}: nothing decoded from {stats.bytes_in} bytes ({errors}): these bytes do not "
             f"look like {protocol}; is it another protocol?"
