@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
+from typing import ClassVar
 
 from devices.base import DriverSettings, Publish
 from devices.protocols.ge_s5.emulator import GeS5Emulator
 from devices.protocols.ge_s5.parser import GeS5Parser
-from devices.protocols.ge_s5.records import PHDB_REQUEST, PHDB_STOP, WAVE_REQUEST, WAVE_STOP
+from devices.protocols.ge_s5.records import (
+    PHDB_REQUEST,
+    PHDB_STOP,
+    WAVE_REQUEST,
+    WAVE_REQUEST_CO2,
+    WAVE_STOP,
+)
 from devices.protocols.ge_s5.wire import BYTE_RATE, DEFAULT_INTERVAL
 from devices.serial_driver import SerialDriver, Tap
 from kapmonitor.core.device_spec import DeviceSpec
@@ -27,6 +35,11 @@ class GeS5Driver(SerialDriver[GeS5Parser]):
     for what has been silent: the pleth after :data:`WAVE_SILENT_S`, the displayed values after
     three intervals (a repeated request does no harm: it restarts the same transmission). When
     it is stopped it asks the monitor to stop both (:meth:`farewell`).
+
+    Option ``co2`` (``ge-s5+co2@PORT``): ask for the CO2 wave beside the pleth. Off by default:
+    the 25 Hz capnogram adds a subrecord to every wave record (the line's budget is 600 samples
+    a second), and a monitor without a CO2 module has none to send. The CO2 group's EtCO2, FiCO2
+    and rate come with the displayed values either way.
     """
 
     name = "ge-s5"
@@ -35,6 +48,7 @@ class GeS5Driver(SerialDriver[GeS5Parser]):
     serial_settings = GeS5Parser.SERIAL
     byte_rate = BYTE_RATE
     keep_alive_interval = 1.0
+    options: ClassVar[Mapping[str, str]] = {"co2": "ask for the CO2 wave beside the pleth"}
 
     def __init__(
         self,
@@ -46,10 +60,11 @@ class GeS5Driver(SerialDriver[GeS5Parser]):
     ) -> None:
         super().__init__(spec, publish, settings, tap=tap)
         self._asked = time.monotonic()
+        self._wave_request = WAVE_REQUEST_CO2 if "co2" in spec.options else WAVE_REQUEST
 
     def greeting(self) -> bytes:
         self._asked = time.monotonic()
-        return PHDB_REQUEST + WAVE_REQUEST
+        return PHDB_REQUEST + self._wave_request
 
     def keep_alive(self) -> bytes:
         now = time.monotonic()
@@ -63,7 +78,7 @@ class GeS5Driver(SerialDriver[GeS5Parser]):
             now - max(parser.last_wave or 0.0, self._asked) > WAVE_SILENT_S
             or self.state is ConnectionState.NO_DATA
         ):
-            out += WAVE_REQUEST
+            out += self._wave_request
         if out:
             self._asked = now
         return out

@@ -18,6 +18,8 @@ from devices.protocols.ge_s5.records import BasicClass, phdb_record, wave_record
 from devices.protocols.ge_s5.wire import (
     _I16,
     CLASS_DENY_BASIC,
+    CO2_DIVISOR,
+    CO2_FS,
     DATA_INVALID,
     DEFAULT_INTERVAL,
     EOL,
@@ -37,6 +39,7 @@ from devices.protocols.ge_s5.wire import (
     STATUS_EXISTS,
     WAVE_PERIOD,
     WAVE_SAMPLES,
+    WF_CO2,
     WF_PLETH,
     WF_REQ_START,
     WF_REQ_STOP,
@@ -67,6 +70,7 @@ class _Run:
     start: float
     stop: float | None = None
     interval: float = 0.0  #: PHDB: seconds between records; −1: a single record
+    co2: bool = False  #: waves: the CO2 wave was asked for too
 
 
 @dataclass
@@ -160,9 +164,13 @@ class GeS5Emulator(DeviceEmulator):
             (req,) = _I16.unpack_from(record, off)
             types = record[off + 4 : off + 12].split(bytes((EOL,)))[0]
             streaming = bool(self.requests.wave) and self.requests.wave[-1].stop is None
+            co2 = WF_CO2 in types
             if req == WF_REQ_START and WF_PLETH in types:
-                if not streaming:  # a change of the wave list does not interrupt the pleth
-                    self.requests.wave.append(_Run(t))
+                if streaming and self.requests.wave[-1].co2 != co2:
+                    self._end(self.requests.wave, t)  # the CO2 wave added or left out
+                    streaming = False
+                if not streaming:  # the same wave list again does not interrupt the pleth
+                    self.requests.wave.append(_Run(t, co2=co2))
             elif req in (WF_REQ_START, WF_REQ_STOP):
                 self._end(self.requests.wave, t)
 
@@ -203,11 +211,12 @@ class GeS5Emulator(DeviceEmulator):
             k = max(k0, tick_at(t0, 1 / WAVE_PERIOD) - 1)
             while (ts := (k + 1) * WAVE_PERIOD) < end:
                 if ts >= t0:
-                    events.append((ts, 1, k if k != k0 else -k - 1))
+                    events.append((ts, 2 if run.co2 else 1, k if k != k0 else -k - 1))
                 k += 1
         events.sort()
         return b"".join(
-            frame(self.phdb_at(i) if kind == 0 else self.wave_packet(i)) for _, kind, i in events
+            frame(self.phdb_at(i) if kind == 0 else self.wave_packet(i, co2=kind == 2))
+            for _, kind, i in events
         )
 
     def phdb_at(self, second: int) -> bytes:
@@ -228,9 +237,27 @@ class GeS5Emulator(DeviceEmulator):
             spo2_pr=hr,
             spo2_ir_amp=amp,
             co2_amb_press=AMB_PRESS,
+            **self._co2_fields(t),
             **self._nibp_fields(t),
         )
         return phdb_record(basic, self.epoch + second)
+
+    def _co2_fields(self, t: float) -> dict[str, int]:
+        """The CO2 group: active with EtCO2 and FiCO2 in 1/100 % of the ambient pressure and
+        the rate; the sampling line off makes it inactive with invalid values."""
+        b = self.session.breathing(t)
+        if Flag.SENSOR_OFF in b.flags:
+            return {"co2_status": STATUS_EXISTS}
+
+        def pct(mmhg: float | None) -> int:
+            return DATA_INVALID if mmhg is None else round(mmhg / (AMB_PRESS / 10) * 100 * 100)
+
+        return {
+            "co2_status": STATUS_EXISTS | STATUS_ACTIVE,
+            "co2_et": pct(b.etco2),
+            "co2_fi": pct(b.fico2),
+            "co2_rr": DATA_INVALID if b.resp_rate is None else round(b.resp_rate),
+        }
 
     def _nibp_fields(self, t: float) -> dict[str, int]:
         i = bisect.bisect_right(self._nibp_t, t)
@@ -254,9 +281,10 @@ class GeS5Emulator(DeviceEmulator):
             "nibp_mean": mean,
         }
 
-    def wave_packet(self, index: int) -> bytes:
+    def wave_packet(self, index: int, *, co2: bool = False) -> bytes:
         """Pleth record ``k`` (samples from ``k × WAVE_PERIOD``); ``-k - 1`` marks the first of
-        a stream, which has the gap bit set."""
+        a stream, which has the gap bit set. With ``co2``, the CO2 samples whose times fall in
+        the same 250 ms follow (6 or 7 at 25 Hz), in 1/100 % of the ambient pressure."""
         k, status = (index, 0) if index >= 0 else (-index - 1, WF_STATUS_GAP)
         n = WAVE_SAMPLES
         x = self._pleth.units(k * n, k * n + n)
@@ -266,7 +294,19 @@ class GeS5Emulator(DeviceEmulator):
             np.rint((np.nan_to_num(x) - PLETH_OFFSET) * PLETH_GAIN * PLETH_DIVISOR),
         ).astype("<i2")
         r_time = self.epoch + math.floor((k + 1) * WAVE_PERIOD)
-        return wave_record([(WF_PLETH, wave_subrecord(raw, status))], r_time)
+        subrecords = [(WF_PLETH, wave_subrecord(raw, status))]
+        if co2:
+            first = tick_at(k * WAVE_PERIOD, CO2_FS)
+            m = tick_at((k + 1) * WAVE_PERIOD, CO2_FS) - first
+            mmhg = self.session.capnogram(first / CO2_FS, m, CO2_FS)
+            pct = np.rint(mmhg / (AMB_PRESS / 10) * 100 * CO2_DIVISOR)
+            off = [
+                Flag.SENSOR_OFF in self.session.breathing((first + i) / CO2_FS).flags
+                for i in range(m)
+            ]
+            co2_raw = np.where(off, DATA_INVALID, pct).astype("<i2")
+            subrecords.append((WF_CO2, wave_subrecord(co2_raw, status)))
+        return wave_record(subrecords, r_time)
 
     def _pleth_second(self, j: int) -> npt.NDArray[np.float64]:
         return np.asarray(self.session.pleth(float(j), 100, PLETH_FS), dtype=np.float64)

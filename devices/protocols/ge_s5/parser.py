@@ -16,6 +16,8 @@ from devices.protocols.ge_s5.wire import (
     _U16,
     _WF_HDR,
     CLASS_BASIC,
+    CO2_DIVISOR,
+    CO2_FS,
     DATA_INVALID,
     DATA_INVALID_LIMIT,
     DATA_OVER_RANGE,
@@ -39,7 +41,9 @@ from devices.protocols.ge_s5.wire import (
     PLETH_DIVISOR,
     PLETH_FS,
     STATUS_ACTIVE,
+    STATUS_EXISTS,
     WAVE_CONTROL,
+    WF_CO2,
     WF_HEADER_LEN,
     WF_PLETH,
     checksum,
@@ -122,6 +126,8 @@ class GeS5Parser(Parser):
         #: ``stamp.mono`` of the latest good record of each kind (for the driver's re-requests).
         self.last_phdb: float | None = None
         self.last_wave: float | None = None
+        #: The ambient pressure (mmHg) of the latest CO2 group, to turn CO2 % into mmHg.
+        self._amb_mmhg: float | None = None
 
     @property
     def pending_bytes(self) -> int:
@@ -245,6 +251,8 @@ class GeS5Parser(Parser):
                     continue
                 if typ == WF_PLETH and act_len:
                     self._pleth(data, off + WF_HEADER_LEN, act_len, at, out)
+                elif typ == WF_CO2 and act_len:
+                    self._co2_wave(data, off + WF_HEADER_LEN, act_len, at, out)
         else:
             stats.records_other += 1
 
@@ -264,6 +272,47 @@ class GeS5Parser(Parser):
             )
         )
 
+    def _co2_wave(
+        self, data: memoryview, start: int, count: int, at: Stamp, out: list[Measurement]
+    ) -> None:
+        """CO2 samples in 1/100 % as mmHg, with the ambient pressure the monitor last sent; none
+        known yet: NaN, flagged (a % is not a partial pressure without it)."""
+        raw = np.frombuffer(data, dtype="<i2", count=count, offset=start)
+        flags: Flags = frozenset()
+        amb = self._amb_mmhg
+        if amb is None:
+            samples = np.full(count, np.nan)
+            flags = frozenset((Flag.QUESTIONABLE,))
+        else:
+            samples = raw * (amb / (100.0 * CO2_DIVISOR))
+            bad = raw <= WAVE_CONTROL
+            if bad.any():
+                samples[bad] = np.nan
+                flags = frozenset((Flag.SENSOR_OFF,))
+        out.append(
+            WaveformBlock(
+                self.source, Code.CO2, at.shifted(-count / CO2_FS), CO2_FS, samples, flags
+            )
+        )
+
+    def _co2_group(self, b: BasicClass, at: Stamp, out: list[Measurement]) -> None:
+        """EtCO2, FiCO2 (1/100 %) and the airway rate, only from a monitor with a CO2 module."""
+        if not b.co2_status & STATUS_EXISTS:
+            return
+        amb, _ = value_of(b.co2_amb_press, 10, True)
+        self._amb_mmhg = amb if amb is not None and 400.0 <= amb <= 900.0 else None
+        active = bool(b.co2_status & STATUS_ACTIVE)
+        src = self.source
+        rr, rr_flags = value_of(b.co2_rr, 1, active)
+        no_breath = frozenset((Flag.NO_BREATH,)) if active and rr == 0 else frozenset()
+        for code, raw in ((Code.CO2_ET, b.co2_et), (Code.CO2_INSP_MIN, b.co2_fi)):
+            pct, flags = value_of(raw, CO2_DIVISOR, active)
+            if pct is not None and self._amb_mmhg is None:
+                pct, flags = None, flags | {Flag.QUESTIONABLE}  # no pressure to convert with
+            mmhg = None if pct is None else round(pct / 100.0 * (self._amb_mmhg or 0.0), 1)
+            out.append(Numeric(src, code, mmhg, at, flags | no_breath))
+        out.append(Numeric(src, Code.AWAY_RESP_RATE, rr, at, rr_flags | no_breath))
+
     def _basic(self, b: BasicClass, at: Stamp, out: list[Measurement]) -> None:
         src = self.source
         ecg_active = bool(b.ecg_status & STATUS_ACTIVE)
@@ -280,6 +329,7 @@ class GeS5Parser(Parser):
         out.append(Numeric(src, Code.PULSE_RATE, pr, at, pr_flags))
         amp, amp_flags = value_of(b.spo2_ir_amp, 100, spo2_active)
         out.append(DeviceValue(src, "GE_S5_SPO2_IR_AMP", amp, "%", at, amp_flags))
+        self._co2_group(b, at, out)
         self._nibp_group(b, at, out)
 
     def _nibp_group(self, b: BasicClass, at: Stamp, out: list[Measurement]) -> None:

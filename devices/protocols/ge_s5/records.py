@@ -17,7 +17,7 @@ from devices.protocols.ge_s5.wire import (
     BASIC_GROUPS,
     CLASS_BASIC,
     CLASS_LEN,
-    CO2_AMB_PRESS,
+    CO2_OFF,
     DATA_INVALID,
     DEFAULT_INTERVAL,
     DRI_LEVEL_09,
@@ -30,6 +30,7 @@ from devices.protocols.ge_s5.wire import (
     PH_REQUEST,
     SPO2_OFF,
     WF_CMD,
+    WF_CO2,
     WF_PLETH,
     WF_REQ_START,
     WF_REQ_STOP,
@@ -62,6 +63,8 @@ def wave_request(types: tuple[int, ...] = (WF_PLETH,), *, start: bool = True) ->
 PHDB_REQUEST = frame(phdb_request())  #: displayed values, basic class, every 5 s
 PHDB_STOP = frame(phdb_request(0))
 WAVE_REQUEST = frame(wave_request())  #: pleth
+#: Pleth and the capnogram (the driver's ``co2`` option: ``ge-s5+co2@PORT``).
+WAVE_REQUEST_CO2 = frame(wave_request((WF_PLETH, WF_CO2)))
 WAVE_STOP = frame(wave_request(start=False))
 
 
@@ -87,6 +90,12 @@ class BasicClass:
     spo2_pr: int = DATA_INVALID
     spo2_ir_amp: int = DATA_INVALID
     co2_amb_press: int = DATA_INVALID
+    # The CO2 group (issue 17): status, label, EtCO2 and FiCO2 in 1/100 %, RR in /min.
+    co2_status: int = 0
+    co2_label: int = 0
+    co2_et: int = DATA_INVALID
+    co2_fi: int = DATA_INVALID
+    co2_rr: int = DATA_INVALID
 
 
 def _empty_class() -> bytes:
@@ -119,7 +128,16 @@ def encode_basic(b: BasicClass) -> bytes:
     struct.pack_into(
         "<IHhhh", out, SPO2_OFF, b.spo2_status, b.spo2_label, b.spo2, b.spo2_pr, b.spo2_ir_amp
     )
-    _I16.pack_into(out, CO2_AMB_PRESS, b.co2_amb_press)
+    _GROUP4.pack_into(
+        out,
+        CO2_OFF,
+        b.co2_status,
+        b.co2_label,
+        b.co2_et,
+        b.co2_fi,
+        b.co2_rr,
+        b.co2_amb_press,
+    )
     return bytes(out)
 
 
@@ -128,7 +146,7 @@ def decode_basic(data: bytes | memoryview, off: int = 0) -> BasicClass:
     ecg_status, ecg_label, hr = _ECG.unpack_from(data, off + ECG_OFF)
     n_status, n_label, n_sys, n_dia, n_mean, n_hr = _GROUP4.unpack_from(data, off + NIBP_OFF)
     s = _GROUP4.unpack_from(data, off + SPO2_OFF)
-    (amb,) = _I16.unpack_from(data, off + CO2_AMB_PRESS)
+    c_status, c_label, c_et, c_fi, c_rr, amb = _GROUP4.unpack_from(data, off + CO2_OFF)
     return BasicClass(
         ecg_status,
         ecg_label,
@@ -145,6 +163,11 @@ def decode_basic(data: bytes | memoryview, off: int = 0) -> BasicClass:
         s[3],
         s[4],
         amb,
+        co2_status=c_status,
+        co2_label=c_label,
+        co2_et=c_et,
+        co2_fi=c_fi,
+        co2_rr=c_rr,
     )
 
 

@@ -38,6 +38,9 @@ CLASS_DENY_BASIC = 0x0001  #: phdb_class_bf bit: no basic class
 WF_CMD = 0
 WF_ECG1 = 1
 WF_PLETH = 8
+#: The CO2 wave: VSCapture's DRI_WF_CO2 = 9; 25 Hz in 1/100 % of the gas, per a public Go S/5
+#: reader's SAMPLE_RATE_CO2 and its sample conversion (not in the reference table).
+WF_CO2 = 9
 WF_REQ_START = 0
 WF_REQ_STOP = 1
 WF_STATUS_GAP = 0x0001
@@ -45,6 +48,8 @@ WF_HEADER_LEN = 6
 WF_REQUEST_LEN = 32  #: req_type, res, type[8], addl_type[16], reserved[2]
 PLETH_FS = 100.0
 PLETH_DIVISOR = 100  #: samples are in 1/100 % modulation
+CO2_FS = 25.0
+CO2_DIVISOR = 100  #: CO2 samples and the CO2 group's et/fi are in 1/100 % of the gas
 WAVE_CONTROL = -32000  #: wave samples at or below this are control codes
 
 DRI_LEVEL_09 = 10  #: the DRI level a CARESCAPE B650 (ESP 2.x) reports, "'09"
