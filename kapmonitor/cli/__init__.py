@@ -14,7 +14,6 @@ import argparse
 import logging
 import os
 import signal
-import sqlite3
 import sys
 import threading
 from collections.abc import Sequence
@@ -24,7 +23,6 @@ from typing import TextIO
 from kapmonitor.cli import alarms, decode, devices, export, record, screens, sessions
 from kapmonitor.cli.options import EXIT_USER_ERROR, Parser, db_option
 from kapmonitor.cli.screens import Review, Screen
-from kapmonitor.cli.shared import first_line
 from kapmonitor.core import log_lines
 from kapmonitor.core.errors import UserError
 from kapmonitor.record.db_env import PASSWORD_ENV, mask_password
@@ -84,14 +82,16 @@ class _MaskPasswords(logging.Filter):
 def _is_database_error(exc: Exception) -> bool:
     """Whether ``exc`` is the database's: SQLAlchemy's (only loaded once a command opened the
     database, so without it loaded no error can be its) or SQLite's own."""
+    sqlite3 = sys.modules.get("sqlite3")  # likewise: without it loaded, no error is SQLite's
     sqlalchemy_exc = sys.modules.get("sqlalchemy.exc")
-    return isinstance(exc, sqlite3.Error) or (
+    return (sqlite3 is not None and isinstance(exc, sqlite3.Error)) or (
         sqlalchemy_exc is not None and isinstance(exc, sqlalchemy_exc.SQLAlchemyError)
     )
 
 
 def _database_failure(args: argparse.Namespace, exc: Exception) -> str:
     """One sentence for a database error nobody caught."""
+    from kapmonitor.cli.shared import first_line
     from kapmonitor.record.db import database_url
 
     reason = first_line(exc)

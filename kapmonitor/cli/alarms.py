@@ -6,9 +6,6 @@ import argparse
 import sys
 from typing import BinaryIO, TextIO
 
-from alarms.engine import AlarmEngine
-from alarms.profile import load_profile, profile_names
-from alarms.replay import read_items, timeline
 from kapmonitor.cli.options import Subcommands
 from kapmonitor.core import jsonl
 from kapmonitor.core.errors import UserError
@@ -36,6 +33,10 @@ def add_alarms(subs: Subcommands) -> None:
 
 
 def cmd_alarms_replay(args: argparse.Namespace, out: TextIO) -> int:
+    from alarms.engine import AlarmEngine
+    from alarms.profile import load_profile
+    from alarms.replay import read_items, timeline
+
     engine = AlarmEngine(load_profile(args.profile))
     name = "standard input" if args.input == "-" else args.input
     lines: BinaryIO
@@ -56,6 +57,8 @@ def cmd_alarms_replay(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_alarms_profiles(args: argparse.Namespace, out: TextIO) -> int:
+    from alarms.profile import load_profile, profile_names
+
     for name in profile_names():
         out.write(f"{name}\t{load_profile(name).description}\n")
     return 0

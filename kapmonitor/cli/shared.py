@@ -9,11 +9,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from devices.registry import get_driver_class, protocol_names
-from devices.serial_driver import SerialDriver
 from kapmonitor.core.errors import UserError
 
 if TYPE_CHECKING:
+    from devices.serial_driver import SerialDriver
     from kapmonitor.record.store import Store
 
 
@@ -38,6 +37,9 @@ def first_line(exc: Exception) -> str:
 
 
 def serial_driver_class(protocol: str) -> type[SerialDriver]:
+    from devices.registry import get_driver_class, protocol_names
+    from devices.serial_driver import SerialDriver
+
     cls = get_driver_class(protocol)
     if not issubclass(cls, SerialDriver):
         raise UserError(

@@ -11,10 +11,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from enum import StrEnum
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from kapmonitor.core.codes import Code
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +113,8 @@ class WaveformBlock:
     flags: Flags = NO_FLAGS
 
     def __post_init__(self) -> None:
+        import numpy as np  # here, not above: `kapmonitor --help` starts without numpy
+
         samples = np.asarray(self.samples, dtype=np.float64)
         if samples is self.samples:
             samples = samples.copy()
