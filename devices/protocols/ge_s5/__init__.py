@@ -50,8 +50,14 @@ the offsets point.
 bits 8-11 give the class (0 = basic). The driver asks for the basic class only, so each record has
 one subrecord. Basic-class offsets (groups start with ``status u32, label u16``): ECG@0 (hr@6),
 NIBP@72 (sys@78, dia@80, mean@82, hr@84), SpO2@118 (SpO2@124, pr@126, ir_amp@128), CO2@132
-(amb_press@144). Pressures and SpO2 are in 1/100 mmHg and 1/100 %, rates in 1/min; ``ir_amp``
-(the pleth modulation, 1/100 %) is kept as the vendor value ``GE_S5_SPO2_IR_AMP``.
+(et@138, fi@140, rr@142, amb_press@144). Pressures and SpO2 are in 1/100 mmHg and 1/100 %, rates
+in 1/min; ``ir_amp`` (the pleth modulation, 1/100 %) is kept as the vendor value
+``GE_S5_SPO2_IR_AMP``. EtCO2 and FiCO2 are 1/100 % of the gas: mmHg = % x the ambient pressure
+(1/10 mmHg), so 5.00 % is 38.0 mmHg at sea level and 31.5 at 630 mmHg; without a plausible
+ambient pressure (400-900 mmHg) they are None and QUESTIONABLE. They are emitted only when the
+CO2 group's "module exists" bit is set (a monitor without a CO2 module has no breathing values,
+not missing ones), with the rate as ``MDC_AWAY_RESP_RATE``; a rate of 0 while active flags the
+CO2 values NO_BREATH. The CO2 wave (type 9, 25 Hz, 1/100 %) comes with option ``co2``.
 
 **Special values.** 8005313 §3.4: values from −32001 down are control codes, so −32000 is the
 smallest valid value (VSCapture treats −32001 as valid; the spec does not). They become ``None``

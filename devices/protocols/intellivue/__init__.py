@@ -50,7 +50,10 @@ exactly that.
 
 **What the parser emits.** Per numerics poll result, each ``NOM_ATTR_NU_VAL_OBS`` becomes a
 :class:`Numeric` when its physio id maps to a code in :data:`PHYSIO_CODES` (HR, SpO2, pleth
-pulse rate, perfusion) and a :class:`DeviceValue` under ``INTELLIVUE_<name>`` otherwise (logged
+pulse rate, perfusion; and breathing: ``NOM_RESP_RATE`` 0x500A, the chest impedance rate,
+``NOM_AWAY_RESP_RATE`` 0x5012, ``NOM_AWAY_CO2_ET`` 0x50B0 and ``NOM_AWAY_CO2_INSP_MIN`` 0x50BA,
+CO2 in kPa converted to mmHg, in any other unit None and QUESTIONABLE) and a :class:`DeviceValue`
+under ``INTELLIVUE_<name>`` otherwise (logged
 once per id, never dropped). NIBP is the compound ``NOM_ATTR_NU_CMPD_VAL_OBS`` (sys/dia/mean,
 ``4A05``/``4A06``/``4A07``) with the measurement's own time ``NOM_ATTR_TIME_STAMP_ABS``; the monitor
 repeats it in every poll, so a :class:`NibpReading` is emitted once per cuff measurement: when
@@ -63,8 +66,11 @@ reading yet". A new time stamp with no valid value is a failed measurement (``No
 ``NOM_ATTR_TIME_PD_SAMP`` when the monitor sent it, else samples / 256 ms (the MP90 sends only
 the dynamic attributes, as in the real sessions); ``NOM_ATTR_SA_SPECN`` (significant bits) and
 ``NOM_ATTR_SCALE_SPECN_I16`` (counts to physical units) are applied when present, else the
-samples are the monitor's counts. Other waves (ECG, respiration) are counted, logged once and
-not kept: :class:`DeviceValue` holds numbers, not waves. Alarm polls are decoded as frames only.
+samples are the monitor's counts. The CO2 wave (``NOM_AWAY_CO2`` 0x50AC; the driver's priority
+list asks for it beside the pleth) is kept the same way as :data:`Code.CO2`, flagged QUESTIONABLE
+until a scale has been seen (its counts are not mmHg; the emulator sends the scale with the
+first result of each poll). Other waves (ECG, respiration) are counted, logged once and not kept:
+:class:`DeviceValue` holds numbers, not waves. Alarm polls are decoded as frames only.
 
 **Values.** FLOAT is an 8-bit signed exponent and a 24-bit signed mantissa, value = mantissa x
 10^exponent; NaN (``7FFFFF``) is ``None``; NRes (``800000``) and +-INF (``7FFFFE``/``800002``) are
