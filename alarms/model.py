@@ -79,6 +79,10 @@ class TechnicalCondition(StrEnum):
     NIBP_FAILED = "nibp-failed", "nibp_failed", "NIBP measurement failed"
     RECORDING_FAILING = "recording-failing", "recording_failing", "Recording is failing"
     NIBP_OVERDUE = "nibp-overdue", "nibp_overdue", "NIBP reading overdue"
+    #: The room cannot reach the clinic's station (the broker): the room's own alarms go on.
+    STATION_LINK_LOST = "station-link-lost", "station_link_lost", "Station link lost"
+    #: At the station: a room it can no longer hear (Last Will or silence).
+    ROOM_LINK_LOST = "room-link-lost", "room_link_lost", "Room link lost"
 
 
 class AlarmState(StrEnum):

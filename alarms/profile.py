@@ -38,6 +38,11 @@ from kapmonitor.core.codes import Code
 from kapmonitor.core.errors import UserError
 
 AUDIO_PAUSE_RANGE = (60.0, 180.0)
+#: Technical conditions added after profiles were written, with their defaults.
+_LATER_TECHNICAL = {
+    "station_link_lost": {"priority": "low"},
+    "room_link_lost": {"priority": "medium"},
+}
 #: The longest condition delay, physiological or technical (seconds).
 MAX_DELAY_S = 30.0
 #: The no-data timeout: long enough for a device that updates every 5 s, short enough to alarm.
@@ -405,7 +410,10 @@ class _Reader:
 
     def technical(self, data: Any) -> dict[TechnicalCondition, TechnicalRule]:
         names = {c.profile_key for c in TechnicalCondition}
-        table = self.table(data, "[technical]", names, names)
+        # The clinic-bus conditions came later: a profile written before them still loads.
+        table = dict(self.table(data, "[technical]", names, names - set(_LATER_TECHNICAL)))
+        for key, entry in _LATER_TECHNICAL.items():
+            table.setdefault(key, entry)
         rules = {}
         for condition in TechnicalCondition:
             where = f"[technical] {condition.profile_key}"

@@ -86,7 +86,21 @@ def test_technical_condition_names_stay_as_profiles_and_records_spell_them():
         "nibp_failed": "nibp-failed",
         "recording_failing": "recording-failing",
         "nibp_overdue": "nibp-overdue",
+        "station_link_lost": "station-link-lost",
+        "room_link_lost": "room-link-lost",
     }
+
+
+def test_a_profile_written_before_the_clinic_bus_conditions_still_loads(tmp_path):
+    # station_link_lost and room_link_lost came with issue 16: without them, their defaults.
+    text = "\n".join(
+        line for line in default_text().splitlines() if "_link_lost" not in line.split("=")[0]
+    )
+    path = tmp_path / "old.toml"
+    path.write_text(text)
+    technical = load_profile(str(path)).technical
+    assert technical[TechnicalCondition.STATION_LINK_LOST].priority.label == "low"
+    assert technical[TechnicalCondition.ROOM_LINK_LOST].priority.label == "medium"
 
 
 def test_kap_default_nibp_schedule():
@@ -256,6 +270,7 @@ ERRORS = [
         )
         for line in default_text().split("[technical]\n")[1].splitlines()
         if line.split(" ")[0] in {c.profile_key for c in TechnicalCondition}
+        and "_link_lost" not in line.split(" ")[0]  # optional: profiles predate them
     ),
     pytest.param(
         [("audio_pause_s = 120", "")],
