@@ -68,7 +68,7 @@ class ByteClock:
         return iter(())
 
 
-_LINE_ENDS = re.compile(rb"[\r\n]+")
+_LINE_ENDS = re.compile(rb"[\r\n]")  # one character: a line ends where the parser says
 _LINE_CLOCK = re.compile(rb"[\r\n]*(\d\d)/(\d\d)/(\d\d) (\d\d):(\d\d):(\d\d)")
 MAX_HELD = 1 << 16  #: a "line" longer than this is no line: passed on at the current time
 

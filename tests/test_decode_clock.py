@@ -1,0 +1,129 @@
+"""`kapmonitor decode` places a plain byte file on the device's own clock (issue 15).
+
+A plain file has no arrival times. It used to be cut into 10 ms pieces at an assumed byte rate,
+so a Masimo stream (one line a second, lines of varying length) came out shorter than it was.
+Now a Masimo line sits at its own timestamp, a Nonin format 2 packet on the 75 frames/s clock
+(3 packets a second), and the output does not depend on the size of the reads.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from datetime import datetime, timedelta
+from itertools import pairwise
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from devices.protocols.nonin import NoninFormat2Emulator
+from devices.sim.physiology import KapSession
+from devices.sim.scenario import load_scenario
+from kapmonitor.cli import decode as decode_module
+from kapmonitor.cli import main
+from kapmonitor.cli.decode_clocks import LineClock
+from tests.protocol_helpers import hypo
+from tests.test_masimo import real_lines
+
+HYPO = hypo()
+START = datetime(2016, 3, 17, 19, 19, 36)  # the golden Radical-7 line's own clock
+
+
+def masimo_file(tmp_path: Path, seconds: list[float]) -> Path:
+    """The golden Radical-7 line (tests/data/masimo), its clock set to START + each second."""
+    golden = real_lines()["rad7cs1"]
+    lines = [
+        golden.replace(
+            b"03/17/16 19:19:36", f"{START + timedelta(seconds=s):%m/%d/%y %H:%M:%S}".encode()
+        )
+        for s in seconds
+    ]
+    path = tmp_path / "masimo.bin"
+    path.write_bytes(b"".join(lines))
+    return path
+
+
+def decoded(path: Path, protocol: str) -> list[dict[str, object]]:
+    out = io.StringIO()
+    assert main(["decode", "--protocol", protocol, str(path)], out=out) == 0
+    return [json.loads(line) for line in out.getvalue().splitlines()]
+
+
+def times(records: list[dict[str, object]], code: str) -> list[float]:
+    return [float(r["t"]) for r in records if r.get("code") == code]  # type: ignore[arg-type]
+
+
+def test_masimo_lines_sit_one_second_apart_on_the_device_clock(tmp_path: Path) -> None:
+    t = times(decoded(masimo_file(tmp_path, list(range(25))), "masimo"), "MDC_PULS_OXIM_SAT_O2")
+    assert len(t) == 25
+    assert [round(b - a, 6) for a, b in pairwise(t)] == [1.0] * 24
+    assert t[-1] - t[0] == pytest.approx(24.0)  # 25 s of lines, not 19 as the byte rate said
+
+
+def test_masimo_gap_and_clock_set_back(tmp_path: Path) -> None:
+    # Lines 0, 1, then a 5 s gap (the device sent nothing), then its clock set back an hour.
+    t = times(
+        decoded(masimo_file(tmp_path, [0, 1, 6, 7, -3600, -3599]), "masimo"), "MDC_PULS_OXIM_SAT_O2"
+    )
+    steps = [round(b - a, 6) for a, b in pairwise(t)]
+    assert steps == [1.0, 5.0, 1.0, 0.0, 1.0]  # the gap kept; set back holds time, never backwards
+
+
+def nonin2_file(tmp_path: Path, seconds: int) -> Path:
+    emulator = NoninFormat2Emulator(KapSession(load_scenario("typical"), seed=1))
+    path = tmp_path / "nonin2.bin"
+    path.write_bytes(emulator.emit(0.0, float(seconds)))
+    return path
+
+
+def test_nonin2_three_packets_a_second_on_the_frame_clock(tmp_path: Path) -> None:
+    records = decoded(nonin2_file(tmp_path, 10), "nonin2")
+    t = times(records, "MDC_PULS_OXIM_SAT_O2")
+    assert len(t) == 30
+    assert t == [round((k + 1) / 3, 4) for k in range(30)]  # each packet at its last frame
+    pleth = times(records, "MDC_PULS_OXIM_PLETH")
+    assert pleth == [round(k / 3 + 1 / 75, 4) for k in range(30)]  # its first frame
+
+
+@pytest.mark.parametrize("protocol", ["nonin2", "masimo"])
+def test_small_and_large_reads_decode_alike(
+    tmp_path: Path, protocol: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = (
+        nonin2_file(tmp_path, 20)
+        if protocol == "nonin2"
+        else masimo_file(tmp_path, list(range(30)))
+    )
+    large = decoded(path, protocol)
+    monkeypatch.setattr(decode_module, "READ_SIZE", 7)
+    small = decoded(path, protocol)
+    assert small == large and len(large) > 30
+
+
+@HYPO
+@given(
+    seconds=st.lists(st.integers(-100, 100), min_size=1, max_size=20),
+    cuts=st.lists(st.integers(1, 400), max_size=30),
+    junk=st.binary(max_size=40),
+)
+def test_line_clock_keeps_every_byte_and_never_runs_backwards(
+    seconds: list[int], cuts: list[int], junk: bytes
+) -> None:
+    golden = real_lines()["rad7cs1"]
+    data = junk + b"".join(
+        golden.replace(b"19:19:36", f"{START + timedelta(seconds=100 + s):%H:%M:%S}".encode())
+        for s in seconds
+    )
+    clock = LineClock(120.0)
+    pieces: list[tuple[float, bytes]] = []
+    pos = 0
+    for cut in cuts:
+        pieces += clock.pieces(data[pos : pos + cut])
+        pos += cut
+    pieces += clock.pieces(data[pos:])
+    pieces += clock.end()
+    assert b"".join(p for _, p in pieces) == data
+    stamps = [t for t, _ in pieces]
+    assert stamps == sorted(stamps) and all(t >= 0 for t in stamps)
