@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Sequence
 from typing import TextIO
 
@@ -18,6 +19,8 @@ from kapmonitor.core import jsonl
 from kapmonitor.core.model import Flags, Item, Numeric, WaveformBlock
 
 _BUFFER = 1 << 16  #: characters gathered before a write
+#: In a list of floats' text: more than 6 decimals, an exponent, nan or inf.
+_NOT_AS_IS = re.compile(r"\.\d{7}|[a-z]")
 
 
 class JsonLines:
@@ -70,20 +73,20 @@ class JsonLines:
         return f'{{"t":{round(item.stamp.mono, 4)!r}{head}{text}{tail}'
 
     def _wave(self, item: WaveformBlock) -> str:
-        values = item.samples.tolist()
-        # Whole numbers (every 8- or 16-bit pleth) print the same rounded or not; anything
-        # else (or NaN, which is null) goes through the core's own rounding.
-        if not all(map(float.is_integer, values)):
+        # A list's text is its floats' reprs (as json writes them) joined by ", ": one C call.
+        samples = str(item.samples.tolist()).replace(" ", "")
+        # A sample json would write otherwise (NaN is null), or one with more than 6 decimals
+        # (the core rounds to 6), goes through the core's own rounding.
+        if _NOT_AS_IS.search(samples):
             return "".join(jsonl.dumps(r) + "\n" for r in jsonl.records(item, 0.0))
         key = (item.code, item.fs)
         head = self._heads.get(key)
         if head is None:
             head = self._heads[key] = (
-                f',"code":{json.dumps(item.code.value)},"fs":{json.dumps(item.fs)},"samples":['
+                f',"code":{json.dumps(item.code.value)},"fs":{json.dumps(item.fs)},"samples":'
             )
         return (
-            f'{{"t":{round(item.stamp.mono, 4)!r}{head}{",".join(map(repr, values))}],'
-            f'"flags":{_flags(item.flags)}}}\n'
+            f'{{"t":{round(item.stamp.mono, 4)!r}{head}{samples},"flags":{_flags(item.flags)}}}\n'
         )
 
     def _flush(self) -> None:
