@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from kapmonitor.cli import alarms, decode, devices, export, record, screens, sessions
+from kapmonitor.cli import alarms, course, decode, devices, export, record, screens, sessions
 from kapmonitor.cli.options import EXIT_USER_ERROR, Parser, db_option
 from kapmonitor.cli.screens import Review, Screen
 from kapmonitor.core import log_lines
@@ -50,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_export(subs)
     sessions.add_import(subs)
     alarms.add_alarms(subs)
+    course.add_course(subs)
     return parser
 
 
@@ -110,6 +111,7 @@ def main(
     *,
     screen: Screen | None = None,
     review: Review | None = None,
+    course_window: course.CourseWindow | None = None,
 ) -> int:
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
@@ -124,6 +126,7 @@ def main(
     args.db_password_file = getattr(args, "db_password_file", None)
     args.screen = screen
     args.review = review
+    args.course_window = course_window
     args.verbose = getattr(args, "verbose", False)
     log_lines.configure(args.verbose)
     for handler in logging.getLogger().handlers:

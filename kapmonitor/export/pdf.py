@@ -732,8 +732,9 @@ def _alarm_tables(record: SessionRecord, deidentify: bool, width: float) -> list
 # --- pages ------------------------------------------------------------------------------------
 
 
-def _numbered_canvas(footer: str) -> type[Canvas]:
-    """A canvas that writes the footer with "page N of M" once the page count is known."""
+def _numbered_canvas(footer: str, page_width: float = PAGE[0]) -> type[Canvas]:
+    """A canvas that writes the footer with "page N of M" once the page count is known
+    (``page_width``: the course report is landscape)."""
 
     class NumberedCanvas(Canvas):
         def __init__(self, *args, **kwargs) -> None:
@@ -756,7 +757,7 @@ def _numbered_canvas(footer: str) -> type[Canvas]:
                 self.drawText(text)
                 self.setFont(SANS, 7)
                 self.drawRightString(
-                    PAGE[0] - MARGIN, MARGIN - 2 * mm, f"page {self.getPageNumber()} of {total}"
+                    page_width - MARGIN, MARGIN - 2 * mm, f"page {self.getPageNumber()} of {total}"
                 )
                 super().showPage()
             super().save()

@@ -1,0 +1,230 @@
+"""A patient's treatment course: each session's figures side by side, oldest first.
+
+KAP is a course, not a session: the dose is titrated from one session to the next by how the
+patient answered the last. The figures of each session are those of its own review
+(:func:`kapmonitor.review.summary.summarise`: the same baseline, peak and recovery
+definitions), computed once and kept (:mod:`kapmonitor.record.summaries`), so a course of 50
+sessions opens without reading their samples again.
+
+The note on the last session informs the next dosing decision; it never prescribes one.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+
+from alarms.model import Priority
+from kapmonitor.core.codes import Code
+from kapmonitor.core.errors import UserError
+from kapmonitor.record import summaries
+from kapmonitor.record.session import SessionInfo, SessionRecord, SessionStatus
+from kapmonitor.record.store import Store
+from kapmonitor.record.summaries import SessionDetails
+from kapmonitor.review.rems import rems_form
+from kapmonitor.review.summary import summarise, usable
+
+#: Breathing measures whose lowest value the course shows, where a device recorded them.
+BREATHING_LOWS = {
+    "lowest_resp_rate": (Code.RESP_RATE, Code.AWAY_RESP_RATE),
+    "lowest_etco2": (Code.CO2_ET,),
+}
+
+
+@dataclass(frozen=True)
+class CourseRule:
+    """When the last session deserves a note before the next dose (the kap-default clinic
+    rule: a systolic rise of 40 mmHg or more, or any high-priority alarm)."""
+
+    rise_systolic: float = 40.0
+    high_alarm: bool = True
+
+
+@dataclass(frozen=True)
+class CourseSession:
+    """One row of the course. None: not known or not recorded (never 0)."""
+
+    session_id: int
+    started: float  #: wall clock
+    status: str
+    interrupted: bool
+    drug: str | None
+    route: str | None
+    dose: float | None
+    dose_unit: str
+    weight_kg: float | None
+    dose_per_kg: float | None  #: only where the dose is in mg and a weight was given
+    indication: str
+    baseline_systolic: float | None
+    baseline_diastolic: float | None
+    peak_systolic: float | None
+    peak_diastolic: float | None
+    rise_systolic: float | None  #: mmHg above the baseline, after the dose
+    rise_diastolic: float | None
+    minutes_to_peak: float | None  #: from the dose to the post-dose systolic peak
+    recovery_minutes: float | None  #: from that peak until BP was back near baseline
+    lowest_spo2: float | None
+    lowest_resp_rate: float | None
+    lowest_etco2: float | None
+    deepest_sedation: float | None  #: no sedation score is recorded yet: always None
+    strongest_dissociation: float | None  #: no dissociation score is recorded yet
+    alarms_high: int
+    alarms_medium: int
+    alarms_low: int
+    monitored_minutes: float | None
+    discharge: float | None  #: wall clock: ready to leave
+    checklist_overridden: bool
+    #: The BP course for the overlay: (minutes from dose, systolic, diastolic or None).
+    bp_course: tuple[tuple[float, float, float | None], ...] = ()
+
+    def as_json(self) -> dict:
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["bp_course"] = [list(p) for p in self.bp_course]
+        return out
+
+
+@dataclass(frozen=True)
+class Course:
+    patient: str
+    sessions: tuple[CourseSession, ...]  #: oldest first
+    notes: tuple[str, ...]
+
+    def as_json(self) -> dict:
+        return {
+            "patient": self.patient,
+            "sessions": [s.as_json() for s in self.sessions],
+            "notes": list(self.notes),
+        }
+
+
+def session_figures(record: SessionRecord, details: SessionDetails) -> CourseSession:
+    """One session's row, from the same summary its review shows."""
+    info = record.info
+    summary = summarise(record)
+    assert summary.profile is not None
+    form = rems_form(record, summary.profile, summary)
+    counts = summary.alarm_counts
+    base = summary.baseline
+    rise_s, rise_d = summary.max_rise_systolic, summary.max_rise_diastolic
+    dose_wall = summary.dose_wall
+
+    def lowest(codes: tuple[Code, ...]) -> float | None:
+        values = [n.value for n in record.numerics if n.code in codes and n.value is not None]
+        return min(values) if values else None
+
+    course = tuple(
+        ((r.stamp.wall - dose_wall) / 60.0, float(r.systolic), r.diastolic)
+        for r in record.nibp
+        if dose_wall is not None and usable(r) and r.systolic is not None
+    )
+    weight = details.weight_kg
+    per_kg = (
+        info.dose / weight
+        if info.dose is not None and weight and info.dose_unit.strip().lower() == "mg"
+        else None
+    )
+    return CourseSession(
+        session_id=info.id,
+        started=info.started,
+        status=info.status.value,
+        interrupted=info.status is SessionStatus.INTERRUPTED,
+        drug=info.drug.value if info.drug else None,
+        route=info.route.value if info.route else None,
+        dose=info.dose,
+        dose_unit=info.dose_unit,
+        weight_kg=weight,
+        dose_per_kg=per_kg,
+        indication=details.indication,
+        baseline_systolic=base.systolic if base else None,
+        baseline_diastolic=base.diastolic if base else None,
+        peak_systolic=summary.peak_systolic.systolic if summary.peak_systolic else None,
+        peak_diastolic=(summary.peak_diastolic.diastolic if summary.peak_diastolic else None),
+        rise_systolic=rise_s.value if rise_s else None,
+        rise_diastolic=rise_d.value if rise_d else None,
+        minutes_to_peak=rise_s.minutes_from_dose if rise_s else None,
+        recovery_minutes=summary.recovery_minutes,
+        lowest_spo2=summary.lowest_spo2.value if summary.lowest_spo2 else None,
+        lowest_resp_rate=lowest(BREATHING_LOWS["lowest_resp_rate"]),
+        lowest_etco2=lowest(BREATHING_LOWS["lowest_etco2"]),
+        deepest_sedation=None,
+        strongest_dissociation=None,
+        alarms_high=counts.get(Priority.HIGH, 0),
+        alarms_medium=counts.get(Priority.MEDIUM, 0),
+        alarms_low=counts.get(Priority.LOW, 0),
+        monitored_minutes=summary.monitored_minutes,
+        discharge=form.ready_to_leave,
+        checklist_overridden="overridden" in form.ready_to_leave_note,
+        bp_course=course,
+    )
+
+
+def _from_kept(data: dict) -> CourseSession:
+    data = dict(data)
+    data["bp_course"] = tuple(tuple(p) for p in data.get("bp_course", ()))
+    return CourseSession(**data)
+
+
+def course_notes(sessions: tuple[CourseSession, ...], rule: CourseRule) -> tuple[str, ...]:
+    """What to have in view before the next dose (information, not advice)."""
+    if not sessions:
+        return ()
+    notes = []
+    if len(sessions) == 1:
+        notes.append("One session so far: nothing to compare yet.")
+    last = sessions[-1]
+    reasons = []
+    if last.rise_systolic is not None and last.rise_systolic >= rule.rise_systolic:
+        reasons.append(
+            f"a systolic rise of {last.rise_systolic:.0f} mmHg "
+            f"(the clinic's rule: {rule.rise_systolic:.0f} mmHg or more)"
+        )
+    if rule.high_alarm and last.alarms_high:
+        n = last.alarms_high
+        reasons.append(f"{n} high-priority alarm{'s' if n != 1 else ''}")
+    if reasons:
+        notes.append(
+            f"The last session (session {last.session_id}) had {' and '.join(reasons)}: "
+            "keep this in view when deciding the next dose."
+        )
+    if last.interrupted:
+        notes.append(f"The last session (session {last.session_id}) was interrupted.")
+    return tuple(notes)
+
+
+def unknown_patient(patient: str, known: list[str]) -> UserError:
+    close = difflib.get_close_matches(patient, known, n=5, cutoff=0.5)
+    hint = f"; close matches: {', '.join(close)}" if close else ""
+    return UserError(f"there are no sessions for patient '{patient}'{hint}")
+
+
+def open_course(
+    store: Store,
+    patient: str,
+    rule: CourseRule | None = None,
+    load: Callable[[int], SessionRecord] | None = None,
+) -> Course:
+    """The patient's course, computing and keeping each session's figures that are not kept
+    yet or no longer match the record (an amendment, a weight set in review)."""
+    infos: list[SessionInfo] = sorted(
+        store.list_sessions(patient=patient), key=lambda i: (i.started, i.id)
+    )
+    if not infos:
+        raise unknown_patient(patient, summaries.patients(store.db))
+    ids = [i.id for i in infos]
+    prints = summaries.fingerprints(store.db, ids)
+    have = summaries.kept(store.db, ids)
+    detail = summaries.details(store.db, ids)
+    read = load or (lambda sid: store.load_session(sid, waves=False))
+    rows = []
+    for info in infos:
+        kept = have.get(info.id)
+        if kept is not None and kept[0] == prints[info.id]:
+            rows.append(_from_kept(kept[1]))
+            continue
+        row = session_figures(read(info.id), detail.get(info.id, SessionDetails()))
+        if info.status is not SessionStatus.ACTIVE:  # an active session is still growing
+            summaries.keep(store.db, info.id, prints[info.id], row.as_json())
+        rows.append(row)
+    sessions = tuple(rows)
+    return Course(patient, sessions, course_notes(sessions, rule or CourseRule()))
