@@ -69,6 +69,8 @@ def add_record(subs: Subcommands) -> None:
     rec.add_argument("--route", choices=[r.value for r in Route], help="route of administration")
     rec.add_argument("--dose", type=positive_float, help="dose given")
     rec.add_argument("--dose-unit", default="mg", help="unit of the dose (default mg)")
+    rec.add_argument("--weight", type=positive_float, metavar="KG", help="patient weight (mg/kg)")
+    rec.add_argument("--indication", default="", help="the reason for treatment")
     rec.add_argument(
         "--no-data-timeout",
         type=positive_float,
@@ -97,6 +99,8 @@ def cmd_record(args: argparse.Namespace, out: TextIO) -> int:
         route=Route(args.route) if args.route else None,
         dose=args.dose,
         dose_unit=args.dose_unit,
+        weight_kg=args.weight,
+        indication=args.indication.strip(),
         devices=tuple(args.device),
         profile=args.profile,
     )

@@ -66,6 +66,7 @@ from kapmonitor.record.session import (
     SessionSetup,
     SessionStatus,
 )
+from kapmonitor.record.summaries import SessionDetailsRow
 
 #: The recorder's lease, in seconds of the database's own clock: a session whose recorder has
 #: not committed for this long is taken as cut off (its recorder dead or gone for good). It is
@@ -123,6 +124,9 @@ class Store:
             )
             s.add(row)
             s.flush()
+            if setup.weight_kg is not None or setup.indication:
+                s.add(SessionDetailsRow(session_id=row.id, weight_kg=setup.weight_kg,
+                                        indication=setup.indication))  # fmt: skip
             s.add(AuditRow(session_id=row.id, at=time.time(), who=setup.operator or "kapmonitor",
                            action="session-started", detail=setup.patient))  # fmt: skip
             return row.id

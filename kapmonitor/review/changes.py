@@ -36,3 +36,24 @@ class Assessment:
 
     answers: dict[str, bool] = field(default_factory=dict)
     ready_to_leave: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DetailsChange:
+    """The session's weight (kg, None: not known) and indication as the reviewer corrects them,
+    and why; the values before stay in the audit log. The course's mg/kg follows the weight."""
+
+    weight_kg: float | None
+    indication: str
+    reason: str
+
+    def missing(self) -> list[str]:
+        """What the change still lacks, in words."""
+        return [] if self.reason.strip() else ["a reason"]
+
+    def problems(self) -> list[str]:
+        """A weight no person has (the mg/kg would be wrong by as much)."""
+        w = self.weight_kg
+        if w is not None and not (1.0 <= w <= 400.0):
+            return [f"a weight of {w:g} kg is not plausible (1 to 400 kg)"]
+        return []

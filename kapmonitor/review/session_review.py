@@ -19,10 +19,12 @@ import numpy as np
 from kapmonitor.core.codes import Code
 from kapmonitor.core.errors import UserError
 from kapmonitor.core.model import Stamp
+from kapmonitor.record import summaries
 from kapmonitor.record.session import SessionRecord
 from kapmonitor.record.store import AuditEntry, Store
+from kapmonitor.record.summaries import SessionDetails
 from kapmonitor.review import rems
-from kapmonitor.review.changes import Amendment, Assessment
+from kapmonitor.review.changes import Amendment, Assessment, DetailsChange
 from kapmonitor.review.rems import RemsForm
 from kapmonitor.review.summary import SessionSummary, summarise
 from kapmonitor.review.timeline import Timeline
@@ -111,6 +113,23 @@ class SessionReview:
         )
         self.reload()
         return new_id
+
+    def details(self) -> SessionDetails:
+        """The session's weight and indication (empty when none were given)."""
+        found = summaries.details(self._store.db, [self.session_id])
+        return found.get(self.session_id, SessionDetails())
+
+    def set_details(self, change: DetailsChange) -> None:
+        """Correct the weight or indication, audited with the values before and the reason; the
+        course's kept figures of this session are computed again on its next open."""
+        if change.missing():
+            raise UserError("a change of weight or indication needs a reason")
+        for problem in change.problems():
+            raise UserError(problem)
+        new = SessionDetails(change.weight_kg, change.indication.strip())
+        summaries.write_details(
+            self._store.db, self.session_id, new, who=self.reviewer, reason=change.reason.strip()
+        )
 
     def save_assessment(self, assessment: Assessment) -> list[int]:
         """Write the assessment: one event per field, about the session, at its end."""
