@@ -63,6 +63,10 @@ class SessionSetup:
     route: Route | None = None
     dose: float | None = None
     dose_unit: str = ""
+    #: Optional, for the course's mg/kg and the reason for treatment; kept beside the header
+    #: (kapmonitor.record.summaries) and amendable in review.
+    weight_kg: float | None = None
+    indication: str = ""
     devices: tuple[str, ...] = ()  #: as the command line names them: PROTOCOL@PORT, sim:SCENARIO
     profile: str = "kap-default"  #: the alarm profile: a name or a .toml file
 
