@@ -14,7 +14,7 @@ import math
 import time
 from dataclasses import dataclass, field
 
-from alarms.model import LogEvent, TechnicalCondition
+from alarms.model import Alarm, LogEvent, TechnicalCondition
 from alarms.profile import Profile, load_profile
 from alarms.service import AlarmService
 from devices.base import (
@@ -51,6 +51,9 @@ from kapmonitor.record.replay import ReplayDriver
 from kapmonitor.record.session import SessionSetup, SessionStatus
 from kapmonitor.record.simulated import record_url
 from kapmonitor.record.store import Store
+from kapmonitor.station.broker import Credentials, parse_broker_url
+from kapmonitor.station.contract import ContractError, check_room
+from kapmonitor.station.publisher import RoomIdentity, RoomPublisher
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +71,8 @@ class SessionConfig:
     scenario_dose: bool = False
     until: float | None = None  #: simulated devices stop after this many session seconds
     no_data_timeout: float = DEFAULT_NO_DATA_TIMEOUT
+    #: Who the room is to the broker (options or environment); None: from the environment.
+    broker_credentials: Credentials | None = None
 
 
 @dataclass
@@ -147,6 +152,7 @@ class SessionRunner:
         self._latest = _Latest()
         self._watch = self.hub.subscribe("session", maxsize=100_000)
         self._running = False
+        self.publisher = self._publisher()  #: the room on the clinic bus, or None
 
     # --- life -------------------------------------------------------------------------------
 
@@ -171,9 +177,48 @@ class SessionRunner:
         self.started = self.now()
         self.recorder.start()
         self.alarms.start()
+        if self.publisher is not None:  # never blocks: an absent broker is a low alarm
+            self.publisher.start()
         for driver in self.drivers:
             driver.start()
         self._running = True
+
+    def _publisher(self) -> RoomPublisher | None:
+        """The room's publisher when the set-up names a room and a broker (checked here, before
+        any device opens: a bad URL or name is one sentence)."""
+        setup = self.config.setup
+        if not setup.room and not setup.broker:
+            return None
+        if not (setup.room and setup.broker):
+            raise UserError("--room and --broker go together: give both or neither")
+        try:
+            room = check_room(setup.room)
+        except ContractError as exc:
+            raise UserError(str(exc)) from None
+        url = parse_broker_url(setup.broker)
+        credentials = self.config.broker_credentials or Credentials.from_options()
+        drug = setup.drug.value if setup.drug else None
+        identity = RoomIdentity(room, setup.label, drug)
+        return RoomPublisher(identity, url, credentials, self.hub, self.alarms.out, self)
+
+    # --- what the room's publisher asks (kapmonitor.station.publisher.RoomSource) ----------
+
+    def alarm_state(self) -> tuple[list[Alarm], bool]:
+        alarms, audio, _ = self.alarms.snapshot()
+        return alarms, audio.paused_for > 0
+
+    def next_nibp(self) -> str:
+        return self.nibp_schedule()[0]
+
+    def since_dose_s(self) -> float | None:
+        return None if self.dose is None else self.now().mono - self.dose.mono
+
+    def set_station_link(self, lost: bool, text: str) -> None:
+        self.alarms.set_technical(TechnicalCondition.STATION_LINK_LOST, "station", lost, text)
+
+    def station_link(self) -> str | None:
+        """For the room's screen: "station link: connected to ...", or None without a bus."""
+        return None if self.publisher is None else f"station link: {self.publisher.link.text}"
 
     def _device_clock(self) -> Stamp:
         """The alarm system's clock: the session's one :meth:`now`, held where the playback
@@ -194,6 +239,8 @@ class SessionRunner:
         for driver in self.drivers:
             driver.stop()
         time.sleep(0.05)  # let the alarm service take the last items
+        if self.publisher is not None:
+            self.publisher.stop(ended=True)
         self.alarms.stop()
         assert self.recorder is not None and self.store is not None  # start() set them
         assert self.session_id is not None

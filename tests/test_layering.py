@@ -111,6 +111,8 @@ def test_the_ground_floor_is_the_bottom_layer_and_the_screen_the_top():
         ("kapmonitor/record/session.py", "import kapmonitor.review.summary"),
         ("kapmonitor/review/summary.py", "import kapmonitor.runner"),
         ("kapmonitor/review/summary.py", "import kapmonitor.export"),
+        ("kapmonitor/station/model.py", "import kapmonitor.runner"),
+        ("kapmonitor/station/publisher.py", "import kapmonitor.record.store"),
     ],
 )
 def test_an_import_that_climbs_breaks_the_layers_contract(tmp_path, module, climbing_import):

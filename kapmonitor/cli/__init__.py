@@ -20,7 +20,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from kapmonitor.cli import alarms, course, decode, devices, export, record, screens, sessions
+from kapmonitor.cli import (
+    alarms,
+    course,
+    decode,
+    devices,
+    export,
+    record,
+    screens,
+    sessions,
+    station,
+)
 from kapmonitor.cli.options import EXIT_USER_ERROR, Parser, db_option
 from kapmonitor.cli.screens import Review, Screen
 from kapmonitor.core import log_lines
@@ -51,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     sessions.add_import(subs)
     alarms.add_alarms(subs)
     course.add_course(subs)
+    station.add_station(subs)
     return parser
 
 
@@ -112,6 +123,7 @@ def main(
     screen: Screen | None = None,
     review: Review | None = None,
     course_window: course.CourseWindow | None = None,
+    station_window: station.StationWindow | None = None,
 ) -> int:
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
@@ -126,6 +138,7 @@ def main(
     args.db_password_file = getattr(args, "db_password_file", None)
     args.screen = screen
     args.review = review
+    args.station_window = station_window
     args.course_window = course_window
     args.verbose = getattr(args, "verbose", False)
     log_lines.configure(args.verbose)

@@ -16,6 +16,7 @@ from kapmonitor.cli.options import (
     positive_float,
 )
 from kapmonitor.cli.shared import first_line, say_interrupted
+from kapmonitor.cli.station import broker_credentials, room_options
 from kapmonitor.core import jsonl
 from kapmonitor.core.device_spec import REPLAY, SIM
 from kapmonitor.core.errors import UserError
@@ -78,6 +79,7 @@ def add_record(subs: Subcommands) -> None:
         metavar="S",
         help="seconds of silence before a device is in 'no data' (default 10)",
     )
+    room_options(rec)
     rec.set_defaults(func=cmd_record)
 
 
@@ -103,6 +105,9 @@ def cmd_record(args: argparse.Namespace, out: TextIO) -> int:
         indication=args.indication.strip(),
         devices=tuple(args.device),
         profile=args.profile,
+        room=args.room or "",
+        broker=args.broker or "",
+        label=args.label,
     )
     config = SessionConfig(
         setup,
@@ -112,6 +117,7 @@ def cmd_record(args: argparse.Namespace, out: TextIO) -> int:
         scenario_dose=True,
         until=args.duration,
         no_data_timeout=args.no_data_timeout,
+        broker_credentials=broker_credentials(args),
     )
     runner = SessionRunner(config)
     sub = runner.hub.subscribe("jsonl", maxsize=1_000_000)

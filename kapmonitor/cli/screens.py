@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from kapmonitor.cli.options import Subcommands, db_option, demo_option, positive_float
 from kapmonitor.cli.shared import opened_store
+from kapmonitor.cli.station import broker_credentials, room_options
 from kapmonitor.core.errors import UserError
 
 if TYPE_CHECKING:
@@ -37,6 +38,7 @@ def add_demo(subs: Subcommands) -> None:
     demo.add_argument("--seed", type=int, default=0, help="the same seed gives the same session")
     demo.add_argument("--profile", default="kap-default", help="alarm profile: name or .toml file")
     db_option(demo)
+    room_options(demo)
     demo.set_defaults(func=cmd_demo)
 
 
@@ -80,8 +82,15 @@ def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
 
     config = SessionConfig(
         SessionSetup(
-            patient="DEMO", operator="demo", devices=(f"sim:{args.scenario}",), profile=args.profile
+            patient="DEMO",
+            operator="demo",
+            devices=(f"sim:{args.scenario}",),
+            profile=args.profile,
+            room=args.room or "",
+            broker=args.broker or "",
+            label=args.label,
         ),
+        broker_credentials=broker_credentials(args),
         db_url=args.db,
         speed=args.speed,
         seed=args.seed,

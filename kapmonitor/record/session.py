@@ -69,6 +69,11 @@ class SessionSetup:
     indication: str = ""
     devices: tuple[str, ...] = ()  #: as the command line names them: PROTOCOL@PORT, sim:SCENARIO
     profile: str = "kap-default"  #: the alarm profile: a name or a .toml file
+    #: The clinic bus (kapmonitor.station): the room's name there and the broker's URL; empty:
+    #: the room publishes nothing. Not part of the record's header.
+    room: str = ""
+    broker: str = ""
+    label: str = ""  #: the pseudonymous label the station shows; never the patient identifier
 
 
 @dataclass(frozen=True)

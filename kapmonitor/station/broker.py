@@ -47,8 +47,13 @@ SESSION_EXPIRY_S = 3600
 #: Messages queued while offline; beyond, the oldest numerics matter least (alarms are few).
 MAX_QUEUED = 10_000
 #: CONNACK reasons that mean "these credentials are refused": retrying cannot help.
-_REFUSED = {"Bad user name or password", "Not authorized", "Client identifier not valid",
-            "Banned", "Bad authentication method"}  # fmt: skip
+_REFUSED = {
+    "Bad user name or password",
+    "Not authorized",
+    "Client identifier not valid",
+    "Banned",
+    "Bad authentication method",
+}
 
 
 @dataclass(frozen=True)
@@ -114,8 +119,11 @@ class Credentials:
                     f"{(exc.strerror or str(exc)).lower()}"
                 ) from None
         paths = []
-        for value, env, what in ((ca, CA_ENV, "CA"), (cert, CERT_ENV, "certificate"),
-                                 (key, KEY_ENV, "key")):  # fmt: skip
+        for value, env, what in (
+            (ca, CA_ENV, "CA"),
+            (cert, CERT_ENV, "certificate"),
+            (key, KEY_ENV, "key"),
+        ):
             text = value or os.environ.get(env) or None
             if text and not Path(text).is_file():
                 raise UserError(f"the broker {what} file {text} does not exist")
@@ -141,7 +149,7 @@ class BrokerLink:
         *,
         will: tuple[str, bytes] | None = None,
         subscriptions: tuple[str, ...] = (),
-        on_message: Callable[[str, bytes], None] | None = None,
+        on_message: Callable[[str, bytes], object] | None = None,
         on_state: Callable[[LinkState, str], None] | None = None,
         persistent: bool = True,
     ) -> None:

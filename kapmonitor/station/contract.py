@@ -118,7 +118,7 @@ _REQUIRED: dict[Kind, dict[str, tuple[type, ...]]] = {
     Kind.ALARMS: {"t": (int, float), "alarms": (list,)},
     Kind.EVENTS: {"t": (int, float), "kind": (str,)},
     Kind.PLETH: {"t": (int, float), "fs": (int, float), "samples": (list,)},
-    Kind.PLETH_WANT: {"until": (int, float)},
+    Kind.PLETH_WANT: {"for_s": (int, float)},
 }
 _ALARM_FIELDS: dict[str, tuple[type, ...]] = {
     "id": (str,),
