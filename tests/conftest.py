@@ -28,7 +28,9 @@ for _var, _sub in (("HOME", ""), ("USERPROFILE", ""), ("XDG_DATA_HOME", ".local/
                    ("XDG_STATE_HOME", ".local/state"), ("LOCALAPPDATA", "AppData/Local"),
                    ("APPDATA", "AppData/Roaming")):  # fmt: skip
     os.environ[_var] = str(TEST_HOME / _sub)
-for _var in ("KAPMONITOR_DB", "KAPMONITOR_DB_PASSWORD", "PGPASSWORD", "PGPASSFILE"):
+for _var in ("KAPMONITOR_DB", "KAPMONITOR_DB_PASSWORD", "PGPASSWORD", "PGPASSFILE",
+             "KAPMONITOR_MQTT_USER", "KAPMONITOR_MQTT_PASSWORD", "KAPMONITOR_MQTT_CA",
+             "KAPMONITOR_MQTT_CERT", "KAPMONITOR_MQTT_KEY"):  # fmt: skip
     os.environ.pop(_var, None)
 
 
