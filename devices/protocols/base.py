@@ -229,6 +229,10 @@ class Parser(ABC):
         self._floor: float | None = None
         #: Seconds a byte of the current chunk may be counted back at most (see :meth:`back`).
         self._max_back_per_byte = _INF
+        #: Whether the stamps given to :meth:`feed` are guesses, not arrivals (``decode`` of a
+        #: plain file places bytes by the byte rate): a parser that reads the device's own clock
+        #: then places items by that clock alone. Live, arrivals are real and stay the reference.
+        self.guessed_arrivals = False
 
     def begin(self, stamp: Stamp) -> None:
         """A connection opened at ``stamp``: no byte that follows arrived before it."""

@@ -58,20 +58,21 @@ def _open_input(name: str) -> BinaryIO:
 
 def _timed_chunks(
     stream: BinaryIO, name: str, protocol: str | None
-) -> tuple[str, Iterator[tuple[float, bytes]]]:
-    """The device's bytes as (seconds from the start, chunk) pairs, read from ``stream`` as
-    they are wanted (any input size in bounded memory), and the protocol."""
+) -> tuple[str, bool, Iterator[tuple[float, bytes]]]:
+    """The protocol, whether ``stream`` is a capture (real arrival times), and the device's
+    bytes as (seconds from the start, chunk) pairs, read from ``stream`` as they are wanted (any
+    input size in bounded memory)."""
     from devices.capture import MAGIC, CaptureReader, is_capture
     from kapmonitor.cli.shared import serial_driver_class
 
     head = _read_at_least(stream, len(MAGIC))
     if is_capture(head):
         reader = CaptureReader(stream, name, already_read=head)
-        return protocol or reader.header.protocol, _capture_chunks(reader)
+        return protocol or reader.header.protocol, True, _capture_chunks(reader)
     if protocol is None:
         raise UserError(f"'{name}' is a plain byte file: say which protocol with --protocol")
     rate = serial_driver_class(protocol).byte_rate
-    return protocol, _plain_chunks(stream, head, clock_for(protocol, rate))
+    return protocol, False, _plain_chunks(stream, head, clock_for(protocol, rate))
 
 
 def _read_at_least(stream: BinaryIO, size: int) -> bytes:
@@ -120,8 +121,9 @@ def cmd_decode(args: argparse.Namespace, out: TextIO) -> int:
     stream = _open_input(args.file)
     lines = JsonLines(out)
     try:
-        protocol, chunks = _timed_chunks(stream, name, args.protocol)
+        protocol, captured, chunks = _timed_chunks(stream, name, args.protocol)
         parser = serial_driver_class(protocol).parser_class(args.file)
+        parser.guessed_arrivals = not captured  # a plain file: the device's clock, if it has one
         parser.begin(Stamp(0.0, 0.0))  # t counts from the stream's start: nothing came before
         feed, write = parser.feed, lines.write
         for t, chunk in chunks:  # items are written as they come: nothing waits for the end

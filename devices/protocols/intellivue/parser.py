@@ -317,22 +317,27 @@ class IntellivueParser(Parser):
 
     def _device_stamp(self, rel: int, at: Stamp) -> Stamp:
         """The host stamp of monitor relative time ``rel`` seen in a frame that ended at ``at``."""
-        if self._rel_last is None:
+        last = self._rel_last
+        fresh = last is None  # the first poll of an association
+        if last is None:
             u = rel
             self._rel_wraps = 0
         else:
-            d = (rel - self._rel_last) & 0xFFFFFFFF
+            d = (rel - last) & 0xFFFFFFFF
             if d >= 0x80000000:
                 d -= 0x100000000
-            u = self._rel_last + self._rel_wraps * 0x100000000 + d
+            u = last + self._rel_wraps * 0x100000000 + d
             self._rel_wraps = (u - rel) // 0x100000000
         self._rel_last = rel
         secs = u / TICKS
         anchor = self._anchor
         mono0 = at.mono - secs
         # A frame is never early: the earliest arrival fixes the clock; a later one by more than
-        # a second means the monitor's clock jumped or drifted, so it re-anchors.
-        if anchor is None or mono0 < anchor[0] or mono0 > anchor[0] + 1.0:
+        # a second means the monitor's clock jumped or drifted, so it re-anchors. Guessed
+        # arrivals (a plain file) anchor the monitor's clock once per association and follow it.
+        if anchor is None or (
+            fresh if self.guessed_arrivals else mono0 < anchor[0] or mono0 > anchor[0] + 1.0
+        ):
             anchor = self._anchor = (mono0, at.wall - secs)
         return Stamp(anchor[0] + secs, anchor[1] + secs)
 
