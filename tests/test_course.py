@@ -223,3 +223,50 @@ def test_whole_process_json(course_db):
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert len(json.loads(done.stdout)["sessions"]) == 4
+
+
+# --- the window (pytest-qt) -------------------------------------------------------------------
+
+
+def test_window_table_and_charts_show_the_course(course_db, qtbot):
+    from PySide6 import QtCore
+
+    from kapmonitor.review.model import ReviewModel
+    from ui.review.app import ReviewApp
+
+    reviews = ReviewModel.connect(course_db)
+    try:
+        app = ReviewApp(reviews)
+        browser = app.show_browser()
+        qtbot.addWidget(browser)
+        browser.patient.setText(PATIENT)
+        with qtbot.waitSignal(browser.open_course) as asked:
+            qtbot.mouseClick(browser.course_button, QtCore.Qt.MouseButton.LeftButton)
+        assert asked.args == [PATIENT]
+        window = app.courses[PATIENT]
+        qtbot.addWidget(window)
+        course = reviews.course(PATIENT)
+        table = window.table
+        assert table.rowCount() == len(course.sessions) == 4
+        header = [table.horizontalHeaderItem(c).text() for c in range(table.columnCount())]
+        dose_col, rise_col = header.index("dose"), header.index("rise sys/dia")
+        for row, s in enumerate(course.sessions):
+            dose = table.item(row, dose_col).text()
+            assert dose == ("" if s.dose is None else f"{s.dose:g} mg")  # empty, never 0
+            if s.rise_systolic is not None:
+                assert table.item(row, rise_col).text().startswith(f"{s.rise_systolic:.0f}/")
+        assert "INTERRUPTED" in table.item(3, header.index("date")).text()
+        # Charts: one dot per dosed session per pressure, one line per session with BP.
+        sys_dots, dia_dots = window.rise_plot.getPlotItem().listDataItems()
+        xs, ys = sys_dots.getData()
+        assert list(xs) == list(DOSES)
+        assert list(ys) == pytest.approx([s.rise_systolic for s in course.sessions[:3]])
+        assert list(dia_dots.getData()[1]) == pytest.approx(
+            [s.rise_diastolic for s in course.sessions[:3]]
+        )
+        assert len(window.overlay_plot.getPlotItem().listDataItems()) == 3
+        (recovery,) = window.recovery_plot.getPlotItem().listDataItems()
+        known = [s.recovery_minutes for s in course.sessions if s.recovery_minutes is not None]
+        assert list(recovery.getData()[1]) == pytest.approx(known)
+    finally:
+        reviews.close()

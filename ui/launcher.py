@@ -47,8 +47,16 @@ def review(session_id: int | None, db_url: str | None, reviewer: str | None) -> 
     return run(session_id, db_url, reviewer)
 
 
+def course(patient: str, db_url: str | None) -> int:
+    _prepare_qt()
+    from ui.review.app import run_course
+
+    enable_crash_log()
+    return run_course(patient, db_url)
+
+
 def main() -> int:
-    return cli_main(screen=screen, review=review)
+    return cli_main(screen=screen, review=review, course_window=course)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ from kapmonitor.export.pdf import (
     _version,
 )
 from kapmonitor.export.pdf_fonts import SANS, register_fonts
-from kapmonitor.review.course import Course, CourseSession
+from kapmonitor.review.course import COLUMNS, Course, CourseSession, cells
 
 PAPERS = {"a4": A4, "letter": letter}
 DIASTOLIC = colors.HexColor("#c0504d")
@@ -42,63 +42,6 @@ DIASTOLIC = colors.HexColor("#c0504d")
 SESSION_COLOURS = [
     colors.HexColor(c) for c in ("#9ecae1", "#6baed6", "#4292c6", "#2171b5", "#08519c", "#08306b")
 ]
-
-COLUMNS: tuple[tuple[str, str], ...] = (
-    ("#", "session_id"),
-    ("date", "started"),
-    ("drug / route", "drug"),
-    ("dose", "dose"),
-    ("mg/kg", "dose_per_kg"),
-    ("baseline", "baseline_systolic"),
-    ("peak", "peak_systolic"),
-    ("rise sys/dia", "rise_systolic"),
-    ("to peak min", "minutes_to_peak"),
-    ("recovery min", "recovery_minutes"),
-    ("SpO2 low", "lowest_spo2"),
-    ("RR / EtCO2 low", "lowest_resp_rate"),
-    ("sedation / dissoc.", "deepest_sedation"),
-    ("alarms H/M/L", "alarms_high"),
-    ("monitored min", "monitored_minutes"),
-    ("discharge", "discharge"),
-    ("checklist", "checklist_overridden"),
-)
-
-
-def _n(value: float | None, digits: int = 0) -> str:
-    """Empty, never 0, where a value is not known."""
-    return "" if value is None else f"{value:.{digits}f}"
-
-
-def _pair(a: float | None, b: float | None, digits: int = 0) -> str:
-    if a is None and b is None:
-        return ""
-    return f"{_n(a, digits) or '-'}/{_n(b, digits) or '-'}"
-
-
-def cells(s: CourseSession) -> list[str]:
-    """The row's cells as text, in :data:`COLUMNS` order (the window shows the same)."""
-    dose = "" if s.dose is None else f"{s.dose:g} {s.dose_unit}".strip()
-    drug = " ".join(filter(None, (s.drug, s.route)))
-    mark = "INTERRUPTED" if s.interrupted else ""
-    return [
-        f"{s.session_id}{' *' if s.interrupted else ''}",
-        " ".join(filter(None, (time.strftime("%Y-%m-%d %H:%M", time.localtime(s.started)), mark))),
-        drug,
-        dose,
-        _n(s.dose_per_kg, 2),
-        _pair(s.baseline_systolic, s.baseline_diastolic),
-        _pair(s.peak_systolic, s.peak_diastolic),
-        _pair(s.rise_systolic, s.rise_diastolic),
-        _n(s.minutes_to_peak),
-        _n(s.recovery_minutes),
-        _n(s.lowest_spo2),
-        _pair(s.lowest_resp_rate, s.lowest_etco2),
-        _pair(s.deepest_sedation, s.strongest_dissociation),
-        f"{s.alarms_high}/{s.alarms_medium}/{s.alarms_low}",
-        _n(s.monitored_minutes),
-        "" if s.discharge is None else time.strftime("%H:%M", time.localtime(s.discharge)),
-        "overridden" if s.checklist_overridden else "",
-    ]
 
 
 def write(course: Course, out: BinaryIO, *, paper: str = "a4") -> None:

@@ -13,6 +13,7 @@ import getpass
 from kapmonitor.record.recorder import open_store
 from kapmonitor.record.session import SessionInfo
 from kapmonitor.record.store import Store
+from kapmonitor.review.course import Course, open_course
 from kapmonitor.review.session_review import SessionReview
 
 
@@ -45,6 +46,10 @@ class ReviewModel:
     def open(self, session_id: int, reviewer: str | None = None) -> SessionReview:
         """One session, loaded for review by ``reviewer`` (default: the login name)."""
         return SessionReview(self._store, session_id, reviewer or getpass.getuser())
+
+    def course(self, patient: str) -> Course:
+        """The patient's treatment course, oldest session first (figures kept in the database)."""
+        return open_course(self._store, patient)
 
     def close(self) -> None:
         self._store.db.close()

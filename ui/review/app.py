@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from kapmonitor.review.model import ReviewModel
 from ui.review.browser import SessionBrowser
+from ui.review.course_window import CourseWindow
 from ui.review.window import ReviewWindow
 from ui.system_stop import SystemStop
 
@@ -16,13 +17,24 @@ class ReviewApp:
         self.reviewer = reviewer
         self.windows: dict[int, ReviewWindow] = {}
         self.browser: SessionBrowser | None = None
+        self.courses: dict[str, CourseWindow] = {}
 
     def show_browser(self) -> SessionBrowser:
         self.browser = SessionBrowser(self.reviews)
         self.browser.open_session.connect(self.open)
+        self.browser.open_course.connect(self.open_course)
         self.browser.resize(1300, 800)
         self.browser.show()
         return self.browser
+
+    def open_course(self, patient: str) -> CourseWindow:
+        """The patient's course, read again each time it is opened (a session may have ended)."""
+        window = CourseWindow(self.reviews.course(patient))
+        self.courses[patient] = window
+        window.resize(1500, 900)
+        window.show()
+        window.raise_()
+        return window
 
     def open(self, session_id: int) -> ReviewWindow:
         window = self.windows.get(session_id)
@@ -33,6 +45,25 @@ class ReviewApp:
         window.showMaximized()
         window.raise_()
         return window
+
+
+def run_course(patient: str, db_url: str | None) -> int:
+    """``kapmonitor course PATIENT``: the course window alone."""
+    from ui.app import _application
+
+    app = _application()
+    reviews = ReviewModel.connect(db_url)
+    review = ReviewApp(reviews)
+    try:
+        review.open_course(patient)  # an unknown patient: one sentence, before any window
+        stop = SystemStop(app)
+        stop.stop_requested.connect(lambda signum: app.exit(128 + signum))
+        try:
+            return app.exec()
+        finally:
+            stop.uninstall()
+    finally:
+        reviews.close()
 
 
 def run(session_id: int | None, db_url: str | None, reviewer: str | None = None) -> int:

@@ -103,6 +103,7 @@ class SessionBrowser(QtWidgets.QWidget):
     """Find a session; ``open_session(id)`` when one is chosen."""
 
     open_session = QtCore.Signal(int)
+    open_course = QtCore.Signal(str)  #: the selected session's patient: their treatment course
 
     def __init__(self, reviews: ReviewModel, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
@@ -130,6 +131,10 @@ class SessionBrowser(QtWidgets.QWidget):
         self.count.setStyleSheet(theme.label_style(theme.TEXT_DIM, 15))
         filters.addStretch(1)
         filters.addWidget(self.count)
+        self.course_button = QtWidgets.QPushButton("Course")
+        self.course_button.setToolTip("The selected patient's sessions side by side")
+        self.course_button.clicked.connect(self.course_current)
+        filters.addWidget(self.course_button)
         layout.addLayout(filters)
 
         self.model = SessionModel(reviews.sessions(), self)
@@ -195,6 +200,11 @@ class SessionBrowser(QtWidgets.QWidget):
         index = self.table.currentIndex()
         if index.isValid():
             self._open_index(index)
+
+    def course_current(self) -> None:
+        index = self.table.currentIndex()
+        if index.isValid():
+            self.open_course.emit(self.model.shown[index.row()].patient)
 
     def _open_index(self, index: QtCore.QModelIndex) -> None:
         self.open_session.emit(self.model.shown[index.row()].id)
