@@ -162,7 +162,7 @@ def test_latest_value_per_code_with_flags_and_age(probe_off_items, buffers):
 
 
 def test_the_pleth_ring_holds_the_last_ten_seconds_and_wraps(probe_off_items, buffers):
-    blocks = [i for i in probe_off_items if isinstance(i, WaveformBlock)]
+    blocks = [i for i in probe_off_items if isinstance(i, WaveformBlock) and i.code is Code.PLETH]
     ring = buffers.pleth["sim:probe-off"]
     assert ring.fs == 100.0 and ring.size == 1000
     total = sum(len(b.samples) for b in blocks)
