@@ -248,7 +248,10 @@ def test_window_table_and_charts_show_the_course(course_db, qtbot):
         course = reviews.course(PATIENT)
         table = window.table
         assert table.rowCount() == len(course.sessions) == 4
-        header = [table.horizontalHeaderItem(c).text() for c in range(table.columnCount())]
+        header = [
+            table.horizontalHeaderItem(c).text().replace("\n", " ")
+            for c in range(table.columnCount())
+        ]
         dose_col, rise_col = header.index("dose"), header.index("rise sys/dia")
         for row, s in enumerate(course.sessions):
             dose = table.item(row, dose_col).text()

@@ -42,7 +42,8 @@ class CourseWindow(QtWidgets.QWidget):
         layout.addWidget(self.notes)
 
         self.table = QtWidgets.QTableWidget(n, len(COLUMNS))
-        self.table.setHorizontalHeaderLabels([c for c, _ in COLUMNS])
+        # Titles on two lines: the columns are as wide as their numbers, not their names.
+        self.table.setHorizontalHeaderLabels([c.replace(" ", "\n", 1) for c, _ in COLUMNS])
         self.table.verticalHeader().setVisible(False)
         self.table.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
         shade = QtGui.QBrush(QtGui.QColor("#4a3a1a"))
@@ -53,6 +54,8 @@ class CourseWindow(QtWidgets.QWidget):
                     item.setBackground(shade)
                     item.setToolTip("interrupted: the recording ended without closing the session")
                 self.table.setItem(row, col, item)
+        # Smaller than the theme's text: every column in view on a clinic's screen.
+        self.table.setStyleSheet("QTableWidget, QHeaderView::section { font-size: 12px; }")
         self.table.resizeColumnsToContents()  # at most a few dozen rows
         layout.addWidget(self.table, 2)
 
@@ -66,9 +69,11 @@ class CourseWindow(QtWidgets.QWidget):
         self._draw(course.sessions)
 
     def _draw(self, sessions: tuple[CourseSession, ...]) -> None:
-        for key, colour in (("rise_systolic", SYSTOLIC), ("rise_diastolic", DIASTOLIC)):
+        self.rise_plot.addLegend(offset=(5, 5))
+        for key, colour, name in (("rise_systolic", SYSTOLIC, "systolic"),
+                                  ("rise_diastolic", DIASTOLIC, "diastolic")):  # fmt: skip
             xs, ys = _pairs(sessions, key)
-            self.rise_plot.plot(xs, ys, pen=None, symbol="o", symbolBrush=colour, name=key)
+            self.rise_plot.plot(xs, ys, pen=None, symbol="o", symbolBrush=colour, name=name)
         recovery = [(i + 1.0, s.recovery_minutes) for i, s in enumerate(sessions)]
         known = [(x, y) for x, y in recovery if y is not None]
         self.recovery_plot.plot(
