@@ -273,3 +273,19 @@ def test_window_table_and_charts_show_the_course(course_db, qtbot):
         assert list(recovery.getData()[1]) == pytest.approx(known)
     finally:
         reviews.close()
+
+
+def test_start_dialog_sets_weight_and_indication_or_leaves_them_out(qtbot):
+    from ui.start_dialog import StartDialog
+
+    given = StartDialog(
+        list_ports=lambda: [],
+        defaults=SessionSetup("P", weight_kg=64.5, indication="treatment-resistant depression"),
+    )
+    qtbot.addWidget(given)
+    setup = given.setup()
+    assert (setup.weight_kg, setup.indication) == (64.5, "treatment-resistant depression")
+    blank = StartDialog(list_ports=lambda: [], defaults=SessionSetup("P"))
+    qtbot.addWidget(blank)
+    qtbot.keyClicks(blank.indication, "  ")
+    assert (blank.setup().weight_kg, blank.setup().indication) == (None, "")  # never 0 kg

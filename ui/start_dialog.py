@@ -254,6 +254,15 @@ class StartDialog(QDialog):
         dose_line.addWidget(self.dose)
         dose_line.addWidget(self.dose_unit)
         dose_line.addStretch(1)
+        # Optional: the course shows mg/kg where a weight was given; 0 is "not given".
+        self.weight = QDoubleSpinBox(self)
+        self.weight.setRange(0.0, 400.0)
+        self.weight.setDecimals(1)
+        self.weight.setSuffix(" kg")
+        self.weight.setSpecialValueText("optional")
+        self.weight.setMinimumWidth(120)
+        self.indication = QLineEdit(self)
+        self.indication.setPlaceholderText("optional: the reason for treatment")
 
         self.profile = QComboBox(self)
         self.profile.setEditable(True)
@@ -281,6 +290,8 @@ class StartDialog(QDialog):
         form.addRow("", self.route_error)
         form.addRow(self._buddy("Do&se *", self.dose), dose_line)
         form.addRow("", self.dose_error)
+        form.addRow(self._buddy("&Weight", self.weight), self.weight)
+        form.addRow(self._buddy("&Indication", self.indication), self.indication)
         form.addRow(self._buddy("Alarm pro&file", self.profile), profile_line)
         form.addRow("", self.profile_error)
 
@@ -383,6 +394,8 @@ class StartDialog(QDialog):
             route=Route(route) if route else None,
             dose=dose if dose > 0 else None,
             dose_unit=self.dose_unit.currentText().strip(),
+            weight_kg=self.weight.value() or None,
+            indication=self.indication.text().strip(),
             devices=tuple(row.spec_text() for row in self.rows),
             profile=self.profile.currentText().strip(),
         )
@@ -552,6 +565,9 @@ class StartDialog(QDialog):
             self.dose.setValue(setup.dose)
         if setup.dose_unit:
             self.dose_unit.setEditText(setup.dose_unit)
+        if setup.weight_kg:
+            self.weight.setValue(setup.weight_kg)
+        self.indication.setText(setup.indication)
         if setup.profile:
             self.profile.setEditText(setup.profile)
         for text in setup.devices:
@@ -571,6 +587,8 @@ class StartDialog(QDialog):
             self.route,
             self.dose,
             self.dose_unit,
+            self.weight,
+            self.indication,
             self.profile,
             self.profile_browse,
         ]
