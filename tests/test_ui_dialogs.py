@@ -220,7 +220,7 @@ def test_the_dialog_works_from_the_keyboard(dialog, qtbot, checker):
     qtbot.keyClicks(dialog.focusWidget(), "0.5")
     qtbot.keyClick(dialog.focusWidget(), Qt.Key.Key_Tab)
     qtbot.keyClicks(dialog.focusWidget(), "mg/kg")
-    for _ in range(3):  # profile, file…, protocol
+    for _ in range(5):  # weight, indication (both optional), profile, file…, protocol
         qtbot.keyClick(dialog.focusWidget(), Qt.Key.Key_Tab)
     assert dialog.focusWidget() is dialog.rows[0].protocol
     qtbot.keyClick(dialog.rows[0].protocol, Qt.Key.Key_Down)
