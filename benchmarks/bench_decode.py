@@ -35,8 +35,8 @@ LIMIT_S = 1.0  #: 2 hours of a device's stream decode in under this…
 MIN_MB_S = 2.7  #: …or at least this fast (2.7 MB: 2 h of Nonin format 2 in a second)
 
 
-def build_stream(driver_cls: type[SerialDriver]) -> bytes:
-    """Two hours of the device's bytes, as the emulator sends them to a real driver.
+def build_stream(driver_cls: type[SerialDriver], seconds: float = SECONDS) -> bytes:
+    """Two hours (``seconds``) of the device's bytes, as the emulator sends them to a real driver.
 
     The device's answers to the host are part of the stream, and the driver reads them and
     answers in turn (``reply``), as it does on a port: a session protocol (intellivue) only
@@ -47,7 +47,7 @@ def build_stream(driver_cls: type[SerialDriver]) -> bytes:
     stamp = Stamp.now()
     host = driver.greeting()
     chunks = []
-    for second in range(int(SECONDS)):
+    for second in range(int(seconds)):
         if driver.keep_alive_interval is not None:
             host += driver.keep_alive()
         sent = emulator.on_host_bytes(host, float(second)) if host else b""

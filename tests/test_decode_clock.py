@@ -127,3 +127,32 @@ def test_line_clock_keeps_every_byte_and_never_runs_backwards(
     assert b"".join(p for _, p in pieces) == data
     stamps = [t for t, _ in pieces]
     assert stamps == sorted(stamps) and all(t >= 0 for t in stamps)
+
+
+#: What each protocol's emulator sends: numerics every ``period`` seconds on the device's clock.
+CADENCE = {"contec": 1.0, "nonin8": 1.0, "capnostream": 1.0, "ge-s5": 5.0, "intellivue": None}
+
+
+@pytest.mark.parametrize("protocol", sorted(CADENCE))
+def test_a_minute_of_every_protocol_decodes_as_a_minute(tmp_path: Path, protocol: str) -> None:
+    """60 s of the emulator's bytes (after the driver's handshake) span 60 s, within a period."""
+    from benchmarks.bench_decode import build_stream
+    from devices.registry import get_driver_class
+
+    path = tmp_path / f"{protocol}.bin"
+    path.write_bytes(build_stream(get_driver_class(protocol), 60.0))
+    records = decoded(path, protocol)
+    numeric = next(str(r["code"]) for r in records if "value" in r)  # its first numeric's code
+    wave = next((str(r["code"]) for r in records if "fs" in r), None)  # nonin8 sends none
+    t = times(records, numeric)
+    pleth = times(records, wave) if wave else [t[-1]]
+    assert t == sorted(t) and pleth == sorted(pleth)
+    period = CADENCE[protocol]
+    if period is None:  # IntelliVue: the monitor's own poll period, whatever it is
+        period = (t[-1] - t[0]) / (len(t) - 1)
+        assert 0.9 < period < 1.2
+    # The end of the minute, give or take a period and the handshake's second.
+    assert max(t[-1], pleth[-1]) == pytest.approx(60.0, abs=period + 1.0)
+    assert [round(b - a, 2) for a, b in pairwise(t)] == pytest.approx(
+        [period] * (len(t) - 1), abs=0.35 if protocol == "ge-s5" else 0.05
+    )

@@ -11,9 +11,11 @@ byte, earlier items counted back at the device's rate). Time never runs backward
   bytes). A stretch of bytes the parser skips counts as the time the device took to send it.
 * Masimo sends one line a second that begins with its own date and time: each line is placed at
   that time (:class:`LineClock`); a line without a readable clock stays at the previous line's.
-* The others fall back to the byte rate (:class:`ByteClock`): the S/5 and the Capnostream (the
-  parser keeps the record's order, not yet its record time), the IntelliVue (its parser places
-  items on the monitor's relative time through the earliest-arriving frame).
+* The IntelliVue's parser places every poll result on the monitor's relative time; told the
+  arrivals are guesses (``Parser.guessed_arrivals``), it anchors that clock once, at the first
+  poll (live, the earliest-arriving frame anchors it).
+* The others fall back to the byte rate: the Capnostream (:class:`ByteClock`), the S/5 frame by
+  frame (:class:`FrameByteClock`); neither parser reads the device's time field yet.
 
 Pieces are large (the read size, :data:`READ_SIZE`) except where the clock needs a cut (one
 line); memory stays bounded by the read size whatever the file's length.
@@ -35,8 +37,8 @@ CLOCKS: dict[str, str] = {
     "nonin8": "the packet clock: one 4-byte packet a second",
     "contec": "the packet clock: 60 real-time packets/s of 9 bytes",
     "masimo": "each line's own date and time (one line a second)",
-    "intellivue": "the monitor's relative time, anchored on the byte rate",
-    "ge-s5": "the byte rate (the S/5's record time is not yet read)",
+    "intellivue": "the monitor's relative time (1/8 ms ticks), from its first poll",
+    "ge-s5": "the average byte rate, frame by frame (the record time is not yet read)",
     "capnostream": "the byte rate (the device's time field is not yet read)",
 }
 
@@ -126,10 +128,38 @@ class LineClock:
             yield (self._t if self._t is not None else self._done / self._rate), held
 
 
+class FrameByteClock:
+    """The byte rate, cut after every frame flag: for a protocol whose parser counts back inside
+    a read at the line's speed (the S/5: 19,200 baud), not at the device's average rate, each
+    frame gets the time of its own last byte at the average rate."""
+
+    def __init__(self, byte_rate: float, flag: bytes) -> None:
+        self._rate = byte_rate
+        self._flag = flag
+        self._done = 0
+
+    def pieces(self, block: bytes) -> Iterator[tuple[float, bytes]]:
+        pos, find, flag = 0, block.find, self._flag
+        while pos < len(block):
+            end = find(flag, pos)
+            end = len(block) if end < 0 else end + 1
+            self._done += end - pos
+            yield self._done / self._rate, block[pos:end]
+            pos = end
+
+    def end(self) -> Iterator[tuple[float, bytes]]:
+        return iter(())
+
+
+_S5_FLAG = b"\x7e"  #: the S/5's frame flag (devices.protocols.ge_s5.wire.FLAG)
+
+
 def clock_for(protocol: str, byte_rate: float) -> Clock:
     """The clock a plain file of ``protocol`` is decoded on (see the module notes)."""
     if protocol == "masimo":
         return LineClock(byte_rate)
+    if protocol == "ge-s5":
+        return FrameByteClock(byte_rate, _S5_FLAG)
     return ByteClock(byte_rate)
 
 
