@@ -159,10 +159,15 @@ def cmd_record(args: argparse.Namespace, out: TextIO) -> int:
     print(f"kapmonitor: recording session {runner.session_id} to {where}", file=sys.stderr)
     deadline = None if args.duration is None else time.monotonic() + args.duration / args.speed
     status, who = SessionStatus.COMPLETED, args.operator
+    link_said = None
     try:
         while True:
             item = sub.get(timeout=0.2)
             runner.poll()  # headless, no screen drains the runner's own view: its queue would grow
+            link = runner.station_link()  # the clinic bus: said when it changes, never a storm
+            if link is not None and link != link_said:
+                link_said = link
+                print(f"kapmonitor: {link}", file=sys.stderr)
             write_alarms()
             if item is not None:
                 write(item)
