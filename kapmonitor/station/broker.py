@@ -200,7 +200,6 @@ class BrokerLink:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
-        client.enable_logger(log)
         return client
 
     def _connect_properties(self) -> Properties | None:
@@ -286,7 +285,7 @@ class BrokerLink:
 
     def _refuse(self, why: str) -> None:
         self._set(LinkState.REFUSED, f"the broker {self.url} refused kapmonitor: {why}")
-        log.error("%s", self.text)
+        log.debug("%s", self.text)
         self._answered.set()
         self._stop.set()
 

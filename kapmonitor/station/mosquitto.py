@@ -7,6 +7,7 @@ enforces them. It listens on 127.0.0.1 only, on a free port, with its config in 
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import socket
@@ -74,6 +75,10 @@ class PrivateBroker:
             "log_type error",
             "log_type warning",
         ]
+        if os.name == "posix" and os.geteuid() == 0:
+            # Started by root, Mosquitto becomes the user "mosquitto", who cannot read our
+            # private folder: a private broker on loopback stays the user who started it.
+            lines.append("user root")
         if "password_file" not in self.extra and "require_certificate" not in self.extra:
             lines.append("allow_anonymous true")
         self.conf.write_text("\n".join(lines) + "\n" + self.extra + "\n")
