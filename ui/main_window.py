@@ -38,6 +38,10 @@ from ui.status_panel import DeviceStatusPanel
 FRAME_RATE = 30
 #: The status panel and schedule change slowly: update them a few times a second.
 SLOW_EVERY = 10
+#: The trends show the whole session (a pixel is seconds of it) and numerics come once a
+#: second: redraw them once a second, and at once when a marker, the dose or an alarm start
+#: arrives. Redrawing their four rows, axes and grid at 30 Hz was most of the screen's CPU.
+TRENDS_EVERY = FRAME_RATE
 
 #: Keys for what a nurse does often (also shown on the buttons' tooltips).
 KEYS = {
@@ -145,7 +149,10 @@ class MainWindow(QMainWindow):
         dose = runner.dose
         if dose is not None and not self._dose_told:
             self._tell_dose(dose)
-        self.view.refresh(self.buffers, now)
+        trends = self._frame % TRENDS_EVERY == 0 or self.view.trends.has_events_to_draw(
+            self.buffers
+        )
+        self.view.refresh(self.buffers, now, trends=trends)
         alarms, audio, baseline_text = runner.alarms.snapshot()
         self.alarm_area.update_alarms(alarms, audio, baseline_text, now)
         if audio != self._last_audio:

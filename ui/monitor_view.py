@@ -6,7 +6,9 @@ NIBP (age, schedule, change from baseline), and a small row with the perfusion i
 ECG sends it, the heart rate.
 
 The view never redraws by itself: the main window's QTimer calls :meth:`MonitorView.refresh`
-(at most 30 Hz) after draining the hub into the :class:`~kapmonitor.live.LiveBuffers`.
+(at most 30 Hz) after draining the hub into the :class:`~kapmonitor.live.LiveBuffers`; the
+trends, which show the whole session in minutes, only every second (or at once for a marker,
+the dose or an alarm start).
 """
 
 from __future__ import annotations
@@ -109,13 +111,15 @@ class MonitorView(QtWidgets.QWidget):
 
     # --- the frame ----------------------------------------------------------------------------
 
-    def refresh(self, buffers: LiveBuffers, now: Stamp) -> None:
-        """Update everything from ``buffers`` as of the session's ``now``.
+    def refresh(self, buffers: LiveBuffers, now: Stamp, *, trends: bool = True) -> None:
+        """Update everything from ``buffers`` as of the session's ``now``; ``trends=False``
+        leaves the trends as they are (the main window redraws them at a slower rate).
 
         Everything the view shows of time is an interval (minutes from the dose, ages: grey,
         blank, "40 s ago"), measured on ``now.mono``: a wall-clock step moves nothing.
         """
-        self.trends.refresh(buffers, now.mono)
+        if trends:
+            self.trends.refresh(buffers, now.mono)
         self.pleth.refresh(buffers.first_pleth(), now)
         for code, tile in self.numeric_tiles.items():
             latest = buffers.latest.get(code)

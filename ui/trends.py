@@ -161,6 +161,7 @@ class TrendPlot(pg.GraphicsLayoutWidget):
         for item in (self.nibp_link, self.nibp_sys, self.nibp_dia, self.nibp_mean):
             nibp.addItem(item)
         self.baseline_lines: list[pg.InfiniteLine] = []
+        self._baseline: tuple[float, float] | None = None
 
         self.dose_lines: list[pg.InfiniteLine] = []
         self._seen: dict[object, int] = {}
@@ -233,7 +234,14 @@ class TrendPlot(pg.GraphicsLayoutWidget):
                         row.limit_items.append(band)
 
     def set_baseline(self, baseline: tuple[float, float] | None) -> None:
-        """Faint dotted lines at the pre-dose baseline systolic and diastolic."""
+        """Faint dotted lines at the pre-dose baseline systolic and diastolic.
+
+        The main window passes the baseline a few times a second; the same one again changes
+        nothing (remaking the lines repainted every trend row each time).
+        """
+        if baseline == self._baseline:
+            return
+        self._baseline = baseline
         plot = self.rows["nibp"].plot
         for line in self.baseline_lines:
             plot.removeItem(line)
@@ -296,6 +304,16 @@ class TrendPlot(pg.GraphicsLayoutWidget):
         if last is not None:
             first = buffers.minutes_from_dose(buffers.session_start)
             self._follow(first, buffers.minutes_from_dose(last))
+
+    def has_events_to_draw(self, buffers: LiveBuffers) -> bool:
+        """Whether a marker, the dose or an alarm start arrived since the last refresh: the
+        window redraws the trends at once for those, whatever the trends' own slower rate."""
+        return (
+            buffers.origin != self._origin
+            or buffers.dose_time != self._dose
+            or len(buffers.markers) != self._n_markers
+            or self._seen.get("alarms") != buffers.alarm_starts.version
+        )
 
     def _changed(self, key: object, thing: Series) -> bool:
         if self._seen.get(key) == thing.version:
