@@ -18,6 +18,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from devices.protocols.masimo import BYTE_RATE
 from devices.protocols.nonin import NoninFormat2Emulator
 from devices.sim.physiology import KapSession
 from devices.sim.scenario import load_scenario
@@ -68,7 +69,11 @@ def test_masimo_gap_and_clock_set_back(tmp_path: Path) -> None:
         decoded(masimo_file(tmp_path, [0, 1, 6, 7, -3600, -3599]), "masimo"), "MDC_PULS_OXIM_SAT_O2"
     )
     steps = [round(b - a, 6) for a, b in pairwise(t)]
-    assert steps == [1.0, 5.0, 1.0, 0.0, 1.0]  # the gap kept; set back holds time, never backwards
+    # The gap kept; the line set back moves on by its own length at the byte rate (never
+    # backwards, never the same instant as the line before), and the next line follows its clock.
+    set_back = len(real_lines()["rad7cs1"].rstrip(b"\n")) / BYTE_RATE  # the line up to its CR
+    assert set_back > 0.5
+    assert steps == pytest.approx([1.0, 5.0, 1.0, set_back, 1.0], abs=1e-3)  # t has 4 decimals
 
 
 def nonin2_file(tmp_path: Path, seconds: int) -> Path:

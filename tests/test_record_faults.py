@@ -223,12 +223,13 @@ def test_memory_full_drops_the_oldest_pleth_only_and_counts_it(tmp_path, monkeyp
 
 @pytest.fixture
 def small_disk(tmp_path):
-    """A real 6-MB file system (tmpfs), for a disk that really fills."""
+    """A real 24-MB file system (tmpfs), for a disk that really fills (when filled: room for a
+    40-minute session's pleth and capnogram otherwise)."""
     where = tmp_path / "small"
     where.mkdir()
     if os.geteuid() != 0:
         pytest.skip("mounting a small tmpfs needs root")
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m,mode=0700", "tmpfs", str(where)],
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m,mode=0700", "tmpfs", str(where)],
                           capture_output=True, text=True)  # fmt: skip
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")

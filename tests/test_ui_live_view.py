@@ -248,7 +248,7 @@ def test_the_pleth_sweeps_with_an_erase_bar_and_keeps_gaps(qtbot, session_items)
     qtbot.addWidget(sweep)
     sweep.resize(1000, 250)
     buffers = LiveBuffers()
-    blocks = [i for i in session_items if isinstance(i, WaveformBlock)]
+    blocks = [i for i in session_items if isinstance(i, WaveformBlock) and i.code is Code.PLETH]
     heads = []
     for block in blocks[:60]:  # 15 s: the sweep wraps once
         buffers.add(block)

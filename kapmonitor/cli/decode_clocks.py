@@ -89,24 +89,30 @@ def _line_clock(line: bytes) -> datetime | None:
 
 class LineClock:
     """Each line at its own clock: the first line where the byte rate puts its end, each later
-    one that many seconds on as its clock says. A clock set back (or a damaged one) holds time
-    still rather than running it backwards."""
+    one that many seconds on as its clock says. A line whose clock is unreadable or set back
+    (the device's clock was reset, or another device's lines follow) moves on by its own length
+    at the byte rate: time never runs backwards and two lines never share an instant. A clock
+    set back becomes the new reference for the lines after it."""
 
     def __init__(self, byte_rate: float) -> None:
         self._rate = byte_rate
         self._held = b""
         self._done = 0  #: bytes before ``_held``
         self._t: float | None = None
-        self._last: datetime | None = None
+        self._last: datetime | None = None  #: the last readable clock, and its line's time
+        self._last_t = 0.0
 
     def _at(self, line: bytes, end: int) -> float:
         clock = _line_clock(line)
         if self._t is None:  # the first line: where the byte rate puts it
             self._t = end / self._rate
         elif clock is not None and self._last is not None and clock > self._last:
-            self._t += (clock - self._last).total_seconds()
+            on_clock = self._last_t + (clock - self._last).total_seconds()
+            self._t = max(self._t, on_clock)
+        elif line.strip():  # no readable clock, or one set back: its length at the byte rate
+            self._t += len(line) / self._rate
         if clock is not None:
-            self._last = clock
+            self._last, self._last_t = clock, self._t
         return self._t
 
     def pieces(self, block: bytes) -> Iterator[tuple[float, bytes]]:
