@@ -709,12 +709,15 @@ def test_damage_in_one_region_spares_untouched_packets(
     parser, items = decode(proto, damaged, every(chunk, damaged))
     check_accounting(parser)
     size = proto.packet
-    # Format 8 trusts no fewer than LOCK8 packets in a row: fewer before the damage are lost.
-    before = lo // size >= (LOCK8 if proto is F8 else 1)
+    # Format 8 trusts no fewer than LOCK8 packets in a row: fewer before or after the damage
+    # are lost.
+    run = LOCK8 if proto is F8 else 1
+    before = lo // size >= run
+    after = (len(stream) - hi) // size >= run
     want = [
         g
         for k, g in enumerate(unjudged(values(proto, clean)))
-        if ((k + 1) * size <= lo and before) or k * size >= hi
+        if ((k + 1) * size <= lo and before) or (k * size >= hi and after)
     ]
     it = iter(unjudged(values(proto, items)))
     assert all(w in it for w in want), "an untouched packet was lost"  # in order
