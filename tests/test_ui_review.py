@@ -536,3 +536,44 @@ def test_alarm_lane_labels_do_not_run_into_each_other(window, qtbot):
         assert upper.bottom() - lower.top() <= 4, (upper, lower)  # at most the text's margins
     lanes = plot.vb.sceneBoundingRect()
     assert all(lanes.top() - 2 <= r.top() and r.bottom() <= lanes.bottom() + 2 for r in rects)
+
+
+def test_weight_and_indication_are_corrected_with_a_reason_and_audited(window, store, recorded):
+    from ui.review.details_dialog import DetailsDialog
+
+    seen: list[str] = []
+    failed: list[BaseException] = []
+
+    def fill_and_accept():
+        dialog = window.findChild(DetailsDialog)
+        try:
+            assert not dialog.ok.isEnabled()  # a reason is required, and the dialog says so
+            seen.append(dialog.missing.text())
+            dialog.reason.setText("weighed at intake")
+            for bad in ("seventy", "7000", "nan", "inf", "0"):
+                dialog.weight.setText(bad)
+                assert not dialog.ok.isEnabled(), bad
+                seen.append(dialog.missing.text())
+            dialog.weight.setText("72,5")  # a decimal comma as typed on many keyboards
+            dialog.indication.setText("treatment-resistant depression")
+            assert dialog.ok.isEnabled() and dialog.missing.isHidden()
+            dialog.accept()
+        except BaseException as exc:  # close the modal dialog, fail below
+            failed.append(exc)
+            dialog.reject()
+
+    QtCore.QTimer.singleShot(100, fill_and_accept)
+    window.details_button.click()
+    if failed:
+        raise failed[0]
+    assert seen[0] == "Enter a reason to change the weight or indication."
+    assert seen[1] == "The weight 'seventy' is not a number of kilograms."
+    assert all("not plausible" in s for s in seen[2:]), seen
+    assert window.review.details().weight_kg == 72.5
+    assert "72.5 kg · treatment-resistant depression" in window.header.text()
+    audit = [a for a in store.audit_log(recorded[1]) if a.action == "details-set"]
+    assert audit and audit[-1].who == REVIEWER and "weighed at intake" in audit[-1].detail
+    assert any(
+        window.audit_table.item(r, 2).text() == "details-set"
+        for r in range(window.audit_table.rowCount())
+    )

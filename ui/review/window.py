@@ -27,11 +27,12 @@ from kapmonitor.core.errors import UserError
 from kapmonitor.export import FORMATS, export_session
 from kapmonitor.record.session import EventRecord, SessionRecord, SessionStatus
 from kapmonitor.review import rems
-from kapmonitor.review.changes import Amendment, Assessment
+from kapmonitor.review.changes import Amendment, Assessment, DetailsChange
 from kapmonitor.review.session_review import SessionReview
 from kapmonitor.review.summary import SessionSummary
 from kapmonitor.review.timeline import QUIET_KINDS, Timeline
 from ui import theme
+from ui.review.details_dialog import DetailsDialog
 from ui.review.plots import ReviewPlots
 
 #: The pleth is drawn only for views this short (minutes): longer, it is a solid band.
@@ -247,8 +248,13 @@ class ReviewWindow(QtWidgets.QMainWindow):
             f"<b>{i.patient}</b> &nbsp; session {i.id} &nbsp; {_date_time(i.started)} → "
             f"{_date_time(i.ended)} &nbsp; {status}<br>"
             f"Clinician {i.clinician or '-'} · nurse {i.operator or '-'} · {dose} · dose at {t0}"
-            f" · reviewer {self.reviewer}"
+            f" · {self._details_text()} · reviewer {self.reviewer}"
         )
+
+    def _details_text(self) -> str:
+        d = self.review.details()
+        weight = "weight not given" if d.weight_kg is None else f"{d.weight_kg:g} kg"
+        return f"{weight} · {d.indication or 'indication not given'}"
 
     def _toolbar(self) -> QtWidgets.QHBoxLayout:
         bar = QtWidgets.QHBoxLayout()
@@ -268,6 +274,9 @@ class ReviewWindow(QtWidgets.QMainWindow):
         self.pleth_button = button("Pleth", self._toggle_pleth, "the pleth waveform on demand")
         self.pleth_button.setCheckable(True)
         button("Add note…", self._ask_note, "a note at the cursor, in the record")
+        self.details_button = button(
+            "Weight and indication…", self._ask_details, "correct them, with a reason (audited)"
+        )
         bar.addStretch(1)
         return bar
 
@@ -525,6 +534,11 @@ class ReviewWindow(QtWidgets.QMainWindow):
         self._redraw(f"Event {amendment.event_id} amended; the original is kept.")
         return new_id
 
+    def set_details(self, change: DetailsChange) -> None:
+        """Correct the session's weight or indication; the values before stay in the audit log."""
+        self.review.set_details(change)
+        self._redraw("Weight and indication saved; the values before are kept in the audit.")
+
     def _redraw(self, message: str) -> None:
         """Show the record as read again after a write (the new event and its audit line)."""
         lo, hi = self.plots.x_range()
@@ -559,6 +573,14 @@ class ReviewWindow(QtWidgets.QMainWindow):
         dialog = AmendDialog(event, self)
         if dialog.exec():
             self.amend(dialog.amendment())
+
+    def _ask_details(self) -> None:
+        dialog = DetailsDialog(self.review.details(), self)
+        if dialog.exec():
+            try:
+                self.set_details(dialog.change())
+            except UserError as exc:
+                self.say(str(exc))
 
     # --- exports --------------------------------------------------------------------------------
 
