@@ -22,6 +22,16 @@ has sent a measurement, no valid measurement for the profile's no-data timeout i
 condition, live and in replay alike; the driver's own NO_DATA event raises the same condition
 (never twice), and while the device is disconnected only "disconnected" is shown.
 
+Breathing (issue 17, :mod:`alarms.breathing`): the rate and EtCO2 limits are ordinary limit
+rules. Apnoea is one condition per device, present while any of its breathing values says no
+breath (the no-breath flag, a rate of 0, a breathless capnogram), ended by one that says it
+breathes, and only interrupted by values that say nothing (missing, line off); it alarms once
+it has lasted the profile's apnoea time. A device that sends no breathing values never has it.
+The sampling line off or blocked (the device's flags) or a capnogram flat while SpO2 and pulse
+read is the technical "no CO2 signal", never apnoea; a value flagged so is missing to every
+breathing rule. EtCO2's pre-dose baseline is the mean of the EtCO2 values before the dose, set
+at the dose as the NIBP baseline is.
+
 A value the alarm system cannot trust never meets a limit: a value flagged out-of-range, outside
 its code's physical range, or not finite is no evidence either way. It neither starts, continues
 nor ends a condition: ending an alarm on noise would be the unsafe error, and so would noise that
@@ -34,6 +44,17 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from alarms.breathing import (
+    APNEA,
+    BREATHING_CODES,
+    CO2_CODES,
+    ETCO2_RISE,
+    FlatWatch,
+    line_off,
+    possible,
+    sample_range,
+    says_no_breath,
+)
 from alarms.model import (
     Alarm,
     AlarmKind,
@@ -70,6 +91,8 @@ MEASUREMENTS = (Numeric, NibpReading, WaveformBlock, DeviceValue)
 PERIODIC = (Numeric, WaveformBlock, DeviceValue)
 LOST = frozenset({ConnectionState.DISCONNECTED, ConnectionState.RECONNECTING})
 QUALITY_FLAGS = frozenset({Flag.SEARCHING, Flag.ARTIFACT, Flag.QUESTIONABLE, Flag.LOW_PERFUSION})
+#: The oximeter values whose presence tells a flat capnogram from a patient in trouble.
+OXIMETRY = {Code.SPO2: "spo2", Code.PULSE_RATE: "pulse", Code.HEART_RATE: "pulse"}
 
 
 @dataclass
@@ -122,6 +145,19 @@ class _Watch:
 class _Baseline:
     readings: list[tuple[float, float]] = field(default_factory=list)
     mean: tuple[float, float] | None = None  #: (systolic, diastolic), set at the dose
+    etco2_sum: float = 0.0  #: the pre-dose EtCO2 values (a stream: their sum and number)
+    etco2_n: int = 0
+    etco2: float | None = None  #: their mean, set at the dose
+
+
+@dataclass
+class _Breathing:
+    """One device's breathing, as its values last said it."""
+
+    no_breath: dict[Code, bool | None] = field(default_factory=dict)  #: per code
+    line_off: dict[Code, bool] = field(default_factory=dict)  #: per code: its flags say so
+    flat: FlatWatch = field(default_factory=FlatWatch)
+    capnograph: bool = False  #: it measures CO2: its rate is counted in the airway
 
 
 class AlarmEngine:
@@ -139,6 +175,8 @@ class AlarmEngine:
         #: The latest value per (limit, device, code), to judge it again when a limit changes.
         self._last_values: dict[tuple[str, str, Code], float | None] = {}
         self._watches: dict[str, _Watch] = {}
+        self._breathing: dict[str, _Breathing] = {}
+        self._oximetry: dict[str, float] = {}  #: "spo2", "pulse": mono time of the latest value
         self._new: list[LogEntry] = []
 
     # --- input ----------------------------------------------------------------------------
@@ -150,6 +188,9 @@ class AlarmEngine:
             self._measured(item)
         if isinstance(item, Numeric):
             self._numeric(item)
+        elif isinstance(item, WaveformBlock):
+            if item.code is Code.CO2:
+                self._capnogram(item)
         elif isinstance(item, NibpReading):
             self._nibp(item)
         elif isinstance(item, DeviceEvent):
@@ -193,11 +234,28 @@ class AlarmEngine:
     # --- physiological ----------------------------------------------------------------------
 
     def _numeric(self, item: Numeric) -> None:
-        self._technical_flags(item.source, item.code, item.flags, item.stamp)
-        value = trusted(item.code, item.value, item.flags)
-        if value is None and item.value is not None:
+        code, source = item.code, item.source
+        line = False
+        if code in BREATHING_CODES:
+            breathing = self._breathing_of(source, capnograph=code in CO2_CODES)
+            line = line_off(code, item.flags, breathing.capnograph)
+        self._technical_flags(source, code, item.flags, item.stamp, line=line)
+        value = trusted(code, item.value, item.flags)
+        impossible = value is None and item.value is not None
+        if code in BREATHING_CODES:
+            self._co2_signal(source, code, line, item.stamp)
+            if impossible:
+                return
+            if line:
+                value = None  # a line that is off or blocked measures nothing of the patient
+            self._no_breath(source, code, says_no_breath(code, value, item.flags), item.stamp)
+            if code is Code.CO2_ET:
+                self._etco2(source, value, item.flags, item.stamp)
+        elif impossible:
             return  # impossible: no evidence either way (see the module's docstring)
-        self._limits(item.source, item.code, value, item.stamp)
+        elif value is not None and code in OXIMETRY:
+            self._oximetry[OXIMETRY[code]] = item.stamp.mono
+        self._limits(source, code, value, item.stamp)
 
     def _nibp(self, item: NibpReading) -> None:
         failed = Flag.MEASUREMENT_FAILED in item.flags or item.systolic is None
@@ -298,6 +356,19 @@ class AlarmEngine:
             n = len(base.readings)
             base.mean = (sum(s for s, _ in base.readings) / n, sum(d for _, d in base.readings) / n)
         self._log(LogEntry(now, LogEvent.BASELINE, text=self.baseline_status()))
+        if base.etco2_n:  # a capnograph measured before the dose
+            base.etco2 = base.etco2_sum / base.etco2_n
+            rule = "" if self.profile.etco2_rise is not None else " (no EtCO2 rise rule)"
+            self._log(
+                LogEntry(
+                    now,
+                    LogEvent.BASELINE,
+                    code=Code.CO2_ET.value,
+                    value=round(base.etco2, 1),
+                    text=f"pre-dose EtCO2 baseline {base.etco2:.0f} mmHg (mean of "
+                    f"{base.etco2_n} value{'s' if base.etco2_n > 1 else ''}){rule}",
+                )
+            )
 
     def baseline_status(self) -> str:
         """One sentence for the screen: the baseline in force, or why the rule is inactive."""
@@ -325,15 +396,148 @@ class AlarmEngine:
     def baseline(self) -> tuple[float, float] | None:
         return self._baseline.mean
 
+    @property
+    def etco2_baseline(self) -> float | None:
+        """The pre-dose EtCO2 (mmHg), set at the dose; None without a value before it."""
+        return self._baseline.etco2
+
+    # --- breathing ----------------------------------------------------------------------------
+
+    def _breathing_of(self, source: str, *, capnograph: bool) -> _Breathing:
+        breathing = self._breathing.get(source)
+        if breathing is None:
+            breathing = self._breathing[source] = _Breathing()
+        breathing.capnograph |= capnograph
+        return breathing
+
+    def _capnogram(self, block: WaveformBlock) -> None:
+        source, stamp = block.source, block.stamp
+        breathing = self._breathing_of(source, capnograph=True)
+        line = line_off(Code.CO2, block.flags, True)
+        span = sample_range(block.samples)
+        if span is not None and not possible(*span):
+            breathing.flat.reset()  # a decoding error: no evidence of a flat line or of a breath
+            self._co2_signal(source, Code.CO2, line, stamp)
+            return
+        judged = says_no_breath(Code.CO2, None, block.flags)
+        if span is None or line or judged or block.flags & QUALITY_FLAGS:
+            breathing.flat.reset()  # nothing seen, or flat for a reason the device gives
+        else:
+            rule = self.profile.technical[TechnicalCondition.NO_CO2_SIGNAL]
+            end = stamp.mono + block.duration
+            breathing.flat.add(stamp.mono, end, *span, rule.flat_mmhg)
+        self._no_breath(source, Code.CO2, judged, stamp)
+        self._co2_signal(source, Code.CO2, line, stamp)
+
+    def _no_breath(self, source: str, code: Code, judged: bool | None, stamp: Stamp) -> None:
+        """Apnoea: present while any breathing value of the device says no breath."""
+        breathing = self._breathing_of(source, capnograph=False)
+        breathing.no_breath[code] = judged
+        rule = self.profile.apnea
+        if rule is None:
+            return
+        key = f"{APNEA}@{source}"
+        cond = self._conditions.get(key)
+        said = breathing.no_breath.values()
+        present = any(j is True for j in said)
+        if cond is None:
+            if not present:
+                return
+            cond = self._conditions[key] = _Condition(
+                id=key,
+                condition=APNEA,
+                message="No breath (apnoea)",
+                priority=rule.priority,
+                kind=AlarmKind.PHYSIOLOGICAL,
+                source=source,
+                code=None,
+                limit=None,
+                delay_s=rule.after_s,  # "no breath detected for 20 s": the condition's delay
+                latching=self.profile.latching[rule.priority],
+                group=key,
+            )
+        if present or any(j is False for j in said):
+            self._observe(cond, present, None, stamp)
+        else:
+            cond.pending_since = None  # nothing says either way: it cannot be said to last
+
+    def _co2_signal(self, source: str, code: Code, line: bool, stamp: Stamp) -> None:
+        """No CO2 signal: the device's line flags, or a flat capnogram while the oximeter reads
+        and the device says nothing of apnoea (a flat line is then the line, not the lungs)."""
+        breathing = self._breathing_of(source, capnograph=False)
+        breathing.line_off[code] = line
+        rule = self.profile.technical[TechnicalCondition.NO_CO2_SIGNAL]
+        flagged = any(breathing.line_off.values())
+        flat = (
+            not flagged
+            and breathing.flat.flat(rule.flat_s)
+            and not any(j is True for j in breathing.no_breath.values())
+            and self._oximetry_reads(stamp)
+        )
+        text = "sampling line off or blocked" if flagged else ""
+        if flat:
+            text = f"capnogram flat for {rule.flat_s:g} s while SpO2 and pulse read"
+        self._technical(
+            TechnicalCondition.NO_CO2_SIGNAL, source, present=flagged or flat, stamp=stamp,
+            text=text,
+        )  # fmt: skip
+
+    def _oximetry_reads(self, stamp: Stamp) -> bool:
+        """SpO2 and a pulse (or heart) rate, from any device, within the no-data timeout."""
+        timeout = self.profile.technical[TechnicalCondition.NO_DATA].timeout_s
+        return all(
+            stamp.mono - self._oximetry.get(what, -math.inf) <= timeout
+            for what in ("spo2", "pulse")
+        )
+
+    def _etco2(self, source: str, value: float | None, flags: Flags, stamp: Stamp) -> None:
+        """The pre-dose EtCO2 values make the baseline; after the dose, the rise from it."""
+        measured = value is not None and Flag.NO_BREATH not in flags
+        base = self._baseline
+        if self.dose is None:
+            if measured:
+                assert value is not None
+                base.etco2_sum += value
+                base.etco2_n += 1
+            return
+        rule = self.profile.etco2_rise
+        if rule is None or base.etco2 is None:
+            return
+        key = f"{ETCO2_RISE}@{source}"
+        cond = self._conditions.get(key)
+        if cond is None:
+            cond = self._conditions[key] = _Condition(
+                id=key,
+                condition=ETCO2_RISE,
+                message="EtCO2 risen from the pre-dose baseline",
+                priority=rule.priority,
+                kind=AlarmKind.PHYSIOLOGICAL,
+                source=source,
+                code=Code.CO2_ET.value,
+                limit=rule.rise,
+                delay_s=rule.delay_s,
+                latching=self.profile.latching[rule.priority],
+                group=key,
+            )
+        if not measured:
+            cond.pending_since = None  # missing: no evidence the rise lasts
+            return
+        assert value is not None
+        rise = value - base.etco2
+        self._observe(cond, rise >= rule.rise, round(rise, 1), stamp)
+
     # --- technical ----------------------------------------------------------------------------
 
-    def _technical_flags(self, source: str, code: Code, flags: Flags, stamp: Stamp) -> None:
+    def _technical_flags(
+        self, source: str, code: Code, flags: Flags, stamp: Stamp, *, line: bool = False
+    ) -> None:
         # Per device and parameter: only this parameter's next value ends what its flag began.
-        sensor_off = Flag.SENSOR_OFF in flags
+        # A CO2 sampling line's sensor-off (``line``) is "no CO2 signal", said once per device.
+        sensor_off = Flag.SENSOR_OFF in flags and not line
         self._technical(
             TechnicalCondition.SENSOR_OFF, source, present=sensor_off, stamp=stamp, code=code
         )
-        poor = bool(flags & QUALITY_FLAGS) and not sensor_off
+        poor = bool(flags & QUALITY_FLAGS) and not sensor_off and not line
         self._technical(
             TechnicalCondition.SIGNAL_QUALITY, source, present=poor, stamp=stamp, code=code
         )

@@ -83,6 +83,9 @@ class TechnicalCondition(StrEnum):
     STATION_LINK_LOST = "station-link-lost", "station_link_lost", "Station link lost"
     #: At the station: a room it can no longer hear (Last Will or silence).
     ROOM_LINK_LOST = "room-link-lost", "room_link_lost", "Room link lost"
+    #: The capnograph's sampling line is off or blocked (its own flags), or the capnogram is
+    #: flat while SpO2 and pulse read: the equipment, never apnoea (issue 17).
+    NO_CO2_SIGNAL = "no-co2-signal", "no_co2_signal", "No CO2 signal"
 
 
 class AlarmState(StrEnum):

@@ -21,7 +21,13 @@ A profile must not be able to switch an alarm off, so beyond its form it is chec
   the same code (pulse-low 130 with pulse-high 120 would alarm always or never);
 - hysteresis lets a condition end: the value that ends it (limit ± hysteresis) lies inside the
   physical range and on the normal side of the opposite limit;
-- the core vital signs are covered: :data:`REQUIRED_RULES`.
+- the core vital signs are covered: :data:`REQUIRED_RULES`;
+- breathing (issue 17): the apnoea time lies in :data:`APNEA_RANGE_S` and its priority is not
+  low; the EtCO2 rise from the pre-dose baseline in :data:`ETCO2_RISE_RANGE`; the flat
+  capnogram that counts as "no CO2 signal" is flat for :data:`FLAT_RANGE_S` within
+  :data:`FLAT_MMHG_RANGE`. Profiles written before breathing load unchanged: without
+  ``[apnea]`` and ``[etco2_rise]`` those rules are not part of the profile (as
+  ``[baseline_rise]``), and ``no_co2_signal`` takes the defaults in :data:`_LATER_TECHNICAL`.
 """
 
 from __future__ import annotations
@@ -42,6 +48,8 @@ AUDIO_PAUSE_RANGE = (60.0, 180.0)
 _LATER_TECHNICAL = {
     "station_link_lost": {"priority": "low"},
     "room_link_lost": {"priority": "medium"},
+    # kap-default's values: the line flags alarm after 10 s, a flat capnogram after 20 s flat.
+    "no_co2_signal": {"priority": "medium", "delay_s": 10, "flat_s": 20, "flat_mmhg": 3},
 }
 #: The longest condition delay, physiological or technical (seconds).
 MAX_DELAY_S = 30.0
@@ -55,6 +63,18 @@ MAX_EVERY_MIN = 60.0
 MAX_SCHEDULE_MIN = 24 * 60.0
 #: The largest rise from the baseline a rule may wait for (mmHg).
 MAX_BASELINE_RISE = 100.0
+#: The apnoea time (seconds): capnographs offer 10-60 s; below 10 s a slow normal breath (6 a
+#: minute) would alarm, beyond 30 s the patient is hypoxaemic before it sounds (MAX_DELAY_S).
+APNEA_RANGE_S = (10.0, 30.0)
+#: The EtCO2 rise from the pre-dose baseline (mmHg): below 3 it is measurement noise (EtCO2
+#: drifts by 1-2 mmHg at rest), above 30 the EtCO2-high limit has long alarmed.
+ETCO2_RISE_RANGE = (3.0, 30.0)
+#: How long the capnogram must be flat to count as no CO2 signal (seconds): at least one breath
+#: interval at 4 a minute, at most the longest delay.
+FLAT_RANGE_S = (15.0, MAX_DELAY_S)
+#: What "flat" means (mmHg, peak to peak): a breath swings by EtCO2 minus the inspired CO2,
+#: 20 mmHg and more; 0 would never be flat, more than 10 would call a shallow breath flat.
+FLAT_MMHG_RANGE = (0.5, 10.0)
 #: Where an alarm limit may lie: inside the physical range, and reachable by a living adult
 #: (below 50 % an oximeter's accuracy is not even declared; ISO 80601-2-61 declares 70-100 %).
 LIMIT_RANGES: dict[Code, tuple[float, float]] = {
@@ -65,6 +85,11 @@ LIMIT_RANGES: dict[Code, tuple[float, float]] = {
     Code.NIBP_DIA: (20.0, 200.0),
     Code.NIBP_MEAN: (30.0, 220.0),
     Code.PERFUSION: Code.PERFUSION.physical_range,
+    # A rate limit of 0 would never be met (the rate cannot go below it); one of 60 a minute is
+    # the fastest an adult breathes. EtCO2: 10-100 mmHg (below 10 is a line off, not a patient).
+    Code.RESP_RATE: (2.0, 60.0),
+    Code.AWAY_RESP_RATE: (2.0, 60.0),
+    Code.CO2_ET: (10.0, 100.0),
 }
 #: Rules every profile has: (direction, code, what a nurse calls it).
 REQUIRED_RULES = (
@@ -113,11 +138,30 @@ class BaselineRule:
 
 
 @dataclass(frozen=True)
+class ApneaRule:
+    """No breath: high priority once no breath has been detected for ``after_s``."""
+
+    priority: Priority
+    after_s: float
+
+
+@dataclass(frozen=True)
+class Etco2RiseRule:
+    """EtCO2 risen ``rise`` mmHg or more above its pre-dose baseline for ``delay_s``."""
+
+    rise: float
+    priority: Priority
+    delay_s: float
+
+
+@dataclass(frozen=True)
 class TechnicalRule:
     priority: Priority
     delay_s: float = 0.0
     grace_s: float = 0.0
     timeout_s: float = DEFAULT_NO_DATA_TIMEOUT_S  #: no_data only: silence before the condition
+    flat_s: float = 0.0  #: no_co2_signal only: how long a flat capnogram lasts before it counts
+    flat_mmhg: float = 0.0  #: no_co2_signal only: peak to peak below which it is flat
 
 
 @dataclass(frozen=True)
@@ -133,6 +177,8 @@ class Profile:
     technical: dict[TechnicalCondition, TechnicalRule]
     #: NIBP readings due after the dose: (until minute, every N minutes), in order.
     nibp_schedule: tuple[tuple[float, float], ...]
+    apnea: ApneaRule | None = None  #: None: not part of the profile (one written before)
+    etco2_rise: Etco2RiseRule | None = None
 
     def limit_rule(self, rule_id: str) -> LimitRule:
         for rule in self.limits:
@@ -309,7 +355,7 @@ class _Reader:
             data,
             "the file",
             {"name", "description", "behaviour", "limit", "baseline_rise", "technical",
-             "nibp_schedule"},
+             "nibp_schedule", "apnea", "etco2_rise"},
             {"name", "behaviour", "limit", "technical", "nibp_schedule"},
         )  # fmt: skip
         behaviour = self.table(
@@ -353,6 +399,42 @@ class _Reader:
             baseline_rise=baseline,
             technical=self.technical(top["technical"]),
             nibp_schedule=self.schedule(top["nibp_schedule"]),
+            apnea=self.apnea(top["apnea"]) if "apnea" in top else None,
+            etco2_rise=self.etco2_rise(top["etco2_rise"]) if "etco2_rise" in top else None,
+        )
+
+    def apnea(self, data: Any) -> ApneaRule:
+        keys = {"priority", "after_s"}
+        entry = self.table(data, "[apnea]", keys, keys)
+        priority = self.priority(entry["priority"], "[apnea] priority")
+        if priority is Priority.LOW:
+            raise self.fail(
+                "[apnea] priority", "must be 'medium' or 'high': no breath is an emergency"
+            )
+        low, high = APNEA_RANGE_S
+        after = self.number(
+            entry["after_s"],
+            "[apnea] after_s",
+            minimum=low,
+            maximum=high,
+            why=" s: the patient is hypoxaemic before a longer apnoea alarms",
+        )
+        return ApneaRule(priority, after)
+
+    def etco2_rise(self, data: Any) -> Etco2RiseRule:
+        keys = {"rise", "priority", "delay_s"}
+        entry = self.table(data, "[etco2_rise]", keys, keys)
+        low, high = ETCO2_RISE_RANGE
+        return Etco2RiseRule(
+            self.number(
+                entry["rise"],
+                "[etco2_rise] rise",
+                minimum=low,
+                maximum=high,
+                why=" mmHg: the EtCO2-high limit alarms long before",
+            ),
+            self.priority(entry["priority"], "[etco2_rise] priority"),
+            self.delay(entry["delay_s"], "[etco2_rise] delay_s"),
         )
 
     def limits(self, data: Any) -> tuple[LimitRule, ...]:
@@ -418,10 +500,16 @@ class _Reader:
         for condition in TechnicalCondition:
             where = f"[technical] {condition.profile_key}"
             keys = {"priority", "delay_s", "grace_s"}
+            required = {"priority"}
             if condition is TechnicalCondition.NO_DATA:
                 keys.add("timeout_s")
-            entry = self.table(table[condition.profile_key], where, keys, {"priority"})
+            if condition is TechnicalCondition.NO_CO2_SIGNAL:
+                keys |= {"flat_s", "flat_mmhg"}
+                required |= {"flat_s", "flat_mmhg"}
+            entry = self.table(table[condition.profile_key], where, keys, required)
             low, high = NO_DATA_TIMEOUT_RANGE
+            flat_low, flat_high = FLAT_RANGE_S
+            mmhg_low, mmhg_high = FLAT_MMHG_RANGE
             rules[condition] = TechnicalRule(
                 self.priority(entry["priority"], f"{where} priority"),
                 self.delay(entry.get("delay_s", 0), f"{where} delay_s"),
@@ -433,6 +521,20 @@ class _Reader:
                     f"{where} timeout_s",
                     minimum=low,
                     maximum=high,
+                ),
+                self.number(
+                    entry.get("flat_s", 0),
+                    f"{where} flat_s",
+                    minimum=flat_low if "flat_s" in entry else 0,
+                    maximum=flat_high,
+                    why=": a longer wait hides the condition",
+                ),
+                self.number(
+                    entry.get("flat_mmhg", 0),
+                    f"{where} flat_mmhg",
+                    minimum=mmhg_low if "flat_mmhg" in entry else 0,
+                    maximum=mmhg_high,
+                    why=" mmHg: a shallow breath would count as flat",
                 ),
             )
         return rules
