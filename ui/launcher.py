@@ -17,6 +17,7 @@ from kapmonitor.crash_log import enable_crash_log
 
 if TYPE_CHECKING:
     from kapmonitor.runner import SessionConfig
+    from kapmonitor.station.client import StationClient
 
 
 def _prepare_qt() -> None:
@@ -55,8 +56,16 @@ def course(patient: str, db_url: str | None) -> int:
     return run_course(patient, db_url)
 
 
+def station(client: StationClient) -> int:
+    _prepare_qt()
+    from ui.station.app import run
+
+    enable_crash_log()
+    return run(client)
+
+
 def main() -> int:
-    return cli_main(screen=screen, review=review, course_window=course)
+    return cli_main(screen=screen, review=review, course_window=course, station_window=station)
 
 
 if __name__ == "__main__":

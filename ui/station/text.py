@@ -1,0 +1,127 @@
+"""What a room's tile says, as plain text: numbers, ages and states as a nurse reads them.
+
+Kept apart from the widgets so every wording rule (a missing value is "---", never 0; an old
+value is not shown as current; a lost room says so in words) is one function.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+from kapmonitor.core.codes import Code
+from kapmonitor.core.staleness import BLANK_S, NIBP_STALE_MIN, STALE_S
+from kapmonitor.live import age_text
+from kapmonitor.station.model import (
+    ENDED,
+    LINK_LOST,
+    ROOM_LINK_LOST,
+    AlarmView,
+    NibpView,
+    RoomView,
+)
+from ui.status_panel import STATE_TEXT
+
+MISSING = "---"
+#: Breathing values a room may send (capnograph or impedance): (label, codes in preference).
+BREATHING = (
+    ("RR", (Code.AWAY_RESP_RATE, Code.RESP_RATE)),
+    ("EtCO2", (Code.CO2_ET,)),
+)
+
+
+def value_text(value: float | None, decimals: int = 0) -> str:
+    """A numeric as digits; None or not finite: "---" (a missing value is never 0)."""
+    if value is None or not math.isfinite(value):
+        return MISSING
+    return f"{value:.{decimals}f}"
+
+
+def numerics_fresh(view: RoomView) -> bool | None:
+    """True: current; False: old but still shown grey; None: too old to show at all.
+
+    The room's own screen greys a value after STALE_S and blanks it after BLANK_S; the station
+    applies the same rule to what it last received, so a lost room's numbers fade, never lie.
+    """
+    age = view.numerics_age_s
+    if age is None or age > BLANK_S:
+        return None
+    return age <= STALE_S and view.state != LINK_LOST  # a room not heard: nothing looks current
+
+
+def numeric(view: RoomView, *codes: Code) -> float | None:
+    """The first of ``codes`` the room has a value for; None when too old to show."""
+    if numerics_fresh(view) is None:
+        return None
+    for code in codes:
+        value = view.numerics.get(code.value)
+        if value is not None:
+            return value
+    return None
+
+
+def breathing_text(view: RoomView) -> str:
+    """ "RR 14   EtCO2 38", only for the values the room's devices send (else "")."""
+    parts = []
+    for label, codes in BREATHING:
+        if any(code.value in view.numerics for code in codes):
+            parts.append(f"{label} {value_text(numeric(view, *codes))}")
+    return "   ".join(parts)
+
+
+def dose_text(view: RoomView) -> str:
+    if view.minutes_since_dose is None:
+        return "no dose yet"
+    minutes = max(0, int(view.minutes_since_dose))
+    return (
+        f"dose {minutes} min ago"
+        if minutes < 120
+        else f"dose {minutes // 60} h {minutes % 60} min ago"
+    )
+
+
+def nibp_text(nibp: NibpView | None) -> str:
+    """ "128/82 (97)" or "---/---"."""
+    if nibp is None:
+        return f"{MISSING}/{MISSING}"
+    text = f"{value_text(nibp.systolic)}/{value_text(nibp.diastolic)}"
+    return text + (f" ({value_text(nibp.mean)})" if nibp.mean is not None else "")
+
+
+def nibp_detail(nibp: NibpView | None, now: float | None = None) -> tuple[str, bool]:
+    """ "12 min ago · next in 3 min" and whether it needs a look (old reading, or due now)."""
+    if nibp is None:
+        return "no reading yet", False
+    now = time.time() if now is None else now
+    age = max(0.0, now - nibp.t)
+    due = nibp.next_due.strip()
+    old = age > NIBP_STALE_MIN * 60
+    parts = [age_text(age)] + ([due] if due else [])
+    return " · ".join(parts), old or due.upper().startswith("DUE")
+
+
+def alarm_text(alarm: AlarmView) -> str:
+    """The alarm's message, with "(ack by X)" when somebody in the room acknowledged it."""
+    text = "ROOM LINK LOST" if alarm.condition == ROOM_LINK_LOST else alarm.message
+    if alarm.state == "latched":
+        text += " (ended, latched)"
+    if alarm.acknowledged_by:
+        text += f" (ack {alarm.acknowledged_by})"
+    return text
+
+
+def link_text(view: RoomView) -> str:
+    """The room's link in plain words: the tile's footer."""
+    if view.state == LINK_LOST:
+        return f"link {view.link}"
+    if view.state == ENDED:
+        return "session ended"
+    return "link: connected"
+
+
+def device_text(state: str) -> str:
+    return STATE_TEXT.get(state, state)
+
+
+def clock_text(wall: float | None) -> str:
+    return "" if wall is None else time.strftime("%H:%M:%S", time.localtime(wall))
