@@ -166,6 +166,7 @@ class MainWindow(QMainWindow):
         """What changes slowly: device and recording status, the NIBP schedule, the baseline."""
         runner = self.runner
         self.status.update_status(runner.device_rows(), runner.recording_status())
+        self.status.set_station_link(runner.station_link())
         text, due = runner.nibp_schedule()
         self.view.set_schedule(text, due)
         self.view.set_baseline(runner.baseline())

@@ -10,6 +10,10 @@ A wrong or busy port is the usual first problem of a session: the dialog then st
 the reason in red under that device, so the nurse can plug the cable in, pick another port, or
 type one (``serial.tools.list_ports`` never lists ptys or network ports, so the port field is an
 editable list that takes any path or pyserial URL such as ``socket://host:7000``).
+
+The clinic station (optional): the room's name on the clinic's bus and the broker's URL. Both
+or neither; each is checked as the command line checks ``--room`` and ``--broker``, and both
+are kept between runs (QSettings), since a dosing room keeps its name and its clinic's broker.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Sequence
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QSettings, Qt, Signal
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
     QComboBox,
@@ -54,6 +58,30 @@ ROUTE_LABELS = {
 }
 DOSE_UNITS = ("mg", "mg/kg", "µg")
 PORT_HINT = "/dev/ttyUSB0, COM3 or socket://host:7000"
+BROKER_HINT = "mqtt://HOST:1883 or mqtts://HOST:8883"
+#: Where the room and broker are kept between runs (the user's config folder).
+SETTINGS_ORGANIZATION, SETTINGS_APPLICATION = "kapmonitor", "dosing-room"
+ROOM_KEY, BROKER_KEY = "station/room", "station/broker"
+
+
+def station_problem(room: str, broker: str) -> str | None:
+    """One sentence if the room and broker cannot be used; None if fine (or both empty)."""
+    if not room and not broker:
+        return None
+    if not room:
+        return "Enter this room's name for the station too, or clear the broker URL."
+    if not broker:
+        return f"Enter the broker URL too ({BROKER_HINT}), or clear the room name."
+    from kapmonitor.station.broker import parse_broker_url  # paho loads only for the bus
+    from kapmonitor.station.contract import check_room
+
+    try:
+        check_room(room)
+        parse_broker_url(broker)
+    except (ValueError, UserError) as exc:
+        text = str(exc)
+        return text[0].upper() + text[1:] + ("" if text.endswith(".") else ".")
+    return None
 
 
 def serial_ports() -> list[tuple[str, str]]:
@@ -212,9 +240,11 @@ class StartDialog(QDialog):
         check_device: Callable[[str], str | None] | None = None,
         list_ports: Callable[[], list[tuple[str, str]]] = serial_ports,
         defaults: SessionSetup | None = None,
+        settings: QSettings | None = None,
     ) -> None:
         super().__init__(parent)
         self.setWindowTitle("Start a session")
+        self.settings = settings or QSettings(SETTINGS_ORGANIZATION, SETTINGS_APPLICATION)
         self.setModal(True)
         self._check_device = check_device
         self._list_ports = list_ports
@@ -278,6 +308,13 @@ class StartDialog(QDialog):
         profile_line.addWidget(self.profile, 1)
         profile_line.addWidget(self.profile_browse)
 
+        # The clinic station (optional): kept between runs.
+        self.room = QLineEdit(str(self.settings.value(ROOM_KEY, "") or ""), self)
+        self.room.setPlaceholderText("optional: this room's name at the station, e.g. room-3")
+        self.broker = QLineEdit(str(self.settings.value(BROKER_KEY, "") or ""), self)
+        self.broker.setPlaceholderText(f"optional: the clinic's broker, {BROKER_HINT}")
+        self.station_error = _error_label(self)
+
         form = QFormLayout()
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.ExpandingFieldsGrow)
         form.addRow(self._buddy("&Patient identifier *", self.patient), self.patient)
@@ -323,6 +360,14 @@ class StartDialog(QDialog):
         box_layout.addLayout(buttons_line)
         box_layout.addWidget(hint)
 
+        # Set once per room: after the devices, last in the tab order.
+        self.station_box = QGroupBox("Clinic station (optional)", self)
+        station_form = QFormLayout(self.station_box)
+        station_form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.ExpandingFieldsGrow)
+        station_form.addRow(self._buddy("Roo&m", self.room), self.room)
+        station_form.addRow(self._buddy("&Broker URL", self.broker), self.broker)
+        station_form.addRow("", self.station_error)
+
         self.buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel, self
         )
@@ -335,6 +380,7 @@ class StartDialog(QDialog):
         self._layout = layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(self.devices_box)
+        layout.addWidget(self.station_box)
         layout.addWidget(self.buttons)
         self.resize(720, self.sizeHint().height())
 
@@ -398,10 +444,15 @@ class StartDialog(QDialog):
             indication=self.indication.text().strip(),
             devices=tuple(row.spec_text() for row in self.rows),
             profile=self.profile.currentText().strip(),
+            room=self.room.text().strip(),
+            broker=self.broker.text().strip(),
         )
 
     def accept(self) -> None:
         if self.validate():
+            self.settings.setValue(ROOM_KEY, self.room.text().strip())
+            self.settings.setValue(BROKER_KEY, self.broker.text().strip())
+            self.settings.sync()
             super().accept()
 
     def validate(self) -> bool:
@@ -444,6 +495,11 @@ class StartDialog(QDialog):
             except UserError as exc:
                 self._show(self.profile_error, str(exc))
                 bad(self.profile)
+
+        station = station_problem(self.room.text().strip(), self.broker.text().strip())
+        if station:
+            self._show(self.station_error, station)
+            bad(self.broker if self.room.text().strip() else self.room)
 
         if not self.rows:
             self._show(self.devices_error, "Add at least one device.")
@@ -510,6 +566,7 @@ class StartDialog(QDialog):
             self.route_error,
             self.dose_error,
             self.profile_error,
+            self.station_error,
             self.devices_error,
         )
 
@@ -534,6 +591,8 @@ class StartDialog(QDialog):
             clear(self.dose_error, lambda: self.dose.value() > 0)
         )
         self.profile.editTextChanged.connect(clear(self.profile_error, lambda: True))
+        for line in (self.room, self.broker):
+            line.textChanged.connect(clear(self.station_error, lambda: True))
 
     def _fit_height(self) -> None:
         """Grow the dialog so every (wrapped) message shows whole, never clipped."""
@@ -570,6 +629,9 @@ class StartDialog(QDialog):
         self.indication.setText(setup.indication)
         if setup.profile:
             self.profile.setEditText(setup.profile)
+        if setup.room or setup.broker:
+            self.room.setText(setup.room)
+            self.broker.setText(setup.broker)
         for text in setup.devices:
             try:
                 spec = DeviceSpec.parse(text)
@@ -597,6 +659,8 @@ class StartDialog(QDialog):
         chain += [
             self.add_button,
             self.refresh_button,
+            self.room,
+            self.broker,
             *self.buttons.buttons(),
         ]
         for a, b in itertools.pairwise(chain):

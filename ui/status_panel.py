@@ -3,6 +3,8 @@
 Each device shows a coloured dot and its state (green connected, amber no data or connecting,
 red disconnected or reconnecting), with the driver's one-sentence detail as tooltip. The
 recording status is dim while all is well and red capitals while the record is failing.
+Where the room publishes to a clinic station, its link to the broker is said too (dim when
+connected, amber otherwise: the room's own alarms go on either way).
 """
 
 from __future__ import annotations
@@ -83,11 +85,15 @@ class DeviceStatusPanel(QWidget):
         )
         self.empty_label = QLabel("no devices", self)
         self.empty_label.setStyleSheet(f"color: {DIM}; background: transparent;")
+        self.station_label = QLabel(self)
+        self.station_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.station_label.hide()
         layout = QHBoxLayout(self)
         layout.setContentsMargins(8, 4, 8, 4)
         layout.addLayout(self._devices)
         layout.addWidget(self.empty_label)
         layout.addSpacing(28)
+        layout.addWidget(self.station_label, 1)
         layout.addWidget(self.recording_label, 1)
         font = QFont()
         font.setPixelSize(16)
@@ -110,6 +116,17 @@ class DeviceStatusPanel(QWidget):
             self._chips[name].show_state(str(state), detail)
         self.empty_label.setVisible(not rows)
         self._show_recording(recording)
+
+    def set_station_link(self, text: str | None) -> None:
+        """The room's link to the clinic station ("station link: connected to ..."); None: the
+        room publishes nothing and the line is hidden."""
+        self.station_label.setVisible(text is not None)
+        if text is None or text == self.station_label.text():
+            return
+        colour = DIM if ": connected" in text else AMBER
+        self.station_label.setText(text)
+        self.station_label.setToolTip(text)
+        self.station_label.setStyleSheet(f"color: {colour}; background: transparent;")
 
     # --- for tests and the main window ----------------------------------------------------
 
