@@ -100,14 +100,16 @@ class FlatWatch:
     since: float | None = None  #: mono start of the current flat run
     low: float = math.inf  #: its lowest and highest sample
     high: float = -math.inf
-    end: float = -math.inf  #: mono end of the latest block
+    #: mono start of the latest block: the run is judged at the block's own stamp, so a block
+    #: counts once its successor arrives (never ahead of the time the engine is at)
+    latest: float = -math.inf
 
     def reset(self) -> None:
         self.since, self.low, self.high = None, math.inf, -math.inf
 
-    def add(self, start: float, end: float, low: float, high: float, mmhg: float) -> None:
+    def add(self, start: float, low: float, high: float, mmhg: float) -> None:
         """Take one block's lowest and highest sample."""
-        self.end = end
+        self.latest = start
         if self.since is not None and max(high, self.high) - min(low, self.low) < mmhg:
             self.low, self.high = min(low, self.low), max(high, self.high)
             return
@@ -118,4 +120,4 @@ class FlatWatch:
 
     def flat(self, span_s: float) -> bool:
         """Whether the capnogram has been flat for at least ``span_s`` seconds."""
-        return self.since is not None and self.end - self.since >= span_s
+        return self.since is not None and self.latest - self.since >= span_s

@@ -415,17 +415,17 @@ class AlarmEngine:
         breathing = self._breathing_of(source, capnograph=True)
         line = line_off(Code.CO2, block.flags, True)
         span = sample_range(block.samples)
-        if span is not None and not possible(*span):
+        if Flag.OUT_OF_RANGE in block.flags or (span is not None and not possible(*span)):
             breathing.flat.reset()  # a decoding error: no evidence of a flat line or of a breath
             self._co2_signal(source, Code.CO2, line, stamp)
             return
-        judged = says_no_breath(Code.CO2, None, block.flags)
+        # A block with no valid sample says nothing, whatever its flags: no evidence of apnoea.
+        judged = None if span is None else says_no_breath(Code.CO2, None, block.flags)
         if span is None or line or judged or block.flags & QUALITY_FLAGS:
             breathing.flat.reset()  # nothing seen, or flat for a reason the device gives
         else:
             rule = self.profile.technical[TechnicalCondition.NO_CO2_SIGNAL]
-            end = stamp.mono + block.duration
-            breathing.flat.add(stamp.mono, end, *span, rule.flat_mmhg)
+            breathing.flat.add(stamp.mono, *span, rule.flat_mmhg)
         self._no_breath(source, Code.CO2, judged, stamp)
         self._co2_signal(source, Code.CO2, line, stamp)
 

@@ -4,6 +4,10 @@ Input is what ``kapmonitor decode`` and ``kapmonitor record`` write, plus ``{"t"
 "dose"}`` lines and bare ``{"t": T}`` lines that only advance time. Time comes from the input
 alone, so the same input always gives the same timeline.
 
+The capnogram (``{"t", "code": "MDC_AWAY_CO2", "fs", "samples", "flags"}``, ``null`` for an
+invalid sample) is read too: a breathless or flat capnogram alarms (issue 17). Other waveforms
+(the pleth) never alarm and are skipped.
+
 ``record`` writes its own alarm lines (``{"t", "condition", ..., "state": "active"}``) among the
 measurements: they are what the live engine decided, not input, so they are skipped. A
 single-device ``record`` names the device only on its connection-state lines; a line with no
@@ -38,6 +42,7 @@ from kapmonitor.core.model import (
     SessionEvent,
     SessionEventKind,
     Stamp,
+    WaveformBlock,
 )
 
 NIBP_PARTS = {Code.NIBP_SYS: "systolic", Code.NIBP_DIA: "diastolic", Code.NIBP_MEAN: "mean"}
@@ -128,6 +133,8 @@ def read_items(lines: Iterable[str | bytes], name: str = "input") -> Iterator[It
             nibp["flags"] |= _flags(obj, where)
         elif code is not None and "value" in obj:
             yield Numeric(device, code, _value(obj, where), stamp, frozenset(_flags(obj, where)))
+        elif code is Code.CO2 and "samples" in obj:
+            yield _capnogram(obj, device, stamp, where)
         elif obj.get("event") == SessionEventKind.DOSE.value:
             yield SessionEvent(device, SessionEventKind.DOSE, stamp, str(obj.get("text", "")))
         elif "state" in obj:
@@ -171,6 +178,29 @@ def _flags(obj: dict[str, Any], where: str) -> set[Flag]:
         return {Flag(f) for f in obj.get("flags", [])}
     except (ValueError, TypeError):
         raise ReplayError(f"{where}: unknown flag in {obj.get('flags')!r}") from None
+
+
+def _capnogram(obj: dict[str, Any], device: str, stamp: Stamp, where: str) -> WaveformBlock:
+    """A capnogram block; its ``t`` is its first sample's, which may lie before the previous
+    line's (a block ends where it was stamped), so it is not held to the time order."""
+    import numpy as np  # here: the replay of numerics alone starts without numpy
+
+    fs = obj.get("fs")
+    if isinstance(fs, bool) or not isinstance(fs, int | float) or not 0 < fs <= 10_000:
+        raise ReplayError(f'{where}: "fs" must be a sampling rate in Hz (a number above 0)')
+    samples = obj["samples"]
+    if not isinstance(samples, list) or not samples:
+        raise ReplayError(f'{where}: "samples" must be a non-empty list of numbers or null')
+    values = []
+    for x in samples:
+        if x is None:
+            values.append(math.nan)  # a sample the device marked invalid
+        elif isinstance(x, bool) or not isinstance(x, int | float):
+            raise ReplayError(f'{where}: "samples" must be a non-empty list of numbers or null')
+        else:
+            values.append(_float(x, where, "a sample"))
+    flags = frozenset(_flags(obj, where))
+    return WaveformBlock(device, Code.CO2, stamp, float(fs), np.asarray(values), flags)
 
 
 def _reading(parts: dict[str, Any]) -> NibpReading:

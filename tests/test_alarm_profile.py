@@ -104,6 +104,47 @@ def test_a_profile_written_before_the_clinic_bus_conditions_still_loads(tmp_path
     assert technical[TechnicalCondition.ROOM_LINK_LOST].priority.label == "medium"
 
 
+def test_kap_default_breathing_rules():
+    profile = load_profile()
+    rules = {r.id: r for r in profile.limits}
+    assert [(r.direction, r.levels, r.delay_s) for r in map(rules.get, BREATHING_LIMITS)] == [
+        ("low", ((MEDIUM, 8), (HIGH, 6)), 15),
+        ("high", ((MEDIUM, 30),), 15),
+        ("high", ((MEDIUM, 50), (HIGH, 60)), 15),
+        ("low", ((MEDIUM, 20),), 15),
+    ]
+    assert profile.apnea is not None and profile.etco2_rise is not None
+    assert (profile.apnea.priority, profile.apnea.after_s) == (HIGH, 20)
+    rise = profile.etco2_rise
+    assert (rise.rise, rise.priority, rise.delay_s) == (10, MEDIUM, 30)
+    line = profile.technical[TechnicalCondition.NO_CO2_SIGNAL]
+    assert (line.priority, line.delay_s, line.flat_s, line.flat_mmhg) == (MEDIUM, 10, 20, 3)
+
+
+BREATHING_LIMITS = ("rr-low", "rr-high", "etco2-high", "etco2-low")
+
+
+def before_breathing() -> str:
+    """kap-default as it was before issue 17: no breathing limits, rules or technical line."""
+    text = default_text()
+    limits = text.index("# Breathing (issue 17)")
+    text = text[:limits] + text[text.index("# Rise from the pre-dose baseline") :]
+    rules = text.index("# No breath (apnoea)")
+    text = text[:rules] + text[text.index("# Technical conditions.") :]
+    line = text.index("# The CO2 sampling line off")
+    return text[:line] + text[text.index("\n\n", line) :]
+
+
+def test_a_profile_written_before_breathing_still_loads(tmp_path):
+    path = tmp_path / "old.toml"
+    path.write_text(before_breathing())
+    profile = load_profile(str(path))
+    assert not {r.id for r in profile.limits} & set(BREATHING_LIMITS)
+    assert profile.apnea is None and profile.etco2_rise is None  # not part of that profile
+    default = load_profile().technical[TechnicalCondition.NO_CO2_SIGNAL]
+    assert profile.technical[TechnicalCondition.NO_CO2_SIGNAL] == default  # its defaults
+
+
 def test_kap_default_nibp_schedule():
     # Every 5 minutes to the hour after the dose, every 15 after.
     assert load_profile().nibp_schedule == ((60, 5), (math.inf, 15))
@@ -553,6 +594,43 @@ SWITCHED_OFF = [
                  ["no rule for heart rate high"], id="no-heart-rate-high"),
     pytest.param([('direction = "low"\nmedium = 90\nhigh = 80', 'direction = "high"\nmedium = 200'
                    '\nhigh = 220')], ["no rule for NIBP systolic low"], id="no-nibp-sys-low"),
+    # breathing (issue 17)
+    pytest.param([("medium = 8\nhigh = 6", "medium = 8\nhigh = 0")],
+                 ["'rr-low' high", "0 is outside 2 to 60 /min for RR"], id="rr-low-0"),
+    pytest.param([("medium = 30\n", "medium = 1000\n")],
+                 ["'rr-high' medium", "1000 is outside 2 to 60"], id="rr-high-huge"),
+    pytest.param([("medium = 50\nhigh = 60", "medium = 50\nhigh = 500")],
+                 ["'etco2-high' high", "500 is outside 10 to 100 mm[Hg] for EtCO2"],
+                 id="etco2-high-500"),
+    pytest.param([("medium = 20\n", "medium = 0\n")],
+                 ["'etco2-low' medium", "0 is outside 10 to 100"], id="etco2-low-0"),
+    pytest.param([("after_s = 20", "after_s = 600")],
+                 ["[apnea] after_s", "at most 30 s", "hypoxaemic"], id="apnea-600-s"),
+    pytest.param([("after_s = 20", "after_s = 0")], ["[apnea] after_s", "at least 10"],
+                 id="apnea-0-s"),
+    pytest.param([("after_s = 20", "after_s = inf")], ["[apnea] after_s", "finite"],
+                 id="apnea-inf"),
+    pytest.param([('[apnea]\npriority = "high"', '[apnea]\npriority = "low"')],
+                 ["[apnea] priority", "must be 'medium' or 'high'"], id="apnea-low-priority"),
+    pytest.param([("after_s = 20\n", "")], ["[apnea]", "'after_s' is missing"],
+                 id="apnea-time-missing"),
+    pytest.param([("rise = 10", "rise = 0")], ["[etco2_rise] rise", "at least 3"],
+                 id="etco2-rise-0"),
+    pytest.param([("rise = 10", "rise = 1e9")], ["[etco2_rise] rise", "at most 30"],
+                 id="etco2-rise-huge"),
+    pytest.param([("delay_s = 30\n", "delay_s = 600\n")],
+                 ["[etco2_rise] delay_s", "at most 30"], id="etco2-rise-delay-600"),
+    pytest.param([("flat_mmhg = 3", "flat_mmhg = 0")],
+                 ["[technical] no_co2_signal flat_mmhg", "at least 0.5"], id="flat-mmhg-0"),
+    pytest.param([("flat_mmhg = 3", "flat_mmhg = 50")],
+                 ["[technical] no_co2_signal flat_mmhg", "at most 10"], id="flat-mmhg-50"),
+    pytest.param([("flat_s = 20", "flat_s = 600")],
+                 ["[technical] no_co2_signal flat_s", "at most 30"], id="flat-600-s"),
+    pytest.param([("flat_s = 20, ", "")],
+                 ["[technical] no_co2_signal", "'flat_s' is missing"], id="flat-s-missing"),
+    pytest.param([('no_co2_signal = { priority = "medium", delay_s = 10',
+                   'no_co2_signal = { priority = "medium", delay_s = inf')],
+                 ["[technical] no_co2_signal delay_s", "finite"], id="no-co2-delay-inf"),
 ]  # fmt: skip
 
 
