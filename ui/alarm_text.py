@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import time
 
+from alarms.breathing import ETCO2_RISE
 from alarms.model import Alarm, AlarmKind, AlarmState, Priority
 from kapmonitor.core.codes import Code
 
@@ -37,7 +38,7 @@ def format_value(alarm: Alarm) -> str:
     unit = _unit(alarm.code)
     spaced = f" {unit}" if unit and unit != "/min" else unit
 
-    if alarm.condition.startswith("bp-rise"):
+    if alarm.condition.startswith("bp-rise") or alarm.condition == ETCO2_RISE:
         parts = []
         if alarm.value is not None:
             parts.append(f"+{_number(alarm.value)}{spaced}")
