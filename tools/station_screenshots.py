@@ -36,11 +36,13 @@ from ui.theme import apply_dark_theme
 ROOT = Path(__file__).resolve().parents[1]
 #: Calm rooms ("resting" has no dose), and one (room-3) whose SpO2 falls to 82 %. At real speed
 #: (so that every clock and the pleth are as in a clinic), the bundled scenarios' dose at 10 min
-#: and desaturation 25 min later are brought forward: dose at 30 s, desaturation 3.5 min later.
+#: and desaturation 25 min later are brought forward: dose at 1 min, desaturation 3.5 min later.
 SCENARIOS = ("typical", "resting", "desaturation", "typical", "resting", "typical", "resting",
              "typical")  # fmt: skip
 EARLIER = (
-    (r"dose_at_min = \d+", "dose_at_min = 0.5"),
+    (r"dose_at_min = \d+", "dose_at_min = 1"),
+    (r"predose_readings = \d+", "predose_readings = 1"),
+    (r"predose_every_min = \d+", "predose_every_min = 1"),
     (r"start_min = 25", "start_min = 3.5"),
     (r"ramp_min = 1.5", "ramp_min = 0.8"),
     (r"nadir = 84", "nadir = 82"),
