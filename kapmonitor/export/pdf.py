@@ -7,8 +7,9 @@ Content, in order:
 - the header: patient (the pseudonym when de-identified), clinician and operator (left out when
   de-identified), drug, route and dose, start, dose (T0) and end, status, session id and uid,
   devices. An interrupted or still-running session says so in a box under the header;
-- trends of SpO2, pulse/heart rate and NIBP (systolic ▼, diastolic ▲, mean ○) over the whole
-  session on the dose-relative minute axis (minutes from the start when no dose was marked),
+- trends of SpO2, pulse/heart rate, respiratory rate and EtCO2 (where recorded) and NIBP
+  (systolic ▼, diastolic ▲, mean ○) over the whole session on the dose-relative minute axis
+  (minutes from the start when no dose was marked),
   with the least severe limit of each rule dashed, the events as numbered lines (the numbers of
   the events table) and alarm starts as coloured ticks. A series is decimated to its minimum and
   maximum per pixel column, so a 2-hour session draws ~1,000 points per trace rather than
@@ -361,6 +362,12 @@ def _trends(record: SessionRecord, profile: Profile, width: float) -> list:
         ("SpO2 %", (Code.SPO2,), (80.0, 102.0), 5.0),
         ("Pulse rate / heart rate, /min", (Code.PULSE_RATE, Code.HEART_RATE), (40.0, 140.0), 20.0),
     ]
+    recorded = {n.code for n in record.numerics}
+    rates = (Code.RESP_RATE, Code.AWAY_RESP_RATE)
+    if recorded & set(rates):  # breathing, where a device gave it (issue 17)
+        plots.append(("Respiratory rate, /min", rates, (0.0, 30.0), 5.0))
+    if Code.CO2_ET in recorded:
+        plots.append(("EtCO2, mmHg", (Code.CO2_ET,), (20.0, 60.0), 10.0))
     out = []
     for i, (title, codes, span, step) in enumerate(plots):
         out.append(

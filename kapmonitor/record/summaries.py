@@ -25,7 +25,8 @@ from kapmonitor.record.db import Database
 from kapmonitor.record.schema import AuditRow, Base, EventRow, SessionRow
 
 #: Raised when what is kept changes shape: every kept summary is then computed again.
-SUMMARY_VERSION = 1
+#: 2: the highest EtCO2 in place of the lowest (respiratory depression raises it; issue 17).
+SUMMARY_VERSION = 2
 
 
 class SessionDetailsRow(Base):

@@ -17,7 +17,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 
 from alarms.model import Priority
-from kapmonitor.core.codes import Code
 from kapmonitor.core.errors import UserError
 from kapmonitor.record import summaries
 from kapmonitor.record.session import SessionInfo, SessionRecord, SessionStatus
@@ -25,12 +24,6 @@ from kapmonitor.record.store import Store
 from kapmonitor.record.summaries import SessionDetails
 from kapmonitor.review.rems import rems_form
 from kapmonitor.review.summary import summarise, usable
-
-#: Breathing measures whose lowest value the course shows, where a device recorded them.
-BREATHING_LOWS = {
-    "lowest_resp_rate": (Code.RESP_RATE, Code.AWAY_RESP_RATE),
-    "lowest_etco2": (Code.CO2_ET,),
-}
 
 
 @dataclass(frozen=True)
@@ -66,8 +59,9 @@ class CourseSession:
     minutes_to_peak: float | None  #: from the dose to the post-dose systolic peak
     recovery_minutes: float | None  #: from that peak until BP was back near baseline
     lowest_spo2: float | None
+    #: Breathing at its worst, where a device recorded it: the summary's figures.
     lowest_resp_rate: float | None
-    lowest_etco2: float | None
+    highest_etco2: float | None
     deepest_sedation: float | None  #: no sedation score is recorded yet: always None
     strongest_dissociation: float | None  #: no dissociation score is recorded yet
     alarms_high: int
@@ -110,10 +104,6 @@ def session_figures(record: SessionRecord, details: SessionDetails) -> CourseSes
     rise_s, rise_d = summary.max_rise_systolic, summary.max_rise_diastolic
     dose_wall = summary.dose_wall
 
-    def lowest(codes: tuple[Code, ...]) -> float | None:
-        values = [n.value for n in record.numerics if n.code in codes and n.value is not None]
-        return min(values) if values else None
-
     course = tuple(
         ((r.stamp.wall - dose_wall) / 60.0, float(r.systolic), r.diastolic)
         for r in record.nibp
@@ -146,8 +136,8 @@ def session_figures(record: SessionRecord, details: SessionDetails) -> CourseSes
         minutes_to_peak=rise_s.minutes_from_dose if rise_s else None,
         recovery_minutes=summary.recovery_minutes,
         lowest_spo2=summary.lowest_spo2.value if summary.lowest_spo2 else None,
-        lowest_resp_rate=lowest(BREATHING_LOWS["lowest_resp_rate"]),
-        lowest_etco2=lowest(BREATHING_LOWS["lowest_etco2"]),
+        lowest_resp_rate=summary.lowest_resp_rate.value if summary.lowest_resp_rate else None,
+        highest_etco2=summary.highest_etco2.value if summary.highest_etco2 else None,
         deepest_sedation=None,
         strongest_dissociation=None,
         alarms_high=counts.get(Priority.HIGH, 0),
@@ -178,7 +168,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("to peak min", "minutes_to_peak"),
     ("recovery min", "recovery_minutes"),
     ("SpO2 low", "lowest_spo2"),
-    ("RR / EtCO2 low", "lowest_resp_rate"),
+    ("RR low / EtCO2 high", "lowest_resp_rate"),
     ("sedation / dissoc.", "deepest_sedation"),
     ("alarms H/M/L", "alarms_high"),
     ("monitored min", "monitored_minutes"),
@@ -215,7 +205,7 @@ def cells(s: CourseSession) -> list[str]:
         _n(s.minutes_to_peak),
         _n(s.recovery_minutes),
         _n(s.lowest_spo2),
-        _pair(s.lowest_resp_rate, s.lowest_etco2),
+        _pair(s.lowest_resp_rate, s.highest_etco2),
         _pair(s.deepest_sedation, s.strongest_dissociation),
         f"{s.alarms_high}/{s.alarms_medium}/{s.alarms_low}",
         _n(s.monitored_minutes),

@@ -22,9 +22,13 @@ amendment of an assessment counts as an assessment whatever its kind.
 
 - dissociation: "Yes (marked at HH:MM)" when a ``dissociation`` marker was set (the screen's
   key 1), else not recorded;
-- respiratory depression: "see SpO2 alarms" (with their number and the lowest SpO2) when a
-  physiological SpO2 alarm fired — a prompt for the clinician, not an answer — else not
-  recorded;
+- respiratory depression, from the alarm record (issue 17): "Yes" with when the first
+  breathing alarm began and when the last one ended ("resolved"), or that it had not by the end
+  of the record, when a breathing alarm of respiratory depression fired (apnoea, the EtCO2 rise
+  from baseline, and the profile's low-rate and high-EtCO2 limit rules); else, with breathing
+  monitored and no SpO2 alarm, "No"; both marked for the clinician to confirm. Otherwise "see
+  SpO2 alarms" (with their number and the lowest SpO2) when a physiological SpO2 alarm fired —
+  a prompt for the clinician, not an answer — else not recorded (breathing not monitored);
 - sedation: not recorded;
 - ready to leave: the discharge checklist's last confirmation ("confirmed: …" marker), else the
   end of a completed session; an interrupted or running session: not recorded.
@@ -44,7 +48,8 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from alarms.model import AlarmKind, LogEvent
+from alarms import breathing as breath
+from alarms.model import AlarmKind, LogEntry, LogEvent
 from alarms.profile import Profile
 from kapmonitor.core.codes import Code
 from kapmonitor.core.model import Numeric
@@ -294,6 +299,7 @@ def rems_form(
         sedation=_answer(found, SEDATION) or Answer(None, "not recorded"),
         dissociation=_answer(found, DISSOCIATION) or _dissociation_marker(record),
         respiratory_depression=_answer(found, RESPIRATORY_DEPRESSION)
+        or _breathing_alarms(record, summary, profile)
         or _spo2_alarms(record, summary),
         ready_to_leave=ready,
         ready_to_leave_note=ready_note,
@@ -350,6 +356,71 @@ def _dissociation_marker(record: SessionRecord) -> Answer:
     return Answer(True, f"Yes (marked at {clock(first.stamp.wall)})", "dissociation marker")
 
 
+def depression_conditions(profile: Profile) -> frozenset[str]:
+    """The alarm conditions that are respiratory depression: apnoea, the EtCO2 rise, and the
+    profile's limit rules on a falling rate or a rising EtCO2 (not a fast rate or a low EtCO2,
+    which are hyperventilation or a leaking line)."""
+    rules = {
+        r.id
+        for r in profile.limits
+        if (r.direction == "low" and set(r.codes) & breath.RATE_CODES)
+        or (r.direction == "high" and Code.CO2_ET in r.codes)
+    }
+    return frozenset({breath.APNEA, breath.ETCO2_RISE, *rules})
+
+
+def _breathing_alarms(
+    record: SessionRecord, summary: SessionSummary, profile: Profile
+) -> Answer | None:
+    """Yes with when it began and resolved, No, or None: not for this record to say."""
+    if not summary.breathing_monitored:
+        return None
+    conditions = depression_conditions(profile)
+    entries = sorted(
+        (
+            e
+            for e in record.alarms
+            if e.condition in conditions
+            and e.kind is AlarmKind.PHYSIOLOGICAL
+            and e.event in (LogEvent.ACTIVE, LogEvent.INACTIVE)
+        ),
+        key=lambda e: e.stamp.wall,
+    )
+    confirm = "from the alarm record, to be confirmed"
+    if not any(e.event is LogEvent.ACTIVE for e in entries):
+        if any(e.event is LogEvent.ACTIVE and e.code == Code.SPO2.value for e in record.alarms):
+            return None  # SpO2 fell without a breathing alarm: a prompt, not a No
+        return Answer(False, "No", f"no breathing alarm with breathing monitored; {confirm}")
+    first = next(e for e in entries if e.event is LogEvent.ACTIVE)
+    resolved = _resolved(entries)
+    names = sorted({e.text or str(e.condition) for e in entries if e.event is LogEvent.ACTIVE})
+    end = (
+        f"resolved at {clock(resolved)}"
+        if resolved is not None
+        else "not resolved by the end of the record"
+    )
+    return Answer(
+        True,
+        f"Yes: breathing alarm from {clock(first.stamp.wall)} ({', '.join(names)}), {end}",
+        confirm,
+    )
+
+
+def _resolved(entries: list[LogEntry]) -> float | None:
+    """When the last of the conditions ended (wall), None if one was still on at the end."""
+    on: set[tuple] = set()
+    last = None
+    for e in entries:
+        key = (e.condition, e.priority, e.source, e.code)
+        if e.event is LogEvent.ACTIVE:
+            on.add(key)
+        elif key in on:
+            on.discard(key)
+            if not on:
+                last = e.stamp.wall
+    return None if on else last
+
+
 def _spo2_alarms(record: SessionRecord, summary: SessionSummary) -> Answer:
     fired = [
         e
@@ -358,8 +429,8 @@ def _spo2_alarms(record: SessionRecord, summary: SessionSummary) -> Answer:
         and e.kind is AlarmKind.PHYSIOLOGICAL
         and e.code == Code.SPO2.value
     ]
-    if not fired:
-        return Answer(None, "not recorded")
+    if not fired:  # with breathing monitored the record answered already
+        return Answer(None, "not recorded", "breathing not monitored")
     low = summary.lowest_spo2
     lowest = f", lowest SpO2 {num(low.value)} % at {clock(low.wall)}" if low else ""
     n = len(fired)

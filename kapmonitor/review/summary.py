@@ -21,6 +21,13 @@ window and the PDF report, so both show the same numbers. Rules:
   post-dose systolic peak with systolic ≤ baseline + 20 and diastolic ≤ baseline + 10 mmHg.
 - **Time to acknowledge**: from a condition's start to the first acknowledgment of the same
   condition (rule, level, device, code) before that condition starts again.
+- **Breathing** (issue 17): the lowest respiratory rate (chest or airway), the highest EtCO2
+  and the time with no breath, from the values the alarm engine would judge (impossible values
+  and values of a sampling line that is off or blocked left out). No breath is what the alarm
+  engine calls so (:func:`alarms.breathing.says_no_breath`: the no-breath flag, a rate of 0),
+  each value held until the next of its stream as for time beyond a limit, streams merged.
+  Without any breathing value the three are None and the summary says breathing was not
+  monitored; without a capnograph the highest EtCO2 is None.
 """
 
 from __future__ import annotations
@@ -34,12 +41,20 @@ from typing import TypeVar
 
 import numpy as np
 
-from alarms.engine import SESSION, AlarmEngine
+from alarms import breathing as breath
+from alarms.engine import SESSION, AlarmEngine, trusted
 from alarms.model import AlarmKind, LogEntry, LogEvent, Priority
 from alarms.profile import LimitRule, Profile, ProfileError, load_profile, parse_profile
 from kapmonitor.core.codes import Code
 from kapmonitor.core.discharge import DischargeCriteria
-from kapmonitor.core.model import Flag, NibpReading, SessionEvent, SessionEventKind, Stamp
+from kapmonitor.core.model import (
+    Flag,
+    NibpReading,
+    Numeric,
+    SessionEvent,
+    SessionEventKind,
+    Stamp,
+)
 from kapmonitor.record.session import SessionRecord
 
 T = TypeVar("T")
@@ -148,6 +163,11 @@ class SessionSummary:
     bp_margin: tuple[float, float]  #: (systolic, diastolic) mmHg: "near" the baseline
     exposures: tuple[LimitExposure, ...]
     alarms: tuple[AlarmStats, ...]  #: high, medium, low
+    #: Breathing: any respiratory rate or CO2 value recorded (else the three below are None).
+    breathing_monitored: bool = False
+    lowest_resp_rate: Point | None = None  #: chest (impedance) or airway rate
+    highest_etco2: Point | None = None  #: None also without a capnograph
+    no_breath_seconds: float | None = None  #: time with no breath; 0: breathing throughout
     #: The profile the figures were judged by (the REMS form judges "in range" by it too).
     profile: Profile | None = field(default=None, repr=False, compare=False)
 
@@ -226,6 +246,7 @@ class SessionSummary:
                 ),
             )
         )
+        rows += self.breathing_rows()
         for e in self.exposures:
             changed = " (limit changed during the session)" if e.limit_changed else ""
             if e.of_readings is not None:
@@ -257,6 +278,29 @@ class SessionSummary:
             rows.append((f"Alarms, {a.priority.label}", f"{a.count} ({kinds}); {ack}"))
         rows.append(("Alarm profile", f"{self.profile_name} ({self.profile_note})"))
         return rows
+
+    def breathing_rows(self) -> list[tuple[str, str]]:
+        """Lowest rate, highest EtCO2, time with no breath; or that breathing was not monitored."""
+        if not self.breathing_monitored:
+            return [("Breathing", "not monitored: no respiratory rate or CO2 was recorded")]
+        dose = self.dose_wall
+        return [
+            (
+                "Lowest respiratory rate",
+                _missing(
+                    "no respiratory rate", self.lowest_resp_rate,
+                    lambda p: f"{num(p.value)} /min {when(p.wall, dose)}",
+                ),
+            ),
+            (
+                "Highest EtCO2",
+                _missing(
+                    "no EtCO2 (no capnograph)", self.highest_etco2,
+                    lambda p: f"{num(p.value)} mmHg {when(p.wall, dose)}",
+                ),
+            ),
+            ("Time with no breath", duration(self.no_breath_seconds)),
+        ]  # fmt: skip
 
 
 # --- formatting shared with the REMS form and the report --------------------------------------
@@ -419,6 +463,12 @@ def summarise(
             rise_dia = point(top[0] - baseline.diastolic, top[1].stamp)
         back, recovery_minutes, recovery_note = _recovery(after, baseline, margin, dose_wall)
 
+    breathing = [n for n in record.numerics if n.code in breath.BREATHING_CODES]
+    rates = _breathing_values(breathing, breath.RATE_CODES)
+    low_rate = min(rates, key=_first, default=None)
+    etco2 = _breathing_values(breathing, frozenset({Code.CO2_ET}))
+    high_etco2 = max(etco2, key=_first, default=None)
+
     return SessionSummary(
         profile_name=profile.name,
         profile_note=note,
@@ -447,7 +497,46 @@ def summarise(
         exposures=exposures(record, profile),
         alarms=alarm_stats(record.alarms),
         profile=profile,
+        breathing_monitored=bool(breathing),
+        lowest_resp_rate=point(low_rate[0], low_rate[1].stamp, low_rate[1].code.value)
+        if low_rate
+        else None,
+        highest_etco2=point(high_etco2[0], high_etco2[1].stamp) if high_etco2 else None,
+        no_breath_seconds=no_breath_seconds(breathing) if breathing else None,
     )
+
+
+def _breathing_values(
+    items: Sequence[Numeric], codes: frozenset[Code]
+) -> list[tuple[float, Numeric]]:
+    """Each value a breathing rule judges: not impossible, not from a line off or blocked."""
+    return [
+        (v, n)
+        for n in items
+        if n.code in codes
+        and not n.flags & breath.LINE_FLAGS
+        and (v := trusted(n.code, n.value, n.flags)) is not None
+    ]
+
+
+def no_breath_seconds(items: Sequence[Numeric]) -> float:
+    """Seconds during which any breathing stream said no breath (see the module docstring)."""
+    series: dict[tuple[str, Code], tuple[list[float], list[bool]]] = {}
+    for n in items:
+        value = trusted(n.code, n.value, n.flags)
+        if value is None and n.value is not None:
+            continue  # impossible: says nothing, as to the alarm engine
+        walls, said = series.setdefault((n.source, n.code), ([], []))
+        walls.append(n.stamp.wall)
+        said.append(breath.says_no_breath(n.code, value, n.flags) is True)
+    starts: list[np.ndarray] = []
+    ends: list[np.ndarray] = []
+    for walls, said in series.values():
+        w = np.asarray(walls, dtype=float)
+        held = (np.diff(w) <= HOLD_MAX_S) & np.asarray(said[:-1], dtype=bool)
+        starts.append(w[:-1][held])
+        ends.append(w[1:][held])
+    return _union_length(np.concatenate(starts), np.concatenate(ends)) if starts else 0.0
 
 
 def monitoring_span(record: SessionRecord) -> tuple[float | None, float | None]:
