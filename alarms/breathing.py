@@ -73,6 +73,11 @@ def says_no_breath(code: Code, value: float | None, flags: Flags) -> bool | None
 def sample_range(samples: np.ndarray) -> tuple[float, float] | None:
     """The lowest and highest sample of a capnogram block, NaN (marked invalid) left out; None
     when none is valid."""
+    if not samples.size:
+        return None
+    low, high = float(samples.min()), float(samples.max())
+    if low == low and high == high:  # no NaN: the usual block, in two reductions
+        return low, high
     valid = samples[samples == samples]
     if not valid.size:
         return None
