@@ -38,13 +38,19 @@ def _query(db: Path, sql: str) -> list[tuple]:
         return conn.execute(sql).fetchall()
 
 
+#: Numerics in the record: rows not yet compacted and those in blocks (record.compaction).
+NUMERICS_STORED = (
+    "SELECT (SELECT count(*) FROM numerics) + (SELECT coalesce(sum(n), 0) FROM numeric_blocks)"
+)
+
+
 def _wait_recording(proc: subprocess.Popen, db: Path, timeout: float = 60.0) -> None:
     """Until the session has numerics in the database: the pipeline runs end to end."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert proc.poll() is None, proc.communicate()[1]
         try:
-            if _query(db, "SELECT count(*) FROM numerics")[0][0] > 0:
+            if _query(db, NUMERICS_STORED)[0][0] > 0:
                 return
         except sqlite3.OperationalError:  # not created or not migrated yet
             pass
@@ -94,7 +100,7 @@ def test_a_signal_stops_the_session_as_stopped_by_the_system(tmp_path, command, 
     [(status, ended)] = _query(db, "SELECT status, ended FROM sessions")
     assert status == SessionStatus.STOPPED_BY_SYSTEM.value
     assert ended is not None
-    assert _query(db, "SELECT count(*) FROM numerics")[0][0] > 0  # what was measured is kept
+    assert _query(db, NUMERICS_STORED)[0][0] > 0  # what was measured is kept
 
 
 def test_the_screen_writes_a_crash_log_in_the_data_folder(tmp_path):

@@ -16,6 +16,7 @@ thread goes on: a recorder that dies loses the rest of the session.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import sqlite3
@@ -43,6 +44,8 @@ FLUSH_INTERVAL = 0.5
 RETRY_INTERVAL = 2.0
 #: Seconds between heartbeats when nothing arrives (renews the session's lease).
 HEARTBEAT_INTERVAL = 5.0
+#: Seconds between moves of the rows written into compact blocks (see Store.compact).
+COMPACT_INTERVAL = 60.0
 #: Seconds the alarm stays up after a database file was found deleted and restored.
 NOTICE_TIME = 30.0
 #: Seconds a write may hang (a server that went silent) before the alarm is raised anyway.
@@ -105,6 +108,7 @@ class Recorder:
         self._next_retry = 0.0
         self._notice_until = 0.0
         self._seq = 0
+        self._next_compact = time.monotonic() + COMPACT_INTERVAL
         self._memory: deque[Batch] = deque()
         self._memory_bytes = 0
         self._memory_limit = memory_limit
@@ -172,7 +176,19 @@ class Recorder:
                 log.warning("recording works again: everything kept is in the database")
                 if self._on_status:
                     self._on_status(False, "")
+        self._compact()
         return True
+
+    def _compact(self) -> None:
+        """Every :data:`COMPACT_INTERVAL`, the rows written so far into compact blocks. A
+        failure waits for the next time: the rows are readable as rows meanwhile."""
+        if time.monotonic() < self._next_compact:
+            return
+        self._next_compact = time.monotonic() + COMPACT_INTERVAL
+        try:
+            self.store.compact(self.session_id)
+        except WRITE_ERRORS as exc:
+            log.warning("recording: the rows could not be put into blocks yet: %s", exc)
 
     def _watch(self) -> None:
         """A write that hangs (a server that stopped answering, with no error) raises the
@@ -293,12 +309,14 @@ def write_orphans(store: Store, folder: Path | None = None) -> int:
     not renewed: its session stays interrupted.
     """
     count = 0
+    sessions: set[int] = set()
     for spool in orphans(folder or spool_dir(store.db.url), spool_prefix(store.db.url)):
         try:
             for batch in spool.batches():
                 store.write(batch.session_id, batch.items, batch.alarms,
                             (batch.writer, batch.seq), lease=False)  # fmt: skip
                 count += 1
+                sessions.add(batch.session_id)
         except WRITE_ERRORS as exc:
             log.warning("the spool %s could not be written yet (it is kept): %s", spool.path, exc)
             spool.close(remove=False)
@@ -309,6 +327,9 @@ def write_orphans(store: Store, folder: Path | None = None) -> int:
         spool.close(remove=True)
     if count:
         log.warning("measurements kept in the spool are now in the database")
+    for session_id in sorted(sessions):
+        with contextlib.suppress(*WRITE_ERRORS):  # they stay rows, readable, until next time
+            store.compact(session_id)
     return count
 
 

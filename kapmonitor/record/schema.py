@@ -4,6 +4,11 @@ Append-only by design: a measurement, event or log line is never updated or dele
 correction is a new row that names the one it amends, with who and when. Times are stored as
 the device stamped them: wall clock (seconds since the epoch) and the monotonic clock.
 Waveforms are stored compactly: one zlib-compressed float32 block per device packet or second.
+
+Numerics and waveform blocks arrive one row per item (``numerics``, ``waves``: the live write,
+cheap and crash-safe), and are moved, a minute at a time, into compact blocks
+(``numeric_blocks``, ``wave_blocks``; see :mod:`~kapmonitor.record.compaction`): the same
+values, times and flags bit for bit, about a third of the bytes. A reader takes both.
 """
 
 from __future__ import annotations
@@ -105,6 +110,54 @@ class WaveRow(Base):
     t_mono: Mapped[float] = mapped_column(Float)
 
 
+class CodeRow(Base):
+    """A measurement code (IEEE 11073 name), stored once and named by its number in blocks."""
+
+    __tablename__ = "codes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class NumericBlockRow(Base):
+    """Up to a minute of one device's numerics of one code, packed (see
+    :mod:`~kapmonitor.record.compaction`): row ids, wall and monotonic times, values, flags."""
+
+    __tablename__ = "numeric_blocks"
+    __table_args__ = (Index("ix_numeric_blocks_session_time", "session_id", "t_first"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("sessions.id"))
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id"))
+    code_id: Mapped[int] = mapped_column(ForeignKey("codes.id"))
+    n: Mapped[int] = mapped_column(Integer)  #: numerics in it
+    t_first: Mapped[float] = mapped_column(Float)  #: the first one's wall time
+    t_last: Mapped[float] = mapped_column(Float)  #: the last one's wall time
+    flag_sets: Mapped[str] = mapped_column(Text, default="")  #: distinct flag texts, "|"-joined
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class WaveBlockRow(Base):
+    """Up to a minute of one device's waveform of one code and rate: the blocks as they came
+    (row ids, sizes, times, flags) and their samples, packed (see
+    :mod:`~kapmonitor.record.compaction`)."""
+
+    __tablename__ = "wave_blocks"
+    __table_args__ = (Index("ix_wave_blocks_session_time", "session_id", "t_first"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("sessions.id"))
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id"))
+    code_id: Mapped[int] = mapped_column(ForeignKey("codes.id"))
+    fs: Mapped[float] = mapped_column(Float)
+    blocks: Mapped[int] = mapped_column(Integer)  #: device blocks in it
+    n: Mapped[int] = mapped_column(Integer)  #: samples in it
+    t_first: Mapped[float] = mapped_column(Float)  #: the first block's start (wall clock)
+    t_last: Mapped[float] = mapped_column(Float)  #: the last block's start (wall clock)
+    flag_sets: Mapped[str] = mapped_column(Text, default="")  #: distinct flag texts, "|"-joined
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
 class ValueRow(Base):
     """A device value with no IEEE 11073 code, kept under its vendor key."""
 
@@ -184,3 +237,17 @@ class BatchRow(Base):
     session_id: Mapped[int] = mapped_column(ForeignKey("sessions.id"), index=True)
     writer: Mapped[str] = mapped_column(String(32))  #: the recorder's random id
     seq: Mapped[int] = mapped_column(Integer)
+
+
+class BatchRunRow(Base):
+    """Committed batches ``first_seq`` to ``last_seq`` of one writer: what compaction keeps of
+    :class:`BatchRow` (one row a batch, two a second) once the batches are in blocks."""
+
+    __tablename__ = "record_batch_runs"
+    __table_args__ = (Index("ix_record_batch_runs_writer", "writer", "first_seq"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("sessions.id"))
+    writer: Mapped[str] = mapped_column(String(32))
+    first_seq: Mapped[int] = mapped_column(Integer)
+    last_seq: Mapped[int] = mapped_column(Integer)

@@ -2,24 +2,29 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import gc
 import os
 import socket
 import time
 import uuid
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from sqlalchemy import (
     ColumnElement,
+    Connection,
     CursorResult,
     Float,
     cast,
+    exists,
     func,
     insert,
     literal,
+    or_,
     select,
     update,
 )
@@ -43,17 +48,23 @@ from kapmonitor.core.model import (
     Stamp,
     WaveformBlock,
 )
+from kapmonitor.record import compaction
+from kapmonitor.record.compaction import MISSING, numeric_block, wave_block
 from kapmonitor.record.db import Database
 from kapmonitor.record.schema import (
     AlarmRow,
     AuditRow,
     BatchRow,
+    BatchRunRow,
+    CodeRow,
     DeviceRow,
     EventRow,
     NibpRow,
+    NumericBlockRow,
     NumericRow,
     SessionRow,
     ValueRow,
+    WaveBlockRow,
     WaveRow,
 )
 from kapmonitor.record.session import (
@@ -171,8 +182,27 @@ class Store:
 
     @staticmethod
     def _committed(s: Session, writer: str, seq: int) -> bool:
-        found = s.scalar(select(BatchRow.id).where(BatchRow.writer == writer, BatchRow.seq == seq))
-        return found is not None
+        # one query: the batch's own row, or a run of that writer's batches once compacted
+        named = exists().where(BatchRow.writer == writer, BatchRow.seq == seq)
+        in_run = exists().where(BatchRunRow.writer == writer, BatchRunRow.first_seq <= seq,
+                                BatchRunRow.last_seq >= seq)  # fmt: skip
+        return bool(s.scalar(select(or_(named, in_run))))
+
+    def compact(self, session_id: int) -> int:
+        """Move the session's row-per-item numerics and waveform blocks into compact blocks
+        (see :mod:`~kapmonitor.record.compaction`), a bounded slice per transaction; the rows
+        moved. The recorder calls it every minute, :meth:`end_session` at the end. Another
+        client doing the same at the same moment is not an error: this one gives way."""
+        total = 0
+        try:
+            while True:  # a slice a transaction: short locks, little memory
+                with self.db.engine.begin() as conn:
+                    moved = compaction.compact(conn, session_id)
+                if not moved:
+                    return total
+                total += moved
+        except compaction.Conflict:
+            return total
 
     def _insert(
         self, s: Session, session_id: int, items: Sequence[Item], alarms: Sequence[LogEntry]
@@ -279,6 +309,7 @@ class Store:
     def end_session(
         self, session_id: int, status: SessionStatus, ended: float | None = None, who: str = ""
     ) -> None:
+        self.compact(session_id)
         with Session(self.db.engine) as s, s.begin():
             s.execute(
                 update(SessionRow)
@@ -318,6 +349,8 @@ class Store:
                                action="session-interrupted",
                                detail=f"recorder {row.owner} stopped writing; {how}"))  # fmt: skip
                 found.append(row.id)
+        for session_id in found:
+            self.compact(session_id)
         return found
 
     # --- reading ----------------------------------------------------------------------------
@@ -357,22 +390,8 @@ class Store:
     ) -> list[WaveformBlock]:
         """The waveform blocks that start in [since, until) (wall clock): review loads the pleth
         only when it is shown, and only the part on screen."""
-        query = (
-            select(DeviceRow.source, WaveRow.code, WaveRow.t_mono, WaveRow.t_wall, WaveRow.fs,
-                   WaveRow.data, WaveRow.flags)
-            .join(DeviceRow, DeviceRow.id == WaveRow.device_id)
-            .where(WaveRow.session_id == session_id)
-            .order_by(WaveRow.t_wall, WaveRow.id)
-        )  # fmt: skip
-        if since is not None:
-            query = query.where(WaveRow.t_wall >= since)
-        if until is not None:
-            query = query.where(WaveRow.t_wall < until)
-        with Session(self.db.engine) as s:
-            return [
-                WaveformBlock(src, Code(c), Stamp(m, w), fs, _samples(data), _flags(f))
-                for src, c, m, w, fs, data, f in s.execute(query)
-            ]
+        with _no_cycle_collection(), self.db.engine.connect() as conn:
+            return _waves(conn, session_id, _sources(conn, session_id), since, until)
 
     def audit_log(self, session_id: int) -> list[AuditEntry]:
         """Who changed what in this session's record, oldest first."""
@@ -398,7 +417,7 @@ class Store:
 
     def load_session(self, session_id: int, *, waves: bool = True) -> SessionRecord:
         """The whole session, measurements in time order."""
-        with Session(self.db.engine) as s:
+        with _no_cycle_collection(), Session(self.db.engine) as s:
             # The profile as it was when the session ran: review judges the limits by it.
             info, profile_text = self._header_and_profile(s, session_id)
             record = SessionRecord(info, profile_text=profile_text)
@@ -421,12 +440,7 @@ class Store:
 
             conn = s.connection()  # Core rows: the ORM's per-row loading is not needed here
             source = {i: d.source for i, d in devices.items()}
-            record.numerics = [
-                Numeric(source[d], _CODES[c], v, Stamp(m, w), _flags(f))
-                for d, c, v, m, w, f in rows(
-                    NumericRow, "device_id", "code", "value", "t_mono", "t_wall", "flags"
-                )
-            ]
+            record.numerics = _numerics(conn, session_id, source)
             record.nibp = [
                 NibpReading(source[d], sy, di, me, Stamp(m, w), _flags(f))
                 for d, sy, di, me, m, w, f in rows(
@@ -435,12 +449,7 @@ class Store:
                 )
             ]  # fmt: skip
             if waves:
-                record.waves = [
-                    WaveformBlock(source[d], Code(c), Stamp(m, w), fs, _samples(data), _flags(f))
-                    for d, c, m, w, fs, data, f in rows(
-                        WaveRow, "device_id", "code", "t_mono", "t_wall", "fs", "data", "flags"
-                    )
-                ]
+                record.waves = _waves(conn, session_id, source)
             record.values = [
                 DeviceValue(source[d], k, v, u, Stamp(m, w), _flags(f), t)
                 for d, k, v, u, m, w, f, t in rows(
@@ -464,8 +473,147 @@ class Store:
         return record
 
 
+@contextlib.contextmanager
+def _no_cycle_collection() -> Iterator[None]:
+    """Python's cycle collector paused while a session's items are built: a 2-hour session is
+    some 200,000 new objects, each allocation counted towards a collection that scans the whole
+    heap (a third of the load time), and none of them can form a cycle (frozen dataclasses of
+    numbers, strings and arrays). Reference counting frees memory as always; the collector
+    runs again, as it was, when the load is done."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def _samples(data: bytes) -> np.ndarray:
     return np.frombuffer(zlib.decompress(data), dtype="<f4").astype(np.float64)
+
+
+def _sources(conn: Connection, session_id: int) -> dict[int, str]:
+    query = select(DeviceRow.id, DeviceRow.source).where(DeviceRow.session_id == session_id)
+    return {i: src for i, src in conn.execute(query)}
+
+
+def _in_order(items: list, walls: list[np.ndarray], ids: list[np.ndarray]) -> list:
+    """``items`` (from blocks and rows, in pieces) in wall-time order, then in the order they
+    were written (row id): the order one query over rows gave before blocks."""
+    if len(walls) < 2:
+        return items  # one block or the rows alone: already in order
+    order = np.lexsort((np.concatenate(ids), np.concatenate(walls)))
+    return [items[i] for i in order.tolist()]
+
+
+def _numerics(conn: Connection, session_id: int, source: dict[int, str]) -> list[Numeric]:
+    """The session's numerics, from its blocks and from its rows not yet in blocks."""
+    items: list[Numeric] = []
+    walls: list[np.ndarray] = []
+    ids: list[np.ndarray] = []
+    blocks = conn.execute(
+        select(NumericBlockRow.device_id, CodeRow.code, NumericBlockRow.n,
+               NumericBlockRow.flag_sets, NumericBlockRow.data)
+        .join(CodeRow, CodeRow.id == NumericBlockRow.code_id)
+        .where(NumericBlockRow.session_id == session_id)
+        .order_by(NumericBlockRow.t_first, NumericBlockRow.id)
+    ).all()  # fmt: skip
+    for d, c, n, sets, data in blocks:
+        row_ids, wall, mono, values, state = numeric_block(n, data)
+        flags = [_flags(f) for f in sets.split("|")]
+        src, code = source[d], _CODES[c]
+        items.extend(
+            Numeric(src, code, None if st & MISSING else v, Stamp(m, w), flags[st & ~MISSING])
+            for v, m, w, st in zip(values.tolist(), mono.tolist(), wall.tolist(),
+                                   state.tolist(), strict=True)
+        )  # fmt: skip
+        walls.append(wall)
+        ids.append(row_ids)
+    rows = conn.execute(
+        select(NumericRow.id, NumericRow.device_id, NumericRow.code, NumericRow.value,
+               NumericRow.t_mono, NumericRow.t_wall, NumericRow.flags)
+        .where(NumericRow.session_id == session_id)
+        .order_by(NumericRow.t_wall, NumericRow.id)
+    ).all()  # fmt: skip
+    if rows:
+        items.extend(
+            Numeric(source[d], _CODES[c], v, Stamp(m, w), _flags(f)) for _, d, c, v, m, w, f in rows
+        )
+        walls.append(np.array([r.t_wall for r in rows], np.float64))
+        ids.append(np.array([r.id for r in rows], np.int64))
+    return _in_order(items, walls, ids)
+
+
+def _waves(
+    conn: Connection,
+    session_id: int,
+    source: dict[int, str],
+    since: float | None = None,
+    until: float | None = None,
+) -> list[WaveformBlock]:
+    """The session's waveform blocks that start in [since, until) (wall clock), from its
+    compact blocks and from its rows not yet in blocks, each as the device sent it."""
+    items: list[WaveformBlock] = []
+    walls: list[np.ndarray] = []
+    ids: list[np.ndarray] = []
+    query = (
+        select(WaveBlockRow.device_id, CodeRow.code, WaveBlockRow.fs, WaveBlockRow.blocks,
+               WaveBlockRow.n, WaveBlockRow.flag_sets, WaveBlockRow.data)
+        .join(CodeRow, CodeRow.id == WaveBlockRow.code_id)
+        .where(WaveBlockRow.session_id == session_id)
+        .order_by(WaveBlockRow.t_first, WaveBlockRow.id)
+    )  # fmt: skip
+    if since is not None:
+        query = query.where(WaveBlockRow.t_last >= since)
+    if until is not None:
+        query = query.where(WaveBlockRow.t_first < until)
+    for d, c, fs, count, n, sets, data in conn.execute(query).all():
+        row_ids, sizes, wall, mono, state, samples = wave_block(count, n, data)
+        keep = np.ones(count, bool)
+        if since is not None:
+            keep &= wall >= since
+        if until is not None:
+            keep &= wall < until
+        ends = np.cumsum(sizes)
+        flags = [_flags(f) for f in sets.split("|")]
+        src, code = source[d], _CODES[c]
+        if not keep.all():
+            ends, sizes, wall, mono, state = (
+                ends[keep],
+                sizes[keep],
+                wall[keep],
+                mono[keep],
+                state[keep],
+            )
+            row_ids = row_ids[keep]
+        # plain Python numbers, not numpy scalars: 57,600 blocks in a 2-hour session
+        items.extend(
+            WaveformBlock(src, code, Stamp(m, w), fs, samples[e - n : e], flags[f])
+            for e, n, m, w, f in zip(ends.tolist(), sizes.tolist(), mono.tolist(), wall.tolist(),
+                                     state.tolist(), strict=True)
+        )  # fmt: skip
+        walls.append(wall)
+        ids.append(row_ids)
+    tail = (
+        select(WaveRow.id, WaveRow.device_id, WaveRow.code, WaveRow.t_mono, WaveRow.t_wall,
+               WaveRow.fs, WaveRow.data, WaveRow.flags)
+        .where(WaveRow.session_id == session_id)
+        .order_by(WaveRow.t_wall, WaveRow.id)
+    )  # fmt: skip
+    if since is not None:
+        tail = tail.where(WaveRow.t_wall >= since)
+    if until is not None:
+        tail = tail.where(WaveRow.t_wall < until)
+    rows = conn.execute(tail).all()
+    if rows:
+        items.extend(
+            WaveformBlock(source[d], Code(c), Stamp(m, w), fs, _samples(data), _flags(f))
+            for _, d, c, m, w, fs, data, f in rows
+        )
+        walls.append(np.array([r.t_wall for r in rows], np.float64))
+        ids.append(np.array([r.id for r in rows], np.int64))
+    return _in_order(items, walls, ids)
 
 
 def _protocol_and_port(source: str) -> tuple[str, str]:
