@@ -2,7 +2,8 @@
 
 Run: ``python benchmarks/bench_review.py [--db URL]`` (default: a SQLite file in a temporary
 folder; Qt runs offscreen). Targets on the CI machine: the list under 0.5 s, the session under
-1 s.
+1 s, and loading the session for review at most vitaldb's time to load the same session as a
+.vital file (ratio <= 1.0, medians of 5 runs taken in turns).
 
 - *List*: 10,000 sessions (each with the real alarm profile text stored, as the recorder does)
   read by :meth:`Store.list_sessions` and shown in the review browser's table, sorted newest
@@ -11,6 +12,10 @@ folder; Qt runs offscreen). Targets on the CI machine: the list under 0.5 s, the
   does) opened in the review window, from the database query to the first paint: trends, NIBP
   table, events, alarms and summary. The pleth is loaded when it is asked for; opening it on the
   first 30 s is timed separately.
+- *Load against .vital*: the same session loaded for review (:meth:`ReviewModel.open`: the
+  record, its timeline and summary) and loaded whole (:meth:`Store.load_session`, waveforms
+  included, as export and replay read it), each against ``vitaldb`` reading the session's .vital
+  file (kapmonitor's own export of the same record) into arrays.
 """
 
 from __future__ import annotations
@@ -29,7 +34,13 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 from sqlalchemy import insert
 
 from alarms.profile import load_profile
-from benchmarks.bench_record import batches, simulated_items
+from benchmarks.bench_record import (
+    LOAD_TARGET,
+    alternating_medians,
+    simulated_items,
+    vital_reference,
+    write_session,
+)
 from benchmarks.machine import describe
 from kapmonitor.record.db import open_database
 from kapmonitor.record.schema import SessionRow
@@ -89,8 +100,7 @@ def main() -> int:
 
     items = simulated_items()
     session_id = store.create_session(SessionSetup("bench-2h", clinician="Dr Osei"))
-    for group in batches(items):
-        store.write(session_id, group)
+    write_session(store, session_id, items)
     store.db.close()
     store = Store(open_database(url))
     reviews = ReviewModel(store)
@@ -129,6 +139,11 @@ def main() -> int:
         window._pleth_cache = None  # from the database each time, not from the last run
         window.show_pleth_at(window.timeline.x_min + 30.0)
 
+    try:
+        _, vital_load = vital_reference(store.load_session(session_id), tmp / "review.vital")
+    except ImportError as exc:
+        vital_load = None
+        print(f"  .vital comparison skipped: {exc}")
     list_s = median_time(list_only)
     browser_s = median_time(list_and_show)
     open_s = median_time(open_session)
@@ -143,6 +158,16 @@ def main() -> int:
         f"  open a 2-hour session with pleth ({len(items):,} items): median {open_s:.3f} s "
         f"to the first paint (target < 1 s); pleth for the view on demand {pleth_s:.3f} s"
     )
+    if vital_load is not None:
+        for what, load in (
+            ("open for review (record, timeline, summary)", lambda: reviews.open(session_id)),
+            ("whole record with waveforms", lambda: store.load_session(session_id)),
+        ):
+            load_s, vital_s = alternating_medians(load, vital_load)
+            print(
+                f"  load {what}: median {load_s:.3f} s; vitaldb reads the .vital "
+                f"{vital_s:.3f} s; ratio {load_s / vital_s:.2f}x (target <= {LOAD_TARGET:g})"
+            )
     return 0
 
 
