@@ -6,7 +6,8 @@ alone, so the same input always gives the same timeline.
 
 The capnogram (``{"t", "code": "MDC_AWAY_CO2", "fs", "samples", "flags"}``, ``null`` for an
 invalid sample) is read too: a breathless or flat capnogram alarms (issue 17). Other waveforms
-(the pleth) never alarm and are skipped.
+(the pleth) never alarm and are skipped. Input written without waves (``record --no-waves``)
+has no capnogram, so a flat capnogram that the device flagged in no other way is not seen.
 
 ``record`` writes its own alarm lines (``{"t", "condition", ..., "state": "active"}``) among the
 measurements: they are what the live engine decided, not input, so they are skipped. A
