@@ -259,6 +259,30 @@ def test_two_clients_compacting_at_once_store_every_item_once(postgres):
     other.db.close()
 
 
+def test_a_compaction_committed_in_the_middle_of_a_load_hides_nothing(db_url):
+    """The recorder compacts (another client, for real) between a load's read of the blocks
+    and its read of the rows: the load sees every item once."""
+    store = Store(open_database(db_url))
+    session_id = _write(store, _items(40))
+    expected = store.load_session(session_id)
+    other = Store(open_database(db_url))
+    cut = threading.Event()
+
+    @event.listens_for(store.db.engine, "before_cursor_execute")
+    def _compact_now(conn, cursor, statement, *args) -> None:
+        tail = statement.lstrip().startswith("SELECT") and "FROM waves" in statement
+        if tail and not cut.is_set():
+            cut.set()  # the blocks were read: the rows move now, before they are read
+            assert other.compact(session_id) > 0
+
+    got = store.load_session(session_id)
+    assert cut.is_set()
+    assert _key(got.numerics) == _key(expected.numerics)
+    assert _key(got.waves) == _key(expected.waves)
+    store.db.close()
+    other.db.close()
+
+
 def test_compaction_cut_by_a_crash_leaves_the_rows_as_they_were(tmp_path):
     url = f"sqlite:///{tmp_path / 'k.sqlite3'}"
     store = Store(open_database(url))

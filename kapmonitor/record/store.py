@@ -10,7 +10,7 @@ import socket
 import time
 import uuid
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -391,7 +391,12 @@ class Store:
         """The waveform blocks that start in [since, until) (wall clock): review loads the pleth
         only when it is shown, and only the part on screen."""
         with _no_cycle_collection(), self.db.engine.connect() as conn:
-            return _waves(conn, session_id, _sources(conn, session_id), since, until)
+            source = _sources(conn, session_id)
+
+            def read() -> list[WaveformBlock]:
+                return _waves(conn, session_id, source, since, until)
+
+            return _settled(conn, session_id, read)[0]
 
     def audit_log(self, session_id: int) -> list[AuditEntry]:
         """Who changed what in this session's record, oldest first."""
@@ -440,7 +445,10 @@ class Store:
 
             conn = s.connection()  # Core rows: the ORM's per-row loading is not needed here
             source = {i: d.source for i, d in devices.items()}
-            record.numerics = _numerics(conn, session_id, source)
+            record.numerics, record.waves = _settled(
+                conn, session_id, lambda: _numerics(conn, session_id, source),
+                (lambda: _waves(conn, session_id, source)) if waves else list,
+            )  # fmt: skip
             record.nibp = [
                 NibpReading(source[d], sy, di, me, Stamp(m, w), _flags(f))
                 for d, sy, di, me, m, w, f in rows(
@@ -448,8 +456,6 @@ class Store:
                     "flags",
                 )
             ]  # fmt: skip
-            if waves:
-                record.waves = _waves(conn, session_id, source)
             record.values = [
                 DeviceValue(source[d], k, v, u, Stamp(m, w), _flags(f), t)
                 for d, k, v, u, m, w, f, t in rows(
@@ -496,6 +502,33 @@ def _samples(data: bytes) -> np.ndarray:
 def _sources(conn: Connection, session_id: int) -> dict[int, str]:
     query = select(DeviceRow.id, DeviceRow.source).where(DeviceRow.session_id == session_id)
     return {i: src for i, src in conn.execute(query)}
+
+
+def _settled(conn: Connection, session_id: int, *reads: Callable[[], list]) -> tuple[list, ...]:
+    """``reads`` of blocks and rows that no compaction cut in two.
+
+    A read takes a session's blocks, then its rows; a compaction committed between the two
+    (the recorder's, every minute, while the session is reviewed or replayed live) would hide
+    the rows it moved. Each query sees what is committed when it runs (SQLite without an
+    explicit transaction, PostgreSQL read committed), so the blocks' newest ids are checked
+    before and after: when they moved, the reads are done again (the next compaction is a
+    minute away)."""
+    for _ in range(_SETTLE_TRIES):
+        before = _newest_blocks(conn, session_id)
+        out = tuple(read() for read in reads)
+        if _newest_blocks(conn, session_id) == before:
+            break
+    return out
+
+
+_SETTLE_TRIES = 5
+
+
+def _newest_blocks(conn: Connection, session_id: int) -> tuple:
+    return tuple(
+        conn.execute(select(func.max(t.id)).where(t.session_id == session_id)).scalar()
+        for t in (NumericBlockRow, WaveBlockRow)
+    )
 
 
 def _in_order(items: list, walls: list[np.ndarray], ids: list[np.ndarray]) -> list:
