@@ -5,8 +5,9 @@ Issue 17's alarms hinge on telling three things apart that can all look like "no
 - **no breath (apnoea)**, a patient state: the capnograph says so (its no-breath flag), the
   rate reads 0, or the capnogram comes marked breathless;
 - **a sampling line that is off or blocked**, a technical state: the device's line flags
-  (``LINE_BLOCKED``; ``SENSOR_OFF`` on a CO2 value, the FilterLine not connected), or a flat
-  capnogram while the oximeter reads SpO2 and pulse and the device says nothing of apnoea;
+  (``LINE_BLOCKED``; ``SENSOR_OFF`` on a CO2 value, the FilterLine not connected), its "no valid
+  CO2 value" (``MEASUREMENT_FAILED`` on a CO2 value), or a flat capnogram while the oximeter
+  reads SpO2 and pulse and the device says nothing of apnoea;
 - **no capnograph at all**: nothing is said, and nothing alarms.
 
 A value flagged line-off or blocked says nothing about breaths, whatever number it carries:
@@ -39,18 +40,30 @@ BREATHING_CODES = RATE_CODES | CO2_CODES
 LINE_FLAGS = frozenset({Flag.SENSOR_OFF, Flag.LINE_BLOCKED})
 
 
-def line_off(code: Code, flags: Flags, capnograph: bool) -> bool:
-    """Whether ``flags`` on a value of ``code`` say the CO2 sampling line is off or blocked.
+#: Why a capnograph gives no CO2 signal, as the "no CO2 signal" alarm says it.
+LINE = "sampling line off or blocked"
+NO_VALUE = "the capnograph measures no CO2"
 
-    ``capnograph``: the device also measures CO2, so its respiratory rate is counted in the
-    airway and a sensor-off flag on the rate is the line's. On a monitor without CO2 the rate is
-    the chest impedance's, and sensor-off there is leads off: the ordinary sensor-off condition.
+
+def no_signal(code: Code, flags: Flags, airway_rate: bool) -> str | None:
+    """Why the flags on a value of ``code`` say there is no CO2 signal, or None.
+
+    The line off or blocked (LINE_BLOCKED; SENSOR_OFF on a CO2 value), or the capnograph's own
+    "no valid value" (MEASUREMENT_FAILED on a CO2 value: an IntelliVue's CO2 values are invalid
+    while its line is off). ``airway_rate``: the device's MDC_RESP_RATE is counted in the airway
+    (a capnograph with no separate airway rate), so a sensor-off flag on it is the line's; on a
+    monitor that counts it in the chest (impedance), sensor-off there is leads off, the ordinary
+    sensor-off condition.
     """
     if code not in BREATHING_CODES:
-        return False
+        return None
     if Flag.LINE_BLOCKED in flags:
-        return True
-    return Flag.SENSOR_OFF in flags and (code in CO2_CODES or capnograph)
+        return LINE
+    if Flag.SENSOR_OFF in flags and (code in CO2_CODES or airway_rate):
+        return LINE
+    if Flag.MEASUREMENT_FAILED in flags and code in CO2_CODES:
+        return NO_VALUE
+    return None
 
 
 def says_no_breath(code: Code, value: float | None, flags: Flags) -> bool | None:

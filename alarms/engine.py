@@ -49,8 +49,9 @@ from alarms.breathing import (
     BREATHING_CODES,
     CO2_CODES,
     ETCO2_RISE,
+    LINE,
     FlatWatch,
-    line_off,
+    no_signal,
     possible,
     sample_range,
     says_no_breath,
@@ -155,9 +156,16 @@ class _Breathing:
     """One device's breathing, as its values last said it."""
 
     no_breath: dict[Code, bool | None] = field(default_factory=dict)  #: per code
-    line_off: dict[Code, bool] = field(default_factory=dict)  #: per code: its flags say so
+    no_signal: dict[Code, str | None] = field(default_factory=dict)  #: per code: why, if so
     flat: FlatWatch = field(default_factory=FlatWatch)
-    capnograph: bool = False  #: it measures CO2: its rate is counted in the airway
+    capnograph: bool = False  #: it measures CO2
+    away_rate: bool = False  #: it counts an airway rate of its own (then MDC_RESP_RATE is the
+    #: chest's, as on an IntelliVue)
+
+    @property
+    def airway_rate(self) -> bool:
+        """Its MDC_RESP_RATE is counted in the airway (a capnograph without a separate one)."""
+        return self.capnograph and not self.away_rate
 
 
 class AlarmEngine:
@@ -235,18 +243,19 @@ class AlarmEngine:
 
     def _numeric(self, item: Numeric) -> None:
         code, source = item.code, item.source
-        line = False
+        why = None
         if code in BREATHING_CODES:
             breathing = self._breathing_of(source, capnograph=code in CO2_CODES)
-            line = line_off(code, item.flags, breathing.capnograph)
-        self._technical_flags(source, code, item.flags, item.stamp, line=line)
+            breathing.away_rate |= code is Code.AWAY_RESP_RATE
+            why = no_signal(code, item.flags, breathing.airway_rate)
+        self._technical_flags(source, code, item.flags, item.stamp, line=why is not None)
         value = trusted(code, item.value, item.flags)
         impossible = value is None and item.value is not None
         if code in BREATHING_CODES:
-            self._co2_signal(source, code, line, item.stamp)
+            self._co2_signal(source, code, why, item.stamp)
             if impossible:
                 return
-            if line:
+            if why is not None:
                 value = None  # a line that is off or blocked measures nothing of the patient
             self._no_breath(source, code, says_no_breath(code, value, item.flags), item.stamp)
             if code is Code.CO2_ET:
@@ -413,21 +422,21 @@ class AlarmEngine:
     def _capnogram(self, block: WaveformBlock) -> None:
         source, stamp = block.source, block.stamp
         breathing = self._breathing_of(source, capnograph=True)
-        line = line_off(Code.CO2, block.flags, True)
+        why = no_signal(Code.CO2, block.flags, breathing.airway_rate)
         span = sample_range(block.samples)
         if Flag.OUT_OF_RANGE in block.flags or (span is not None and not possible(*span)):
             breathing.flat.reset()  # a decoding error: no evidence of a flat line or of a breath
-            self._co2_signal(source, Code.CO2, line, stamp)
+            self._co2_signal(source, Code.CO2, why, stamp)
             return
         # A block with no valid sample says nothing, whatever its flags: no evidence of apnoea.
         judged = None if span is None else says_no_breath(Code.CO2, None, block.flags)
-        if span is None or line or judged or block.flags & QUALITY_FLAGS:
+        if span is None or why or judged or block.flags & QUALITY_FLAGS:
             breathing.flat.reset()  # nothing seen, or flat for a reason the device gives
         else:
             rule = self.profile.technical[TechnicalCondition.NO_CO2_SIGNAL]
             breathing.flat.add(stamp.mono, *span, rule.flat_mmhg)
         self._no_breath(source, Code.CO2, judged, stamp)
-        self._co2_signal(source, Code.CO2, line, stamp)
+        self._co2_signal(source, Code.CO2, why, stamp)
 
     def _no_breath(self, source: str, code: Code, judged: bool | None, stamp: Stamp) -> None:
         """Apnoea: present while any breathing value of the device says no breath."""
@@ -461,25 +470,26 @@ class AlarmEngine:
         else:
             cond.pending_since = None  # nothing says either way: it cannot be said to last
 
-    def _co2_signal(self, source: str, code: Code, line: bool, stamp: Stamp) -> None:
-        """No CO2 signal: the device's line flags, or a flat capnogram while the oximeter reads
-        and the device says nothing of apnoea (a flat line is then the line, not the lungs)."""
+    def _co2_signal(self, source: str, code: Code, why: str | None, stamp: Stamp) -> None:
+        """No CO2 signal: the device's line flags or its "no valid CO2", or a flat capnogram
+        while the oximeter reads and the device says nothing of apnoea (a flat line is then the
+        line, not the lungs)."""
         breathing = self._breathing_of(source, capnograph=False)
-        breathing.line_off[code] = line
+        breathing.no_signal[code] = why
         rule = self.profile.technical[TechnicalCondition.NO_CO2_SIGNAL]
-        flagged = any(breathing.line_off.values())
+        reasons = {r for r in breathing.no_signal.values() if r is not None}
         flat = (
-            not flagged
+            not reasons
             and breathing.flat.flat(rule.flat_s)
             and not any(j is True for j in breathing.no_breath.values())
             and self._oximetry_reads(stamp)
         )
-        text = "sampling line off or blocked" if flagged else ""
+        text = LINE if LINE in reasons else next(iter(reasons), "")
         if flat:
             text = f"capnogram flat for {rule.flat_s:g} s while SpO2 and pulse read"
         self._technical(
-            TechnicalCondition.NO_CO2_SIGNAL, source, present=flagged or flat, stamp=stamp,
-            text=text,
+            TechnicalCondition.NO_CO2_SIGNAL, source, present=bool(reasons) or flat,
+            stamp=stamp, text=text,
         )  # fmt: skip
 
     def _oximetry_reads(self, stamp: Stamp) -> bool:
@@ -537,7 +547,9 @@ class AlarmEngine:
         self._technical(
             TechnicalCondition.SENSOR_OFF, source, present=sensor_off, stamp=stamp, code=code
         )
-        poor = bool(flags & QUALITY_FLAGS) and not sensor_off and not line
+        # A breathing value the device says is missing for want of a breath (no end tide in
+        # apnoea: "searching") is the patient's state, alarmed as apnoea, not a poor signal.
+        poor = bool(flags & QUALITY_FLAGS) and not (sensor_off or line or Flag.NO_BREATH in flags)
         self._technical(
             TechnicalCondition.SIGNAL_QUALITY, source, present=poor, stamp=stamp, code=code
         )

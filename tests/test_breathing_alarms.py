@@ -22,7 +22,10 @@ from alarms.engine import AlarmEngine
 from alarms.model import AlarmKind, LogEntry, LogEvent, TechnicalCondition
 from alarms.profile import Profile, load_profile
 from devices.base import PlaybackSettings
+from devices.registry import get_driver_class
 from devices.sim.driver import SimDriver
+from devices.sim.physiology import KapSession
+from devices.sim.scenario import load_scenario
 from kapmonitor.core.codes import Code
 from kapmonitor.core.device_spec import DeviceSpec
 from kapmonitor.core.model import (
@@ -462,3 +465,52 @@ def test_apnoea_of_30_s_alarms_after_20_s_and_ends_with_the_next_breath(seed):
     start = 20 * 60  # the apnoea: 20 min after the dose, 30 s
     assert times == [("active", start + 20), ("inactive", start + 30)]
     assert NO_CO2 not in {e.condition for e in log}
+
+
+# --- from the wire: every protocol that carries breathing ----------------------------------------
+
+
+def wire_log(protocol: str, scenario: str, t0: int, t1: int) -> list[LogEntry]:
+    """Session seconds ``t0``..``t1`` of the protocol's emulator on the scenario, decoded by its
+    parser (each second's bytes stamped on arrival) and judged by the engine."""
+    cls = get_driver_class(protocol)
+    driver = cls(DeviceSpec.parse(f"{protocol}@loop://"), lambda item: None)
+    emulator = cls.emulator_class(KapSession(load_scenario(scenario), seed=5))
+    parser = cls.parser_class(protocol)
+    engine = AlarmEngine(load_profile())
+    host = driver.greeting()
+    for second in range(t0, t1):
+        if driver.keep_alive_interval is not None:
+            host += driver.keep_alive()
+        sent = emulator.on_host_bytes(host, float(second)) if host else b""
+        sent += emulator.emit(float(second), second + 1.0)
+        driver.parser.feed(sent, st(second + 1.0))  # the driver's side of the session
+        host = driver.reply()
+        for item in parser.feed(sent, st(second + 1.0)):
+            engine.process(item)
+    return engine.log
+
+
+WIRE = ["capnostream", "ge-s5", "intellivue"]
+
+
+@pytest.mark.parametrize("protocol", WIRE)
+def test_apnoea_from_the_wire(protocol):
+    # The apnoea: 1800 to 1830 s of the session (20 min after the dose at 10).
+    log = wire_log(protocol, "apnea", 1750, 1880)
+    times = changes(log, APNEA)
+    assert [s for s, _ in times] == ["active", "inactive"]
+    assert 1820 <= times[0][1] <= 1821.5 and 1830 <= times[1][1] <= 1831.5, times
+    # Not the line, and no "poor signal" for an end tide that is missing for want of a breath.
+    assert started(log) <= {APNEA, "rr-low"}
+
+
+@pytest.mark.parametrize("protocol", WIRE)
+def test_sampling_line_off_from_the_wire(protocol):
+    # The line is off from 1500 to 1620 s: each device says so its own way (Capnostream and
+    # S/5: line flags; IntelliVue: its CO2 values invalid).
+    log = wire_log(protocol, "sampling-line-off", 1450, 1680)
+    times = changes(log, NO_CO2)
+    assert [s for s, _ in times] == ["active", "inactive"]
+    assert 1510 <= times[0][1] <= 1511.5 and 1620 <= times[1][1] <= 1622, times
+    assert started(log) == {NO_CO2}
