@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from PySide6.QtCore import QSettings, Qt
 
 from alarms.model import AudioDue, Priority
@@ -29,6 +31,7 @@ from ui.alarm_flash import shade_of
 from ui.sound import AlarmSound
 from ui.start_dialog import SETTINGS_APPLICATION, SETTINGS_ORGANIZATION, StartDialog
 from ui.station.audio import StationAudio
+from ui.station.text import next_due
 from ui.station.window import StationWindow, grid_shape
 
 pytestmark = [
@@ -300,3 +303,26 @@ def test_station_demo_opens_the_window_and_sigterm_closes_it(tmp_path):
             process.wait()
     text = log.read_text()
     assert "Traceback" not in text, text
+
+
+# --- wording: the room's schedule sentence, as of now -----------------------------------------
+
+
+def test_the_nibp_schedule_sentence_counts_down_from_its_reading():
+    assert next_due("next in 5 min", 0) == "next in 5 min"
+    assert next_due("next in 5 min", 130) == "next in 3 min"
+    assert next_due("next in 5 min", 300) == "next NIBP DUE NOW"
+    before = "before the dose: take the baseline readings"
+    assert next_due(before, 30) == before
+    assert next_due(before, 600) == ""  # said at the reading; no longer true
+
+
+@given(
+    st.one_of(
+        st.text(max_size=200),
+        st.builds("next in {} min".format, st.integers(0, 10**400) | st.floats(0, 1e300)),
+    ),
+    st.floats(allow_nan=True, allow_infinity=True),
+)
+def test_any_schedule_sentence_and_age_give_a_line_never_an_error(sentence, age):
+    assert isinstance(next_due(sentence, age), str)

@@ -43,6 +43,7 @@ EARLIER = (
     (r"dose_at_min = \d+", "dose_at_min = 1"),
     (r"predose_readings = \d+", "predose_readings = 1"),
     (r"predose_every_min = \d+", "predose_every_min = 1"),
+    (r"schedule = \[\{ every_min = 5 \}\]", "schedule = [{ every_min = 1 }]"),
     (r"start_min = 25", "start_min = 3.5"),
     (r"ramp_min = 1.5", "ramp_min = 0.8"),
     (r"nadir = 84", "nadir = 82"),
@@ -73,7 +74,7 @@ def _scenario(name: str, folder: Path) -> str:
         toml = re.sub(pattern, replacement, toml)
     path = folder / f"{name}-early.toml"
     path.write_text(toml.replace(f'name = "{name}"', f'name = "{name}-early"'))
-    return str(path)
+    return path.name  # the rooms run in the folder: the device reads "sim:typical-early.toml"
 
 
 def main() -> int:
@@ -93,7 +94,7 @@ def main() -> int:
                 early = _scenario(scenario, folder)
                 cmd = room_command(room, early, broker.url, folder, args.speed, seed=i)
                 rooms[room] = subprocess.Popen(
-                    cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+                    cmd, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
                 )
             client = StationClient(parse_broker_url(broker.url), Credentials(), name="shots")
             client.start()
@@ -114,11 +115,12 @@ def main() -> int:
                     and shown["room-1"].minutes_since_dose is not None
                 )
 
-            _wait(app, calm_and_measured, 120, "8 rooms with an NIBP and a dose in room-1")
+            _wait(app, calm_and_measured, 300, "8 rooms with an NIBP and a dose in room-1")
             _settle(app, 1.0)
             window.grab().save(str(args.out / "station-calm.png"))
             _wait(app, lambda: views()[DESATURATING].top_priority == 3, 600, "high alarm")
             _settle(app, 1.5)
+            _wait(app, lambda: window.tiles[DESATURATING].lit, 2, "the flash's lit phase")
             window.grab().save(str(args.out / "station-high-alarm.png"))
             rooms[KILLED].send_signal(signal.SIGKILL)
             _wait(app, lambda: views()[KILLED].state == LINK_LOST, 15, "link lost")
@@ -126,7 +128,7 @@ def main() -> int:
             window.grab().save(str(args.out / "station-link-lost.png"))
             window.open_room(DESATURATING)
             _wait(app, lambda: bool(model.pleth(DESATURATING)), 15, "pleth")
-            _settle(app, 3.0)
+            _settle(app, 9.0)  # the sweep has drawn its 10 s
             window.grab().save(str(args.out / "station-room-view.png"))
             window.close()
             client.stop()

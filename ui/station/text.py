@@ -7,6 +7,7 @@ value is not shown as current; a lost room says so in words) is one function.
 from __future__ import annotations
 
 import math
+import re
 import time
 
 from kapmonitor.core.codes import Code
@@ -23,6 +24,9 @@ from kapmonitor.station.model import (
 from ui.status_panel import STATE_TEXT
 
 MISSING = "---"
+_NEXT_IN = re.compile(r"next in (\d+(?:\.\d+)?) min")
+#: A schedule sentence other than "next in N min" is shown this long after its reading.
+SENTENCE_FRESH_S = 60.0
 #: Breathing values a room may send (capnograph or impedance): (label, codes in preference).
 BREATHING = (
     ("RR", (Code.AWAY_RESP_RATE, Code.RESP_RATE)),
@@ -88,16 +92,30 @@ def nibp_text(nibp: NibpView | None) -> str:
     return text + (f" ({value_text(nibp.mean)})" if nibp.mean is not None else "")
 
 
+def next_due(sentence: str, age_s: float) -> str:
+    """The room's schedule sentence as of now. The room sends it with each reading only, so
+    "next in 5 min" is counted down from the reading; any other sentence ("before the dose:
+    take the baseline readings") is shown only while the reading is fresh."""
+    sentence = sentence.strip()
+    match = _NEXT_IN.fullmatch(sentence)
+    if match:
+        left = float(match.group(1)) * 60 - age_s
+        if not math.isfinite(left):
+            return ""
+        return "next NIBP DUE NOW" if left <= 0 else f"next in {math.ceil(left / 60):.0f} min"
+    return sentence if age_s < SENTENCE_FRESH_S else ""
+
+
 def nibp_detail(nibp: NibpView | None, now: float | None = None) -> tuple[str, bool]:
     """ "12 min ago · next in 3 min" and whether it needs a look (old reading, or due now)."""
     if nibp is None:
         return "no reading yet", False
     now = time.time() if now is None else now
     age = max(0.0, now - nibp.t)
-    due = nibp.next_due.strip()
+    due = next_due(nibp.next_due, age)
     old = age > NIBP_STALE_MIN * 60
     parts = [age_text(age)] + ([due] if due else [])
-    return " · ".join(parts), old or due.upper().startswith("DUE")
+    return " · ".join(parts), old or "DUE NOW" in due
 
 
 def alarm_text(alarm: AlarmView) -> str:

@@ -26,8 +26,8 @@ from ui.tiles import BigValue
 
 #: Digit size of SpO2 and pulse: four tiles side by side on 1920 px still fit "100" and "120".
 BIG_PX = 104
-NIBP_PX = 46
-TITLE_PX = 34
+NIBP_PX = 42
+TITLE_PX = 32
 BANNER_PX = 28
 LINE_PX = 22
 SMALL_PX = 18
@@ -94,7 +94,8 @@ class RoomTile(QtWidgets.QFrame):
         self.spo2 = _Numeral("SpO2", "%", theme.SPO2, "100")
         self.pulse = _Numeral("Pulse", "/min", theme.PULSE, "188")
         self.nibp_name = _label(LINE_PX, theme.NIBP, bold=True)
-        self.nibp_name.setText(f"NIBP <span style='color:{theme.TEXT_DIM}'>mmHg</span>")
+        self.nibp_name.setText("NIBP")
+        self.nibp_name.setToolTip("the last cuff reading, mmHg: systolic/diastolic (mean)")
         self.nibp_name.setSizePolicy(
             QtWidgets.QSizePolicy.Policy.Preferred, QtWidgets.QSizePolicy.Policy.Fixed
         )
@@ -103,6 +104,10 @@ class RoomTile(QtWidgets.QFrame):
             theme.label_style(theme.NIBP, NIBP_PX, bold=True, family=theme.NUMBER_FONT)
         )
         self.nibp_detail = _label(SMALL_PX, theme.TEXT_DIM)
+        self.nibp_detail.setWordWrap(True)  # the room's schedule sentence, whole
+        self.nibp_detail.setSizePolicy(
+            QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Preferred
+        )
         self.breathing = _label(LINE_PX + 4, theme.TEXT, bold=True)
         self.devices = _label(SMALL_PX, theme.TEXT_DIM)
         self.devices.setTextFormat(QtCore.Qt.TextFormat.RichText)
@@ -142,7 +147,10 @@ class RoomTile(QtWidgets.QFrame):
         """Show ``view`` (the window calls this when the model changed)."""
         self.view = view
         now = time.time() if now is None else now
-        label = f" <span style='color:{theme.TEXT_DIM}; font-weight:normal'>{view.label}</span>"
+        label = (
+            f" <span style='color:{theme.TEXT_DIM}; font-weight:normal; font-size:{LINE_PX + 2}px'>"
+            f"{view.label}</span>"
+        )
         _set(self.title, view.room + (label if view.label else ""))
         _set(self.dose, text.dose_text(view))
         fresh = text.numerics_fresh(view)

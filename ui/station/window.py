@@ -84,7 +84,7 @@ class StationWindow(QtWidgets.QMainWindow):
         bar.setContentsMargins(10, 4, 10, 4)
         bar.addWidget(self.title)
         bar.addSpacing(24)
-        bar.addWidget(self.link)
+        bar.addWidget(self.link, 2)
         bar.addSpacing(24)
         bar.addWidget(self.summary, 1)
         bar.addWidget(self.audio_state)
