@@ -69,6 +69,9 @@ APNEA_RANGE_S = (10.0, 30.0)
 #: The EtCO2 rise from the pre-dose baseline (mmHg): below 3 it is measurement noise (EtCO2
 #: drifts by 1-2 mmHg at rest), above 30 the EtCO2-high limit has long alarmed.
 ETCO2_RISE_RANGE = (3.0, 30.0)
+#: The course's note on a systolic rise (mmHg): under 10 every session is noted (BP varies that
+#: much between readings), over 100 none ever is.
+COURSE_RISE_RANGE = (10.0, 100.0)
 #: How long the capnogram must be flat to count as no CO2 signal (seconds): at least one breath
 #: interval at 4 a minute, at most the longest delay.
 FLAT_RANGE_S = (15.0, MAX_DELAY_S)
@@ -155,6 +158,16 @@ class Etco2RiseRule:
 
 
 @dataclass(frozen=True)
+class CourseRule:
+    """When the course notes that the last session deserves a look before the next dose: a
+    systolic rise from baseline of ``rise_systolic`` mmHg or more, or (``high_alarm``) any
+    high-priority alarm. It informs the clinician; it never prescribes or alarms."""
+
+    rise_systolic: float
+    high_alarm: bool
+
+
+@dataclass(frozen=True)
 class TechnicalRule:
     priority: Priority
     delay_s: float = 0.0
@@ -179,6 +192,7 @@ class Profile:
     nibp_schedule: tuple[tuple[float, float], ...]
     apnea: ApneaRule | None = None  #: None: not part of the profile (one written before)
     etco2_rise: Etco2RiseRule | None = None
+    course: CourseRule | None = None  #: None: the profile has no [course] (kap-default's applies)
 
     def limit_rule(self, rule_id: str) -> LimitRule:
         for rule in self.limits:
@@ -355,7 +369,7 @@ class _Reader:
             data,
             "the file",
             {"name", "description", "behaviour", "limit", "baseline_rise", "technical",
-             "nibp_schedule", "apnea", "etco2_rise"},
+             "nibp_schedule", "apnea", "etco2_rise", "course"},
             {"name", "behaviour", "limit", "technical", "nibp_schedule"},
         )  # fmt: skip
         behaviour = self.table(
@@ -401,7 +415,23 @@ class _Reader:
             nibp_schedule=self.schedule(top["nibp_schedule"]),
             apnea=self.apnea(top["apnea"]) if "apnea" in top else None,
             etco2_rise=self.etco2_rise(top["etco2_rise"]) if "etco2_rise" in top else None,
+            course=self.course(top["course"]) if "course" in top else None,
         )
+
+    def course(self, data: Any) -> CourseRule:
+        keys = {"rise_systolic", "high_alarm"}
+        entry = self.table(data, "[course]", keys, keys)
+        low, high = COURSE_RISE_RANGE
+        rise = self.number(
+            entry["rise_systolic"],
+            "[course] rise_systolic",
+            minimum=low,
+            maximum=high,
+            why=" mmHg: a rise the course could never or would always note",
+        )
+        if not isinstance(entry["high_alarm"], bool):
+            raise self.fail("[course] high_alarm", "must be true or false")
+        return CourseRule(rise, entry["high_alarm"])
 
     def apnea(self, data: Any) -> ApneaRule:
         keys = {"priority", "after_s"}

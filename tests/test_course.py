@@ -16,12 +16,13 @@ from pathlib import Path
 import pytest
 from pypdf import PdfReader
 
+from alarms.profile import CourseRule, ProfileError, load_profile
 from kapmonitor.cli import main
 from kapmonitor.record.db import open_database
 from kapmonitor.record.session import SessionSetup, SessionStatus
 from kapmonitor.record.store import Store
 from kapmonitor.review.changes import DetailsChange
-from kapmonitor.review.course import CourseRule, course_notes, open_course
+from kapmonitor.review.course import course_notes, course_rule, open_course
 from kapmonitor.review.session_review import SessionReview
 from kapmonitor.review.summary import summarise
 
@@ -289,3 +290,58 @@ def test_start_dialog_sets_weight_and_indication_or_leaves_them_out(qtbot):
     qtbot.addWidget(blank)
     qtbot.keyClicks(blank.indication, "  ")
     assert (blank.setup().weight_kg, blank.setup().indication) == (None, "")  # never 0 kg
+
+
+# --- the clinic's rule, from the profile ------------------------------------------------------
+
+
+def _profile_with_course(tmp_path, course: str) -> Path:
+    text = (ROOT / "alarms" / "profiles" / "kap-default.toml").read_text(encoding="utf-8")
+    head, _, _ = text.partition("[course]")
+    path = tmp_path / "clinic.toml"
+    path.write_text(head + course, encoding="utf-8")
+    return path
+
+
+def test_the_rule_comes_from_the_profile_and_old_profiles_take_kap_defaults(tmp_path):
+    assert course_rule() == CourseRule(rise_systolic=40.0, high_alarm=True)  # kap-default's
+    own = load_profile(
+        str(_profile_with_course(tmp_path, "[course]\nrise_systolic = 25\nhigh_alarm = false\n"))
+    )
+    assert course_rule(own) == CourseRule(25.0, False)
+    old = load_profile(str(_profile_with_course(tmp_path, "")))  # written before the course
+    assert old.course is None and course_rule(old) == course_rule()
+
+
+@pytest.mark.parametrize(
+    "course",
+    [
+        "rise_systolic = 0\nhigh_alarm = true",  # every session noted
+        "rise_systolic = 1000\nhigh_alarm = true",  # none ever
+        "rise_systolic = inf\nhigh_alarm = true",
+        "rise_systolic = nan\nhigh_alarm = true",
+        'rise_systolic = "forty"\nhigh_alarm = true',
+        'rise_systolic = 40\nhigh_alarm = "yes"',
+        "rise_systolic = 40",
+        "rise_systolic = 40\nhigh_alarm = true\nlow_alarm = true",
+    ],
+)
+def test_a_course_rule_that_could_never_or_always_note_is_refused(
+    course_db, tmp_path, capsys, course
+):
+    path = _profile_with_course(tmp_path, f"[course]\n{course}\n")
+    with pytest.raises(ProfileError):
+        load_profile(str(path))
+    argv = ["course", PATIENT, "--db", course_db, "--json", "--profile", str(path)]
+    assert main(argv, out=io.StringIO()) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "[course]" in err and "Traceback" not in err
+
+
+def test_the_command_line_notes_by_the_clinics_rule(course_db, tmp_path):
+    strict = _profile_with_course(tmp_path, "[course]\nrise_systolic = 10\nhigh_alarm = true\n")
+    out = io.StringIO()
+    argv = ["course", PATIENT, "--db", course_db, "--json", "--profile", str(strict)]
+    assert main(argv, out=out) == 0
+    assert json.loads(out.getvalue())["rule"] == {"rise_systolic": 10.0, "high_alarm": True}
+    assert _course_json(course_db, PATIENT)["rule"] == {"rise_systolic": 40.0, "high_alarm": True}

@@ -16,6 +16,7 @@ from kapmonitor.core.errors import UserError
 from kapmonitor.crash_log import enable_crash_log
 
 if TYPE_CHECKING:
+    from alarms.profile import CourseRule
     from kapmonitor.runner import SessionConfig
     from kapmonitor.station.client import StationClient
 
@@ -48,12 +49,12 @@ def review(session_id: int | None, db_url: str | None, reviewer: str | None) -> 
     return run(session_id, db_url, reviewer)
 
 
-def course(patient: str, db_url: str | None) -> int:
+def course(patient: str, db_url: str | None, rule: CourseRule) -> int:
     _prepare_qt()
     from ui.review.app import run_course
 
     enable_crash_log()
-    return run_course(patient, db_url)
+    return run_course(patient, db_url, rule)
 
 
 def station(client: StationClient) -> int:

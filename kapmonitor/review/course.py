@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 
 from alarms.model import Priority
+from alarms.profile import CourseRule, Profile, load_profile
 from kapmonitor.core.errors import UserError
 from kapmonitor.record import summaries
 from kapmonitor.record.session import SessionInfo, SessionRecord, SessionStatus
@@ -24,15 +25,6 @@ from kapmonitor.record.store import Store
 from kapmonitor.record.summaries import SessionDetails
 from kapmonitor.review.rems import rems_form
 from kapmonitor.review.summary import summarise, usable
-
-
-@dataclass(frozen=True)
-class CourseRule:
-    """When the last session deserves a note before the next dose (the kap-default clinic
-    rule: a systolic rise of 40 mmHg or more, or any high-priority alarm)."""
-
-    rise_systolic: float = 40.0
-    high_alarm: bool = True
 
 
 @dataclass(frozen=True)
@@ -84,12 +76,14 @@ class Course:
     patient: str
     sessions: tuple[CourseSession, ...]  #: oldest first
     notes: tuple[str, ...]
+    rule: CourseRule  #: the clinic's rule the notes follow, shown with them
 
     def as_json(self) -> dict:
         return {
             "patient": self.patient,
             "sessions": [s.as_json() for s in self.sessions],
             "notes": list(self.notes),
+            "rule": {"rise_systolic": self.rule.rise_systolic, "high_alarm": self.rule.high_alarm},
         }
 
 
@@ -276,4 +270,15 @@ def open_course(
             summaries.keep(store.db, info.id, prints[info.id], row.as_json())
         rows.append(row)
     sessions = tuple(rows)
-    return Course(patient, sessions, course_notes(sessions, rule or CourseRule()))
+    rule = rule or course_rule()
+    return Course(patient, sessions, course_notes(sessions, rule), rule)
+
+
+def course_rule(profile: Profile | None = None) -> CourseRule:
+    """The clinic's course rule: the profile's ``[course]``, else kap-default's (a profile
+    written before the course had none)."""
+    rule = profile.course if profile is not None else None
+    if rule is None:
+        rule = load_profile().course
+    assert rule is not None, "kap-default has a [course] table"
+    return rule

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import getpass
 
+from alarms.profile import CourseRule
 from kapmonitor.record.recorder import open_store
 from kapmonitor.record.session import SessionInfo
 from kapmonitor.record.store import Store
@@ -47,9 +48,10 @@ class ReviewModel:
         """One session, loaded for review by ``reviewer`` (default: the login name)."""
         return SessionReview(self._store, session_id, reviewer or getpass.getuser())
 
-    def course(self, patient: str) -> Course:
-        """The patient's treatment course, oldest session first (figures kept in the database)."""
-        return open_course(self._store, patient)
+    def course(self, patient: str, rule: CourseRule | None = None) -> Course:
+        """The patient's treatment course, oldest session first (figures kept in the database);
+        ``rule``: the clinic's course rule (default kap-default's)."""
+        return open_course(self._store, patient, rule)
 
     def close(self) -> None:
         self._store.db.close()

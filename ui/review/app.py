@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from alarms.profile import CourseRule
 from kapmonitor.review.model import ReviewModel
 from ui.review.browser import SessionBrowser
 from ui.review.course_window import CourseWindow
@@ -18,6 +19,7 @@ class ReviewApp:
         self.windows: dict[int, ReviewWindow] = {}
         self.browser: SessionBrowser | None = None
         self.courses: dict[str, CourseWindow] = {}
+        self.course_rule: CourseRule | None = None  #: None: kap-default's
 
     def show_browser(self) -> SessionBrowser:
         self.browser = SessionBrowser(self.reviews)
@@ -29,7 +31,7 @@ class ReviewApp:
 
     def open_course(self, patient: str) -> CourseWindow:
         """The patient's course, read again each time it is opened (a session may have ended)."""
-        window = CourseWindow(self.reviews.course(patient))
+        window = CourseWindow(self.reviews.course(patient, self.course_rule))
         self.courses[patient] = window
         window.resize(1500, 900)
         window.show()
@@ -47,13 +49,14 @@ class ReviewApp:
         return window
 
 
-def run_course(patient: str, db_url: str | None) -> int:
-    """``kapmonitor course PATIENT``: the course window alone."""
+def run_course(patient: str, db_url: str | None, rule: CourseRule | None = None) -> int:
+    """``kapmonitor course PATIENT``: the course window alone, noting by the clinic's ``rule``."""
     from ui.app import _application
 
     app = _application()
     reviews = ReviewModel.connect(db_url)
     review = ReviewApp(reviews)
+    review.course_rule = rule
     try:
         review.open_course(patient)  # an unknown patient: one sentence, before any window
         stop = SystemStop(app)
