@@ -105,6 +105,8 @@ class RoomTile(QtWidgets.QFrame):
         )
         self.nibp_detail = _label(SMALL_PX, theme.TEXT_DIM)
         self.nibp_detail.setWordWrap(True)  # the room's schedule sentence, whole
+        # two lines always: the values of tiles side by side stay level whatever the sentence
+        self.nibp_detail.setMinimumHeight(self.nibp_detail.fontMetrics().lineSpacing() * 2 + 4)
         self.nibp_detail.setSizePolicy(
             QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Preferred
         )
