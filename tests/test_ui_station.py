@@ -33,6 +33,8 @@ from ui.start_dialog import SETTINGS_APPLICATION, SETTINGS_ORGANIZATION, StartDi
 from ui.station.audio import StationAudio
 from ui.station.text import next_due
 from ui.station.window import StationWindow, grid_shape
+from ui.status_panel import AMBER, DeviceStatusPanel
+from ui.status_panel import DIM as STATUS_DIM
 
 pytestmark = [
     pytest.mark.skipif(find_mosquitto() is None, reason="Mosquitto is not installed"),
@@ -326,3 +328,17 @@ def test_the_nibp_schedule_sentence_counts_down_from_its_reading():
 )
 def test_any_schedule_sentence_and_age_give_a_line_never_an_error(sentence, age):
     assert isinstance(next_due(sentence, age), str)
+
+
+def test_the_room_screen_shows_its_station_link(qtbot):
+    panel = DeviceStatusPanel()
+    qtbot.addWidget(panel)
+    panel.show()
+    assert not panel.station_label.isVisible()  # a room without a bus says nothing of one
+    panel.set_station_link("station link: connected to the broker mqtt://clinic:1883")
+    assert panel.station_label.isVisible() and STATUS_DIM in panel.station_label.styleSheet()
+    lost = "station link: not connected to the broker mqtt://clinic:1883 (refused); retrying"
+    panel.set_station_link(lost)
+    assert panel.station_label.text() == lost and AMBER in panel.station_label.styleSheet()
+    panel.set_station_link(None)
+    assert not panel.station_label.isVisible()
