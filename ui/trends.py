@@ -367,13 +367,16 @@ class TrendPlot(pg.GraphicsLayoutWidget):
         priorities, values = starts.column("priority"), starts.column("value")
         per_row: dict[str, list[dict]] = {name: [] for name in self.rows}
         for i, code in enumerate(buffers.alarm_start_codes):
+            # An alarm on a code without a row here (breathing: EtCO2, the rate, apnoea) or on
+            # none (technical) is a diamond at the top of the SpO2 row, not at its value there.
             try:
-                name = ROW_OF[Code(code)] if code else "spo2"
+                row_name = ROW_OF.get(Code(code)) if code else None
             except ValueError:
-                name = "spo2"
+                row_name = None
+            name = row_name or "spo2"
             row = self.rows[name]
             y = values[i]
-            if not math.isfinite(y) or code is None:
+            if not math.isfinite(y) or row_name is None:
                 y = row.y_hi - 0.04 * (row.y_hi - row.y_lo)
             colour = theme.ALARM_COLOURS[Priority(int(priorities[i]))]
             per_row[name].append(
