@@ -16,7 +16,8 @@ the screen's timer tick and keeps just what the live view needs:
   the plot (``connect='finite'``) draws as a break;
 * the NIBP readings (time, systolic, diastolic, mean, flags);
 * the last 10 s of pleth per source in a ring buffer (fixed size: memory is flat however long
-  the session runs), NaN samples kept and missing blocks filled with NaN;
+  the session runs), NaN samples kept and missing blocks filled with NaN; the capnogram (the CO2
+  wave) the same way, in a ring of its own per source;
 * the latest value per code with its flags and stamp (its age, on the monotonic clock, is
   :func:`kapmonitor.core.staleness.age`);
 * the dose time (T0: the first ``SessionEvent`` DOSE), session markers and alarm starts.
@@ -62,8 +63,10 @@ from kapmonitor.core.model import (
 SESSION_SOURCE = "session"
 #: The numerics that get a trend.
 TREND_CODES = (Code.SPO2, Code.PULSE_RATE, Code.HEART_RATE, Code.PERFUSION)
-#: Seconds of pleth kept per source.
+#: Seconds of pleth (and of capnogram) kept per source.
 PLETH_WINDOW_S = 10.0
+#: The numerics of breathing: a device that sends any of them (or a CO2 wave) monitors breathing.
+BREATHING_CODES = (Code.RESP_RATE, Code.AWAY_RESP_RATE, Code.CO2_ET, Code.CO2_INSP_MIN)
 #: First capacity of a growing series: about an hour of 1-Hz numerics before the first doubling.
 INITIAL_CAPACITY = 4096
 #: A growing series never holds more than this many points: past it, neighbouring points are
@@ -163,7 +166,7 @@ class Series:
 
 
 class PlethRing:
-    """The last ``window_s`` seconds of one source's pleth, in a ring of fixed size.
+    """The last ``window_s`` seconds of one source's pleth (or capnogram), in a ring of fixed size.
 
     Sample ``k`` of the source's stream (counted from its first block) lives at ``data[k % size]``,
     so a sweep display can draw the ring as it is, at x = index / fs, with the write head at
@@ -305,6 +308,8 @@ class LiveBuffers:
         self.latest_nibp: NibpReading | None = None
         self.last_valid_nibp: NibpReading | None = None
         self.pleth: dict[str, PlethRing] = {}
+        #: The capnogram per source: the same ring as the pleth's, at the CO2 wave's rate.
+        self.co2: dict[str, PlethRing] = {}
         self.latest: dict[Code, Latest] = {}
         self.devices: dict[str, DeviceEvent] = {}  #: the newest connection state per source
         self.dose_time: float | None = None  #: monotonic time of T0
@@ -330,11 +335,15 @@ class LiveBuffers:
         if isinstance(stamp, Stamp) and self.session_start is None:
             self.session_start = stamp.mono
         if isinstance(item, WaveformBlock):
-            if item.code is not Code.PLETH:
+            if item.code is Code.PLETH:
+                rings = self.pleth
+            elif item.code is Code.CO2:
+                rings = self.co2
+            else:
                 return False
-            ring = self.pleth.get(item.source)
+            ring = rings.get(item.source)
             if ring is None or ring.fs != item.fs:
-                ring = self.pleth[item.source] = PlethRing(item.fs, self.pleth_window_s)
+                ring = rings[item.source] = PlethRing(item.fs, self.pleth_window_s)
             ring.add(item)
         elif isinstance(item, Numeric):
             self.latest[item.code] = Latest(item.source, item.value, item.flags, item.stamp)
@@ -404,13 +413,25 @@ class LiveBuffers:
         """The ring of the first source that sent pleth (what a one-oximeter screen shows)."""
         return next(iter(self.pleth.values()), None)
 
+    def first_co2(self) -> PlethRing | None:
+        """The capnogram ring of the first source that sent a CO2 wave."""
+        return next(iter(self.co2.values()), None)
+
+    @property
+    def breathing_monitored(self) -> bool:
+        """Whether any device has sent a breathing value or a CO2 wave this session: without
+        one the screen must say breathing is not monitored, not show empty tiles that look like
+        monitoring."""
+        return bool(self.co2) or any(code in self.latest for code in BREATHING_CODES)
+
     def nbytes(self) -> int:
-        """Bytes held in the numpy buffers (trends, NIBP, pleth rings, alarm starts)."""
+        """Bytes held in the numpy buffers (trends, NIBP, pleth and CO2 rings, alarm starts)."""
         return (
             sum(s.nbytes for s in self.trends.values())
             + self.nibp.nbytes
             + self.alarm_starts.nbytes
             + sum(r.nbytes for r in self.pleth.values())
+            + sum(r.nbytes for r in self.co2.values())
         )
 
 

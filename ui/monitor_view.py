@@ -1,9 +1,11 @@
 """The live view of the dosing-room screen: trends, pleth and the big numbers.
 
 Layout (landscape, 1920×1080 or what the main window leaves of it): trends top left, the pleth
-sweep under them, the tiles in a column on the right: SpO2 (with signal quality), pulse rate,
-NIBP (age, schedule, change from baseline), and a small row with the perfusion index and, once an
-ECG sends it, the heart rate.
+sweep under them, under it breathing (the capnogram, the respiratory rate and EtCO2 tiles, or
+"Breathing not monitored" when no device sends breathing: :mod:`ui.breathing_panel`), the tiles
+in a column on the right: SpO2 (with signal quality), pulse rate, NIBP (age, schedule, change
+from baseline), and a small row with the perfusion index and, once an ECG sends it, the heart
+rate.
 
 The view never redraws by itself: the main window's QTimer calls :meth:`MonitorView.refresh`
 (at most 30 Hz) after draining the hub into the :class:`~kapmonitor.live.LiveBuffers`; the
@@ -23,6 +25,7 @@ from kapmonitor.core.model import Stamp
 from kapmonitor.core.staleness import age
 from kapmonitor.live import LiveBuffers, signal_quality
 from ui import theme
+from ui.breathing_panel import BreathingPanel
 from ui.pleth import PlethSweep
 from ui.tiles import NibpTile, NumericTile, baseline_pair
 from ui.trends import TrendPlot
@@ -32,7 +35,7 @@ ScheduleProvider = Callable[[Stamp], tuple[str, bool]]
 
 
 class MonitorView(QtWidgets.QWidget):
-    """Trends (top left), pleth (bottom left), tiles (right)."""
+    """Trends (top left), pleth and breathing (bottom left), tiles (right)."""
 
     def __init__(
         self,
@@ -44,6 +47,7 @@ class MonitorView(QtWidgets.QWidget):
         super().__init__(parent)
         self.trends = TrendPlot()
         self.pleth = PlethSweep()
+        self.breathing = BreathingPanel()
         self.spo2 = NumericTile("SpO2", "%", theme.SPO2, value_px=127)
         self.pulse = NumericTile("PR", "/min", theme.PULSE, value_px=127)
         self.nibp = NibpTile(value_px=126)
@@ -61,8 +65,9 @@ class MonitorView(QtWidgets.QWidget):
 
         left = QtWidgets.QVBoxLayout()
         left.setSpacing(6)
-        left.addWidget(self.trends, 7)
-        left.addWidget(self.pleth, 3)
+        left.addWidget(self.trends, 6)
+        left.addWidget(self.pleth, 2)
+        left.addWidget(self.breathing, 3)
         right = QtWidgets.QVBoxLayout()
         right.setSpacing(6)
         right.addWidget(self.spo2, 30)
@@ -88,12 +93,18 @@ class MonitorView(QtWidgets.QWidget):
         if profile is None:
             for tile in (*self.numeric_tiles.values(), self.nibp):
                 tile.set_limits("")
+            self.breathing.set_limits("", "")
             self.nibp.set_rise_rule(None)
             return
         self.spo2.set_limits(_limit_text(profile, (Code.SPO2,)))
         self.pulse.set_limits(_limit_text(profile, (Code.PULSE_RATE,)))
         self.hr.set_limits(_limit_text(profile, (Code.HEART_RATE,)))
         self.nibp.set_limits(_limit_text(profile, (Code.NIBP_SYS, Code.NIBP_DIA)))
+        self.breathing.set_limits(
+            # (the rate's rules cover the airway rate too)
+            _limit_text(profile, (Code.RESP_RATE,), compact=True),
+            _limit_text(profile, (Code.CO2_ET,), compact=True),
+        )
         rise = profile.baseline_rise
         self.nibp.set_rise_rule(None if rise is None else (rise.systolic, rise.diastolic))
 
@@ -121,6 +132,7 @@ class MonitorView(QtWidgets.QWidget):
         if trends:
             self.trends.refresh(buffers, now.mono)
         self.pleth.refresh(buffers.first_pleth(), now)
+        self.breathing.refresh(buffers, now)
         for code, tile in self.numeric_tiles.items():
             latest = buffers.latest.get(code)
             if latest is None:
@@ -156,8 +168,9 @@ class MonitorView(QtWidgets.QWidget):
             self.set_schedule(*self.schedule_provider(now))
 
 
-def _limit_text(profile: Profile, codes: tuple[Code, ...]) -> str:
-    """The first (least severe) level of each limit on ``codes``: "< 90", "50–120", "sys > 160"."""
+def _limit_text(profile: Profile, codes: tuple[Code, ...], *, compact: bool = False) -> str:
+    """The first (least severe) level of each limit on ``codes``: "alarm < 90", "alarm < 50 or
+    > 120", "sys > 160"; ``compact`` writes a low and a high as "alarm 8–30" (a narrow tile)."""
     low = high = None
     parts = []
     for rule in profile.limits:
@@ -174,7 +187,7 @@ def _limit_text(profile: Profile, codes: tuple[Code, ...]) -> str:
     if parts:
         return "  ".join(parts)
     if low is not None and high is not None:
-        return f"alarm < {low:g} or > {high:g}"
+        return f"alarm {low:g}–{high:g}" if compact else f"alarm < {low:g} or > {high:g}"
     if low is not None:
         return f"alarm < {low:g}"
     if high is not None:

@@ -1,4 +1,4 @@
-"""The pleth wave of the last ~10 s, drawn as a monitor's sweep.
+"""The pleth wave and the capnogram of the last ~10 s, drawn as a monitor's sweep.
 
 Sweep, not scroll: the trace is written left to right over a fixed 10-s window and wraps, with a
 short erase bar ahead of the write head, as bedside monitors draw it. It maps straight onto the
@@ -11,7 +11,11 @@ arrive the head would jump four times a second. The head is instead placed where
 clock (its monotonic side: a wall-clock step does not move it) says it should be,
 :data:`DISPLAY_DELAY_S` behind the newest sample, so it moves smoothly at the frame rate.
 Samples the device marked invalid (NaN) and lost blocks are gaps, never a flat line at 0; when
-the pleth stops arriving the view says so over the last trace.
+the wave stops arriving the view says so over the last trace.
+
+One class, :class:`WaveSweep`, draws both waves: :class:`PlethSweep` fits its y range to the
+wave (the pleth is in arbitrary units), :class:`CapnogramSweep` keeps 0-60 mmHg fixed, as a
+capnograph does, so a plateau's height can be read and a rising EtCO2 is seen to rise.
 """
 
 from __future__ import annotations
@@ -28,17 +32,34 @@ from ui import theme
 DISPLAY_DELAY_S = 0.3
 #: Width of the erase bar ahead of the head.
 ERASE_S = 0.25
-#: Seconds without pleth after which the view says "no pleth".
+#: Seconds without the wave after which the view says "no pleth" ("no CO2 wave").
 STALE_S = 2.0
+#: The capnogram's fixed scale, mmHg (a capnograph's usual 0-60 range; a higher plateau is
+#: drawn to the top edge, the EtCO2 tile gives its number).
+CO2_Y_RANGE = (0.0, 60.0)
 
 
-class PlethSweep(QtWidgets.QWidget):
-    """The sweep of one source's pleth; :meth:`refresh` with its ring and the session's now."""
+class WaveSweep(QtWidgets.QWidget):
+    """The sweep of one source's wave; :meth:`refresh` with its ring and the session's now.
 
-    def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
+    ``wave`` names it in the messages ("no pleth"); ``y_range`` fixes the scale (None: the
+    range follows the wave).
+    """
+
+    def __init__(
+        self,
+        title: str,
+        colour: str,
+        *,
+        wave: str,
+        y_range: tuple[float, float] | None = None,
+        parent: QtWidgets.QWidget | None = None,
+    ) -> None:
         super().__init__(parent)
-        self.title = QtWidgets.QLabel("Pleth")
-        self.title.setStyleSheet(theme.label_style(theme.PLETH, 22, bold=True))
+        self.wave = wave
+        self._fixed = y_range
+        self.title = QtWidgets.QLabel(title)
+        self.title.setStyleSheet(theme.label_style(colour, 22, bold=True))
         self.status = QtWidgets.QLabel("")
         self.status.setStyleSheet(theme.label_style(theme.WARN, 20))
         self.status.setAlignment(QtCore.Qt.AlignmentFlag.AlignRight)
@@ -52,7 +73,7 @@ class PlethSweep(QtWidgets.QWidget):
         item.hideAxis("bottom")
         item.getViewBox().setDefaultPadding(0)
         item.setContentsMargins(0, 4, 0, 4)
-        pen = pg.mkPen(theme.PLETH, width=1)
+        pen = pg.mkPen(colour, width=1)
         pen.setCosmetic(True)
         self.curve = pg.PlotCurveItem(pen=pen, antialias=False, connect="finite")
         self.plot.addItem(self.curve)
@@ -85,13 +106,13 @@ class PlethSweep(QtWidgets.QWidget):
         self._message = ""
         self._status = ""
         self.head = 0  #: index of the drawn write head in the ring (for tests)
-        self._set_y_range(0.0, 1.0)
+        self._set_y_range(*(y_range or (0.0, 1.0)))
         self.plot.setXRange(0.0, 10.0, padding=0)
 
     def refresh(self, ring: PlethRing | None, now: Stamp) -> None:
-        """Draw ``ring`` as it should look at ``now``; None: no pleth source yet."""
+        """Draw ``ring`` as it should look at ``now``; None: no source of the wave yet."""
         if ring is None:
-            self._say("no pleth", "")
+            self._say(f"no {self.wave}", "")
             return
         if ring is not self._ring:
             self._ring = ring
@@ -122,13 +143,14 @@ class PlethSweep(QtWidgets.QWidget):
         y[head : min(end, ring.size)] = np.nan
         if end > ring.size:
             y[: end - ring.size] = np.nan
-        self._fit(y)
+        if self._fixed is None:
+            self._fit(y)
         self.curve.setData(self._x, y)
 
     def _update_text(self, ring: PlethRing, now: Stamp) -> None:
         age = ring.age(now)
         if age is not None and age > STALE_S:
-            self._say("NO PLETH", f"no pleth for {_seconds(age)}")
+            self._say(f"NO {self.wave.upper()}", f"no {self.wave} for {_seconds(age)}")
         else:
             self._say("" if self._any_signal else "NO SIGNAL", flags_text(ring.flags))
 
@@ -162,6 +184,35 @@ class PlethSweep(QtWidgets.QWidget):
         self._y_range = (lo, hi)
         self.plot.setYRange(lo, hi, padding=0)
         self.message.setPos(5.0 if self._ring is None else self._ring.window_s / 2, (lo + hi) / 2)
+
+
+class PlethSweep(WaveSweep):
+    """The pleth: arbitrary units, so the range follows the wave."""
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__("Pleth", theme.PLETH, wave="pleth", parent=parent)
+
+
+class CapnogramSweep(WaveSweep):
+    """The capnogram (the CO2 wave) on a fixed 0-60 mmHg scale, its 0/20/40/60 marked at left:
+    a plateau's height is the end-tidal CO2, and a wave that does not return to 0 is
+    rebreathing."""
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__("CO2", theme.CO2, wave="CO2 wave", y_range=CO2_Y_RANGE, parent=parent)
+        item = self.plot.getPlotItem()
+        item.showAxis("left")
+        axis = item.getAxis("left")
+        font = QtGui.QFont(theme.TEXT_FONT)
+        font.setPixelSize(15)
+        axis.setStyle(tickFont=font, tickTextOffset=3)
+        axis.setTextPen(pg.mkPen(theme.TEXT_DIM))
+        axis.setPen(pg.mkPen(theme.GRID))
+        axis.setWidth(34)
+        axis.setTicks([[(v, f"{v:.0f}") for v in (0.0, 20.0, 40.0, 60.0)], []])
+        item.showGrid(y=True, alpha=0.25)
+        lo, hi = CO2_Y_RANGE
+        self._set_y_range(lo - 4.0, hi + 3.0)  # the 0 line, its tick and a 60 plateau in view
 
 
 def _seconds(age: float) -> str:

@@ -27,6 +27,10 @@ PERFUSION = "#5aa9c8"  #: muted cyan-blue, the oximeter's secondary value
 NIBP = "#f2f2f2"  #: white
 NIBP_MEAN = "#a0a4aa"
 PLETH = SPO2
+#: Breathing (respiratory rate, EtCO2, the capnogram): a muted sand, the capnograph's
+#: traditional yellow kept away from the medium-priority alarm yellow.
+BREATHING = "#e0cf8f"
+CO2 = BREATHING
 
 PARAMETER_COLOURS: dict[Code, str] = {
     Code.SPO2: SPO2,
@@ -37,6 +41,11 @@ PARAMETER_COLOURS: dict[Code, str] = {
     Code.NIBP_DIA: NIBP,
     Code.NIBP_MEAN: NIBP_MEAN,
     Code.PLETH: PLETH,
+    Code.RESP_RATE: BREATHING,
+    Code.AWAY_RESP_RATE: BREATHING,
+    Code.CO2_ET: BREATHING,
+    Code.CO2_INSP_MIN: BREATHING,
+    Code.CO2: CO2,
 }
 
 #: IEC 60601-1-8 colour names mapped to shades that read well on black.

@@ -33,6 +33,7 @@ def _header(label: QtWidgets.QWidget, unit: QtWidgets.QWidget, limits: QtWidgets
     top.addSpacing(12)
     top.addWidget(unit, 0, QtCore.Qt.AlignmentFlag.AlignBottom)
     top.addStretch(1)
+    top.addSpacing(10)  # the unit never touches the limits in a narrow tile
     top.addWidget(limits)
     return top
 
@@ -218,6 +219,37 @@ class NumericTile(_Tile):
 
     def status_text(self) -> str:
         return self.status.text()
+
+
+class EtCO2Tile(NumericTile):
+    """End-tidal CO2, with the inspired CO2 small beside it ("FiCO2 2"): an inspired CO2 above
+    0 is rebreathing, which the end-tidal value alone does not show. The inspired value follows
+    the tile's rules (grey when stale, "---" when missing or blank); it appears once a device
+    sends one."""
+
+    def __init__(self, *, value_px: int = 96, label_px: int = 24, parent=None) -> None:
+        super().__init__(
+            "EtCO2", "mmHg", theme.BREATHING, value_px=value_px, label_px=label_px, parent=parent
+        )
+        self.inspired_px = max(20, label_px)
+
+    def set_inspired(
+        self, value: float | None, flags: Flags = frozenset(), age_s: float | None = None
+    ) -> None:
+        """The inspired (minimum) CO2; ``age_s`` None with no value: no device sends one."""
+        if age_s is None and value is None:
+            self.quality.set_text("")
+            return
+        stale = age_s is not None and age_s >= self.stale_s
+        blank = age_s is not None and age_s >= self.blank_s
+        shown = MISSING if not _ok(value) or blank else self.format(value)
+        self.quality.set_text(f"FiCO2 {shown}")
+        doubtful = stale or bool(flags & {Flag.OUT_OF_RANGE, Flag.QUESTIONABLE})
+        colour = theme.TEXT_STALE if stale else (theme.WARN if doubtful else theme.TEXT)
+        self.quality.set_style(theme.label_style(colour, self.inspired_px))
+
+    def inspired_text(self) -> str:
+        return self.quality.text()
 
 
 class NibpTile(_Tile):
