@@ -179,6 +179,24 @@ def test_the_breathing_tiles_fit_a_1280_pixel_screen(qtbot, depression_items):
     assert view.width() == 1268
 
 
+def test_a_breathing_alarm_start_is_drawn_on_the_trends(view, depression_items):
+    """An EtCO2 alarm start has no trend row of its own: it is a diamond at the top of the
+    SpO2 row (once a KeyError that stopped the screen's refresh)."""
+    profile = load_profile("kap-default")
+    engine = AlarmEngine(profile)
+    buffers = LiveBuffers()
+    for item in depression_items:
+        buffers.add(item)
+        if not isinstance(item, WaveformBlock):
+            buffers.ingest(engine.process(item))
+    assert Code.CO2_ET.value in buffers.alarm_start_codes
+    view.refresh(buffers, depression_items[-1].stamp.shifted(0.3))
+    row = view.trends.rows["spo2"]
+    _, y = row.alarm_points.getData()
+    assert len(y) == buffers.alarm_starts.n  # every start, breathing ones on the SpO2 row
+    assert (y <= row.y_hi).all() and (y >= row.y_lo).all()
+
+
 # --- the capnogram ----------------------------------------------------------------------------
 
 
