@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 import zlib
 
 import numpy as np
@@ -17,11 +18,17 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from sqlalchemy import create_engine, event, func, select, text
 
+from devices.base import PlaybackSettings
+from devices.sim.driver import SimDriver
 from kapmonitor.core.codes import Code
+from kapmonitor.core.device_spec import DeviceSpec
+from kapmonitor.core.hub import Hub
 from kapmonitor.core.model import Flag, NibpReading, Numeric, Stamp, WaveformBlock
 from kapmonitor.record import compaction
+from kapmonitor.record import recorder as recorder_module
 from kapmonitor.record.db import migrate, open_database
 from kapmonitor.record.packing import pack, unpack
+from kapmonitor.record.recorder import Recorder
 from kapmonitor.record.schema import (
     BatchRow,
     BatchRunRow,
@@ -32,6 +39,7 @@ from kapmonitor.record.schema import (
 )
 from kapmonitor.record.session import SessionSetup, SessionStatus
 from kapmonitor.record.store import Store
+from tests.pipeline_helpers import Collector
 
 T0 = 1_780_000_000.123  #: a wall clock with a fraction, as a real one has
 M0 = 5_000.75
@@ -281,6 +289,35 @@ def test_a_compaction_committed_in_the_middle_of_a_load_hides_nothing(db_url):
     assert _key(got.waves) == _key(expected.waves)
     store.db.close()
     other.db.close()
+
+
+def test_the_recorder_compacts_while_it_records(tmp_path, monkeypatch):
+    """A live recorder moves its rows into blocks as it goes (here every 0.2 s rather than
+    every minute), a slice a cycle, and what it recorded reads back as it was published."""
+    monkeypatch.setattr(recorder_module, "COMPACT_INTERVAL", 0.2)
+    store = Store(open_database(f"sqlite:///{tmp_path / 'k.sqlite3'}"))
+    session_id = store.create_session(SessionSetup("P-live"))
+    hub: Hub = Hub()
+    seen = Collector(hub.subscribe("test", maxsize=10**6))
+    recorder = Recorder(store, session_id, hub, spool_folder=tmp_path / "spool")
+    playback = PlaybackSettings(speed=300, seed=3, until=6 * 60)
+    driver = SimDriver(DeviceSpec.parse("sim:typical"), hub.publish, playback=playback)
+    driver.open()
+    recorder.start()
+    driver.start()
+    assert seen.wait_for(lambda _: _count(store, WaveBlockRow) > 0, timeout=30)  # while live
+    driver.join(60)
+    time.sleep(1.0)
+    recorder.stop()
+    seen.wait_for(lambda _: False, timeout=0.1)
+    assert _count(store, NumericBlockRow) > 0
+    record = store.load_session(session_id)  # blocks and the rows of the last second or so
+    numerics = [i for i in seen.items if isinstance(i, Numeric)]
+    assert _key(record.numerics) == _key(sorted(numerics, key=lambda i: i.stamp.wall))
+    waves = [i for i in seen.items if isinstance(i, WaveformBlock)]
+    assert _key(record.waves) == _key(sorted(waves, key=lambda i: i.stamp.wall))
+    assert not recorder.failing and recorder.written == len(seen.items)
+    store.db.close()
 
 
 def test_compaction_cut_by_a_crash_leaves_the_rows_as_they_were(tmp_path):

@@ -180,15 +180,20 @@ class Recorder:
         return True
 
     def _compact(self) -> None:
-        """Every :data:`COMPACT_INTERVAL`, the rows written so far into compact blocks. A
-        failure waits for the next time: the rows are readable as rows meanwhile."""
+        """Every :data:`COMPACT_INTERVAL`, the rows written so far into compact blocks, a slice
+        a cycle (a short transaction: the next batch waits for no more than that) until none is
+        left. A failure waits for the next time: the rows are readable as rows meanwhile."""
         if time.monotonic() < self._next_compact:
             return
         self._next_compact = time.monotonic() + COMPACT_INTERVAL
+        self._busy_since = time.monotonic()  # a server that hangs now raises the alarm too
         try:
-            self.store.compact(self.session_id)
+            if self.store.compact(self.session_id, slices=1):
+                self._next_compact = 0.0  # maybe more: the next slice at the next cycle
         except WRITE_ERRORS as exc:
             log.warning("recording: the rows could not be put into blocks yet: %s", exc)
+        finally:
+            self._busy_since = None
 
     def _watch(self) -> None:
         """A write that hangs (a server that stopped answering, with no error) raises the

@@ -188,19 +188,21 @@ class Store:
                                 BatchRunRow.last_seq >= seq)  # fmt: skip
         return bool(s.scalar(select(or_(named, in_run))))
 
-    def compact(self, session_id: int) -> int:
+    def compact(self, session_id: int, slices: int | None = None) -> int:
         """Move the session's row-per-item numerics and waveform blocks into compact blocks
         (see :mod:`~kapmonitor.record.compaction`), a bounded slice per transaction; the rows
-        moved. The recorder calls it every minute, :meth:`end_session` at the end. Another
-        client doing the same at the same moment is not an error: this one gives way."""
-        total = 0
+        moved; at most ``slices`` of them (None: all). The recorder calls it every minute a
+        slice at a time, :meth:`end_session` at the end. Another client doing the same at the
+        same moment is not an error: this one gives way."""
+        total, done = 0, 0
         try:
-            while True:  # a slice a transaction: short locks, little memory
+            while slices is None or done < slices:  # a slice a transaction: short, small
                 with self.db.engine.begin() as conn:
                     moved = compaction.compact(conn, session_id)
                 if not moved:
-                    return total
-                total += moved
+                    break
+                total, done = total + moved, done + 1
+            return total
         except compaction.Conflict:
             return total
 
