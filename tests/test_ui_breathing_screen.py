@@ -230,6 +230,29 @@ def test_the_capnogram_sweeps_on_a_fixed_scale_and_keeps_a_gap(qtbot, depression
     assert np.isfinite(y[drawn]).all() and np.nanmax(y) > 30  # the breaths are there
 
 
+def test_the_capnogram_is_redrawn_no_more_than_ten_times_a_second(qtbot, depression_items):
+    """Frugal: at the screen's 30 frames a second the 20-Hz capnogram is drawn in 0.1-s steps
+    (the pleth, at 100 Hz, on every frame)."""
+    sweep = CapnogramSweep()
+    qtbot.addWidget(sweep)
+    blocks = [i for i in depression_items if isinstance(i, WaveformBlock) and i.code is Code.CO2]
+    buffers = LiveBuffers()
+    start = blocks[0].stamp
+    drawn = []
+    i = 0
+    for frame in range(150):  # 5 s at 30 frames a second
+        now = start.shifted(frame / 30)
+        while blocks[i].stamp.mono <= now.mono:
+            buffers.add(blocks[i])
+            i += 1
+        before = sweep.curve.getData()[1]
+        sweep.refresh(buffers.first_co2(), now)
+        after = sweep.curve.getData()[1]
+        if after is not before:
+            drawn.append(frame)
+    assert 40 <= len(drawn) <= 51  # about 10 a second, never 30 (or 20)
+
+
 # --- the whole window -------------------------------------------------------------------------
 
 
