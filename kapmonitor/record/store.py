@@ -28,7 +28,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from alarms.model import AlarmKind, LogEntry, LogEvent, Priority
@@ -352,7 +352,10 @@ class Store:
                                detail=f"recorder {row.owner} stopped writing; {how}"))  # fmt: skip
                 found.append(row.id)
         for session_id in found:
-            self.compact(session_id)
+            # Their rows into blocks; a database busy now only leaves them rows (readable) until
+            # the next start: marking them interrupted is what must not fail.
+            with contextlib.suppress(SQLAlchemyError):
+                self.compact(session_id)
         return found
 
     # --- reading ----------------------------------------------------------------------------
