@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from enum import StrEnum
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 from kapmonitor.core.codes import Code
@@ -98,6 +99,21 @@ class NibpReading:
         )
 
 
+_np: ModuleType | None = None
+
+
+def _numpy() -> ModuleType:
+    """numpy, imported on first use (`kapmonitor --help` starts without it) and then kept: an
+    ``import`` statement per waveform block goes through every import hook installed (Qt's
+    shiboken adds one), some 2 µs a block, a tenth of a second for a 2-hour session's review."""
+    global _np
+    if _np is None:
+        import numpy
+
+        _np = numpy
+    return _np
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class WaveformBlock:
     """Consecutive samples of one waveform at a fixed rate; ``stamp`` is the first sample's time.
@@ -113,8 +129,7 @@ class WaveformBlock:
     flags: Flags = NO_FLAGS
 
     def __post_init__(self) -> None:
-        import numpy as np  # here, not above: `kapmonitor --help` starts without numpy
-
+        np = _numpy()
         samples = np.asarray(self.samples, dtype=np.float64)
         if samples is self.samples:
             samples = samples.copy()
