@@ -16,6 +16,7 @@ Targets: the SQLite file at most the .vital file's size, and the load at most vi
 from __future__ import annotations
 
 import argparse
+import gc
 import statistics
 import sys
 import tempfile
@@ -93,6 +94,7 @@ def alternating_medians(a: Callable[[], object], b: Callable[[], object]) -> tup
     times: tuple[list[float], list[float]] = ([], [])
     for _ in range(LOAD_RUNS):
         for fn, out in ((a, times[0]), (b, times[1])):
+            gc.collect()  # the last run's garbage is not charged to this one
             start = time.perf_counter()
             loaded = fn()
             out.append(time.perf_counter() - start)
