@@ -64,8 +64,8 @@ def _key(item) -> tuple:
         return ("wave", item.code.value, m)
     if isinstance(item, DeviceValue):
         return ("value", item.key, m)
-    if isinstance(item, LogEntry):
-        return ("alarm", item.event.value, item.condition, m)
+    if isinstance(item, LogEntry):  # the BP and the EtCO2 baseline share the dose's stamp
+        return ("alarm", item.event.value, item.condition, item.code, m)
     return ("event", m)  # DeviceEvent, SessionEvent, EventRecord
 
 
