@@ -11,11 +11,17 @@ byte, earlier items counted back at the device's rate). Time never runs backward
   bytes). A stretch of bytes the parser skips counts as the time the device took to send it.
 * Masimo sends one line a second that begins with its own date and time: each line is placed at
   that time (:class:`LineClock`); a line without a readable clock stays at the previous line's.
-* The IntelliVue's parser places every poll result on the monitor's relative time; told the
-  arrivals are guesses (``Parser.guessed_arrivals``), it anchors that clock once, at the first
-  poll (live, the earliest-arriving frame anchors it).
-* The others fall back to the byte rate: the Capnostream (:class:`ByteClock`), the S/5 frame by
-  frame (:class:`FrameByteClock`); neither parser reads the device's time field yet.
+* Told the arrivals are guesses (``Parser.guessed_arrivals``), a parser that reads the
+  device's own clock anchors it once, where the bytes put the first message, and places every
+  later one on that clock alone (live, arrivals stay the reference):
+  - the IntelliVue, every poll result on the monitor's relative time (1/8 ms ticks);
+  - the S/5, every record on its record time (whole seconds), fed frame by frame
+    (:class:`FrameByteClock`, so the anchoring frame ends a piece whatever the read size);
+    wave blocks follow on by their sample rate and jump to the record time after a gap;
+  - the Capnostream, every numerics message on the device's time (whole seconds), fed at the
+    byte rate (:class:`ByteClock`); its CO2 wave stays on the byte rate (the one-byte message
+    number wraps every 12.8 s and says nothing of the device's clock).
+  A device time equal to or set back from the last one holds at the last stamp.
 
 Pieces are large (the read size, :data:`READ_SIZE`) except where the clock needs a cut (one
 line); memory stays bounded by the read size whatever the file's length.
@@ -38,8 +44,8 @@ CLOCKS: dict[str, str] = {
     "contec": "the packet clock: 60 real-time packets/s of 9 bytes",
     "masimo": "each line's own date and time (one line a second)",
     "intellivue": "the monitor's relative time (1/8 ms ticks), from its first poll",
-    "ge-s5": "the average byte rate, frame by frame (the record time is not yet read)",
-    "capnostream": "the byte rate (the device's time field is not yet read)",
+    "ge-s5": "each record's own time (whole seconds), from the first record; waves by fs",
+    "capnostream": "the numerics' device time (whole seconds); the CO2 wave on the byte rate",
 }
 
 

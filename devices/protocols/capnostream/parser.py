@@ -108,6 +108,12 @@ class CapnostreamParser(Parser):
         self._last_number: int | None = None
         self._fast = 0  #: the latest fast status: the line's state, for the CO2 numerics
         self._units = UNITS_MMHG
+        #: With guessed arrivals: the device clock's reference, (its seconds, their host stamp),
+        #: and the latest numerics stamp (see :meth:`_on_device_time`).
+        self._ref: tuple[int, Stamp] | None = None
+        self._last_at: Stamp | None = None
+        #: With guessed arrivals: ``mono`` just after the previous CO2 wave block's last sample.
+        self._wave_next: float | None = None
 
     @property
     def pending_bytes(self) -> int:
@@ -273,11 +279,17 @@ class CapnostreamParser(Parser):
         end = self._block_end
         assert end is not None
         k = len(self._samples)
+        first = end.shifted(-(k - 1) / WAVE_RATE) if k > 1 else end
+        if self.guessed_arrivals:  # the byte rate, but never over the previous block's samples
+            after = self._wave_next
+            if after is not None and first.mono < after:
+                first = Stamp(after, first.wall + (after - first.mono))
+            self._wave_next = first.mono + k / WAVE_RATE
         out.append(
             WaveformBlock(
                 self.source,
                 Code.CO2,
-                end.shifted(-(k - 1) / WAVE_RATE) if k > 1 else end,
+                first,
                 WAVE_RATE,
                 np.asarray(self._samples, dtype=np.float64),
                 frozenset(self._block_flags),
@@ -286,8 +298,33 @@ class CapnostreamParser(Parser):
         self._samples = []
         self._block_flags = set()
 
+    def _on_device_time(self, seconds: int, at: Stamp) -> Stamp:
+        """A numerics message's stamp on the device's own clock (whole seconds), for guessed
+        arrivals (a plain file): the first message anchors the clock where its bytes put it,
+        each later one sits its clock's seconds after it, so a gap in what the device sent stays
+        a gap. A time equal to or before the latest one (the clock was set back) holds at the
+        latest stamp rather than moving on by the message's bytes at the byte rate (an average
+        over waves that may not be streaming), and becomes the new reference, so the messages
+        after it follow the device's clock again. Time never runs backwards.
+
+        The CO2 wave stays on the byte rate (a block never starts before the previous one's
+        samples end): its message number is one byte (it wraps every 12.8 s) and says nothing
+        of the device's clock, so it cannot be placed on it."""
+        ref, last = self._ref, self._last_at
+        if ref is None or last is None:
+            self._ref, self._last_at = (seconds, at), at
+            return at
+        d = seconds - ref[0]
+        stamp = Stamp(ref[1].mono + d, ref[1].wall + d)
+        if stamp.mono < last.mono:
+            self._ref, stamp = (seconds, last), last
+        self._last_at = stamp
+        return stamp
+
     def _numerics(self, payload: bytes, at: Stamp, out: list[Measurement]) -> None:
         f = decode_numerics(payload)
+        if self.guessed_arrivals:
+            at = self._on_device_time(f.timestamp, at)
         self._units = f.units
         if f.units != UNITS_MMHG:
             self.problem = (

@@ -160,7 +160,7 @@ def unescape_frame(buf: bytes, start: int) -> tuple[int, bytes, int]:
 class NumericsFields:
     """The periodic numerics message's payload (27 bytes), raw: 0xFF is "no value"."""
 
-    timestamp: int = 0  #: the device's clock, seconds (not used: time is stamped on arrival)
+    timestamp: int = 0  #: the device's clock, seconds (read by decode of a plain file only)
     etco2: int = INVALID
     fico2: int = INVALID
     rr: int = INVALID

@@ -12,6 +12,7 @@ from devices.protocols.base import Parser, ParserStats, SerialSettings
 from devices.protocols.ge_s5.records import BasicClass, decode_basic
 from devices.protocols.ge_s5.wire import (
     _DESC,
+    _HEADER,
     _I16,
     _U16,
     _WF_HDR,
@@ -46,6 +47,7 @@ from devices.protocols.ge_s5.wire import (
     WF_CO2,
     WF_HEADER_LEN,
     WF_PLETH,
+    WF_STATUS_GAP,
     checksum,
     unescape,
 )
@@ -128,6 +130,12 @@ class GeS5Parser(Parser):
         self.last_wave: float | None = None
         #: The ambient pressure (mmHg) of the latest CO2 group, to turn CO2 % into mmHg.
         self._amb_mmhg: float | None = None
+        #: With guessed arrivals: the record clock's reference, (``r_time``, its host stamp),
+        #: and the latest record's stamp (see :meth:`_on_record_time`).
+        self._ref: tuple[int, Stamp] | None = None
+        self._last_at: Stamp | None = None
+        #: With guessed arrivals: ``mono`` where each wave's previous block ended.
+        self._wave_end: dict[int, float] = {}
 
     @property
     def pending_bytes(self) -> int:
@@ -209,10 +217,53 @@ class GeS5Parser(Parser):
             stats.resyncs += 1
             self._lost = False
         self._good_before = True
+        if self.guessed_arrivals:
+            at = self._on_record_time(_HEADER.unpack_from(record, 0)[4], at)  # r_time
         try:
             self._record(record, at, out)
         except (struct.error, ValueError, IndexError):  # pragma: no cover - bounds are checked
             stats.subrecords_bad += 1
+
+    def _on_record_time(self, r_time: int, at: Stamp) -> Stamp:
+        """A record's stamp on the monitor's record time (whole seconds), for guessed arrivals
+        (a plain file): the first good record anchors the clock where its bytes put it, each
+        later one sits ``r_time`` minus the anchor's seconds after it, so the monitor's 5-s
+        cadence and any gap in what it sent come out as they were.
+
+        A record time equal to or before the latest one holds at the latest stamp: several
+        wave records share each second (the time has one-second resolution), so an equal time
+        is normal and must not push the clock on; a time set back (the monitor's clock was
+        reset) holds rather than moving on by the record's bytes at the byte rate, since the
+        byte rate is only the average of the requested records, and it becomes the new
+        reference, so the records after it follow the monitor's clock again. Time never runs
+        backwards."""
+        ref, last = self._ref, self._last_at
+        if ref is None or last is None:
+            self._ref, self._last_at = (r_time, at), at
+            return at
+        d = r_time - ref[0]
+        stamp = Stamp(ref[1].mono + d, ref[1].wall + d)
+        if stamp.mono < last.mono:
+            self._ref, stamp = (r_time, last), last
+        self._last_at = stamp
+        return stamp
+
+    def _wave_start(self, typ: int, count: int, fs: float, status: int, at: Stamp) -> Stamp:
+        """Where a wave block's first sample sits: live, counted back from the record's end;
+        with guessed arrivals, right after the same wave's previous block (the samples' own
+        clock, ``fs``), unless the record time ``at`` is more than its one-second resolution
+        past that end or the monitor set the gap bit: then samples were lost, and the block
+        ends at the record time, so a gap stays a gap. Never before the previous block's end."""
+        start = at.shifted(-count / fs)
+        if not self.guessed_arrivals:
+            return start
+        end = self._wave_end.get(typ)
+        if end is not None and (
+            start.mono < end or (not status & WF_STATUS_GAP and at.mono - end <= 1.0 + count / fs)
+        ):
+            start = Stamp(end, start.wall + (end - start.mono))
+        self._wave_end[typ] = start.mono + count / fs
+        return start
 
     def _record(self, record: bytes, at: Stamp, out: list[Measurement]) -> None:
         stats = self.stats
@@ -244,20 +295,22 @@ class GeS5Parser(Parser):
                 if off < 0 or off + WF_HEADER_LEN > size:
                     stats.subrecords_bad += 1
                     continue
-                act_len, _status, _label = _WF_HDR.unpack_from(data, off)
+                act_len, status, _label = _WF_HDR.unpack_from(data, off)
                 end = off + WF_HEADER_LEN + 2 * act_len
                 if act_len < 0 or end > size:
                     stats.subrecords_bad += 1
                     continue
                 if typ == WF_PLETH and act_len:
-                    self._pleth(data, off + WF_HEADER_LEN, act_len, at, out)
+                    start = self._wave_start(typ, act_len, PLETH_FS, status, at)
+                    self._pleth(data, off + WF_HEADER_LEN, act_len, start, out)
                 elif typ == WF_CO2 and act_len:
-                    self._co2_wave(data, off + WF_HEADER_LEN, act_len, at, out)
+                    start = self._wave_start(typ, act_len, CO2_FS, status, at)
+                    self._co2_wave(data, off + WF_HEADER_LEN, act_len, start, out)
         else:
             stats.records_other += 1
 
     def _pleth(
-        self, data: memoryview, start: int, count: int, at: Stamp, out: list[Measurement]
+        self, data: memoryview, start: int, count: int, first: Stamp, out: list[Measurement]
     ) -> None:
         raw = np.frombuffer(data, dtype="<i2", count=count, offset=start)
         samples = raw / PLETH_DIVISOR
@@ -266,14 +319,10 @@ class GeS5Parser(Parser):
         if bad.any():
             samples[bad] = np.nan
             flags = frozenset((Flag.SENSOR_OFF,))
-        out.append(
-            WaveformBlock(
-                self.source, Code.PLETH, at.shifted(-count / PLETH_FS), PLETH_FS, samples, flags
-            )
-        )
+        out.append(WaveformBlock(self.source, Code.PLETH, first, PLETH_FS, samples, flags))
 
     def _co2_wave(
-        self, data: memoryview, start: int, count: int, at: Stamp, out: list[Measurement]
+        self, data: memoryview, start: int, count: int, first: Stamp, out: list[Measurement]
     ) -> None:
         """CO2 samples in 1/100 % as mmHg, with the ambient pressure the monitor last sent; none
         known yet: NaN, flagged (a % is not a partial pressure without it)."""
@@ -289,11 +338,7 @@ class GeS5Parser(Parser):
             if bad.any():
                 samples[bad] = np.nan
                 flags = frozenset((Flag.SENSOR_OFF,))
-        out.append(
-            WaveformBlock(
-                self.source, Code.CO2, at.shifted(-count / CO2_FS), CO2_FS, samples, flags
-            )
-        )
+        out.append(WaveformBlock(self.source, Code.CO2, first, CO2_FS, samples, flags))
 
     def _co2_group(self, b: BasicClass, at: Stamp, out: list[Measurement]) -> None:
         """EtCO2, FiCO2 (1/100 %) and the airway rate, only from a monitor with a CO2 module."""
