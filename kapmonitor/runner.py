@@ -178,6 +178,7 @@ class SessionRunner:
         self.recorder.start()
         self.alarms.start()
         if self.publisher is not None:  # never blocks: an absent broker is a low alarm
+            self.publisher.record = self.store.session_info(self.session_id).uid
             self.publisher.start()
         for driver in self.drivers:
             driver.start()

@@ -57,12 +57,12 @@ def course(patient: str, db_url: str | None, rule: CourseRule) -> int:
     return run_course(patient, db_url, rule)
 
 
-def station(client: StationClient) -> int:
+def station(client: StationClient, db_url: str | None) -> int:
     _prepare_qt()
     from ui.station.app import run
 
     enable_crash_log()
-    return run(client)
+    return run(client, db_url)
 
 
 def main() -> int:

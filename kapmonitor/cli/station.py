@@ -16,15 +16,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from kapmonitor.cli.options import Subcommands, parse_duration, positive_float
+from kapmonitor.cli.options import Subcommands, db_option, parse_duration, positive_float
 from kapmonitor.core.errors import UserError
 
 if TYPE_CHECKING:
     from kapmonitor.station.broker import Credentials
     from kapmonitor.station.client import StationClient
 
-#: Opens the station window on a running client (ui/ plugs it in); returns the exit status.
-StationWindow = Callable[["StationClient"], int]
+#: Opens the station window on a running client (ui/ plugs it in) with the clinic database's
+#: URL (``--db``: the rooms' records fill the large view's trends; None: live only); returns
+#: the exit status.
+StationWindow = Callable[["StationClient", str | None], int]
 #: How long ``station`` waits for the broker's first answer before it goes on retrying.
 FIRST_ANSWER_S = 5.0
 
@@ -88,6 +90,7 @@ def add_station(subs: Subcommands) -> None:
     st.add_argument("--duration", type=parse_duration, help="stop after this long (10m)")
     st.add_argument("--name", help="this station's name at the broker (default: host and pid)")
     broker_auth_options(st)
+    db_option(st)  # optional: the clinic database, for a room's trends since its session began
     st.set_defaults(func=cmd_station)
 
     setup = subs.add_parser(
@@ -156,7 +159,8 @@ def cmd_station(args: argparse.Namespace, out: TextIO) -> int:
         if args.watch:
             return _watch(client, out, args.duration, args.speed if args.demo else 1.0)
         assert window is not None
-        return window(client)
+        # --demo's rooms record nothing: the demo database it implies is not the clinic's.
+        return window(client, None if args.demo else args.db)
     finally:
         client.stop()
         if clinic is not None:

@@ -40,7 +40,10 @@ PLETH_WANT_S = 30.0
 class Kind(StrEnum):
     """The last part of a room topic."""
 
-    STATUS = "status"  #: retained; the Last Will sets it offline
+    #: retained; the Last Will sets it offline. Optional ``"record"``: the uid of the room's
+    #: record in the clinic database (a random uuid, no patient data), absent when the room
+    #: records nothing; a station without the database ignores it.
+    STATUS = "status"
     NUMERICS = "numerics"  #: about once a second; also the room's heartbeat
     NIBP = "nibp"  #: each cuff reading
     ALARM = "alarm"  #: start / continue / end of one alarm (QoS 1)

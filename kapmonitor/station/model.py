@@ -108,6 +108,9 @@ class RoomView:
     alarms: tuple[AlarmView, ...]  #: most urgent first; "room-link-lost" leads when the link is
     link: str  #: a sentence: "connected", "lost: nothing for 8 s", "offline (Last Will)"
     audio_paused: bool
+    #: The uid of the session's record in the clinic database; None: the room records nothing
+    #: (or is of a version that does not say).
+    record: str | None = None
 
     @property
     def top_priority(self) -> int:
@@ -128,6 +131,7 @@ class _Room:
     alarms: dict[str, AlarmView] = field(default_factory=dict)
     alarm_seq: int = -1
     session: str = ""
+    record: str | None = None  #: the record's uid, kept across the Last Will (which lacks it)
     trend: dict[str, deque[tuple[float, float | None]]] = field(default_factory=dict)
     pleth: deque[tuple[float, float, tuple[float, ...]]] = field(
         default_factory=lambda: deque(maxlen=PLETH_BLOCKS)
@@ -233,8 +237,11 @@ class StationModel:
             room.status_offline = body["state"] == RoomState.OFFLINE
             session = str(body.get("session", ""))
             if session and session != room.session:  # a new session in the room: a clean slate
-                room.session, room.alarm_seq = session, -1
+                room.session, room.alarm_seq, room.record = session, -1, None
                 room.trend.clear()
+            record = body.get("record")
+            if isinstance(record, str) and record:
+                room.record = record
             room.audio_paused = bool(body.get("audio_paused", False))
             if room.status_offline:
                 return
@@ -367,6 +374,7 @@ class StationModel:
             alarms=tuple(alarms),
             link=link,
             audio_paused=room.audio_paused,
+            record=room.record,
         )
 
     def _link_alarm(self, room: _Room, now: float) -> AlarmView:

@@ -96,6 +96,10 @@ class RoomPublisher:
         self.room = check_room(identity.room)
         self.source = source
         self.session = str(uuid.uuid4())  #: the session as the bus knows it (no record id)
+        #: The record's uid (SessionInfo.uid: a random uuid, no patient data), set by the runner
+        #: once the session is recorded: a station with the clinic database fills its trends
+        #: from the record's start. None: the room records nothing (the field is left out).
+        self.record: str | None = None
         self._clock = clock
         self._items = hub.subscribe("station", maxsize=QUEUE_SIZE)
         self._log = alarm_log.subscribe("station", maxsize=QUEUE_SIZE)
@@ -300,8 +304,12 @@ class RoomPublisher:
             "session": self.session,
             "label": self.identity.label,
             "drug": self.identity.drug,
+            **self._record_field(),
         }
         return encode(self.room, Kind.STATUS, fields)
+
+    def _record_field(self) -> dict[str, str]:
+        return {} if self.record is None else {"record": self.record}
 
     def _status(self, now: float) -> None:
         """The retained status, sent when it changes (and now and then: a broker may lose it)."""
@@ -310,6 +318,7 @@ class RoomPublisher:
             "session": self.session,
             "label": self.identity.label,
             "drug": self.identity.drug,
+            **self._record_field(),
             "devices": [
                 {"source": s, "state": st, "detail": d} for s, st, d in self.source.device_rows()
             ],

@@ -17,13 +17,14 @@ from ui.system_stop import SystemStop
 from ui.theme import apply_dark_theme
 
 
-def run(client: StationClient) -> int:
+def run(client: StationClient, db_url: str | None = None) -> int:
+    """``db_url``: the clinic database the large views read the rooms' records from, or None."""
     running = QApplication.instance()
     app = running if isinstance(running, QApplication) else QApplication(sys.argv[:1])
     app.setApplicationName("kapmonitor station")
     apply_dark_theme(app)
     stop = SystemStop(app)
-    window = StationWindow(client)
+    window = StationWindow(client, db_url=db_url)
     stop.stop_requested.connect(lambda signum: (window.close(), app.exit(128 + signum)))
     try:
         window.place_on_screen()

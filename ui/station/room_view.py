@@ -15,13 +15,14 @@ from collections.abc import Callable
 from PySide6 import QtCore, QtWidgets
 
 from kapmonitor.core.codes import Code
-from kapmonitor.core.model import Stamp
+from kapmonitor.core.model import NibpReading, Numeric, Stamp
 from kapmonitor.station.model import LINK_LOST, RoomView, StationModel
 from ui import theme
 from ui.pleth import PlethSweep
 from ui.station import text
 from ui.station.alarm_list import AlarmList
 from ui.station.feed import NibpLog, RoomFeed
+from ui.station.history import RecordHistory, before_live
 from ui.trends import TrendPlot
 
 #: A room sends its pleth for 30 s after a request: ask again well before that ends.
@@ -52,10 +53,13 @@ class RoomLargeView(QtWidgets.QWidget):
         ask_pleth: Callable[[str], None],
         nibp: NibpLog,
         parent: QtWidgets.QWidget | None = None,
+        *,
+        history: RecordHistory | None = None,
     ) -> None:
         super().__init__(parent)
         self.model = model
         self.nibp = nibp
+        self.history = history  #: the clinic database (``station --db``), or None
         self._ask_pleth = ask_pleth
         self.room: str | None = None
         self.feed: RoomFeed | None = None
@@ -71,6 +75,11 @@ class RoomLargeView(QtWidgets.QWidget):
         self.detail.setStyleSheet(theme.label_style(theme.DOSE, 22))
         self.link = QtWidgets.QLabel()
         self.link.setStyleSheet(theme.label_style(theme.TEXT_DIM, 20))
+        #: Why the trends start at the station's start, not the session's (the database
+        #: did not answer or lacks the session); empty otherwise.
+        self.history_note = QtWidgets.QLabel()
+        self.history_note.setStyleSheet(theme.label_style(theme.WARN, 18))
+        self.history_note.hide()
         self.numbers = QtWidgets.QLabel()
         self.numbers.setTextFormat(QtCore.Qt.TextFormat.RichText)
         self.numbers.setStyleSheet(theme.label_style(theme.TEXT, 30, bold=True))
@@ -99,6 +108,7 @@ class RoomLargeView(QtWidgets.QWidget):
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(8, 8, 8, 8)
         layout.addLayout(head)
+        layout.addWidget(self.history_note)
         layout.addLayout(body, 1)
 
         self.sweep = QtCore.QTimer(self)
@@ -111,9 +121,14 @@ class RoomLargeView(QtWidgets.QWidget):
     # --- opened and closed by the window ----------------------------------------------------
 
     def open_room(self, room: str) -> None:
-        """Show ``room``: a fresh feed (everything received since its session began)."""
+        """Show ``room``: a fresh feed (everything received since its session began, after
+        what the clinic database recorded before it; loaded here, in the Qt thread, once per
+        opening: see :mod:`ui.station.history`)."""
         self.room = room
         self.feed = RoomFeed(room, self.nibp)
+        note = self._fill_history(room, self.feed)
+        self.history_note.setText(note)
+        self.history_note.setVisible(bool(note))
         fresh = TrendPlot()  # nothing of the previous room's curves, markers or axes stays
         self._body.replaceWidget(self.trends, fresh)
         self.trends.deleteLater()
@@ -123,6 +138,29 @@ class RoomLargeView(QtWidgets.QWidget):
         self.asker.start()
         self.sweep.start()
         self.refresh()
+
+    def _fill_history(self, room: str, feed: RoomFeed) -> str:
+        """Put the record's trends from before the station's first received value into the
+        fresh feed, ahead of the live data; the sentence to show when it could not."""
+        view = self.model.room(room)
+        if self.history is None or view is None or view.record is None:
+            return ""
+        record = self.history.record(view.record)
+        if isinstance(record, str):
+            return record
+        firsts = [points[0][0] for points in self.model.trend(room).values() if points]
+        readings = self.nibp.readings(room)
+        history = before_live(
+            record,
+            room,
+            min(firsts, default=None),
+            readings[0].t if readings else None,
+            [(r.t, r.systolic, r.diastolic) for r in readings],
+        )
+        items: list[Numeric | NibpReading] = [*history.numerics, *history.nibp]
+        items.sort(key=lambda i: i.stamp.wall)
+        feed.buffers.ingest(items)
+        return ""
 
     def close_room(self) -> None:
         self.asker.stop()

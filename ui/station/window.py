@@ -23,6 +23,7 @@ from ui.alarm_flash import next_edge, priority_lit
 from ui.sound import AlarmSound
 from ui.station.audio import StationAudio
 from ui.station.feed import NibpLog
+from ui.station.history import RecordHistory
 from ui.station.room_view import BUTTON_STYLE, RoomLargeView
 from ui.station.tile import RoomTile
 
@@ -50,7 +51,10 @@ class StationWindow(QtWidgets.QMainWindow):
         *,
         sound: AlarmSound | None = None,
         audio: StationAudio | None = None,
+        db_url: str | None = None,
     ) -> None:
+        """``db_url``: the clinic database (``station --db``), from which a room's large view
+        fills its trends from the session's start; None: only what the station received."""
         super().__init__()
         self.client = client
         self.model = client.model
@@ -102,7 +106,10 @@ class StationWindow(QtWidgets.QMainWindow):
         self.empty.setStyleSheet(theme.label_style(theme.TEXT_DIM, 30))
         self.grid.addWidget(self.empty, 0, 0)
         self.nibp = NibpLog()
-        self.large = RoomLargeView(self.model, client.request_pleth, self.nibp)
+        self.history = RecordHistory(db_url) if db_url else None
+        self.large = RoomLargeView(
+            self.model, client.request_pleth, self.nibp, history=self.history
+        )
         self.large.back_requested.connect(self.show_grid)
         self.pages = QtWidgets.QStackedWidget()
         self.pages.addWidget(self.grid_page)
@@ -259,4 +266,6 @@ class StationWindow(QtWidgets.QMainWindow):
         self.flash.stop()
         self.large.close_room()
         self.audio.close()
+        if self.history is not None:
+            self.history.close()
         event.accept()
