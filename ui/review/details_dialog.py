@@ -10,7 +10,7 @@ from PySide6 import QtWidgets
 
 from kapmonitor.record.summaries import SessionDetails
 from kapmonitor.review.changes import DetailsChange
-from ui import theme
+from ui.review.form_footer import add_footer, show_missing
 
 
 class DetailsDialog(QtWidgets.QDialog):
@@ -31,18 +31,7 @@ class DetailsDialog(QtWidgets.QDialog):
         form.addRow("Weight (kg)", self.weight)
         form.addRow("Indication", self.indication)
         form.addRow("Reason", self.reason)
-        self.missing = QtWidgets.QLabel()
-        self.missing.setWordWrap(True)
-        self.missing.setStyleSheet(f"color: {theme.WARN};")
-        form.addRow(self.missing)
-        buttons = QtWidgets.QDialogButtonBox(
-            QtWidgets.QDialogButtonBox.StandardButton.Ok
-            | QtWidgets.QDialogButtonBox.StandardButton.Cancel
-        )
-        buttons.accepted.connect(self.accept)
-        buttons.rejected.connect(self.reject)
-        form.addRow(buttons)
-        self.ok = buttons.button(QtWidgets.QDialogButtonBox.StandardButton.Ok)
+        self.missing, self.ok = add_footer(self, form)
         for edit in (self.weight, self.indication, self.reason):
             edit.textChanged.connect(self._check)
         self._check()
@@ -68,7 +57,4 @@ class DetailsDialog(QtWidgets.QDialog):
         return f"{problems[0][0].upper()}{problems[0][1:]}." if problems else ""
 
     def _check(self) -> None:
-        missing = self.missing_text()
-        self.ok.setEnabled(not missing)
-        self.missing.setText(missing)
-        self.missing.setVisible(bool(missing))
+        show_missing(self.missing, self.ok, self.missing_text())

@@ -33,6 +33,7 @@ from kapmonitor.review.summary import SessionSummary
 from kapmonitor.review.timeline import QUIET_KINDS, Timeline
 from ui import theme
 from ui.review.details_dialog import DetailsDialog
+from ui.review.form_footer import add_footer, show_missing
 from ui.review.plots import ReviewPlots
 
 #: The pleth is drawn only for views this short (minutes): longer, it is a solid band.
@@ -102,18 +103,7 @@ class AmendDialog(QtWidgets.QDialog):
         self.reason.setPlaceholderText("why the record is corrected")
         form.addRow("Corrected text", self.text)
         form.addRow("Reason", self.reason)
-        self.missing = QtWidgets.QLabel()
-        self.missing.setWordWrap(True)
-        self.missing.setStyleSheet(f"color: {theme.WARN};")
-        form.addRow(self.missing)
-        buttons = QtWidgets.QDialogButtonBox(
-            QtWidgets.QDialogButtonBox.StandardButton.Ok
-            | QtWidgets.QDialogButtonBox.StandardButton.Cancel
-        )
-        buttons.accepted.connect(self.accept)
-        buttons.rejected.connect(self.reject)
-        form.addRow(buttons)
-        self.ok = buttons.button(QtWidgets.QDialogButtonBox.StandardButton.Ok)
+        self.missing, self.ok = add_footer(self, form)
         for edit in (self.text, self.reason):
             edit.textChanged.connect(self._check)
         self._check()
@@ -128,10 +118,7 @@ class AmendDialog(QtWidgets.QDialog):
         return f"Enter {' and '.join(needed)} to amend the event." if needed else ""
 
     def _check(self) -> None:
-        missing = self.missing_text()
-        self.ok.setEnabled(not missing)
-        self.missing.setText(missing)
-        self.missing.setVisible(bool(missing))
+        show_missing(self.missing, self.ok, self.missing_text())
 
 
 class ReviewWindow(QtWidgets.QMainWindow):
