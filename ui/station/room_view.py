@@ -131,6 +131,7 @@ class RoomLargeView(QtWidgets.QWidget):
         self.history_note.setVisible(bool(note))
         fresh = TrendPlot()  # nothing of the previous room's curves, markers or axes stays
         self._body.replaceWidget(self.trends, fresh)
+        self.trends.hide()  # out of the layout, it would be drawn in a corner until deleted
         self.trends.deleteLater()
         self.trends = fresh
         self._trends_at = 0.0
