@@ -67,6 +67,7 @@ from alarms.model import (
     TechnicalCondition,
 )
 from alarms.profile import LimitRule, Profile
+from kapmonitor.core.assessment import SCORE_CODES
 from kapmonitor.core.codes import Code
 from kapmonitor.core.model import (
     ConnectionState,
@@ -582,6 +583,8 @@ class AlarmEngine:
         measurement: a device that decodes only impossible values is not delivering data)."""
         if Flag.OUT_OF_RANGE in item.flags:
             return
+        if isinstance(item, Numeric) and item.code in SCORE_CODES:
+            return  # a nurse's score: no device, nothing to fall silent
         watch = self._watches.get(item.source)
         if watch is None:
             if not isinstance(item, PERIODIC):

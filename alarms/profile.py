@@ -27,7 +27,10 @@ A profile must not be able to switch an alarm off, so beyond its form it is chec
   capnogram that counts as "no CO2 signal" is flat for :data:`FLAT_RANGE_S` within
   :data:`FLAT_MMHG_RANGE`. Profiles written before breathing load unchanged: without
   ``[apnea]`` and ``[etco2_rise]`` those rules are not part of the profile (as
-  ``[baseline_rise]``), and ``no_co2_signal`` takes the defaults in :data:`_LATER_TECHNICAL`.
+  ``[baseline_rise]``), and ``no_co2_signal`` takes the defaults in :data:`_LATER_TECHNICAL`;
+- scores (issue 17): a MOAA/S limit is a ``[[limit]]`` on ``KAP_SCORE_MOAAS``;
+  ``[assessment]`` chooses the dissociation scale and how often a score falls due
+  (:data:`ASSESSMENT_EVERY_RANGE`); without it, :data:`~kapmonitor.core.assessment.DEFAULT_PLAN`.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from alarms.model import Priority, TechnicalCondition
+from kapmonitor.core.assessment import DEFAULT_PLAN, DISSOCIATION_SCALES, AssessmentPlan
 from kapmonitor.core.codes import Code
 from kapmonitor.core.errors import UserError
 
@@ -93,7 +97,12 @@ LIMIT_RANGES: dict[Code, tuple[float, float]] = {
     Code.RESP_RATE: (2.0, 60.0),
     Code.AWAY_RESP_RATE: (2.0, 60.0),
     Code.CO2_ET: (10.0, 100.0),
+    # A MOAA/S limit of 0 is never met (no score is below it); "low 5" alarms at 4, lethargy.
+    Code.MOAAS: (1.0, 5.0),
 }
+#: How often a sedation and dissociation score falls due after the dose (minutes): more often
+#: than every 5 minutes a nurse does nothing else; less often than hourly misses the peak.
+ASSESSMENT_EVERY_RANGE = (5.0, 60.0)
 #: Rules every profile has: (direction, code, what a nurse calls it).
 REQUIRED_RULES = (
     ("low", Code.SPO2, "SpO2 low"),
@@ -193,6 +202,8 @@ class Profile:
     apnea: ApneaRule | None = None  #: None: not part of the profile (one written before)
     etco2_rise: Etco2RiseRule | None = None
     course: CourseRule | None = None  #: None: the profile has no [course] (kap-default's applies)
+    #: The dissociation scale and the score prompts ([assessment]; defaults without it).
+    assessment: AssessmentPlan = DEFAULT_PLAN
 
     def limit_rule(self, rule_id: str) -> LimitRule:
         for rule in self.limits:
@@ -369,7 +380,7 @@ class _Reader:
             data,
             "the file",
             {"name", "description", "behaviour", "limit", "baseline_rise", "technical",
-             "nibp_schedule", "apnea", "etco2_rise", "course"},
+             "nibp_schedule", "apnea", "etco2_rise", "course", "assessment"},
             {"name", "behaviour", "limit", "technical", "nibp_schedule"},
         )  # fmt: skip
         behaviour = self.table(
@@ -416,7 +427,43 @@ class _Reader:
             apnea=self.apnea(top["apnea"]) if "apnea" in top else None,
             etco2_rise=self.etco2_rise(top["etco2_rise"]) if "etco2_rise" in top else None,
             course=self.course(top["course"]) if "course" in top else None,
+            assessment=self.assessment(top["assessment"]) if "assessment" in top else DEFAULT_PLAN,
         )
+
+    def assessment(self, data: Any) -> AssessmentPlan:
+        keys = {"dissociation", "every_min", "for_min", "dissociated_from"}
+        entry = self.table(data, "[assessment]", keys, set())
+        name = entry.get("dissociation", DEFAULT_PLAN.dissociation.key)
+        scale = DISSOCIATION_SCALES.get(name) if isinstance(name, str) else None
+        if scale is None:
+            choices = " or ".join(f"'{k}'" for k in DISSOCIATION_SCALES)
+            raise self.fail("[assessment] dissociation", f"must be {choices}")
+        low, high = ASSESSMENT_EVERY_RANGE
+        every = self.number(
+            entry.get("every_min", DEFAULT_PLAN.every_min),
+            "[assessment] every_min",
+            minimum=low,
+            maximum=high,
+            why=" minutes",
+        )
+        for_min = self.number(
+            entry.get("for_min", DEFAULT_PLAN.for_min),
+            "[assessment] for_min",
+            minimum=every,
+            maximum=MAX_SCHEDULE_MIN,
+            why=" minutes: at least one score after the dose",
+        )
+        default_from = DEFAULT_PLAN.dissociated_from if scale.key == "rating" else 5
+        cut = self.number(
+            entry.get("dissociated_from", default_from),
+            "[assessment] dissociated_from",
+            minimum=1,
+            maximum=scale.maximum,
+            why=f" on the {scale.name} scale",
+        )
+        if cut != int(cut):
+            raise self.fail("[assessment] dissociated_from", "must be a whole number")
+        return AssessmentPlan(scale, every, for_min, int(cut))
 
     def course(self, data: Any) -> CourseRule:
         keys = {"rise_systolic", "high_alarm"}

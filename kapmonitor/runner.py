@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from alarms.model import Alarm, LogEvent, TechnicalCondition
@@ -29,6 +30,8 @@ from devices.serial_driver import SerialDriver
 from devices.sim.driver import SimDriver
 from devices.sim.scenario import scenario_names as shipped_scenarios
 from kapmonitor.core import staleness
+from kapmonitor.core.assessment import SCALES, SCORE_CODES, prompt, sedated
+from kapmonitor.core.assessment import SOURCE as ASSESSMENT_SOURCE
 from kapmonitor.core.codes import Code
 from kapmonitor.core.device_spec import REPLAY, SIM, DeviceSpec
 from kapmonitor.core.discharge import DOUBTFUL, CheckItem, DischargeCriteria
@@ -80,6 +83,7 @@ class _Latest:
     values: dict[Code, Numeric] = field(default_factory=dict)
     nibp: list[NibpReading] = field(default_factory=list)
     states: dict[str, DeviceEvent] = field(default_factory=dict)
+    scores: list[Numeric] = field(default_factory=list)  #: every score, in the order taken
 
 
 def make_driver(spec: DeviceSpec, hub: Hub[Item], config: SessionConfig) -> Driver:
@@ -302,6 +306,42 @@ class SessionRunner:
         )
         return stamp
 
+    def add_assessment(
+        self, scores: Mapping[Code, int], operator: str = "", stamp: Stamp | None = None
+    ) -> Stamp:
+        """Scores on one or more scales (MOAA/S, dissociation), taken together at ``stamp``.
+
+        Each is checked against its scale first (nothing is published if one is wrong), then
+        goes out as a Numeric (alarms, record, trends, exports) and a session event that says
+        it in words and names who scored it.
+        """
+        checked = {code: SCALES[code].check(score) for code, score in scores.items()}
+        stamp = stamp or self.now()
+        for code, score in checked.items():
+            self.hub.publish(Numeric(ASSESSMENT_SOURCE, code, float(score), stamp))
+            self.hub.publish(
+                SessionEvent(
+                    ASSESSMENT_SOURCE,
+                    SessionEventKind.ASSESSMENT,
+                    stamp,
+                    SCALES[code].describe(score),
+                    operator or None,
+                )
+            )
+        return stamp
+
+    def assessment_prompt(self) -> tuple[str, bool]:
+        """When the next sedation and dissociation score is due, and whether it is due now."""
+        if self.dose is None:
+            return prompt(self.profile.assessment, None, [])
+        dose = self.dose.mono
+        minutes = (self.now().mono - dose) / 60
+        scored = [(n.stamp.mono - dose) / 60 for n in self._latest.scores]
+        return prompt(self.profile.assessment, minutes, scored)
+
+    def latest_score(self, code: Code) -> Numeric | None:
+        return next((n for n in reversed(self._latest.scores) if n.code is code), None)
+
     def request_stat(self, operator: str = "") -> str:
         """A STAT NIBP reading: what to tell the nurse.
 
@@ -317,7 +357,9 @@ class SessionRunner:
     def poll(self) -> None:
         """Take what arrived since the last call (the screen's timer calls this)."""
         for item in self._watch.drain():
-            if isinstance(item, Numeric):
+            if isinstance(item, Numeric) and item.code in SCORE_CODES:
+                self._latest.scores.append(item)
+            elif isinstance(item, Numeric):
                 self._latest.values[item.code] = item
             elif isinstance(item, NibpReading):
                 self._latest.nibp.append(item)
@@ -431,8 +473,22 @@ class SessionRunner:
                 )
             )
         items.append(self._in_range_item(now))
-        items.append(CheckItem("patient alert and oriented", None, "confirm at the bedside"))
+        items.append(self._alert_item())
         return items
+
+    def _alert_item(self) -> CheckItem:
+        """Alert and oriented is the nurse's to confirm; the last MOAA/S informs it, and one
+        that still says sedated (<= 3) is a reason not to discharge."""
+        moaas = self.latest_score(Code.MOAAS)
+        if moaas is None or moaas.value is None:
+            return CheckItem("patient alert and oriented", None, "confirm at the bedside")
+        at = time.strftime("%H:%M", time.localtime(moaas.stamp.wall))
+        if sedated(moaas.value):
+            return CheckItem(
+                "patient alert and oriented", False, f"MOAA/S {moaas.value:.0f} at {at}: sedated"
+            )
+        text = f"last MOAA/S {moaas.value:.0f} at {at}; confirm at the bedside"
+        return CheckItem("patient alert and oriented", None, text)
 
     def _current(self, codes: tuple[Code, ...], now: Stamp) -> tuple[Code, float] | str:
         """The first of ``codes`` with a current, unflagged value (the code and the value), or

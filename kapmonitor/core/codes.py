@@ -46,6 +46,11 @@ class Code(StrEnum):
     CO2_ET = "MDC_AWAY_CO2_ET"  #: end-tidal CO2
     CO2_INSP_MIN = "MDC_AWAY_CO2_INSP_MIN"  #: inspired (minimum) CO2: rebreathing shows here
     CO2 = "MDC_AWAY_CO2"  #: the capnogram, the CO2 wave
+    # Scored by the nurse, not measured by a device (kapmonitor.core.assessment): IEEE 11073
+    # names no sedation or dissociation scale, so these are kapmonitor's own reference ids.
+    MOAAS = "KAP_SCORE_MOAAS"  #: Modified Observer's Assessment of Alertness/Sedation, 0-5
+    DISSOCIATION = "KAP_SCORE_DISSOCIATION"  #: dissociation rating: 0 none to 3 severe
+    CADSS = "KAP_SCORE_CADSS"  #: Clinician-Administered Dissociative States Scale, total 0-92
 
     @property
     def info(self) -> CodeInfo:
@@ -112,4 +117,11 @@ CODE_INFO: dict[Code, CodeInfo] = {
     Code.CO2_INSP_MIN: CodeInfo(151738, "mm[Hg]", None, "FiCO2", CO2_RANGE),
     # The capnogram in mmHg (devices send CO2 partial pressure, not arbitrary counts).
     Code.CO2: CodeInfo(151724, "mm[Hg]", None, "CO2"),
+    # The scores: term codes 0xF001-0xF003 of the SCADA partition, in the range IEEE 11073-10101
+    # keeps for private use (0xF000-0xFFFF), so no export passes them off as standard terms. No
+    # LOINC code for the MOAA/S, a four-step dissociation rating or the CADSS total was found.
+    # UCUM "{score}": a dimensionless count with an annotation. Any score may follow any other.
+    Code.MOAAS: CodeInfo(2 * 65536 + 0xF001, "{score}", None, "MOAA/S", (0.0, 5.0)),
+    Code.DISSOCIATION: CodeInfo(2 * 65536 + 0xF002, "{score}", None, "Dissociation", (0.0, 3.0)),
+    Code.CADSS: CodeInfo(2 * 65536 + 0xF003, "{score}", None, "CADSS", (0.0, 92.0)),
 }

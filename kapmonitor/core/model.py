@@ -186,6 +186,9 @@ class SessionEventKind(StrEnum):
     DOSE = "dose"
     NIBP_SCHEDULED = "nibp-scheduled"
     MARKER = "marker"
+    #: A scored sedation or dissociation assessment: the text says it in words, the author
+    #: scored it; the score itself travels as a Numeric at the same stamp (core.assessment).
+    ASSESSMENT = "assessment"
 
 
 @dataclass(frozen=True, slots=True)
