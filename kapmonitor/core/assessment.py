@@ -136,7 +136,7 @@ def prompt(plan: AssessmentPlan, minutes: float | None, scored: list[float]) -> 
     :data:`EARLY_MIN` before it on); it is a reminder, never an alarm.
     """
     if minutes is None:
-        return "score sedation and dissociation before the dose (S)", False
+        return "score sedation and dissociation before the dose", False
 
     def taken(due: float) -> bool:
         return any(t >= due - EARLY_MIN for t in scored)
@@ -144,7 +144,7 @@ def prompt(plan: AssessmentPlan, minutes: float | None, scored: list[float]) -> 
     times = due_times(plan)
     past = [d for d in times if d <= minutes]
     if past and not taken(past[-1]):  # the latest one that fell due; missed ones are past
-        return f"SCORE DUE: the {past[-1]:g}-minute assessment (S)", True
+        return f"SCORE DUE: the {past[-1]:g}-minute assessment", True
     upcoming = [d for d in times if d > minutes and not taken(d)]
     if upcoming:
         return f"next score in {max(1, round(upcoming[0] - minutes))} min", False
