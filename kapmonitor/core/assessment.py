@@ -28,6 +28,7 @@ A score is never an alarm by itself except through the profile's limits (kap-def
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from kapmonitor.core.codes import Code
@@ -52,11 +53,13 @@ class Scale:
 
     def check(self, score: object) -> int:
         """The score as an int, or a one-sentence :class:`UserError` (a typed 7 on MOAA/S)."""
-        if isinstance(score, bool) or not isinstance(score, int | float) or score != int(score):
+        if isinstance(score, float) and math.isfinite(score) and score.is_integer():
+            score = int(score)
+        if isinstance(score, bool) or not isinstance(score, int):
             raise UserError(f"a {self.name} score is a whole number, not {score!r}")
         if not 0 <= score <= self.maximum:
             raise UserError(f"a {self.name} score lies between 0 and {self.maximum}, not {score}")
-        return int(score)
+        return score
 
     def describe(self, score: float) -> str:
         """The score in words: "MOAA/S 3: responds only after name is called loudly"."""
