@@ -7,6 +7,7 @@ audio pause's timing runs on an injected clock; everything else on the real one.
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import subprocess
@@ -31,7 +32,7 @@ from ui.alarm_flash import shade_of
 from ui.sound import AlarmSound
 from ui.start_dialog import SETTINGS_APPLICATION, SETTINGS_ORGANIZATION, StartDialog
 from ui.station.audio import StationAudio
-from ui.station.text import next_due
+from ui.station.text import next_due, scores_text
 from ui.station.window import StationWindow, grid_shape
 from ui.status_panel import AMBER, DeviceStatusPanel
 from ui.status_panel import DIM as STATUS_DIM
@@ -342,3 +343,27 @@ def test_the_room_screen_shows_its_station_link(qtbot):
     assert panel.station_label.text() == lost and AMBER in panel.station_label.styleSheet()
     panel.set_station_link(None)
     assert not panel.station_label.isVisible()
+
+
+def _scored(numerics: dict[str, float | None]) -> RoomView:
+    return RoomView("r", "live", "", "s", None, None, (), numerics, 1.0, None, (), "connected",
+                    False)  # fmt: skip
+
+
+def test_the_room_view_shows_the_rooms_last_scores_and_nothing_that_is_no_score():
+    assert scores_text(_scored({Code.SPO2.value: 97})) == ""
+    both = {Code.MOAAS.value: 3.0, Code.DISSOCIATION.value: 1.0}
+    assert scores_text(_scored(both)) == "MOAA/S 3   Dissociation mild"
+    assert scores_text(_scored({Code.CADSS.value: 12.0})) == "CADSS 12"
+
+
+@given(st.one_of(st.none(), st.floats(), st.integers(-(10**6), 10**6).map(float)))
+def test_a_damaged_score_from_a_room_never_breaks_the_view(value):
+    shown = scores_text(_scored({Code.MOAAS.value: value, Code.DISSOCIATION.value: value}))
+    whole = value is not None and math.isfinite(value) and value.is_integer()
+    if whole and 0 <= value <= 3:
+        assert shown.startswith(f"MOAA/S {value:.0f}   Dissociation ")
+    elif whole and 0 <= value <= 5:
+        assert shown == f"MOAA/S {value:.0f}"
+    else:
+        assert shown == ""

@@ -224,6 +224,7 @@ class RoomPublisher:
             elif isinstance(item, SessionEvent) and item.kind in (
                 SessionEventKind.DOSE,
                 SessionEventKind.MARKER,
+                SessionEventKind.ASSESSMENT,
             ):
                 self._send(
                     Kind.EVENTS,

@@ -204,6 +204,9 @@ class RoomLargeView(QtWidgets.QWidget):
         breathing = text.breathing_text(view)
         if breathing:
             parts.append(breathing)
+        scores = text.scores_text(view)
+        if scores:
+            parts.append(f"<span style='color:{theme.TEXT_DIM}'>{scores}</span>")
         self.numbers.setText("&nbsp;&nbsp;&nbsp;".join(parts))
 
     def _sweep(self) -> None:

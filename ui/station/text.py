@@ -10,6 +10,7 @@ import math
 import re
 import time
 
+from kapmonitor.core.assessment import DISSOCIATION_CODES, SCALES
 from kapmonitor.core.codes import Code
 from kapmonitor.core.staleness import BLANK_S, NIBP_STALE_MIN, STALE_S
 from kapmonitor.live import age_text
@@ -70,6 +71,21 @@ def breathing_text(view: RoomView) -> str:
     for label, codes in BREATHING:
         if any(code.value in view.numerics for code in codes):
             parts.append(f"{label} {value_text(numeric(view, *codes))}")
+    return "   ".join(parts)
+
+
+def scores_text(view: RoomView) -> str:
+    """ "MOAA/S 3   Dissociation mild": the room's last scores (held until the next), or ""."""
+    parts = []
+    for code, scale in SCALES.items():
+        value = view.numerics.get(code.value)
+        if value is None or not math.isfinite(value):
+            continue
+        if not 0 <= value <= scale.maximum or not float(value).is_integer():
+            continue  # not a score (a room of another version, or a damaged message)
+        level = int(value)
+        words = scale.levels if scale.code in DISSOCIATION_CODES else ()
+        parts.append(f"{scale.name} {words[level] if words else level}")
     return "   ".join(parts)
 
 
