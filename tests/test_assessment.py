@@ -280,3 +280,19 @@ def test_scores_go_from_the_runner_to_the_alarms_and_the_record(tmp_path):
         ("Dissociation 2: moderate", "RN M"),
     ]
     assert len(said) == 5
+
+
+def test_alarms_replay_reads_scores_as_the_live_engine_does(tmp_path):
+    from tests.test_alarm_replay import m, records, run, write
+
+    spo2 = [m(float(t), Code.SPO2.value, 97, device="ox") for t in range(0, 1201)]
+    scores = [
+        m(300.0, Code.MOAAS.value, 1, device=SOURCE),
+        m(300.0, Code.DISSOCIATION.value, 3, device=SOURCE),
+        m(1000.0, Code.MOAAS.value, 3, device=SOURCE),
+    ]
+    lines = sorted(spo2 + scores, key=lambda line: line["t"])
+    out = records(run("--in", str(write(tmp_path / "s.jsonl", lines))))
+    moaas = [(r["t"], r["state"]) for r in out if r["condition"] == "moaas-low"]
+    assert moaas == [(300.0, "active"), (1000.0, "inactive")]
+    assert {r["condition"] for r in out} == {"moaas-low"}  # no silence of a device "assessment"
