@@ -20,8 +20,13 @@ amendment of an assessment counts as an assessment whatever its kind.
 
 **Without an assessment**:
 
-- dissociation: "Yes (marked at HH:MM)" when a ``dissociation`` marker was set (the screen's
-  key 1), else not recorded;
+- sedation, from the MOAA/S scores (:mod:`kapmonitor.review.scores`): "Yes" when any was <= 3,
+  with the deepest, when it began and when it resolved (or that it had not by the last score),
+  "No" with the lowest score otherwise; marked for the clinician to confirm, with the scorer of
+  the deepest score as its author; not recorded without a MOAA/S;
+- dissociation, from the dissociation scores in the same way (the stored profile's cut-off);
+  for a record made before scoring existed, "Yes (marked at HH:MM)" when a ``dissociation``
+  marker was set (the screen's key 1), else not recorded;
 - respiratory depression, from the alarm record (issue 17): "Yes" with when the first
   breathing alarm began and when the last one ended ("resolved"), or that it had not by the end
   of the record, when a breathing alarm of respiratory depression fired (apnoea, the EtCO2 rise
@@ -29,7 +34,6 @@ amendment of an assessment counts as an assessment whatever its kind.
   monitored and no SpO2 alarm, "No"; both marked for the clinician to confirm. Otherwise "see
   SpO2 alarms" (with their number and the lowest SpO2) when a physiological SpO2 alarm fired —
   a prompt for the clinician, not an answer — else not recorded (breathing not monitored);
-- sedation: not recorded;
 - ready to leave: the discharge checklist's last confirmation ("confirmed: …" marker), else the
   end of a completed session; an interrupted or running session: not recorded.
 
@@ -54,6 +58,7 @@ from alarms.profile import Profile
 from kapmonitor.core.codes import Code
 from kapmonitor.core.model import Numeric
 from kapmonitor.record.session import EventRecord, SessionRecord, SessionStatus
+from kapmonitor.review.scores import Course
 from kapmonitor.review.summary import (
     RATE_CODES,
     BpPoint,
@@ -296,8 +301,14 @@ def rems_form(
         monitoring_minutes=summary.monitored_minutes,
         in_range_before_dose=in_before,
         in_range_before_end=in_end,
-        sedation=_answer(found, SEDATION) or Answer(None, "not recorded"),
-        dissociation=_answer(found, DISSOCIATION) or _dissociation_marker(record),
+        sedation=_answer(found, SEDATION)
+        or _scored(summary.scores.sedation if summary.scores else None, "sedated", "deepest")
+        or Answer(None, "not recorded"),
+        dissociation=_answer(found, DISSOCIATION)
+        or _scored(
+            summary.scores.dissociation if summary.scores else None, "dissociated", "strongest"
+        )
+        or _dissociation_marker(record),
         respiratory_depression=_answer(found, RESPIRATORY_DEPRESSION)
         or _breathing_alarms(record, summary, profile)
         or _spo2_alarms(record, summary),
@@ -336,6 +347,32 @@ def _answer(found: dict[str, tuple[EventRecord, str]], field: str) -> Answer | N
     if yes is None:
         return Answer(None, f"not recorded (unreadable assessment '{value}')", source, event.author)
     return Answer(yes, "Yes" if yes else "No", source, event.author)
+
+
+def _scored(course: Course | None, state: str, worst_is: str) -> Answer | None:
+    """Yes (from when, the worst score, resolved when) or No (the worst score), from the
+    scores, for the clinician to confirm; None without any score of the effect."""
+    if course is None:
+        return None
+    w = course.worst
+    n = len(course.scores)
+    confirm = f"from {n} score{'s' if n != 1 else ''}, to be confirmed; the {worst_is} scored"
+    worst = f"{worst_is} {w.scale.name} {w.value} at {clock(w.wall)}"
+    if not course.stretches:
+        return Answer(False, f"No: at most {worst}", confirm, w.author)
+    first = course.stretches[0].start
+    last = course.stretches[-1]
+    end = (
+        f"resolved at {clock(last.resolved.wall)}"
+        if last.resolved is not None
+        else f"not resolved by the last score at {clock(course.scores[-1].wall)}"
+    )
+    return Answer(
+        True,
+        f"Yes: {state} ({course.threshold}) from {clock(first.wall)}, {worst}, {end}",
+        confirm,
+        w.author,
+    )
 
 
 def _markers(record: SessionRecord, name: str) -> list[EventRecord]:

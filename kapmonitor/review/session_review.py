@@ -41,7 +41,8 @@ class SessionReview:
 
     def _load(self) -> tuple[SessionRecord, Timeline, SessionSummary]:
         record = self._store.load_session(self.session_id, waves=False)
-        return record, Timeline.from_record(record), summarise(record)
+        summary = summarise(record)
+        return record, Timeline.from_record(record, summary.scores), summary
 
     def reload(self) -> None:
         """Read the record again (a new event and its audit line)."""

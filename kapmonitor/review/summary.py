@@ -28,6 +28,11 @@ window and the PDF report, so both show the same numbers. Rules:
   each value held until the next of its stream as for time beyond a limit, streams merged.
   Without any breathing value the three are None and the summary says breathing was not
   monitored; without a capnograph the highest EtCO2 is None.
+- **Scores** (issue 17): the deepest sedation (lowest MOAA/S), the strongest dissociation and
+  when each resolved, from :mod:`kapmonitor.review.scores`, judged by the stored profile's
+  ``[assessment]`` plan. Scores are not a device: they neither start nor end the monitored time.
+  A score limit (MOAA/S low) counts the scores beyond it, as an NIBP rule counts readings: a
+  score every 15 minutes is not a series to hold from one sample to the next.
 """
 
 from __future__ import annotations
@@ -45,6 +50,8 @@ from alarms import breathing as breath
 from alarms.engine import SESSION, AlarmEngine, trusted
 from alarms.model import AlarmKind, LogEntry, LogEvent, Priority
 from alarms.profile import LimitRule, Profile, ProfileError, load_profile, parse_profile
+from kapmonitor.core.assessment import SCORE_CODES
+from kapmonitor.core.assessment import SOURCE as SCORE_SOURCE
 from kapmonitor.core.codes import Code
 from kapmonitor.core.discharge import DischargeCriteria
 from kapmonitor.core.model import (
@@ -56,6 +63,7 @@ from kapmonitor.core.model import (
     Stamp,
 )
 from kapmonitor.record.session import SessionRecord
+from kapmonitor.review.scores import Course, ScoreSummary, summarise_scores
 
 T = TypeVar("T")
 
@@ -117,11 +125,13 @@ class LimitExposure:
     seconds: float | None  #: numerics: time beyond; None without any value of its codes
     readings: int | None  #: NIBP: readings beyond the limit; None for numeric rules or no reading
     of_readings: int | None  #: NIBP: readings judged (0: none); None for numeric rules
+    counted: str = "readings"  #: what ``readings`` counts: NIBP readings, or scores
 
     @property
     def label(self) -> str:
         sign = "<" if self.direction == "low" else ">"
-        return f"{self.message} ({sign} {num(self.limit)} {self.unit}, {self.priority.label})"
+        unit = f" {self.unit}" if self.unit else ""
+        return f"{self.message} ({sign} {num(self.limit)}{unit}, {self.priority.label})"
 
 
 @dataclass(frozen=True)
@@ -168,6 +178,8 @@ class SessionSummary:
     lowest_resp_rate: Point | None = None  #: chest (impedance) or airway rate
     highest_etco2: Point | None = None  #: None also without a capnograph
     no_breath_seconds: float | None = None  #: time with no breath; 0: breathing throughout
+    #: The sedation and dissociation scores and what they show (None: not computed).
+    scores: ScoreSummary | None = None
     #: The profile the figures were judged by (the REMS form judges "in range" by it too).
     profile: Profile | None = field(default=None, repr=False, compare=False)
 
@@ -247,13 +259,14 @@ class SessionSummary:
             )
         )
         rows += self.breathing_rows()
+        rows += self.score_rows()
         for e in self.exposures:
             changed = " (limit changed during the session)" if e.limit_changed else ""
             if e.of_readings is not None:
                 value = (
-                    f"{e.readings} of {e.of_readings} readings"
+                    f"{e.readings} of {e.of_readings} {e.counted}"
                     if e.readings is not None
-                    else "no NIBP reading"
+                    else ("not scored" if e.counted == "scores" else "no NIBP reading")
                 )
             elif e.seconds is None:
                 value = "no values"
@@ -302,6 +315,55 @@ class SessionSummary:
             ("Time with no breath", duration(self.no_breath_seconds)),
         ]  # fmt: skip
 
+    def score_rows(self) -> list[tuple[str, str]]:
+        """Deepest sedation, strongest dissociation, and when each resolved; or "not scored"."""
+        scores = self.scores
+        if scores is None or not scores.scored:
+            return [("Sedation and dissociation", "not scored")]
+        dose = self.dose_wall
+        rows: list[tuple[str, str]] = []
+        for course, worst_label, state in (
+            (scores.sedation, "Deepest sedation", "Sedated"),
+            (scores.dissociation, "Strongest dissociation", "Dissociated"),
+        ):
+            if course is None:
+                rows.append((worst_label, "not scored"))
+                continue
+            w = course.worst
+            rows.append((worst_label, f"{w.words} {when(w.wall, dose)}"))
+            rows.append((f"{state} ({course.threshold})", stretch_text(course, dose)))
+        return rows
+
+
+def stretch_text(course: Course, dose_wall: float | None) -> str:
+    """``from 10:40 (+15 min), resolved at 11:10 (+45 min) (30 min 00 s)``; a later stretch
+    follows with "again"; ``none (4 scores)`` when no score was in the state."""
+    if not course.stretches:
+        n = len(course.scores)
+        return f"none ({n} score{'s' if n != 1 else ''})"
+    parts = []
+    for i, s in enumerate(course.stretches):
+        start = f"{'again ' if i else ''}from {clock_dose(s.start.wall, dose_wall)}"
+        if s.resolved is None:
+            last = course.scores[-1]
+            parts.append(
+                f"{start}, not resolved by the last score ({last.scale.name} {last.value} at "
+                f"{clock(last.wall)})"
+            )
+        else:
+            parts.append(
+                f"{start}, resolved at {clock_dose(s.resolved.wall, dose_wall)} "
+                f"({duration(s.resolved.wall - s.start.wall)})"
+            )
+    return "; ".join(parts)
+
+
+def clock_dose(wall: float, dose_wall: float | None) -> str:
+    """``10:48 (+38 min)``: the clock time and, with a dose, the minutes from it."""
+    if dose_wall is None:
+        return clock(wall)
+    return f"{clock(wall)} ({minutes_text((wall - dose_wall) / 60.0)})"
+
 
 # --- formatting shared with the REMS form and the report --------------------------------------
 
@@ -345,7 +407,7 @@ def num(value: float | None) -> str:
 
 def unit_text(ucum: str) -> str:
     """A UCUM unit as printed on a chart: ``mm[Hg]`` → ``mmHg``."""
-    return {"mm[Hg]": "mmHg"}.get(ucum, ucum)
+    return {"mm[Hg]": "mmHg", "{score}": ""}.get(ucum, ucum)
 
 
 def _bp_when(p: BpPoint, dose_wall: float | None) -> str:
@@ -503,6 +565,7 @@ def summarise(
         else None,
         highest_etco2=point(high_etco2[0], high_etco2[1].stamp) if high_etco2 else None,
         no_breath_seconds=no_breath_seconds(breathing) if breathing else None,
+        scores=summarise_scores(record, profile.assessment),
     )
 
 
@@ -553,7 +616,9 @@ def monitoring_span(record: SessionRecord) -> tuple[float | None, float | None]:
 
 
 def _device_lists(record: SessionRecord) -> Iterable[Sequence]:
-    return (record.numerics, record.nibp, record.waves, record.values)
+    """What the devices recorded: the numerics without the scores, which a nurse takes."""
+    numerics = [n for n in record.numerics if n.source != SCORE_SOURCE]
+    return (numerics, record.nibp, record.waves, record.values)
 
 
 def _valued(items: Iterable[T], value: Callable[[T], float | None]) -> list[tuple[float, T]]:
@@ -649,8 +714,10 @@ def _exposure(
         return values < limits if rule.direction == "low" else values > limits
 
     unit = unit_text(rule.codes[0].unit)
-    numeric_codes = [c for c in rule.codes if c not in NIBP_CODES]
+    numeric_codes = [c for c in rule.codes if c not in NIBP_CODES and c not in SCORE_CODES]
     nibp_codes = [c for c in rule.codes if c in NIBP_CODES]
+    if any(c in SCORE_CODES for c in rule.codes):
+        return _score_exposure(rule, priority, limit, change_walls, limits_at, beyond, arrays)
     seconds = None
     starts: list[np.ndarray] = []
     ends: list[np.ndarray] = []
@@ -688,6 +755,36 @@ def _exposure(
         seconds,
         count,
         judged,
+    )
+
+
+def _score_exposure(
+    rule: LimitRule,
+    priority: Priority,
+    limit: float,
+    change_walls: list[float],
+    limits_at: Callable[[np.ndarray], np.ndarray],
+    beyond: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    arrays: dict[tuple[str, Code], tuple[np.ndarray, np.ndarray]],
+) -> LimitExposure:
+    """Scores beyond a score limit, of the scores taken (None: not scored)."""
+    count = judged = 0
+    for (_, code), (walls, values) in arrays.items():
+        if code in rule.codes:
+            judged += int(np.count_nonzero(~np.isnan(values)))
+            count += int(np.count_nonzero(beyond(values, limits_at(walls))))
+    return LimitExposure(
+        rule.id,
+        rule.message,
+        priority,
+        rule.direction,
+        limit,
+        bool(change_walls),
+        unit_text(rule.codes[0].unit),
+        None,
+        count if judged else None,
+        judged,
+        "scores",
     )
 
 

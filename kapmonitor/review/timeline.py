@@ -18,6 +18,7 @@ from alarms.model import LogEntry, LogEvent, Priority
 from kapmonitor.core.codes import Code
 from kapmonitor.core.model import Stamp
 from kapmonitor.record.session import EventRecord, SessionRecord
+from kapmonitor.review.scores import ScoreSummary, is_score_event
 from kapmonitor.review.summary import HOLD_MAX_S
 
 #: Samples of one code further apart than this (seconds) are not joined: the same hold the
@@ -51,6 +52,11 @@ class Mark:
     x: float
     event: EventRecord
     correction: EventRecord | None = None
+
+    @property
+    def score(self) -> bool:
+        """A sedation or dissociation score said in words: the scores' lane draws it."""
+        return is_score_event(self.event.kind, self.event.text)
 
     @property
     def text(self) -> str:
@@ -88,12 +94,15 @@ class Timeline:
     alarms: list[AlarmSpan] = field(default_factory=list)
     x_min: float = 0.0
     x_max: float = 0.0
+    #: The sedation and dissociation scores, judged by the session's plan (None: not given).
+    scores: ScoreSummary | None = None
 
     @classmethod
-    def from_record(cls, record: SessionRecord) -> Timeline:
+    def from_record(cls, record: SessionRecord, scores: ScoreSummary | None = None) -> Timeline:
+        """``scores``: the summary's (judged by the session's stored profile), for the lane."""
         dose = record.dose_stamp
         origin_wall = dose.wall if dose is not None else record.info.started
-        t = cls(record, dose, origin_wall)
+        t = cls(record, dose, origin_wall, scores=scores)
         t._numerics()
         t._nibp()
         t._marks()
