@@ -296,7 +296,8 @@ def test_a_summary_kept_before_breathing_is_computed_again(recorded):
         for sid, (fingerprint, data) in summaries.kept(store.db, ids).items():
             # The shape of version 1: the lowest EtCO2, no highest.
             data = {k: v for k, v in data.items() if k != "highest_etco2"} | {"lowest_etco2": 1.0}
-            summaries.keep(store.db, sid, fingerprint.replace("2|", "1|", 1), data)
+            old = fingerprint.replace(f"{summaries.SUMMARY_VERSION}|", "1|", 1)
+            summaries.keep(store.db, sid, old, data)
         course = open_course(store, "KAP-B-17")
         assert all(r.highest_etco2 is not None for r in course.sessions)
     finally:

@@ -26,7 +26,8 @@ from kapmonitor.record.schema import AuditRow, Base, EventRow, SessionRow
 
 #: Raised when what is kept changes shape: every kept summary is then computed again.
 #: 2: the highest EtCO2 in place of the lowest (respiratory depression raises it; issue 17).
-SUMMARY_VERSION = 2
+#: 3: the deepest sedation and strongest dissociation from the scores (issue 17).
+SUMMARY_VERSION = 3
 
 
 class SessionDetailsRow(Base):

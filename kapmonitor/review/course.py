@@ -54,8 +54,9 @@ class CourseSession:
     #: Breathing at its worst, where a device recorded it: the summary's figures.
     lowest_resp_rate: float | None
     highest_etco2: float | None
-    deepest_sedation: float | None  #: no sedation score is recorded yet: always None
-    strongest_dissociation: float | None  #: no dissociation score is recorded yet
+    deepest_sedation: float | None  #: the lowest MOAA/S; None: not scored
+    #: the highest dissociation score (on the session's scale: rating 0-3 or CADSS 0-92)
+    strongest_dissociation: float | None
     alarms_high: int
     alarms_medium: int
     alarms_low: int
@@ -97,6 +98,8 @@ def session_figures(record: SessionRecord, details: SessionDetails) -> CourseSes
     base = summary.baseline
     rise_s, rise_d = summary.max_rise_systolic, summary.max_rise_diastolic
     dose_wall = summary.dose_wall
+    sedation = summary.scores.sedation if summary.scores else None
+    dissociation = summary.scores.dissociation if summary.scores else None
 
     course = tuple(
         ((r.stamp.wall - dose_wall) / 60.0, float(r.systolic), r.diastolic)
@@ -132,8 +135,8 @@ def session_figures(record: SessionRecord, details: SessionDetails) -> CourseSes
         lowest_spo2=summary.lowest_spo2.value if summary.lowest_spo2 else None,
         lowest_resp_rate=summary.lowest_resp_rate.value if summary.lowest_resp_rate else None,
         highest_etco2=summary.highest_etco2.value if summary.highest_etco2 else None,
-        deepest_sedation=None,
-        strongest_dissociation=None,
+        deepest_sedation=float(sedation.worst.value) if sedation else None,
+        strongest_dissociation=float(dissociation.worst.value) if dissociation else None,
         alarms_high=counts.get(Priority.HIGH, 0),
         alarms_medium=counts.get(Priority.MEDIUM, 0),
         alarms_low=counts.get(Priority.LOW, 0),
