@@ -16,6 +16,11 @@ labels the output as de-identified.
 
 An export of identified data is created readable by its owner only (0600), like the database;
 a de-identified one gets the user's usual permissions (umask).
+
+Sedation and dissociation scores (:mod:`kapmonitor.core.assessment`) are measurements like any
+other in every format, with their private IEEE 11073 code and the unit ``{score}``; they carry
+their scorer (:attr:`Row.author`, None once de-identified) and are not a device: no format
+describes their source as one (:func:`devices`).
 """
 
 from __future__ import annotations
@@ -29,12 +34,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
+from kapmonitor.core.assessment import SCORE_CODES
+from kapmonitor.core.assessment import SOURCE as SCORE_SOURCE
 from kapmonitor.core.codes import CodeInfo
 from kapmonitor.core.errors import UserError
 from kapmonitor.core.model import Flags, Stamp
 from kapmonitor.export.deidentify import deidentified, pseudonym
 from kapmonitor.export.formats import FORMATS, ExportFormat, export_format
 from kapmonitor.record.session import SessionInfo, SessionRecord
+from kapmonitor.review.scores import session_scores
 
 
 def export_session(
@@ -124,12 +132,31 @@ class Row:
     value: float | None
     unit: str
     flags: Flags
+    author: str | None = None  #: who scored it, for a score; None for what a device measured
+
+    @property
+    def score(self) -> bool:
+        """A sedation or dissociation score, taken by a nurse rather than measured."""
+        return self.source == SCORE_SOURCE and self.info is not None and self.code in _SCORE_IDS
+
+
+_SCORE_IDS = frozenset(c.value for c in SCORE_CODES)
 
 
 def measurement_rows(record: SessionRecord) -> list[Row]:
     """Every stored value in time order (NIBP as its three parts), waveforms excluded."""
+    scorer = {(s.wall, s.scale.code): s.author for s in session_scores(record)}
     rows: list[Row] = [
-        Row(n.stamp, n.source, n.code.value, n.code.info, n.value, n.code.unit, n.flags)
+        Row(
+            n.stamp,
+            n.source,
+            n.code.value,
+            n.code.info,
+            n.value,
+            n.code.unit,
+            n.flags,
+            scorer.get((n.stamp.wall, n.code)) if n.source == SCORE_SOURCE else None,
+        )
         for n in record.numerics
     ]
     for r in record.nibp:
@@ -154,11 +181,17 @@ def sources(record: SessionRecord) -> list[str]:
     return names
 
 
+def devices(record: SessionRecord) -> list[str]:
+    """The sources that are devices: every source but the scores'."""
+    return [s for s in sources(record) if s != SCORE_SOURCE]
+
+
 __all__ = [
     "FORMATS",
     "ExportFormat",
     "Row",
     "deidentified",
+    "devices",
     "export_format",
     "export_session",
     "flag_text",

@@ -29,13 +29,13 @@ from typing import BinaryIO
 
 from kapmonitor.core.model import Stamp
 from kapmonitor.export import (
+    devices,
     flag_text,
     iso_utc,
     measurement_rows,
     number_text,
     patient_id,
     person,
-    sources,
 )
 from kapmonitor.record.session import SessionRecord
 
@@ -83,6 +83,7 @@ def write(record: SessionRecord, out: BinaryIO, *, deidentify: bool = False) -> 
             "value": number_text(r.value),
             "unit": r.unit,
             "flags": flag_text(r.flags),
+            "person": person(r.author, deidentify),
         }
         timeline.append((r.stamp.wall, 0, when(r.stamp) | row))
     for e in record.events:
@@ -139,7 +140,7 @@ def _header_rows(record: SessionRecord, deidentify: bool) -> list[dict[str, str]
         if value or key not in ("clinician", "operator")
     ]
     known = {d.source: d for d in record.devices}
-    for source in sources(record):
+    for source in devices(record):
         d = known.get(source)
         pairs = {"protocol": "", "port": "", "serial_number": ""}
         if d is not None:

@@ -15,7 +15,9 @@
 - **No free text** unless ``keep_notes``: notes, the typed part of a marker ("note: …",
   "confirmed: … (operator)") and any text kapmonitor did not write itself are left out. What the
   system writes stays: the marker's label (dissociation, nausea or vomiting, …), the REMS
-  assessments (sedation: no), device state changes, the NIBP schedule, alarm messages.
+  assessments (sedation: no), a score in words ("MOAA/S 3: responds only after …", the scale's
+  own text, never typed), device state changes, the NIBP schedule, alarm messages. The scores
+  themselves stay, as any measurement does; their scorer goes with the other authors.
 
 It does not make the data anonymous: the vital signs themselves, the drug and dose, the device
 models and the length of the session remain, and can single out a patient to someone who knows
@@ -40,6 +42,7 @@ from kapmonitor.review.rems import (
     YES_NO_FIELDS,
     parse_assessment,
 )
+from kapmonitor.review.scores import is_score_event
 
 DAY = 86_400
 #: The date shift's size, in days: at least a month (a session near midnight cannot land on its
@@ -141,6 +144,8 @@ def deidentified(
 def _system_text(e: EventRecord) -> str:
     """What of an event's text kapmonitor wrote (or a label the nurse picked): no typed text."""
     if e.kind in SYSTEM_KINDS:
+        return e.text
+    if is_score_event(e.kind, e.text):
         return e.text
     if e.kind == ASSESSMENT_KIND:
         # "sedation: no": a form's field and the answer picked (not "ready to leave: 11:40",

@@ -14,7 +14,12 @@ What is in it:
   profile asks; ``valueQuantity`` in UCUM; a missing value is a ``dataAbsentReason`` ("error"
   when the device said why, else "unknown"), never 0; flags are a note ("flags: …");
 - one blood-pressure panel Observation (85354-9) per NIBP reading, with systolic (8480-6),
-  diastolic (8462-4) and mean (8478-0) components.
+  diastolic (8462-4) and mean (8478-0) components;
+- one Observation per sedation or dissociation score (MOAA/S, dissociation rating, CADSS), in
+  the category "survey" (an assessment, not a vital sign), coded only with its IEEE 11073 code
+  from the range 11073-10101 keeps for private use (no LOINC code exists for them; see
+  ``kapmonitor/core/codes.py``), ``{score}`` as its UCUM unit, its scorer as the performer (by
+  name, left out when de-identified) and no Device: nobody's monitor measured it.
 
 Not in it: waveforms (a 2-hour pleth is 720 000 samples; use the vital export), the alarm log
 and session events other than the dose (CSV has them). Resources refer to one another by
@@ -37,8 +42,8 @@ from kapmonitor.export import (
     measurement_rows,
     patient_id,
     person,
-    sources,
 )
+from kapmonitor.export import devices as device_sources
 from kapmonitor.record.session import SessionRecord, SessionStatus
 
 LOINC = "http://loinc.org"
@@ -89,7 +94,7 @@ def bundle(record: SessionRecord, *, deidentify: bool = False) -> Json:
     ids = _Ids(info.uid)
     patient = ids.url("patient")
     encounter = ids.url("encounter")
-    devices = {source: ids.url(f"device/{source}") for source in sources(record)}
+    devices = {source: ids.url(f"device/{source}") for source in device_sources(record)}
     entries: list[Json] = [
         {"fullUrl": patient, "resource": _patient(record, deidentify)},
     ]
@@ -106,7 +111,7 @@ def bundle(record: SessionRecord, *, deidentify: bool = False) -> Json:
         )
     refs = {"subject": {"reference": patient}, "encounter": {"reference": encounter}}
     for n, row in enumerate(measurement_rows_without_nibp(record)):
-        obs = _observation(row, refs, devices[row.source])
+        obs = _observation(row, refs, None if row.score else devices[row.source])
         entries.append({"fullUrl": ids.url(f"obs/{n}"), "resource": obs})
     for n, reading in enumerate(record.nibp):
         obs = _bp_panel(reading, refs, devices[reading.source])
@@ -262,16 +267,18 @@ def _absent(flags: Flags) -> Json:
     return res
 
 
-def _category(vital: bool) -> list[Json]:
-    if not vital:
-        return []
-    coding = {"system": CATEGORY, "code": "vital-signs", "display": "Vital Signs"}
-    return [{"coding": [coding]}]
+def _category(code: str, display: str) -> list[Json]:
+    return [{"coding": [{"system": CATEGORY, "code": code, "display": display}]}]
 
 
-def _observation(row: Row, refs: Json, device: str) -> Json:
+VITAL_SIGNS = _category("vital-signs", "Vital Signs")
+#: An assessment scored by a clinician (MOAA/S, dissociation): FHIR's "survey" category.
+SURVEY = _category("survey", "Survey")
+
+
+def _observation(row: Row, refs: Json, device: str | None) -> Json:
     obs: Json = {"resourceType": "Observation", "status": "final"}
-    category = _category(row.info is not None)
+    category = SURVEY if row.score else VITAL_SIGNS if row.info is not None else []
     if category:
         obs["category"] = category
     obs["code"] = _coding(row.code, row.info)
@@ -283,7 +290,10 @@ def _observation(row: Row, refs: Json, device: str) -> Json:
         obs["valueQuantity"] = _quantity(row.value, row.unit)
     if row.flags:
         obs["note"] = [{"text": f"flags: {flag_text(row.flags)}"}]
-    obs["device"] = {"reference": device}
+    if row.author:  # a score's scorer; None once de-identified
+        obs["performer"] = [{"display": row.author}]
+    if device is not None:
+        obs["device"] = {"reference": device}
     return obs
 
 
@@ -299,7 +309,7 @@ def _bp_panel(reading: NibpReading, refs: Json, device: str) -> Json:
     obs: Json = {
         "resourceType": "Observation",
         "status": "final",
-        "category": _category(True),
+        "category": VITAL_SIGNS,
         "code": {
             "coding": [
                 {"system": LOINC, "code": BP_PANEL, "display": LOINC_NAMES[BP_PANEL]},

@@ -14,6 +14,8 @@ Each message is ``MSH PID PV1 OBR OBX…``:
 - OBX-3 ``<MDC code>^<MDC RefId>^MDC`` with the LOINC code as the alternate identifier
   (``^<LOINC>^<name>^LN``); vendor values are ``<key>^<key>^L``.
 - OBX-6 ``<UCUM>^<UCUM>^UCUM``; OBX-14 the device's time; OBX-18 the device as the user named it.
+  A sedation or dissociation score has its private MDC code and no LOINC, ``{score}`` as its
+  unit, its scorer in OBX-16 and no device in OBX-18.
 - Flags follow their OBX as ``NTE|1|L|flags: …``.
 - Session events are ``OBX|n|ST|EVENT^Session event^L||<kind>: <text>``, their author in OBX-16.
 
@@ -132,9 +134,9 @@ def _obx(n: int, row: Row) -> list[str]:
         "",
         dtm(row.stamp.wall),
         "",
+        f"^{esc(row.author)}" if row.author else "",  # OBX-16: who scored it
         "",
-        "",
-        esc(row.source),
+        "" if row.score else esc(row.source),  # OBX-18: the device; a score has none
     ]
     segments = ["|".join(fields)]
     if row.flags:

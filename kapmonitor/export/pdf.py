@@ -14,9 +14,13 @@ Content, in order:
   the events table) and alarm starts as coloured ticks. A series is decimated to its minimum and
   maximum per pixel column, so a 2-hour session draws ~1,000 points per trace rather than
   7,200; two samples further apart than :data:`~kapmonitor.review.summary.HOLD_MAX_S` (or a
-  missing value) leave a gap, never a line across it;
+  missing value) leave a gap, never a line across it. With sedation or dissociation scores, a
+  lane above the NIBP plot prints each score as its number on the same axis (sedated and
+  dissociated ones in bold colour); the scores' events are not drawn as event lines, which
+  every 15 minutes would hide the trends;
 - the summary (:func:`kapmonitor.review.summary.summarise`) and, in its own box, the REMS
-  Patient Monitoring Form fields (:func:`kapmonitor.review.rems.rems_form`);
+  Patient Monitoring Form fields (:func:`kapmonitor.review.rems.rems_form`); the scores, one row
+  per time scored (MOAA/S, dissociation, who scored), when there are any;
 - the events (every event but the NIBP schedule's bookkeeping), an amended one shown with its
   correction; the alarm log: each condition with its start, end and acknowledgment (with the
   operator), then the pauses, limit changes and baseline lines.
@@ -57,6 +61,7 @@ from reportlab.platypus import (
 
 from alarms.model import LogEntry, LogEvent, Priority
 from alarms.profile import Profile
+from kapmonitor.core.assessment import SOURCE as SCORE_SOURCE
 from kapmonitor.core.codes import Code
 from kapmonitor.export import patient_id, person
 from kapmonitor.export.pdf_fonts import (
@@ -69,10 +74,14 @@ from kapmonitor.export.pdf_fonts import (
 )
 from kapmonitor.record.session import EventRecord, SessionRecord, SessionStatus
 from kapmonitor.review.rems import rems_form
+from kapmonitor.review.scores import ScoreSummary, by_instant, is_score_event
 from kapmonitor.review.summary import HOLD_MAX_S, minutes_text, summarise, usable
 
 PAGE = A4
 MARGIN = 14 * mm
+
+#: The score lane's row labels, by scale key: short enough for the plots' left margin.
+LANE_LABELS = {"moaas": "MOAA/S", "rating": "Dissoc.", "cadss": "CADSS"}
 
 #: Event kinds left out of the events table: the NIBP schedule's reminders are bookkeeping.
 QUIET_KINDS = frozenset({"nibp-scheduled"})
@@ -132,12 +141,22 @@ def write(record: SessionRecord, out: BinaryIO, *, deidentify: bool = False) -> 
     warning = _status_warning(record)
     if warning:
         story += [Spacer(1, 2 * mm), _box(warning, width)]
-    story += [Paragraph("Trends", _H2), *_trends(record, profile, width)]
+    scores = summary.scores
+    story += [Paragraph("Trends", _H2), *_trends(record, profile, width, scores)]
     story += [
         KeepTogether([Paragraph("Summary", _H2), _pairs(summary.rows(), width)]),
         Spacer(1, 3 * mm),
         KeepTogether(_rems_box(form.rows(names=not deidentify), width)),
     ]
+    if scores is not None and scores.scored:
+        story.append(
+            KeepTogether(
+                [
+                    Paragraph("Sedation and dissociation scores", _H2),
+                    _scores_table(record, scores, deidentify, width),
+                ]
+            )
+        )
     story += [Paragraph("Events", _H2), _events_table(record, deidentify, width)]
     story += [Paragraph("Alarm log", _H2), *_alarm_tables(record, deidentify, width)]
     doc.build(story, canvasmaker=_numbered_canvas(footer))
@@ -210,6 +229,8 @@ def _header(record: SessionRecord, deidentify: bool, width: float) -> Table:
     )
     devices = []
     for d in record.devices:
+        if d.source == SCORE_SOURCE:
+            continue  # the scores' source: a nurse, not a device
         serial = f", serial {d.serial_number}" if d.serial_number and not deidentify else ""
         devices.append(f"{d.source}{serial}")
     pairs = [
@@ -351,7 +372,9 @@ def _time_axis(record: SessionRecord, width: float) -> _Axis:
     return _Axis(origin, lo, hi, 34.0, width - 6.0)
 
 
-def _trends(record: SessionRecord, profile: Profile, width: float) -> list:
+def _trends(
+    record: SessionRecord, profile: Profile, width: float, scores: ScoreSummary | None = None
+) -> list:
     axis = _time_axis(record, width)
     events = _shown_events(record)
     alarm_starts = [
@@ -376,18 +399,21 @@ def _trends(record: SessionRecord, profile: Profile, width: float) -> list:
                 numbers=i == 0, width=width,
             )
         )  # fmt: skip
+    if scores is not None and scores.scored:
+        out.append(_score_lane(scores, axis, events, width))
     out.append(_nibp_plot(record, profile, axis, events, alarm_starts, unit, width))
     return out
 
 
 def _shown_events(record: SessionRecord) -> list[tuple[int, EventRecord]]:
     """The events drawn on the trends, with their numbers in the events table: those in force
-    (an amended event is drawn where its correction puts it), device states left out."""
+    (an amended event is drawn where its correction puts it), device states and scores (their
+    own lane) left out."""
     amended = {e.amends for e in record.events if e.amends is not None}
     return [
         (n, e)
         for n, e in _numbered_events(record)
-        if e.id not in amended and e.kind != "device-state"
+        if e.id not in amended and e.kind != "device-state" and not is_score_event(e.kind, e.text)
     ]
 
 
@@ -603,6 +629,65 @@ def _nibp_plot(
                      textAnchor="middle"))  # fmt: skip
     _marks(d, axis, bottom, top, events, alarm_starts, codes, numbers=False)
     return d
+
+
+def _score_lane(
+    scores: ScoreSummary, axis: _Axis, events: list[tuple[int, EventRecord]], width: float
+) -> Drawing:
+    """Each score as its number on the time axis, a row per scale: sedated (MOAA/S <= 3) and
+    dissociated scores in bold colour, so the deep stretches stand out at a glance."""
+    courses = [c for c in (scores.sedation, scores.dissociation) if c is not None]
+    row_h = 11.0
+    bottom, top = 4.0, 4.0 + row_h * len(courses)
+    d = Drawing(width, top + 12.0)
+    frame = Rect(axis.left, bottom, axis.right - axis.left, top - bottom)
+    frame.fillColor, frame.strokeColor, frame.strokeWidth = None, GREY, 0.5
+    d.add(frame)
+    title = "Scores: MOAA/S and dissociation (bold red: sedated, MOAA/S 3 or less; dissociated)"
+    d.add(String(axis.left + 3, top + 2.5, title, fontName=SANS_BOLD, fontSize=7.5, fillColor=INK))
+    for row, course in enumerate(courses):
+        y = top - row_h * (row + 1) + 3.0
+        d.add(String(axis.left - 3, y, LANE_LABELS.get(course.scale.key, course.scale.name),
+                     fontName=SANS, fontSize=6, fillColor=INK, textAnchor="end"))  # fmt: skip
+        labelled = -math.inf  # numbers never overprint: a later one close by is left out
+        for s in course.scores:
+            minutes = (s.wall - axis.origin) / 60.0
+            px = axis.x(minutes)
+            strong = course.inside(s)
+            # A sedated or dissociated score is drawn even where it overprints a mild one.
+            if not axis.lo <= minutes <= axis.hi or (px - labelled < 6.0 and not strong):
+                continue
+            d.add(String(px, y, str(s.value), fontName=SANS_BOLD if strong else SANS,
+                         fontSize=7 if strong else 6.5,
+                         fillColor=PRIORITY_TEXT[Priority.HIGH] if strong else INK,
+                         textAnchor="middle"))  # fmt: skip
+            labelled = px
+    _marks(d, axis, bottom, top, [(n, e) for n, e in events if e.kind == "dose"], [], (),
+           numbers=False)  # fmt: skip
+    return d
+
+
+def _scores_table(
+    record: SessionRecord, scores: ScoreSummary, deidentify: bool, width: float
+) -> Table:
+    """One row per time scored: time, minutes from the dose, MOAA/S, dissociation, who."""
+    names = {c.scale.code: c.scale.name for c in (scores.sedation, scores.dissociation) if c}
+    codes = list(names)
+    rows: list[list] = [["time", "dose", *names.values(), "by"]]
+    for group in by_instant(scores.scores):
+        values = {s.scale.code: s for s in group}
+        who = sorted({person(s.author, deidentify) for s in group} - {""})
+        rows.append(
+            [
+                _clock_s(group[0].wall),
+                _rel(record, group[0].wall),
+                *[_p(values[c].words, _SMALL) if c in values else "-" for c in codes],
+                ", ".join(who),
+            ]
+        )
+    score_w = 0.66 / max(len(codes), 1)
+    widths = [0.1, 0.08, *[score_w] * len(codes), 0.16]
+    return _grid(Table(rows, colWidths=[w * width for w in widths], repeatRows=1))
 
 
 # --- events and alarms ------------------------------------------------------------------------
