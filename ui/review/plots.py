@@ -3,7 +3,10 @@
 Rows share the x axis (minutes from the dose): the events' labels, in a row of their own so they
 never cover a trace, stacked on as many levels as close events need at the current zoom
 (:mod:`ui.marker_labels`); the alarms, one lane per condition with a bar
-from its start to its end in its priority's colour (a tick where it was acknowledged); SpO2;
+from its start to its end in its priority's colour (a tick where it was acknowledged); the
+sedation and dissociation scores, each as its number on a lane per scale (sedated or dissociated
+ones in the warning colour), shown only when the session has scores, whose events it draws in
+place of dashed lines (the events table still lists them); SpO2;
 pulse rate and ECG heart rate; NIBP (systolic ▼ over diastolic ▲ joined by a line, the mean as
 a dot, a failed reading as an x on the axis); perfusion index; and the pleth waveform, hidden
 until it is asked for. Events are dashed vertical lines through every row; where a
@@ -28,6 +31,7 @@ from ui.marker_labels import stack_levels
 ROWS = {  # name: (title, default y range, stretch)
     "events": ("", (0.0, 1.0), 0),  # the labels name themselves; a title would not fit
     "alarms": ("Alarms", (0.0, 1.0), 0),  # as high as its lanes need
+    "scores": ("", (0.0, 1.0), 0),  # a lane per scale, named by its ticks; hidden without
     "spo2": ("SpO2 %", (80.0, 101.0), 3),
     "pulse": ("PR /min", (35.0, 150.0), 3),
     "nibp": ("NIBP mmHg", (40.0, 200.0), 4),
@@ -51,6 +55,9 @@ LABEL_PX = 12  #: event labels' font
 MAX_LEVELS = 5  #: levels of event labels at most (more overlap the least they can)
 LANE_PX = 20  #: an alarm lane's height: its 12 px label does not run into the next lane's
 ALARM_ROW_PX = (48, 280)  #: the alarm row's least and greatest height
+SCORE_LANE_PX = 22  #: a score lane's height: its 14 px number and some air
+#: The scores lane's names, by scale key: short enough for the left axis.
+SCORE_NAMES = {"moaas": "MOAA/S", "rating": "Dissoc.", "cadss": "CADSS"}
 
 
 def _pen(colour: str, width: float = 1, style=QtCore.Qt.PenStyle.SolidLine) -> QtGui.QPen:
@@ -107,8 +114,10 @@ class ReviewPlots(pg.GraphicsLayoutWidget):
             self.cursors.append(cursor)
         self.top: pg.PlotItem = self.plots[next(iter(ROWS))]  #: every row's x follows it
         self.event_labels: list[pg.InfiniteLine] = []
+        self.score_items: list[pg.TextItem] = []  #: each score's number in the scores' lane
         self._draw_event_row()
         self._draw_alarms()
+        self._draw_scores()
         self._draw_marks()
         self._draw_numerics()
         self._draw_nibp()
@@ -268,6 +277,8 @@ class ReviewPlots(pg.GraphicsLayoutWidget):
 
     def _draw_marks(self) -> None:
         shown = [m for m in self.timeline.marks if m.event.kind not in QUIET_KINDS]
+        if self.score_items:  # the scores' lane shows them
+            shown = [m for m in shown if not m.score]
         font = QtGui.QFont(theme.TEXT_FONT)
         font.setPixelSize(LABEL_PX)
         for mark in shown:
@@ -285,6 +296,37 @@ class ReviewPlots(pg.GraphicsLayoutWidget):
                 if labelled:
                     line.label.setFont(font)
                     self.event_labels.append(line)
+
+    def _draw_scores(self) -> None:
+        """A lane per scale scored (MOAA/S above dissociation), each score as its number where
+        it was taken; sedated and dissociated ones in the warning colour. No scores: no row."""
+        plot = self.plots["scores"]
+        row = list(ROWS).index("scores")
+        scores = self.timeline.scores
+        courses = [] if scores is None else [c for c in (scores.sedation, scores.dissociation) if c]
+        if not courses:
+            plot.setVisible(False)
+            self.ci.layout.setRowMaximumHeight(row, 0)
+            return
+        plot.showGrid(x=True, y=False, alpha=0.25)
+        n = len(courses)
+        plot.setYRange(-n + 0.5, 0.5, padding=0)
+        self.ci.layout.setRowFixedHeight(row, n * SCORE_LANE_PX + 8)
+        plot.getAxis("left").setTicks(
+            [[(-i, SCORE_NAMES.get(c.scale.key, c.scale.name)) for i, c in enumerate(courses)]]
+        )
+        font = QtGui.QFont(theme.NUMBER_FONT)
+        font.setPixelSize(TICK_PX)
+        font.setBold(True)
+        for lane, course in enumerate(courses):
+            for s in course.scores:
+                colour = theme.WARN if course.inside(s) else theme.TEXT
+                item = pg.TextItem(str(s.value), color=colour, anchor=(0.5, 0.5))
+                item.setFont(font)
+                item.setToolTip(f"{s.words}{f' ({s.author})' if s.author else ''}")
+                item.setPos(self.timeline.minutes(s.wall), -lane)
+                plot.addItem(item, ignoreBounds=True)
+                self.score_items.append(item)
 
     def _draw_alarms(self) -> None:
         """One lane per alarm condition (and source), newest condition at the bottom."""
