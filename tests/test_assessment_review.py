@@ -22,6 +22,10 @@ import warnings
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis.strategies import integers as st_integers
+from hypothesis.strategies import lists as st_lists
+from hypothesis.strategies import tuples as st_tuples
 from pypdf import PdfReader
 
 from kapmonitor.cli import main
@@ -377,7 +381,7 @@ def test_deidentification_keeps_the_score_words_and_drops_the_author(rec):
 # --- the course -----------------------------------------------------------------------------------
 
 
-def test_the_course_shows_the_deepest_sedation_and_strongest_dissociation(scored):
+def test_the_course_shows_the_deepest_sedation_and_strongest_dissociation(scored, tmp_path):
     store = Store(open_database(scored.url))
     try:
         course = open_course(store, PATIENT)
@@ -390,6 +394,9 @@ def test_the_course_shows_the_deepest_sedation_and_strongest_dissociation(scored
     assert main(["course", PATIENT, "--db", scored.url, "--json"], out=out) == 0
     (kept,) = json.loads(out.getvalue())["sessions"]  # read back from the kept figures
     assert (kept["deepest_sedation"], kept["strongest_dissociation"]) == (2.0, 2.0)
+    pdf = tmp_path / "course.pdf"
+    assert main(["course", PATIENT, "--db", scored.url, "-o", str(pdf)], out=io.StringIO()) == 0
+    assert "sedation / dissoc." in text_of(pdf) and "2/2" in text_of(pdf)
 
 
 # --- edge cases, by hand --------------------------------------------------------------------------
@@ -574,6 +581,9 @@ def test_the_review_window_shows_the_scores_lane_events_and_rems(scored, qtbot, 
             for r in range(w.summary_table.rowCount())
         }
         assert summary["Deepest sedation"].startswith("MOAA/S 2")
+        w.plots.set_cursor(w.timeline.minutes(scored.stamps[2].wall) + 1)
+        assert "MOAA/S 2 at +30 min" in w.readout.text()
+        assert "Dissociation 1 at +30 min" in w.readout.text()
         w.plots.set_cursor(30.0)
         shot = tmp_path / "review-scores.png"
         assert w.grab().save(str(shot)) and shot.stat().st_size > 20_000
@@ -590,3 +600,34 @@ def test_a_session_without_scores_has_no_scores_lane(qtbot):
     plots = ReviewPlots(Timeline.from_record(r, summarise(r).scores))
     qtbot.addWidget(plots)
     assert not plots.plots["scores"].isVisible() and not plots.score_items
+
+
+@settings(max_examples=300, deadline=None)
+@given(st_lists(st_tuples(st_integers(0, 5), st_integers(0, 3)), max_size=12))
+def test_stretches_start_in_the_state_and_resolve_at_the_first_score_out_of_it(values):
+    """For any run of scores: each stretch starts at a score in the state, right after one out
+    of it (or at the first); it resolves at the first later score out of it; every score in the
+    state lies in exactly one stretch; only the last stretch may be unresolved."""
+    r = hand(
+        [(10.0 * i, code, v) for i, (m, d) in enumerate(values)
+         for code, v in ((Code.MOAAS, m), (Code.DISSOCIATION, d))]
+    )  # fmt: skip
+    summary = summarise_scores(r)
+    for course in (summary.sedation, summary.dissociation):
+        if not values:
+            assert course is None
+            continue
+        scores = list(course.scores)
+        for n, stretch in enumerate(course.stretches):
+            i = scores.index(stretch.start)
+            assert course.inside(stretch.start) and (i == 0 or not course.inside(scores[i - 1]))
+            later = scores[i + 1 :]
+            out = next((s for s in later if not course.inside(s)), None)
+            assert stretch.resolved == out
+            assert out is not None or n == len(course.stretches) - 1
+        covered = [
+            s for st_ in course.stretches for s in scores
+            if st_.start.wall <= s.wall and (st_.resolved is None or s.wall < st_.resolved.wall)
+        ]  # fmt: skip
+        assert covered == [s for s in scores if course.inside(s)]
+        assert course.worst.value == (min if course.at_most else max)(s.value for s in scores)

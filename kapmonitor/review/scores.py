@@ -89,6 +89,10 @@ class Course:
         """Whether this score is sedated (dissociated)."""
         return score.value <= self.cut if self.at_most else score.value >= self.cut
 
+    def last_at(self, wall: float) -> Score | None:
+        """The latest score taken at or before ``wall`` (None before the first)."""
+        return next((s for s in reversed(self.scores) if s.wall <= wall), None)
+
     @property
     def resolved(self) -> Score | None:
         """When the last stretch resolved; None if it had not, or there was none."""

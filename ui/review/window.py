@@ -461,6 +461,13 @@ class ReviewWindow(QtWidgets.QMainWindow):
         if i is not None:
             s, d, m = t.nibp[i]
             parts.append(f"NIBP {_fmt(s)}/{_fmt(d)} ({_fmt(m)}) at {t.nibp_x[i]:+.0f} min")
+        if t.scores is not None:  # the last score of each scale taken by then
+            for course in (t.scores.sedation, t.scores.dissociation):
+                last = None if course is None else course.last_at(t.wall(x))
+                if last is not None:
+                    parts.append(
+                        f"{last.scale.name} {last.value} at {t.minutes(last.wall):+.0f} min"
+                    )
         active = [a for a in t.alarms if a.start <= x <= (a.end if a.end is not None else t.x_max)]
         if active:
             parts.append(
