@@ -20,7 +20,11 @@ the screen's timer tick and keeps just what the live view needs:
   wave) the same way, in a ring of its own per source;
 * the latest value per code with its flags and stamp (its age, on the monotonic clock, is
   :func:`kapmonitor.core.staleness.age`);
-* the dose time (T0: the first ``SessionEvent`` DOSE), session markers and alarm starts.
+* the dose time (T0: the first ``SessionEvent`` DOSE), session markers and alarm starts;
+* the nurse's sedation and dissociation scores (:mod:`kapmonitor.core.assessment`) as a plain
+  list of :class:`Score`: they come every 15 minutes or so, and a trend's gap watch would
+  break every step between two of them into a gap. Their session events (kind ``assessment``)
+  are not markers: the scores' own lane shows them.
 
 The screen reads the arrays as views (:meth:`Series.t`, :meth:`Series.v`); each buffer has a
 ``version`` that changes when it does, so a redraw can skip what has not changed.
@@ -44,6 +48,7 @@ import numpy as np
 
 from alarms.model import LogEntry, LogEvent, Priority
 from kapmonitor.core import staleness
+from kapmonitor.core.assessment import SCORE_CODES
 from kapmonitor.core.codes import Code
 from kapmonitor.core.model import (
     ConnectionState,
@@ -258,6 +263,15 @@ class Marker:
         return self.source != SESSION_SOURCE
 
 
+@dataclass(frozen=True, slots=True)
+class Score:
+    """A nurse's score (MOAA/S, dissociation rating or CADSS total) at its time."""
+
+    t: float  #: monotonic time (Stamp.mono)
+    code: Code
+    value: float
+
+
 class _GapWatch:
     """Where a trend has a gap: its usual interval, and whether its device dropped out."""
 
@@ -318,6 +332,9 @@ class LiveBuffers:
         #: Alarm starts (LogEvent.ACTIVE): monotonic time, priority (1-3), value or NaN.
         self.alarm_starts = Series(("t", "priority", "value"), capacity=64)
         self.alarm_start_codes: list[str | None] = []
+        #: Sedation and dissociation scores in arrival order, never in a gap-watched trend.
+        self.scores: list[Score] = []
+        self.scores_version = 0  #: changes whenever a score arrives
         self.version = 0  #: changes whenever anything does
 
     # --- input --------------------------------------------------------------------------------
@@ -345,6 +362,11 @@ class LiveBuffers:
             if ring is None or ring.fs != item.fs:
                 ring = rings[item.source] = PlethRing(item.fs, self.pleth_window_s)
             ring.add(item)
+        elif isinstance(item, Numeric) and item.code in SCORE_CODES:
+            if item.value is None:
+                return False  # a score is a number a nurse chose: there is no missing one
+            self.scores.append(Score(item.stamp.mono, item.code, item.value))
+            self.scores_version += 1
         elif isinstance(item, Numeric):
             self.latest[item.code] = Latest(item.source, item.value, item.flags, item.stamp)
             series = self.trends.get(item.code)
@@ -366,7 +388,7 @@ class LiveBuffers:
             if item.systolic is not None and item.diastolic is not None:
                 self.last_valid_nibp = item
         elif isinstance(item, SessionEvent):
-            if item.kind is SessionEventKind.NIBP_SCHEDULED:
+            if item.kind in (SessionEventKind.NIBP_SCHEDULED, SessionEventKind.ASSESSMENT):
                 return False
             if item.kind is SessionEventKind.DOSE:
                 if self.dose_time is not None:

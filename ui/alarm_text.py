@@ -15,7 +15,8 @@ from kapmonitor.core.codes import Code
 MARKERS: dict[Priority, str] = {Priority.HIGH: "!!!", Priority.MEDIUM: "!!", Priority.LOW: "!"}
 
 
-_DISPLAY_UNITS = {"mm[Hg]": "mmHg", "1": ""}
+#: UCUM codes as the screen prints them; a score ("{score}", a count) has no unit to print.
+_DISPLAY_UNITS = {"mm[Hg]": "mmHg", "1": "", "{score}": ""}
 
 
 def _number(value: float) -> str:

@@ -22,15 +22,19 @@ from PySide6.QtWidgets import (
 )
 
 from alarms.model import AudioDue
+from kapmonitor.core.codes import Code
+from kapmonitor.core.errors import UserError
 from kapmonitor.core.markers import MARKERS
 from kapmonitor.core.model import Stamp
 from kapmonitor.live import LiveBuffers
 from kapmonitor.record.session import SessionStatus
 from kapmonitor.runner import SessionRunner
 from ui.alarm_area import AlarmArea
+from ui.assessment_dialog import AssessmentDialog
 from ui.discharge_dialog import DischargeDialog, DischargeOutcome
 from ui.elided_label import ElidedLabel
 from ui.monitor_view import MonitorView
+from ui.score_tile import clock, score_words
 from ui.sound import AlarmSound
 from ui.status_panel import DeviceStatusPanel
 
@@ -47,6 +51,7 @@ TRENDS_EVERY = FRAME_RATE
 KEYS = {
     "dose": "D",
     "stat": "S",
+    "score": "M",  #: MOAA/S and dissociation (S is taken by STAT NIBP)
     "acknowledge": "A",
     "pause": "P",
     "end": "Ctrl+E",
@@ -66,7 +71,7 @@ class MainWindow(QMainWindow):
         self._alarm_log = runner.alarms.out.subscribe("screen", maxsize=100_000)
         self.setWindowTitle(f"kapmonitor — {runner.config.setup.patient}")
 
-        self.view = MonitorView()
+        self.view = MonitorView(score_key=KEYS["score"])
         self.view.set_profile(runner.profile)
         self.alarm_area = AlarmArea()
         self.status = DeviceStatusPanel()
@@ -124,6 +129,7 @@ class MainWindow(QMainWindow):
 
         add(session, "Dose given", KEYS["dose"], self.dose_given)
         add(session, "STAT NIBP", KEYS["stat"], self.stat)
+        add(session, "Score sedation / dissociation…", KEYS["score"], self.ask_score)
         add(session, "Acknowledge alarm", KEYS["acknowledge"], self.acknowledge_top)
         add(session, "Audio pause", KEYS["pause"], self.pause_audio)
         add(session, "End session…", KEYS["end"], self.end_session)
@@ -163,13 +169,22 @@ class MainWindow(QMainWindow):
             self.update_status()
 
     def update_status(self) -> None:
-        """What changes slowly: device and recording status, the NIBP schedule, the baseline."""
+        """What changes slowly: device and recording status, the NIBP schedule, the baseline,
+        the last scores and when the next is due (a reminder: never the alarm area's)."""
         runner = self.runner
         self.status.update_status(runner.device_rows(), runner.recording_status())
         self.status.set_station_link(runner.station_link())
         text, due = runner.nibp_schedule()
         self.view.set_schedule(text, due)
         self.view.set_baseline(runner.baseline())
+        plan = runner.profile.assessment
+        self.view.scores.set_scores(
+            runner.latest_score(Code.MOAAS),
+            runner.latest_score(plan.dissociation.code),
+            runner.now(),
+            plan.every_min,
+        )
+        self.view.scores.set_prompt(*runner.assessment_prompt())
 
     # --- what the nurse does ----------------------------------------------------------------
 
@@ -224,6 +239,28 @@ class MainWindow(QMainWindow):
         self.runner.add_marker("note", text, self.operator, stamp=stamp)
         at = time.strftime("%H:%M:%S", time.localtime(stamp.wall))
         self.say(f"Marked: note at {at}")
+
+    def ask_score(self) -> None:
+        """Score sedation and dissociation (stamped now, when the key was pressed, as a note
+        is); cancelled, nothing is recorded."""
+        stamp = self.runner.now()
+        dialog = AssessmentDialog(self.runner.profile.assessment, self.operator, stamp, self)
+        dialog.accepted.connect(lambda: self._add_score(dialog, stamp))
+        dialog.rejected.connect(lambda: self.say("No score recorded: the scoring was cancelled."))
+        self.assessment_dialog = dialog
+        dialog.open()
+
+    def _add_score(self, dialog: AssessmentDialog, stamp: Stamp) -> None:
+        scores, author = dialog.scores(), dialog.author()
+        try:
+            self.runner.add_assessment(scores, author, stamp=stamp)
+        except UserError as error:  # the dialog offers only the scale's scores: a safeguard
+            self.say(f"No score recorded: {error}.")
+            return
+        words = ", ".join(score_words(code, value) for code, value in scores.items())
+        self.say(f"Scored: {words} at {clock(stamp)} ({author})")
+        self.runner.poll()  # the prompt and the readout at once, not on the next status
+        self.update_status()
 
     def acknowledge(self, alarm_id: str) -> None:
         with contextlib.suppress(KeyError):  # it ended between the click and now

@@ -4,8 +4,10 @@ Layout (landscape, 1920×1080 or what the main window leaves of it): trends top 
 sweep under them, under it breathing (the capnogram, the respiratory rate and EtCO2 tiles, or
 "Breathing not monitored" when no device sends breathing: :mod:`ui.breathing_panel`), the tiles
 in a column on the right: SpO2 (with signal quality), pulse rate, NIBP (age, schedule, change
-from baseline), and a small row with the perfusion index and, once an ECG sends it, the heart
-rate.
+from baseline), and a small row with the nurse's scores (the last MOAA/S and dissociation score
+and when the next is due: :mod:`ui.score_tile`), the perfusion index and, once an ECG sends it,
+the heart rate. The scores share the small row because the big numbers above leave no height
+for another row at 1080p.
 
 The view never redraws by itself: the main window's QTimer calls :meth:`MonitorView.refresh`
 (at most 30 Hz) after draining the hub into the :class:`~kapmonitor.live.LiveBuffers`; the
@@ -27,9 +29,14 @@ from kapmonitor.live import LiveBuffers, signal_quality
 from ui import theme
 from ui.breathing_panel import BreathingPanel
 from ui.pleth import PlethSweep
+from ui.score_tile import ScoreTile
 from ui.tiles import NibpTile, NumericTile, baseline_pair
 from ui.trends import TrendPlot
 
+#: The trends' share of the left column's height (pleth 2, breathing 3)...
+TRENDS_STRETCH = 6
+#: ... and how much more for each score lane shown.
+LANE_STRETCH = 2
 #: The schedule text for the NIBP tile at the session's now: ("next in 3 min", due_now).
 ScheduleProvider = Callable[[Stamp], tuple[str, bool]]
 
@@ -42,6 +49,7 @@ class MonitorView(QtWidgets.QWidget):
         profile: Profile | None = None,
         *,
         schedule: ScheduleProvider | None = None,
+        score_key: str = "M",
         parent: QtWidgets.QWidget | None = None,
     ) -> None:
         super().__init__(parent)
@@ -51,6 +59,7 @@ class MonitorView(QtWidgets.QWidget):
         self.spo2 = NumericTile("SpO2", "%", theme.SPO2, value_px=127)
         self.pulse = NumericTile("PR", "/min", theme.PULSE, value_px=127)
         self.nibp = NibpTile(value_px=126)
+        self.scores = ScoreTile(score_key)
         self.pi = NumericTile("PI", "%", theme.PERFUSION, value_px=52, decimals=1, label_px=22)
         self.hr = NumericTile("HR", "/min", theme.HEART_RATE, value_px=52, label_px=22)
         self.hr.hide()  # until an ECG sends a heart rate
@@ -65,7 +74,7 @@ class MonitorView(QtWidgets.QWidget):
 
         left = QtWidgets.QVBoxLayout()
         left.setSpacing(6)
-        left.addWidget(self.trends, 6)
+        left.addWidget(self.trends, TRENDS_STRETCH)
         left.addWidget(self.pleth, 2)
         left.addWidget(self.breathing, 3)
         right = QtWidgets.QVBoxLayout()
@@ -75,15 +84,23 @@ class MonitorView(QtWidgets.QWidget):
         right.addWidget(self.nibp, 34)
         small = QtWidgets.QHBoxLayout()
         small.setSpacing(8)
-        small.addWidget(self.pi)
-        small.addWidget(self.hr)
+        small.addWidget(self.scores, 3)
+        small.addWidget(self.pi, 1)
+        small.addWidget(self.hr, 1)
         right.addLayout(small, 16)
+        self._left = left
+        self.trends.lanes_changed.connect(self._make_room_for_lanes)
         columns = QtWidgets.QHBoxLayout(self)
         columns.setContentsMargins(4, 4, 4, 4)
         columns.setSpacing(10)
         columns.addLayout(left, 63)
         columns.addLayout(right, 37)
         self.set_profile(profile)
+
+    def _make_room_for_lanes(self, lanes: int) -> None:
+        """Score lanes take their height from the pleth and breathing below, not from the
+        vital signs' rows (squeezed, their axis titles ran into each other at 1080p)."""
+        self._left.setStretchFactor(self.trends, TRENDS_STRETCH + LANE_STRETCH * lanes)
 
     # --- pass-throughs for the main window ----------------------------------------------------
 

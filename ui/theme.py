@@ -59,6 +59,11 @@ DUE_NOW = "#ffb347"
 #: Signal-quality bars, by level 0 (none) to 3 (good).
 SIGNAL_COLOURS = (TEXT_STALE, WARN, "#e8e070", SPO2)
 
+#: The nurse's scores (ui.trends' lanes, ui.score_tile): MOAA/S pink, dissociation mint; neither
+#: an alarm colour nor a measured parameter's.
+SEDATION = "#ff8fc8"
+DISSOCIATION = "#8fe3c0"
+
 DOSE = "#ff9f1c"  #: the dose line (T0): orange, not an alarm colour
 MARKER = "#c9a0ff"  #: nurse markers: lavender
 

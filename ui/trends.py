@@ -9,6 +9,12 @@ are labelled vertical lines, their labels stacked on levels where they would ove
 each alarm start is a small diamond in its priority's colour at the
 value that triggered it (technical alarms, with no value, sit at the top of the SpO2 row).
 
+Under them, once the nurse has scored, two small lanes: MOAA/S (0-5) and dissociation (the
+rating 0-3, or the CADSS total), each score a point, a thin step joining one to the next (a
+score holds until the next is taken; nothing is drawn past the last). A lane is hidden until its
+first score, and the time axis moves to the lowest row shown. The scores come from
+``LiveBuffers.scores``, a plain list, and are redrawn only when one arrives.
+
 Cheap to refresh: :meth:`TrendPlot.refresh` looks at the buffers' versions and only calls
 ``setData`` for what changed (numerics arrive once a second); the values go in as views of the
 buffers' arrays, the minutes (x) are computed once per change. The time axis is moved in steps of
@@ -29,6 +35,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from alarms.model import Priority
 from alarms.profile import Profile
+from kapmonitor.core.assessment import CADSS, DISSOCIATION_RATING, MOAAS, Scale
 from kapmonitor.core.codes import Code
 from kapmonitor.core.model import SessionEventKind
 from kapmonitor.live import LiveBuffers, Series
@@ -44,6 +51,8 @@ X_STEP_MIN = 5.0
 X_HEADROOM_MIN = 1.0
 AXIS_WIDTH = 78
 TICK_PX = 15
+#: A lane's title, across the left of its axis: "MOAA/S" fits beside the tick numbers.
+LANE_TITLE_PX = 14
 
 
 @dataclass(frozen=True)
@@ -59,6 +68,8 @@ class _RowSpec:
     y_ceiling: float | None = None
     #: Shade beyond the limits (not where codes of different meaning share a row).
     bands: bool = True
+    #: A lane of scores: hidden until its first score, its title beside the axis.
+    lane: bool = False
 
 
 ROW_SPECS = (
@@ -66,7 +77,27 @@ ROW_SPECS = (
     _RowSpec("pulse", "PR /min", theme.PULSE, (35, 145), 3, y_floor=0),
     _RowSpec("nibp", "NIBP mmHg", theme.NIBP, (50, 190), 4, y_floor=0, bands=False),
     _RowSpec("pi", "PI %", theme.PERFUSION, (0, 8), 2, y_floor=0, bands=False),
+    _RowSpec("moaas", "MOAA/S", theme.SEDATION, (-0.9, 5.9), 2, bands=False, lane=True),
+    _RowSpec("dissociation", "Dissoc.", theme.DISSOCIATION, (-0.9, 3.9), 2, bands=False, lane=True),
 )
+#: The y axis of a score lane: its range and the ticks that carry a number (the others, a grid
+#: line only: a lane is too low for six numbers).
+LANE_AXES: dict[Code, tuple[tuple[float, float], tuple[int, ...]]] = {
+    Code.MOAAS: ((-0.9, 5.9), (1, 3, 5)),
+    Code.DISSOCIATION: ((-0.9, 3.9), (0, 3)),
+}
+#: The CADSS total's lane starts at 0-30 (the trials' totals rarely passed it) and widens.
+CADSS_SPAN = 30.0
+
+
+@dataclass
+class _Lane:
+    """What a score lane draws: the scores as points, steps from one to the next."""
+
+    points: pg.ScatterPlotItem
+    steps: pg.PlotCurveItem
+    title: pg.LabelItem
+    code: Code | None = None  #: the scale shown (the dissociation lane: rating or CADSS)
 
 
 @dataclass
@@ -89,6 +120,15 @@ ROW_OF: dict[Code, str] = {
     Code.NIBP_DIA: "nibp",
     Code.NIBP_MEAN: "nibp",
     Code.PERFUSION: "pi",
+    Code.MOAAS: "moaas",
+    Code.DISSOCIATION: "dissociation",
+    Code.CADSS: "dissociation",
+}
+#: What a score lane is named by the scale it shows.
+LANE_TITLES: dict[Code, str] = {
+    Code.MOAAS: "MOAA/S",
+    Code.DISSOCIATION: "Dissoc.",
+    Code.CADSS: "CADSS",
 }
 CURVE_COLOURS = {
     Code.SPO2: theme.SPO2,
@@ -107,23 +147,32 @@ def _pen(colour: str, style: QtCore.Qt.PenStyle = QtCore.Qt.PenStyle.SolidLine) 
 class TrendPlot(pg.GraphicsLayoutWidget):
     """All numerics of the session on one dose-relative time axis."""
 
+    #: The number of score lanes shown changed (the view gives the trends more height).
+    lanes_changed = QtCore.Signal(int)
+
     def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
-        #: Vertical lines per marker: one per row, the label on the top row.
+        #: Vertical lines per marker: one per row of measurements, the label on the top row.
         self.event_lines: list[tuple[float, list[pg.InfiniteLine]]] = []
+        #: The markers' lines on the score lanes (unlabelled), with the lane's plot.
+        self.lane_event_lines: list[tuple[pg.PlotItem, pg.InfiniteLine]] = []
         self.setBackground(theme.BACKGROUND)
         self.ci.setContentsMargins(4, 4, 12, 4)
         self.ci.setSpacing(2)
         self.rows: dict[str, _Row] = {}
         first: pg.PlotItem | None = None
+        #: The lanes in the layout. A lane joins it with its first score: a hidden item in
+        #: pyqtgraph's layout still takes its share of the height from the rows above.
+        self._shown_lanes: set[str] = set()
         for i, spec in enumerate(ROW_SPECS):
-            plot = self.addPlot(row=i, col=0)
+            plot = pg.PlotItem() if spec.lane else self.addPlot(row=i, col=0)
             self._style_plot(plot, spec)
             if first is None:
                 first = plot
             else:
                 plot.setXLink(first)
-            self.ci.layout.setRowStretchFactor(i, spec.stretch)
+            if not spec.lane:
+                self.ci.layout.setRowStretchFactor(i, spec.stretch)
             y_lo, y_hi = spec.y_range
             plot.setYRange(y_lo, y_hi, padding=0)
             alarm_points = pg.ScatterPlotItem(size=11, symbol="d", pxMode=True)
@@ -131,12 +180,14 @@ class TrendPlot(pg.GraphicsLayoutWidget):
             plot.addItem(alarm_points)
             self.rows[spec.name] = _Row(spec, plot, alarm_points, y_lo, y_hi)
         self.rows["spo2"].plot.getViewBox().sigResized.connect(lambda _box: self.stack_labels())
-        last = self.rows["pi"].plot
-        last.showAxis("bottom")
-        self.x_axis = last.getAxis("bottom")
-        self.x_axis.setLabel("minutes", color=theme.TEXT_DIM, **{"font-size": f"{TICK_PX}px"})
-        for row in list(self.rows.values())[:-1]:
-            row.plot.getAxis("bottom").setStyle(showValues=False)
+        self.lanes = {
+            spec.name: self._make_lane(self.rows[spec.name].plot, spec)
+            for spec in ROW_SPECS
+            if spec.lane
+        }
+        self.x_axis = self.rows["pi"].plot.getAxis("bottom")
+        self._x_label = "minutes"
+        self._place_time_axis()
 
         self.curves: dict[Code, pg.PlotDataItem] = {}
         for code, colour in CURVE_COLOURS.items():
@@ -188,7 +239,8 @@ class TrendPlot(pg.GraphicsLayoutWidget):
             axis.setStyle(tickFont=font, tickTextOffset=4)
         left = plot.getAxis("left")
         left.setWidth(AXIS_WIDTH)
-        left.setLabel(spec.title, color=spec.colour, **{"font-size": f"{TICK_PX + 1}px"})
+        if not spec.lane:  # a lane's title lies across its axis (_make_lane)
+            left.setLabel(spec.title, color=spec.colour, **{"font-size": f"{TICK_PX + 1}px"})
         plot.getViewBox().setDefaultPadding(0)
 
     def set_profile(self, profile: Profile | None) -> None:
@@ -277,6 +329,7 @@ class TrendPlot(pg.GraphicsLayoutWidget):
         if buffers.dose_time != self._dose:
             self._dose = buffers.dose_time
             label = "minutes from dose" if self._dose is not None else "minutes"
+            self._x_label = label
             self.x_axis.setLabel(label, color=theme.TEXT_DIM, **{"font-size": f"{TICK_PX}px"})
         if origin is None:
             return
@@ -298,6 +351,9 @@ class TrendPlot(pg.GraphicsLayoutWidget):
                 )
             self._n_markers = len(buffers.markers)
             self.stack_labels()
+        if self._seen.get("scores", 0) != buffers.scores_version:
+            self._seen["scores"] = buffers.scores_version
+            self._update_scores(buffers)
         if self._changed("alarms", buffers.alarm_starts) or self._seen.pop("alarms-y", False):
             self._update_alarm_points(buffers)
         last = now if now is not None else _last_time(buffers)
@@ -313,6 +369,7 @@ class TrendPlot(pg.GraphicsLayoutWidget):
             or buffers.dose_time != self._dose
             or len(buffers.markers) != self._n_markers
             or self._seen.get("alarms") != buffers.alarm_starts.version
+            or self._seen.get("scores", 0) != buffers.scores_version
         )
 
     def _changed(self, key: object, thing: Series) -> bool:
@@ -361,6 +418,109 @@ class TrendPlot(pg.GraphicsLayoutWidget):
         else:
             self.nibp_link.setData([], [])
 
+    # --- the score lanes ----------------------------------------------------------------------
+
+    def _make_lane(self, plot: pg.PlotItem, spec: _RowSpec) -> _Lane:
+        """A score lane: points over thin steps, its title across the axis (a lane is too low
+        for a rotated axis label), hidden until its first score."""
+        steps = pg.PlotCurveItem(pen=_pen(spec.colour + "90"))
+        points = pg.ScatterPlotItem(
+            symbol="o", size=11, pen=pg.mkPen(theme.BACKGROUND), brush=pg.mkBrush(spec.colour)
+        )
+        points.setZValue(15)
+        plot.addItem(steps)
+        plot.addItem(points)
+        title = pg.LabelItem(spec.title, color=spec.colour, size=f"{LANE_TITLE_PX}px")
+        title.setParentItem(plot)
+        title.anchor(itemPos=(0, 0.5), parentPos=(0, 0.5), offset=(0, 0))
+        lane = _Lane(points, steps, title)
+        self._set_lane_scale(
+            spec.name, lane, MOAAS if spec.name == "moaas" else DISSOCIATION_RATING
+        )
+        return lane
+
+    def _set_lane_scale(self, name: str, lane: _Lane, scale: Scale, top: float = 0.0) -> None:
+        """The lane's title and y axis for ``scale`` (the CADSS: 0 to ``top`` or more)."""
+        row = self.rows[name]
+        axis = row.plot.getAxis("left")
+        if scale.code in LANE_AXES:
+            (y_lo, y_hi), numbered = LANE_AXES[scale.code]
+            ticks = [(float(k), str(k)) for k in numbered]
+            grid = [(float(k), "") for k in range(scale.maximum + 1) if k not in numbered]
+            axis.setTicks([ticks, grid])
+        else:  # a total: pyqtgraph's own ticks, the range widened to the highest score
+            y_hi = max(CADSS_SPAN, 1.1 * top)
+            y_lo = -0.05 * y_hi
+            axis.setTicks(None)
+        if lane.code is not scale.code:
+            lane.code = scale.code
+            lane.title.setText(LANE_TITLES[scale.code], color=row.spec.colour)
+        if (y_lo, y_hi) != (row.y_lo, row.y_hi):
+            row.y_lo, row.y_hi = y_lo, y_hi
+            row.plot.setYRange(y_lo, y_hi, padding=0)
+            self._seen["alarms-y"] = True
+
+    def _update_scores(self, buffers: LiveBuffers) -> None:
+        """Redraw the lanes from ``buffers.scores`` (called only when a score arrived)."""
+        per_lane: dict[str, list] = {name: [] for name in self.lanes}
+        for score in buffers.scores:
+            per_lane[ROW_OF[score.code]].append(score)
+        moved = False  #: a lane appeared or went: the time axis moves
+        for name, scores in per_lane.items():
+            lane = self.lanes[name]
+            if not scores:
+                lane.points.setData([], [])
+                lane.steps.setData([], [])
+                moved |= self._show_lane(name, False)
+                continue
+            x = buffers.minutes_from_dose(np.array([s.t for s in scores]))
+            y = np.array([s.value for s in scores])
+            if name == "dissociation":
+                last = CADSS if scores[-1].code is Code.CADSS else DISSOCIATION_RATING
+                self._set_lane_scale(name, lane, last, float(y.max()))
+            lane.points.setData(x, y)
+            lane.steps.setData(np.repeat(x, 2)[1:], np.repeat(y, 2)[:-1])
+            moved |= self._show_lane(name, True)
+        if moved:
+            self._place_time_axis()
+            self.lanes_changed.emit(len(self.lanes_shown))
+
+    def _show_lane(self, name: str, show: bool) -> bool:
+        """Put a lane in the layout (under the rows above it) or take it out; whether that
+        changed anything."""
+        if show == (name in self._shown_lanes):
+            return False
+        row = self.rows[name]
+        if show:
+            index = list(self.rows).index(name)
+            self.ci.addItem(row.plot, row=index, col=0)
+            self.ci.layout.setRowStretchFactor(index, row.spec.stretch)
+            self._shown_lanes.add(name)
+        else:
+            self.ci.removeItem(row.plot)
+            self._shown_lanes.discard(name)
+        return True
+
+    def _place_time_axis(self) -> None:
+        """Put the minutes (values and label) under the lowest row shown, none on the others."""
+        shown = [
+            row for name, row in self.rows.items() if not row.spec.lane or name in self._shown_lanes
+        ]
+        for row in self.rows.values():
+            axis = row.plot.getAxis("bottom")
+            lowest = row is shown[-1]
+            axis.setStyle(showValues=lowest)
+            if lowest:
+                self.x_axis = axis
+                axis.setLabel(self._x_label, color=theme.TEXT_DIM, **{"font-size": f"{TICK_PX}px"})
+            else:
+                axis.showLabel(False)
+
+    @property
+    def lanes_shown(self) -> list[str]:
+        """The score lanes on screen (for tests): "moaas", "dissociation"."""
+        return [name for name in self.lanes if name in self._shown_lanes]
+
     def _update_alarm_points(self, buffers: LiveBuffers) -> None:
         starts = buffers.alarm_starts
         x = buffers.minutes_from_dose(starts.t)
@@ -386,10 +546,14 @@ class TrendPlot(pg.GraphicsLayoutWidget):
             self.rows[name].alarm_points.setData(spots)
 
     def _clear_events(self) -> None:
+        measured = [row for row in self.rows.values() if not row.spec.lane]
         for _, lines in self.event_lines:
-            for row, line in zip(self.rows.values(), lines, strict=True):
+            for row, line in zip(measured, lines, strict=True):
                 row.plot.removeItem(line)
+        for plot, line in self.lane_event_lines:
+            plot.removeItem(line)
         self.event_lines.clear()
+        self.lane_event_lines.clear()
         self.dose_lines = []
 
     def _add_event(
@@ -399,27 +563,17 @@ class TrendPlot(pg.GraphicsLayoutWidget):
         colour = theme.DOSE if dose else theme.MARKER
         lines = []
         for i, row in enumerate(self.rows.values()):
+            if row.spec.lane:  # the lanes' lines are theirs, unlabelled: not one of ``lines``
+                line = _event_line(x, colour, dose)
+                row.plot.addItem(line)
+                self.lane_event_lines.append((row.plot, line))
+                continue
             label = None
             if i == 0:
                 label = "DOSE" if dose else (text or kind.value)
                 if dose and from_device:
                     label = "DOSE (scenario)"
-            line = pg.InfiniteLine(
-                pos=x,
-                angle=90,
-                pen=_pen(
-                    colour, QtCore.Qt.PenStyle.SolidLine if dose else QtCore.Qt.PenStyle.DashLine
-                ),
-                movable=False,
-                label=label,
-                labelOpts={
-                    "position": 0.93,
-                    "color": colour,
-                    "anchors": [(0, 0.5), (0, 0.5)],
-                    "fill": pg.mkBrush(0, 0, 0, 200),
-                },
-            )
-            line.setZValue(10)
+            line = _event_line(x, colour, dose, label)
             if label:  # a tight box: more levels of labels fit in the row
                 line.label.textItem.document().setDocumentMargin(1)
                 line.label.updateTextPos()
@@ -483,6 +637,25 @@ class TrendPlot(pg.GraphicsLayoutWidget):
     @property
     def x_label(self) -> str:
         return self.x_axis.labelText
+
+
+def _event_line(x: float, colour: str, dose: bool, label: str | None = None) -> pg.InfiniteLine:
+    """A marker's vertical line (the dose's solid), labelled on the top row only."""
+    line = pg.InfiniteLine(
+        pos=x,
+        angle=90,
+        pen=_pen(colour, QtCore.Qt.PenStyle.SolidLine if dose else QtCore.Qt.PenStyle.DashLine),
+        movable=False,
+        label=label,
+        labelOpts={
+            "position": 0.93,
+            "color": colour,
+            "anchors": [(0, 0.5), (0, 0.5)],
+            "fill": pg.mkBrush(0, 0, 0, 200),
+        },
+    )
+    line.setZValue(10)
+    return line
 
 
 def _band(limit: float, direction: str, colour: str) -> QtWidgets.QGraphicsRectItem:
