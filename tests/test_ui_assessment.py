@@ -25,6 +25,7 @@ from kapmonitor.runner import SessionConfig, SessionRunner
 from ui import theme
 from ui.assessment_dialog import AssessmentDialog
 from ui.main_window import KEYS, MainWindow
+from ui.score_tile import ScoreTile, clock
 from ui.theme import apply_dark_theme
 from ui.trends import TrendPlot
 
@@ -369,3 +370,21 @@ def test_the_dialog_is_stamped_and_its_arrows_and_backspace_work(qtbot):
     assert dialog.moaas.value() is None and dialog.scores() == {}
     dialog.moaas.buttons[5].click()  # a mouse works too
     assert dialog.scores() == {Code.MOAAS: 5}
+
+
+def test_the_readout_gives_each_score_its_time_when_scored_apart_and_greys_the_old(qtbot):
+    tile = ScoreTile("M")
+    qtbot.addWidget(tile)
+    wall = 1_767_261_600.0
+    moaas = Numeric("assessment", Code.MOAAS, 3.0, Stamp(100.0, wall))
+    rating = Numeric("assessment", Code.DISSOCIATION, 2.0, Stamp(700.0, wall + 600))
+    tile.set_scores(moaas, rating, Stamp(1100.0, wall + 1000), 15.0)
+    assert tile.readout_text() == (
+        f"MOAA/S 3 {clock(moaas.stamp)} · dissociation moderate {clock(rating.stamp)}"
+    )
+    assert tile.stale(Code.MOAAS) and not tile.stale(Code.DISSOCIATION)  # 1000 s > 15 min
+    # Intervals on the monotonic clock: a wall clock set back an hour changes nothing.
+    tile.set_scores(moaas, rating, Stamp(1100.0, wall - 3600), 15.0)
+    assert tile.stale(Code.MOAAS) and not tile.stale(Code.DISSOCIATION)
+    tile.set_prompt("next score in 4 min", False)
+    assert tile.prompt_text() == "next score in 4 min (M)" and not tile.due

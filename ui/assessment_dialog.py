@@ -172,7 +172,10 @@ class AssessmentDialog(QDialog):
             dissociation_widget = spin
 
         self.author_edit = QLineEdit(operator)
-        self.author_edit.setStyleSheet(f"font-size: {BUTTON_PX}px; padding: 4px;")
+        self.author_edit.setStyleSheet(  # a field that looks like one: it may be edited
+            f"font-size: {BUTTON_PX}px; padding: 4px 8px; background-color: {theme.PANEL};"
+            f" border: 1px solid {theme.TEXT_DIM}; border-radius: 4px;"
+        )
         self.problem = QLabel()
         self.problem.setStyleSheet(theme.label_style(theme.WARN, 18))
         self.ok_button = QPushButton("OK — record")
