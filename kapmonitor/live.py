@@ -388,7 +388,7 @@ class LiveBuffers:
             if item.systolic is not None and item.diastolic is not None:
                 self.last_valid_nibp = item
         elif isinstance(item, SessionEvent):
-            if item.kind in (SessionEventKind.NIBP_SCHEDULED, SessionEventKind.ASSESSMENT):
+            if item.kind in (SessionEventKind.NIBP_SCHEDULED, SessionEventKind.SCORE):
                 return False
             if item.kind is SessionEventKind.DOSE:
                 if self.dose_time is not None:

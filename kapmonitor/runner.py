@@ -322,7 +322,7 @@ class SessionRunner:
             self.hub.publish(
                 SessionEvent(
                     ASSESSMENT_SOURCE,
-                    SessionEventKind.ASSESSMENT,
+                    SessionEventKind.SCORE,
                     stamp,
                     SCALES[code].describe(score),
                     operator or None,

@@ -274,7 +274,7 @@ def test_scores_go_from_the_runner_to_the_alarms_and_the_record(tmp_path):
         (deep.mono, Code.DISSOCIATION, 2.0),
         (scores[-1][0], Code.MOAAS, 4.0),
     ]  # fmt: skip  (the refused 6 left nothing behind, not even its dissociation 1)
-    said = [(e.text, e.author) for e in record.events if e.kind == SessionEventKind.ASSESSMENT]
+    said = [(e.text, e.author) for e in record.events if e.kind == SessionEventKind.SCORE]
     assert said[2:4] == [
         ("MOAA/S 1: responds only to a painful trapezius squeeze", "RN M"),
         ("Dissociation 2: moderate", "RN M"),

@@ -150,7 +150,7 @@ def test_the_record_keeps_scores_on_postgresql(postgres, scored, rec):
         items = [n for n in rec.numerics if n.source == SOURCE]
         store.write(sid, items, [])
         for e in rec.events:
-            if e.kind == SessionEventKind.ASSESSMENT:
+            if e.kind == SessionEventKind.SCORE:
                 store.add_event(sid, e.kind, e.text, e.author, stamp=e.stamp)
         back = store.load_session(sid, waves=False)
     finally:
@@ -329,7 +329,7 @@ def test_hl7_has_each_score_as_an_obx_with_its_scorer_and_no_device(rec, tmp_pat
         assert f[18] == ""
 
 
-def test_vital_carries_the_scores_and_its_reimport_does_not_choke(rec, tmp_path):
+def test_vital_carries_the_scores_and_its_reimport_gives_them_back_as_scores(rec, tmp_path):
     path = tmp_path / "s.vital"
     export_session(rec, "vital", path)
     with warnings.catch_warnings():
@@ -351,8 +351,11 @@ def test_vital_carries_the_scores_and_its_reimport_does_not_choke(rec, tmp_path)
         back = store.load_session(store.list_sessions()[0].id, waves=False)
     finally:
         store.db.close()
-    kept = [v.value for v in back.values if v.key == "MOAA/S"]
+    kept = [n.value for n in back.numerics if n.code is Code.MOAAS and n.source == SOURCE]
     assert kept == [float(m) for _, m, _, _ in PLAN]
+    assert [s.value for s in session_scores(back) if s.scale.code is Code.MOAAS] == [
+        m for _, m, _, _ in PLAN
+    ]
 
 
 @pytest.mark.parametrize("fmt", ["csv", "fhir", "hl7", "vital", "pdf"])
@@ -370,7 +373,7 @@ def test_deidentified_exports_keep_the_scores_but_not_the_scorers(rec, tmp_path,
 
 def test_deidentification_keeps_the_score_words_and_drops_the_author(rec):
     anon = deidentified(rec)
-    said = [e for e in anon.events if e.kind == SessionEventKind.ASSESSMENT]
+    said = [e for e in anon.events if e.kind == SessionEventKind.SCORE]
     assert [e.text for e in said][2] == (
         "MOAA/S 3: responds only after name is called loudly or repeatedly"
     )
@@ -568,7 +571,7 @@ def test_the_review_window_shows_the_scores_lane_events_and_rems(scored, qtbot, 
             (w.events_table.item(r, 2).text(), w.events_table.item(r, 3).text())
             for r in range(w.events_table.rowCount())
         ]
-        assert ("assessment: MOAA/S 2: responds only after mild prodding or shaking", MOE) in events
+        assert ("score: MOAA/S 2: responds only after mild prodding or shaking", MOE) in events
         rems = {
             w.rems_table.item(r, 0).text(): w.rems_table.item(r, 1).text()
             for r in range(w.rems_table.rowCount())

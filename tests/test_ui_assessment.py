@@ -104,7 +104,7 @@ def _scores(record: SessionRecord) -> list[Numeric]:
 
 
 def _assessments(record: SessionRecord):
-    return [e for e in record.events if e.kind == SessionEventKind.ASSESSMENT.value]
+    return [e for e in record.events if e.kind == SessionEventKind.SCORE.value]
 
 
 def _due(window: MainWindow) -> bool:
@@ -297,7 +297,7 @@ def _scored(buffers: LiveBuffers, t: float, moaas: float, rating: float) -> None
     for code, value in ((Code.MOAAS, moaas), (Code.DISSOCIATION, rating)):
         buffers.add(Numeric("assessment", code, value, stamp))
         text = f"{code.info.label} {value:g}"
-        buffers.add(SessionEvent("assessment", SessionEventKind.ASSESSMENT, stamp, text, "RN L"))
+        buffers.add(SessionEvent("assessment", SessionEventKind.SCORE, stamp, text, "RN L"))
 
 
 def test_scores_are_a_plain_list_not_a_gapped_trend_nor_markers(qtbot):

@@ -186,9 +186,10 @@ class SessionEventKind(StrEnum):
     DOSE = "dose"
     NIBP_SCHEDULED = "nibp-scheduled"
     MARKER = "marker"
-    #: A scored sedation or dissociation assessment: the text says it in words, the author
-    #: scored it; the score itself travels as a Numeric at the same stamp (core.assessment).
-    ASSESSMENT = "assessment"
+    #: A sedation or dissociation score: the text says it in words, the author scored it; the
+    #: number itself travels as a Numeric at the same stamp (core.assessment). Not
+    #: "assessment": that is the clinician's REMS answer in review ("sedation: yes").
+    SCORE = "score"
 
 
 @dataclass(frozen=True, slots=True)

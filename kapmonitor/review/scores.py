@@ -121,7 +121,7 @@ def session_scores(record: SessionRecord) -> list[Score]:
     dose = record.dose_stamp
     authors: dict[tuple[float, str], str | None] = {}
     for e in record.events:
-        if e.kind == SessionEventKind.ASSESSMENT and e.amends is None:
+        if e.kind == SessionEventKind.SCORE and e.amends is None:
             # "MOAA/S 3: ..." or "CADSS 12 of 92": the scale's name and the number lead.
             authors.setdefault((e.stamp.wall, e.text.split(":")[0].split(" of ")[0]), e.author)
     out = []
@@ -187,12 +187,8 @@ def _course(scale: Scale, scores: list[Score], worst: Score, cut: int, *, at_mos
 
 def is_score_event(kind: str, text: str) -> bool:
     """Whether an event is a score said in words (the runner's), not a clinician's REMS answer
-    ("sedation: yes"), which shares its kind."""
-    return kind == SessionEventKind.ASSESSMENT and text in SCORE_TEXTS
-
-
-#: Every score as its scale says it in words (:meth:`Scale.describe`).
-SCORE_TEXTS = frozenset(s.describe(v) for s in SCALES.values() for v in range(s.maximum + 1))
+    ("sedation: yes", kind "assessment"). An amended score's text is the reviewer's own."""
+    return kind == SessionEventKind.SCORE
 
 
 def by_instant(scores: tuple[Score, ...] | list[Score]) -> list[tuple[Score, ...]]:

@@ -224,7 +224,7 @@ class RoomPublisher:
             elif isinstance(item, SessionEvent) and item.kind in (
                 SessionEventKind.DOSE,
                 SessionEventKind.MARKER,
-                SessionEventKind.ASSESSMENT,
+                SessionEventKind.SCORE,
             ):
                 self._send(
                     Kind.EVENTS,

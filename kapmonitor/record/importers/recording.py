@@ -34,6 +34,11 @@ NUMERIC_CODES: dict[str, Code] = {
     "PULSE": Code.PULSE_RATE,
     "PR": Code.PULSE_RATE,
     "PI": Code.PERFUSION,
+    # kapmonitor's own .vital export names its scores by their labels ("MOAA/S", ...): read
+    # back, they are scores again (from the "assessment" device, as they were written).
+    "MOAAS": Code.MOAAS,
+    "DISSOCIATION": Code.DISSOCIATION,
+    "CADSS": Code.CADSS,
 }
 #: Normalised name -> the part of a NIBP reading it carries.
 NIBP_PARTS: dict[str, str] = {
