@@ -67,7 +67,16 @@ from kapmonitor.core.model import (
 #: a device's (a simulated scenario's own dose).
 SESSION_SOURCE = "session"
 #: The numerics that get a trend.
-TREND_CODES = (Code.SPO2, Code.PULSE_RATE, Code.HEART_RATE, Code.PERFUSION)
+TREND_CODES = (
+    Code.SPO2,
+    Code.PULSE_RATE,
+    Code.HEART_RATE,
+    Code.PERFUSION,
+    # Breathing (issue 17): the rate from the chest or the airway, and the end-tidal CO2.
+    Code.RESP_RATE,
+    Code.AWAY_RESP_RATE,
+    Code.CO2_ET,
+)
 #: Seconds of pleth (and of capnogram) kept per source.
 PLETH_WINDOW_S = 10.0
 #: The numerics of breathing: a device that sends any of them (or a CO2 wave) monitors breathing.

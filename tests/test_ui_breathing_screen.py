@@ -147,12 +147,14 @@ def test_breathing_not_monitored_without_a_capnograph(view, depression_items):
     texts = [label.text() for label in panel.notice.findChildren(QtWidgets.QLabel)]
     assert NOT_MONITORED in texts and NOT_MONITORED == "Breathing not monitored"
     assert view.spo2.value_text() != MISSING  # the oximeter's tiles go on as before
-    # A capnograph that joins later: the tiles appear.
+    assert not view.trends.is_shown("breathing")  # no empty trend row that looks like monitoring
+    # A capnograph that joins later: the tiles appear, and the breathing trend row.
     t = depression_items[-1].stamp
     buffers.add(Numeric("capno", Code.CO2_ET, 38.0, t))
     view.refresh(buffers, t.shifted(0.5))
     assert panel.monitored and panel.etco2.value_text() == "38" and panel.rate.isVisible()
     assert panel.rate.value_text() == MISSING
+    assert view.trends.is_shown("breathing")
 
 
 def test_the_breathing_tiles_fit_a_1280_pixel_screen(qtbot, depression_items):
@@ -180,8 +182,9 @@ def test_the_breathing_tiles_fit_a_1280_pixel_screen(qtbot, depression_items):
 
 
 def test_a_breathing_alarm_start_is_drawn_on_the_trends(view, depression_items):
-    """An EtCO2 alarm start has no trend row of its own: it is a diamond at the top of the
-    SpO2 row (once a KeyError that stopped the screen's refresh)."""
+    """An EtCO2 or rate alarm start is a diamond on the breathing row at its value; apnoea and
+    the technical ones, with no row of their own, at the top of the SpO2 row (once a KeyError
+    that stopped the screen's refresh)."""
     profile = load_profile("kap-default")
     engine = AlarmEngine(profile)
     buffers = LiveBuffers()
@@ -191,10 +194,15 @@ def test_a_breathing_alarm_start_is_drawn_on_the_trends(view, depression_items):
             buffers.ingest(engine.process(item))
     assert Code.CO2_ET.value in buffers.alarm_start_codes
     view.refresh(buffers, depression_items[-1].stamp.shifted(0.3))
-    row = view.trends.rows["spo2"]
-    _, y = row.alarm_points.getData()
-    assert len(y) == buffers.alarm_starts.n  # every start, breathing ones on the SpO2 row
-    assert (y <= row.y_hi).all() and (y >= row.y_lo).all()
+    drawn = 0
+    for name in ("spo2", "breathing"):
+        row = view.trends.rows[name]
+        _, y = row.alarm_points.getData()
+        assert (y <= row.y_hi).all() and (y >= row.y_lo).all()
+        drawn += len(y)
+    assert drawn == buffers.alarm_starts.n  # every start, each once
+    assert len(view.trends.rows["breathing"].alarm_points.getData()[1]) >= 1
+    assert view.trends.is_shown("breathing")  # the row is on screen with its diamonds
 
 
 # --- the capnogram ----------------------------------------------------------------------------

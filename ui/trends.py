@@ -70,6 +70,15 @@ class _RowSpec:
     bands: bool = True
     #: A lane of scores: hidden until its first score, its title beside the axis.
     lane: bool = False
+    #: Hidden until its first value (breathing: most rooms have no capnograph).
+    on_data: bool = False
+    #: Draw the profile's limits (not on a row whose codes have different units).
+    limits: bool = True
+
+    @property
+    def joins(self) -> bool:
+        """Whether the row joins the layout only once it has something to show."""
+        return self.lane or self.on_data
 
 
 ROW_SPECS = (
@@ -77,6 +86,20 @@ ROW_SPECS = (
     _RowSpec("pulse", "PR /min", theme.PULSE, (35, 145), 3, y_floor=0),
     _RowSpec("nibp", "NIBP mmHg", theme.NIBP, (50, 190), 4, y_floor=0, bands=False),
     _RowSpec("pi", "PI %", theme.PERFUSION, (0, 8), 2, y_floor=0, bands=False),
+    # RR /min (solid) and EtCO2 mmHg (dashed) share a row: both read 0-60, and a falling rate
+    # with a rising EtCO2 is the picture of ketamine's respiratory depression. Their limits are
+    # on the tiles (six lines of two units on one row would not read).
+    _RowSpec(
+        "breathing",
+        "RR · EtCO2",
+        theme.BREATHING,
+        (0, 60),
+        2,
+        y_floor=0,
+        bands=False,
+        on_data=True,
+        limits=False,
+    ),
     _RowSpec("moaas", "MOAA/S", theme.SEDATION, (-0.9, 5.9), 2, bands=False, lane=True),
     _RowSpec("dissociation", "Dissoc.", theme.DISSOCIATION, (-0.9, 3.9), 2, bands=False, lane=True),
 )
@@ -120,6 +143,9 @@ ROW_OF: dict[Code, str] = {
     Code.NIBP_DIA: "nibp",
     Code.NIBP_MEAN: "nibp",
     Code.PERFUSION: "pi",
+    Code.RESP_RATE: "breathing",
+    Code.AWAY_RESP_RATE: "breathing",
+    Code.CO2_ET: "breathing",
     Code.MOAAS: "moaas",
     Code.DISSOCIATION: "dissociation",
     Code.CADSS: "dissociation",
@@ -135,7 +161,12 @@ CURVE_COLOURS = {
     Code.PULSE_RATE: theme.PULSE,
     Code.HEART_RATE: theme.HEART_RATE,
     Code.PERFUSION: theme.PERFUSION,
+    Code.RESP_RATE: theme.BREATHING,
+    Code.AWAY_RESP_RATE: theme.BREATHING,
+    Code.CO2_ET: theme.BREATHING,
 }
+#: Curves drawn dashed: EtCO2 beside the rate on the breathing row.
+DASHED = frozenset({Code.CO2_ET})
 
 
 def _pen(colour: str, style: QtCore.Qt.PenStyle = QtCore.Qt.PenStyle.SolidLine) -> QtGui.QPen:
@@ -165,13 +196,17 @@ class TrendPlot(pg.GraphicsLayoutWidget):
         #: pyqtgraph's layout still takes its share of the height from the rows above.
         self._shown_lanes: set[str] = set()
         for i, spec in enumerate(ROW_SPECS):
-            plot = pg.PlotItem() if spec.lane else self.addPlot(row=i, col=0)
+            if spec.joins:
+                plot = pg.PlotItem()
+                self._park(plot)
+            else:
+                plot = self.addPlot(row=i, col=0)
             self._style_plot(plot, spec)
             if first is None:
                 first = plot
             else:
                 plot.setXLink(first)
-            if not spec.lane:
+            if not spec.joins:
                 self.ci.layout.setRowStretchFactor(i, spec.stretch)
             y_lo, y_hi = spec.y_range
             plot.setYRange(y_lo, y_hi, padding=0)
@@ -191,8 +226,9 @@ class TrendPlot(pg.GraphicsLayoutWidget):
 
         self.curves: dict[Code, pg.PlotDataItem] = {}
         for code, colour in CURVE_COLOURS.items():
+            style = QtCore.Qt.PenStyle.DashLine if code in DASHED else QtCore.Qt.PenStyle.SolidLine
             curve = pg.PlotDataItem(
-                pen=_pen(colour), antialias=False, connect="finite", name=code.info.label
+                pen=_pen(colour, style), antialias=False, connect="finite", name=code.info.label
             )
             curve.setDownsampling(auto=True, method="peak")
             curve.setClipToView(True)
@@ -254,6 +290,7 @@ class TrendPlot(pg.GraphicsLayoutWidget):
         done: set[tuple[str, float]] = set()
         for rule in profile.limits:
             rows = {ROW_OF[c] for c in rule.codes if c in ROW_OF}
+            rows = {name for name in rows if self.rows[name].spec.limits}
             for name in sorted(rows):
                 row = self.rows[name]
                 for k, (priority, limit) in enumerate(rule.levels):
@@ -336,9 +373,13 @@ class TrendPlot(pg.GraphicsLayoutWidget):
         for code, curve in self.curves.items():
             series = buffers.trends[code]
             if self._changed(code, series):
-                self._fit_y(ROW_OF[code], series.v, self._seen.get(("n", code), 0))
+                row = ROW_OF[code]
+                self._fit_y(row, series.v, self._seen.get(("n", code), 0))
                 self._seen[("n", code)] = series.n
                 curve.setData(buffers.minutes_from_dose(series.t), series.v)
+                if self.rows[row].spec.on_data and series.n and self._show_lane(row, True):
+                    self._place_time_axis()
+                    self.lanes_changed.emit(len(self._shown_lanes))
         if self._changed("nibp", buffers.nibp):
             self._update_nibp(buffers)
         if len(buffers.markers) != self._n_markers:
@@ -483,7 +524,7 @@ class TrendPlot(pg.GraphicsLayoutWidget):
             moved |= self._show_lane(name, True)
         if moved:
             self._place_time_axis()
-            self.lanes_changed.emit(len(self.lanes_shown))
+            self.lanes_changed.emit(len(self._shown_lanes))
 
     def _show_lane(self, name: str, show: bool) -> bool:
         """Put a lane in the layout (under the rows above it) or take it out; whether that
@@ -493,18 +534,29 @@ class TrendPlot(pg.GraphicsLayoutWidget):
         row = self.rows[name]
         if show:
             index = list(self.rows).index(name)
+            row.plot.show()
             self.ci.addItem(row.plot, row=index, col=0)
             self.ci.layout.setRowStretchFactor(index, row.spec.stretch)
             self._shown_lanes.add(name)
         else:
             self.ci.removeItem(row.plot)
+            self._park(row.plot)
             self._shown_lanes.discard(name)
         return True
+
+    def _park(self, plot: pg.PlotItem) -> None:
+        """Keep a row that is out of the layout in the scene, hidden: an item with no parent
+        and no scene is Python's to delete, and a garbage collection on another thread (a
+        driver's) deleting a Qt item crashed the process."""
+        self.scene().addItem(plot)
+        plot.hide()
 
     def _place_time_axis(self) -> None:
         """Put the minutes (values and label) under the lowest row shown, none on the others."""
         shown = [
-            row for name, row in self.rows.items() if not row.spec.lane or name in self._shown_lanes
+            row
+            for name, row in self.rows.items()
+            if not row.spec.joins or name in self._shown_lanes
         ]
         for row in self.rows.values():
             axis = row.plot.getAxis("bottom")
@@ -515,6 +567,10 @@ class TrendPlot(pg.GraphicsLayoutWidget):
                 axis.setLabel(self._x_label, color=theme.TEXT_DIM, **{"font-size": f"{TICK_PX}px"})
             else:
                 axis.showLabel(False)
+
+    def is_shown(self, name: str) -> bool:
+        """Whether a row is on screen (rows that join with their first data may not be)."""
+        return not self.rows[name].spec.joins or name in self._shown_lanes
 
     @property
     def lanes_shown(self) -> list[str]:
@@ -546,7 +602,7 @@ class TrendPlot(pg.GraphicsLayoutWidget):
             self.rows[name].alarm_points.setData(spots)
 
     def _clear_events(self) -> None:
-        measured = [row for row in self.rows.values() if not row.spec.lane]
+        measured = [row for row in self.rows.values() if not row.spec.joins]
         for _, lines in self.event_lines:
             for row, line in zip(measured, lines, strict=True):
                 row.plot.removeItem(line)
@@ -563,7 +619,7 @@ class TrendPlot(pg.GraphicsLayoutWidget):
         colour = theme.DOSE if dose else theme.MARKER
         lines = []
         for i, row in enumerate(self.rows.values()):
-            if row.spec.lane:  # the lanes' lines are theirs, unlabelled: not one of ``lines``
+            if row.spec.joins:  # the lanes' lines are theirs, unlabelled: not one of ``lines``
                 line = _event_line(x, colour, dose)
                 row.plot.addItem(line)
                 self.lane_event_lines.append((row.plot, line))
