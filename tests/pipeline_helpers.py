@@ -34,6 +34,12 @@ class Collector:
                 self.items.append(item)
         return predicate(self.items)
 
+    def collect_rest(self) -> list[Item]:
+        """Everything delivered and not yet collected, at once (once the publishers have
+        stopped): a timed wait takes a share that depends on how busy the machine is."""
+        self.items.extend(self.sub.drain())
+        return self.items
+
     def states(self) -> list[ConnectionState]:
         return [it.state for it in self.items if isinstance(it, DeviceEvent)]
 

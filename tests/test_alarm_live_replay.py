@@ -96,7 +96,7 @@ def live_timeline() -> list[dict]:
         while service.engine.now is None or service.engine.now.mono < driver.at(END).mono:
             assert time.monotonic() < deadline, "the alarm service's clock did not move on"
             time.sleep(0.02)
-        log.wait_for(lambda _: False, timeout=0.3)
+        log.collect_rest()
     finally:
         driver.stop()
         service.stop()

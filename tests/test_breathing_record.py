@@ -49,7 +49,7 @@ def record_apnoea(url: str, tmp_path) -> tuple[Store, int, list]:
     service.stop()
     recorder.stop()
     store.end_session(session_id, SessionStatus.COMPLETED)
-    seen.wait_for(lambda _: False, timeout=0.1)
+    seen.collect_rest()
     return store, session_id, seen.items
 
 

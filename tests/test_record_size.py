@@ -309,7 +309,7 @@ def test_the_recorder_compacts_while_it_records(tmp_path, monkeypatch):
     driver.join(60)
     time.sleep(1.0)
     recorder.stop()
-    seen.wait_for(lambda _: False, timeout=0.1)
+    seen.collect_rest()
     assert _count(store, NumericBlockRow) > 0
     record = store.load_session(session_id)  # blocks and the rows of the last second or so
     numerics = [i for i in seen.items if isinstance(i, Numeric)]

@@ -53,8 +53,8 @@ def _record(url: str, tmp_path, scenario: str = "probe-off", minutes: float = 40
     service.stop()
     recorder.stop()
     store.end_session(session_id, SessionStatus.COMPLETED)
-    seen.wait_for(lambda _: False, timeout=0.1)
-    log.wait_for(lambda _: False, timeout=0.1)
+    seen.collect_rest()
+    log.collect_rest()
     return store, session_id, seen.items, log.items, recorder
 
 
@@ -216,8 +216,8 @@ def test_postgres_stopped_and_restarted_mid_recording_loses_nothing(postgres, tm
         time.sleep(0.3)
         service.stop()
         recorder.stop()
-    seen.wait_for(lambda _: False, timeout=0.1)
-    alarms.wait_for(lambda _: False, timeout=0.1)
+    seen.collect_rest()
+    alarms.collect_rest()
     record = store.load_session(session_id)
     store.db.close()
     stored = len(record.numerics) + len(record.nibp) + len(record.waves) + len(record.events)

@@ -362,8 +362,8 @@ def test_a_damaged_score_from_a_room_never_breaks_the_view(value):
     shown = scores_text(_scored({Code.MOAAS.value: value, Code.DISSOCIATION.value: value}))
     whole = value is not None and math.isfinite(value) and value.is_integer()
     if whole and 0 <= value <= 3:
-        assert shown.startswith(f"MOAA/S {value:.0f}   Dissociation ")
+        assert shown.startswith(f"MOAA/S {int(value)}   Dissociation ")
     elif whole and 0 <= value <= 5:
-        assert shown == f"MOAA/S {value:.0f}"
+        assert shown == f"MOAA/S {int(value)}"
     else:
         assert shown == ""
