@@ -103,6 +103,40 @@ def test_a_signal_stops_the_session_as_stopped_by_the_system(tmp_path, command, 
     assert _query(db, NUMERICS_STORED)[0][0] > 0  # what was measured is kept
 
 
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_a_burst_of_signals_stops_the_session_once_and_cleanly(tmp_path, command):
+    """Ctrl+C held down, or a shutdown's SIGTERM on top of it: forty signals 2 ms apart, some
+    of them arriving while the session is being closed. The stop happens once, within the
+    same time, and nothing is left half done (no lock held, no traceback, the session closed)."""
+    db = tmp_path / "k.sqlite3"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ui.launcher", *COMMANDS[command], "--db", f"sqlite:///{db}"],
+        cwd=ROOT, env=_env(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        _wait_recording(proc, db)
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        for k in range(40):
+            if proc.poll() is not None:
+                break
+            proc.send_signal(signal.SIGINT if k % 3 else signal.SIGTERM)
+            time.sleep(0.002)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    elapsed = time.monotonic() - t0
+    assert elapsed < STOP_WITHIN_S, f"{command} took {elapsed:.2f} s to stop"
+    assert "Traceback" not in err, err
+    assert proc.returncode in (130, 128 + signal.SIGTERM), err
+    [(status, ended)] = _query(db, "SELECT status, ended FROM sessions")
+    assert status == SessionStatus.STOPPED_BY_SYSTEM.value and ended is not None
+
+
 def test_the_screen_writes_a_crash_log_in_the_data_folder(tmp_path):
     """The demo turns faulthandler on into crash.log in its data folder (header first)."""
     db = tmp_path / "k.sqlite3"

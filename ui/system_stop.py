@@ -43,6 +43,7 @@ class SystemStop(QObject):
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.received: int | None = None  #: the first stop signal received
+        self._emitted = False
         self._reader, self._writer = socket.socketpair()
         for end in (self._reader, self._writer):
             end.setblocking(False)
@@ -70,13 +71,19 @@ class SystemStop(QObject):
                     self._remember(signum)
         except BlockingIOError:
             pass
-        if self.received is not None:
+        if self.received is not None and not self._emitted:
+            # Once: Ctrl+C held down, or a shutdown's SIGTERM on top of it, must not start a
+            # second stop inside the first (the first one closes the session and the window).
+            self._emitted = True
             self.stop_requested.emit(self.received)
 
     def uninstall(self) -> None:
+        """The previous handlers back; but once a stop signal came, the process is stopping and
+        further ones are ignored (a default handler would raise KeyboardInterrupt anywhere in
+        the teardown still to come)."""
         self._notifier.setEnabled(False)
         for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
+            signal.signal(sig, handler if self.received is None else signal.SIG_IGN)
         signal.set_wakeup_fd(self._previous_fd)
         self._reader.close()
         self._writer.close()

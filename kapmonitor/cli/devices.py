@@ -11,7 +11,13 @@ from typing import TextIO
 from devices.base import DEFAULT_NO_DATA_TIMEOUT, DriverSettings
 from devices.capture import CaptureWriter, Kind, read_capture
 from kapmonitor.cli.options import Subcommands, parse_duration, positive_float
-from kapmonitor.cli.shared import read_input, serial_driver_class, warn
+from kapmonitor.cli.shared import (
+    StopRequest,
+    read_input,
+    serial_driver_class,
+    stop_on_signal,
+    warn,
+)
 from kapmonitor.core.device_spec import DeviceSpec
 from kapmonitor.core.errors import UserError
 from kapmonitor.core.hub import Hub
@@ -125,6 +131,11 @@ def cmd_simulate(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_capture(args: argparse.Namespace, out: TextIO) -> int:
+    with stop_on_signal() as stop:
+        return _capture(args, stop)
+
+
+def _capture(args: argparse.Namespace, stop: StopRequest) -> int:
     spec = DeviceSpec.parse(args.device)
     driver_cls = serial_driver_class(spec.kind)
     writer: CaptureWriter | None = None
@@ -145,6 +156,8 @@ def cmd_capture(args: argparse.Namespace, out: TextIO) -> int:
     driver.start()
     try:
         while deadline is None or time.monotonic() < deadline:
+            if stop.asked:  # raised here, where no lock is held (see stop_on_signal)
+                raise KeyboardInterrupt
             item = sub.get(timeout=0.2)
             if isinstance(item, DeviceEvent):
                 note = f"{item.state}: {item.detail}" if item.detail else str(item.state)

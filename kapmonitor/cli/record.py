@@ -15,7 +15,7 @@ from kapmonitor.cli.options import (
     parse_duration,
     positive_float,
 )
-from kapmonitor.cli.shared import first_line, say_interrupted
+from kapmonitor.cli.shared import StopRequest, first_line, say_interrupted, stop_on_signal
 from kapmonitor.cli.station import broker_credentials, room_options
 from kapmonitor.core import jsonl
 from kapmonitor.core.device_spec import REPLAY, SIM
@@ -84,6 +84,11 @@ def add_record(subs: Subcommands) -> None:
 
 
 def cmd_record(args: argparse.Namespace, out: TextIO) -> int:
+    with stop_on_signal() as stop:
+        return _record(args, out, stop)
+
+
+def _record(args: argparse.Namespace, out: TextIO, stop: StopRequest) -> int:
     from sqlalchemy.exc import SQLAlchemyError
 
     from alarms.model import LogEvent
@@ -162,6 +167,8 @@ def cmd_record(args: argparse.Namespace, out: TextIO) -> int:
     link_said = None
     try:
         while True:
+            if stop.asked:  # raised here, where no lock is held (see stop_on_signal)
+                raise KeyboardInterrupt
             item = sub.get(timeout=0.2)
             runner.poll()  # headless, no screen drains the runner's own view: its queue would grow
             link = runner.station_link()  # the clinic bus: said when it changes, never a storm

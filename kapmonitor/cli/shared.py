@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import signal
 import sys
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -78,3 +80,37 @@ def opened_store(url: str | None, *, reading: bool = True) -> Iterator[Store]:
         yield store
     finally:
         store.db.close()
+
+
+class StopRequest:
+    """Whether SIGINT or SIGTERM (Ctrl+C, a shutdown) asked a long-running command to stop."""
+
+    def __init__(self) -> None:
+        self.asked = False
+
+    def ask(self, signum: int, frame: object) -> None:
+        self.asked = True
+
+
+@contextlib.contextmanager
+def stop_on_signal() -> Iterator[StopRequest]:
+    """SIGINT and SIGTERM only *ask* the command to stop, for as long as it runs; it looks at
+    :attr:`StopRequest.asked` where stopping is safe.
+
+    The default (an exception raised wherever the main thread happens to be) can land between a
+    lock's acquire and its release: a hub queue's lock left held then blocks the device reader
+    that publishes to it, and the stop that joins that reader waits for ever. A second signal
+    during the stop changes nothing either, nor one after it: once asked, the process is
+    stopping and further stop signals are ignored to its end. Off the main thread (a test
+    calling the command) the handlers stay as they are.
+    """
+    request = StopRequest()
+    if threading.current_thread() is not threading.main_thread():
+        yield request
+        return
+    before = {sig: signal.signal(sig, request.ask) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield request
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, signal.SIG_IGN if request.asked else handler)

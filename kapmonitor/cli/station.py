@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from kapmonitor.cli.options import Subcommands, db_option, parse_duration, positive_float
+from kapmonitor.cli.shared import stop_on_signal
 from kapmonitor.core.errors import UserError
 
 if TYPE_CHECKING:
@@ -181,16 +182,19 @@ def _watch(client: StationClient, out: TextIO, duration: float | None, speed: fl
     watcher = Watcher(client.model)
     deadline = None if duration is None else time.monotonic() + duration / speed
     said = client.link.state
-    while deadline is None or time.monotonic() < deadline:
-        time.sleep(0.2)
-        if client.link.state is LinkState.REFUSED:
-            raise UserError(client.link.text)
-        if client.link.state is not said:
-            said = client.link.state
-            print(f"kapmonitor: {client.link.text}", file=sys.stderr)
-        for line in watcher.lines():
-            out.write(json.dumps(line, separators=(",", ":")) + "\n")
-        out.flush()
+    with stop_on_signal() as stop:
+        while deadline is None or time.monotonic() < deadline:
+            time.sleep(0.2)
+            if stop.asked:  # raised here, where no lock is held (see stop_on_signal)
+                raise KeyboardInterrupt
+            if client.link.state is LinkState.REFUSED:
+                raise UserError(client.link.text)
+            if client.link.state is not said:
+                said = client.link.state
+                print(f"kapmonitor: {client.link.text}", file=sys.stderr)
+            for line in watcher.lines():
+                out.write(json.dumps(line, separators=(",", ":")) + "\n")
+            out.flush()
     return 0
 
 
