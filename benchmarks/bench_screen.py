@@ -89,17 +89,7 @@ class Screen:
         self.newest_stamp = Stamp.now()  #: the session's clock when devices run simulated
         self.ticks: list[float] = []
         self.refresh_s: list[float] = []
-        self.painted = 0
         self.on_tick = None
-        curve_class = type(self.view.pleth.curve)
-        self._original_paint = curve_class.paint
-        screen = self
-
-        def counting_paint(item, *args):
-            screen.painted += 1
-            return screen._original_paint(item, *args)
-
-        curve_class.paint = counting_paint
         self.timer = QtCore.QTimer()
         self.timer.setTimerType(QtCore.Qt.TimerType.PreciseTimer)
         self.timer.setInterval(FRAME_MS)
@@ -131,7 +121,6 @@ class Screen:
     def stop(self) -> None:
         self.timer.stop()
         self.driver.stop()
-        type(self.view.pleth.curve).paint = self._original_paint
         self.view.close()
 
 
@@ -140,7 +129,7 @@ def realtime(app: QtWidgets.QApplication, seconds: float, warmup: float) -> floa
     screen = Screen(app, "typical", speed=1.0)
     screen.start()
     screen.run_for(warmup)
-    n0, painted0 = len(screen.ticks), screen.painted
+    n0, painted0 = len(screen.ticks), screen.view.pleth.canvas.paints
     rss0 = rss_mb()
     wall0, cpu0, gui0 = time.perf_counter(), time.process_time(), time.thread_time()
     screen.run_for(seconds)
@@ -151,7 +140,7 @@ def realtime(app: QtWidgets.QApplication, seconds: float, warmup: float) -> floa
     intervals = np.diff(screen.ticks[n0:]) * 1000
     refresh = np.array(screen.refresh_s[n0:]) * 1000
     frames = len(screen.ticks) - n0
-    painted = screen.painted - painted0
+    painted = screen.view.pleth.canvas.paints - painted0
     screen.stop()
     print(f"   frames: {frames} ({frames / wall:.1f}/s); pleth painted {painted} times")
     print(

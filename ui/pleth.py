@@ -3,8 +3,13 @@
 Sweep, not scroll: the trace is written left to right over a fixed 10-s window and wraps, with a
 short erase bar ahead of the write head, as bedside monitors draw it. It maps straight onto the
 ring buffer of :class:`~kapmonitor.live.PlethRing` (sample ``k`` is drawn at x = (k mod size)/fs),
-so a frame costs one copy of the ring (1,000 samples at 100 Hz) and one ``setData``; nothing
-moves that did not change, and a nurse's eye can rest on a beat instead of chasing it.
+so a frame costs one copy of the ring (1,000 samples at 100 Hz); nothing moves that did not
+change, and a nurse's eye can rest on a beat instead of chasing it.
+
+Drawn by a plain widget (:class:`WaveCanvas`), not a pyqtgraph plot: a frame repaints only the
+strips where samples changed (behind the write head and under the erase bar), with one path of
+those samples. Through pyqtgraph's scene every frame ran its Python paint and bounds machinery
+for the whole curve: the two sweeps were about two thirds of the screen's CPU at 1920x1080.
 
 Devices deliver the pleth in blocks (a quarter of a second from the simulator); drawn as they
 arrive the head would jump four times a second. The head is instead placed where the session's
@@ -19,6 +24,8 @@ capnograph does, so a plateau's height can be read and a rising EtCO2 is seen to
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pyqtgraph as pg
@@ -38,18 +45,137 @@ STALE_S = 2.0
 #: drawn to the top edge, the EtCO2 tile gives its number).
 CO2_Y_RANGE = (0.0, 60.0)
 #: The capnogram is drawn again when its head has moved this far (10 times a second at most):
-#: a breath takes seconds. Redrawn at every 20-Hz sample, with a grid (which made its axis
-#: repaint each time), the breathing panel cost 1.5 % of a core at 30 frames a second; drawn
-#: in 0.1-s steps without the grid, 0.4 % (900 frames, offscreen, this machine).
+#: a breath takes seconds.
 CO2_REDRAW_S = 0.1
+#: The capnogram's scale marks, mmHg, written at its left edge.
+CO2_TICKS = (0.0, 20.0, 40.0, 60.0)
+#: Width of that scale, px; blank space above and below the wave, px.
+SCALE_PX = 34
+MARGIN_PX = 4
+
+
+class WaveCanvas(QtWidgets.QWidget):
+    """Paints one wave across its width (NaN samples are gaps), an optional scale at its left
+    and a message over its centre; :meth:`show_wave` repaints only what changed."""
+
+    def __init__(
+        self, colour: str, *, ticks: tuple[float, ...] = (), parent: QtWidgets.QWidget | None = None
+    ) -> None:
+        super().__init__(parent)
+        # Every pixel is painted here: Qt need not fill the background first.
+        self.setAttribute(QtCore.Qt.WidgetAttribute.WA_OpaquePaintEvent, True)
+        self._background = QtGui.QColor(theme.BACKGROUND)
+        self._pen = QtGui.QPen(QtGui.QColor(colour), 1)
+        self._pen.setCosmetic(True)
+        self._ticks = ticks
+        self._left = SCALE_PX if ticks else 0
+        self._tick_font = QtGui.QFont(theme.TEXT_FONT)
+        self._tick_font.setPixelSize(15)
+        self._message_font = QtGui.QFont(theme.TEXT_FONT)
+        self._message_font.setPixelSize(28)
+        self._message_font.setBold(True)
+        self._wave = np.zeros(0)  #: what is drawn, sample by sample
+        self._lo, self._hi = 0.0, 1.0
+        self.message = ""
+        self.paints = 0  #: paint events so far (for tests and benchmarks)
+
+    @property
+    def wave(self) -> np.ndarray:
+        return self._wave
+
+    @property
+    def y_range(self) -> tuple[float, float]:
+        return self._lo, self._hi
+
+    def set_range(self, lo: float, hi: float) -> None:
+        if (lo, hi) != (self._lo, self._hi):
+            self._lo, self._hi = lo, hi
+            self.update()
+
+    def set_message(self, text: str) -> None:
+        if text != self.message:
+            self.message = text
+            self.update()
+
+    def show_wave(self, wave: np.ndarray) -> bool:
+        """Draw ``wave``; repaint the strips where it differs from what is drawn (all of it
+        for a wave of another length). Whether anything changed."""
+        if len(wave) != len(self._wave):
+            self._wave = wave.copy()
+            self.update()
+            return True
+        same = (wave == self._wave) | (np.isnan(wave) & np.isnan(self._wave))
+        changed = np.flatnonzero(~same)
+        if len(changed) == 0:
+            return False
+        self._wave[changed] = wave[changed]
+        # One strip per run of changed samples (the head's, the erase bar's; both at a wrap),
+        # each a sample wider on both sides: the lines to its neighbours change too.
+        breaks = np.flatnonzero(np.diff(changed) > 1)
+        starts = np.concatenate(([changed[0]], changed[breaks + 1]))
+        ends = np.concatenate((changed[breaks], [changed[-1]]))
+        height = self.height()
+        for first, last in zip(starts.tolist(), ends.tolist(), strict=True):
+            x0 = math.floor(self._x_of(first - 1)) - 1
+            x1 = math.ceil(self._x_of(last + 1)) + 1
+            self.update(x0, 0, x1 - x0 + 1, height)
+        return True
+
+    def _x_of(self, index: float) -> float:
+        n = max(1, len(self._wave))
+        return self._left + index * (self.width() - self._left) / n
+
+    def _y_of(self, values: np.ndarray) -> np.ndarray:
+        top, bottom = MARGIN_PX, self.height() - MARGIN_PX
+        span = self._hi - self._lo or 1.0
+        return bottom - (values - self._lo) * ((bottom - top) / span)
+
+    def paintEvent(self, event: QtGui.QPaintEvent) -> None:
+        self.paints += 1
+        rect = event.rect()
+        painter = QtGui.QPainter(self)
+        painter.fillRect(rect, self._background)
+        if self._ticks and rect.left() < self._left:
+            self._paint_scale(painter)
+        n = len(self._wave)
+        width = self.width() - self._left
+        if n >= 2 and width > 0:
+            # The samples under the strip, and one more on each side for the lines into it.
+            first = max(0, math.floor((rect.left() - self._left) * n / width) - 1)
+            last = min(n, math.ceil((rect.right() + 1 - self._left) * n / width) + 2)
+            if last - first >= 2:
+                index = np.arange(first, last)
+                x = self._left + index * (width / n)
+                y = self._y_of(self._wave[first:last])
+                painter.setPen(self._pen)
+                painter.drawPath(pg.arrayToQPath(x, y, connect="finite"))
+        if self.message:
+            painter.setFont(self._message_font)
+            painter.setPen(QtGui.QColor(theme.WARN))
+            painter.drawText(self.rect(), QtCore.Qt.AlignmentFlag.AlignCenter, self.message)
+        painter.end()
+
+    def _paint_scale(self, painter: QtGui.QPainter) -> None:
+        """The scale's line and its marks (the capnogram's 0/20/40/60 mmHg)."""
+        painter.setPen(QtGui.QColor(theme.GRID))
+        edge = self._left - 1
+        painter.drawLine(edge, 0, edge, self.height())
+        painter.setFont(self._tick_font)
+        painter.setPen(QtGui.QColor(theme.TEXT_DIM))
+        ys = self._y_of(np.array(self._ticks))
+        for value, y in zip(self._ticks, ys.tolist(), strict=True):
+            painter.drawLine(edge - 4, round(y), edge, round(y))
+            box = QtCore.QRectF(0, y - 10, edge - 6, 20)
+            align = QtCore.Qt.AlignmentFlag.AlignRight | QtCore.Qt.AlignmentFlag.AlignVCenter
+            painter.drawText(box, align, f"{value:.0f}")
 
 
 class WaveSweep(QtWidgets.QWidget):
     """The sweep of one source's wave; :meth:`refresh` with its ring and the session's now.
 
     ``wave`` names it in the messages ("no pleth"); ``y_range`` fixes the scale (None: the
-    range follows the wave); ``redraw_step_s`` is how far the head moves between redraws (0:
-    whenever it or the wave changes).
+    range follows the wave) and ``ticks`` marks it at the left; ``redraw_step_s`` is how far the
+    head moves between redraws (0: whenever it or the wave changes).
     """
 
     def __init__(
@@ -59,6 +185,7 @@ class WaveSweep(QtWidgets.QWidget):
         *,
         wave: str,
         y_range: tuple[float, float] | None = None,
+        ticks: tuple[float, ...] = (),
         redraw_step_s: float = 0.0,
         parent: QtWidgets.QWidget | None = None,
     ) -> None:
@@ -72,27 +199,7 @@ class WaveSweep(QtWidgets.QWidget):
         self.status = QtWidgets.QLabel("")
         self.status.setStyleSheet(theme.label_style(theme.WARN, 20))
         self.status.setAlignment(QtCore.Qt.AlignmentFlag.AlignRight)
-        self.plot = pg.PlotWidget(background=theme.BACKGROUND)
-        item = self.plot.getPlotItem()
-        item.setMenuEnabled(False)
-        item.setMouseEnabled(x=False, y=False)
-        item.hideButtons()
-        item.disableAutoRange()
-        item.hideAxis("left")
-        item.hideAxis("bottom")
-        item.getViewBox().setDefaultPadding(0)
-        item.setContentsMargins(0, 4, 0, 4)
-        pen = pg.mkPen(colour, width=1)
-        pen.setCosmetic(True)
-        self.curve = pg.PlotCurveItem(pen=pen, antialias=False, connect="finite")
-        self.plot.addItem(self.curve)
-        self.message = pg.TextItem("", color=theme.WARN, anchor=(0.5, 0.5))
-        font = QtGui.QFont(theme.TEXT_FONT)
-        font.setPixelSize(28)
-        font.setBold(True)
-        self.message.setFont(font)
-        self.message.setZValue(10)
-        self.plot.addItem(self.message)
+        self.canvas = WaveCanvas(colour, ticks=ticks)
 
         header = QtWidgets.QHBoxLayout()
         header.setContentsMargins(8, 0, 8, 0)
@@ -103,20 +210,29 @@ class WaveSweep(QtWidgets.QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(0)
         layout.addLayout(header)
-        layout.addWidget(self.plot, 1)
+        layout.addWidget(self.canvas, 1)
 
         self._ring: PlethRing | None = None
-        self._x = np.zeros(0)
         self._y = np.zeros(0)
-        self._y_range = (0.0, 1.0)
         self._shown_head = -1
         self._version = -1
         self._any_signal = False
-        self._message = ""
         self._status = ""
         self.head = 0  #: index of the drawn write head in the ring (for tests)
+        self.redraws = 0  #: frames on which the wave was drawn again (for tests)
         self._set_y_range(*(y_range or (0.0, 1.0)))
-        self.plot.setXRange(0.0, 10.0, padding=0)
+
+    @property
+    def message_text(self) -> str:
+        return self.canvas.message
+
+    @property
+    def y_range(self) -> tuple[float, float]:
+        return self.canvas.y_range
+
+    def drawn_wave(self) -> np.ndarray:
+        """The wave as drawn, sample by sample, the ring's layout (NaN: blank)."""
+        return self.canvas.wave.copy()
 
     def refresh(self, ring: PlethRing | None, now: Stamp) -> None:
         """Draw ``ring`` as it should look at ``now``; None: no source of the wave yet."""
@@ -125,10 +241,8 @@ class WaveSweep(QtWidgets.QWidget):
             return
         if ring is not self._ring:
             self._ring = ring
-            self._x = np.arange(ring.size) / ring.fs
             self._y = np.empty(ring.size)
             self._shown_head = -1
-            self.plot.setXRange(0.0, ring.size / ring.fs, padding=0)
         # How many of the received samples are due on screen by now.
         hidden = 0
         if ring.end is not None:
@@ -138,16 +252,12 @@ class WaveSweep(QtWidgets.QWidget):
         head = shown % ring.size
         unchanged = head == self._shown_head and ring.version == self._version
         moved = (head - self._shown_head) % ring.size
-        if unchanged or (self._shown_head >= 0 and moved < self._min_step(ring)):
-            if ring.version != self._version:
-                self._version = ring.version
-                self._any_signal = bool(np.isfinite(ring.data).any())
-            self._update_text(ring, now)
-            return
         if ring.version != self._version:
             self._version = ring.version
             self._any_signal = bool(np.isfinite(ring.data).any())
         self._update_text(ring, now)
+        if unchanged or (self._shown_head >= 0 and moved < self._min_step(ring)):
+            return
         self._shown_head = head
         self.head = head
         y = self._y
@@ -159,7 +269,7 @@ class WaveSweep(QtWidgets.QWidget):
             y[: end - ring.size] = np.nan
         if self._fixed is None:
             self._fit(y)
-        self.curve.setData(self._x, y)
+        self.redraws += self.canvas.show_wave(y)
 
     def _min_step(self, ring: PlethRing) -> int:
         return max(1, round(self.redraw_step_s * ring.fs))
@@ -172,9 +282,7 @@ class WaveSweep(QtWidgets.QWidget):
             self._say("" if self._any_signal else "NO SIGNAL", flags_text(ring.flags))
 
     def _say(self, message: str, status: str) -> None:
-        if message != self._message:
-            self._message = message
-            self.message.setText(message)
+        self.canvas.set_message(message)
         if status != self._status:
             self._status = status
             self.status.setText(status)
@@ -186,21 +294,15 @@ class WaveSweep(QtWidgets.QWidget):
             return
         lo, hi = float(finite.min()), float(finite.max())
         span = max(hi - lo, 1e-9)
-        r_lo, r_hi = self._y_range
+        r_lo, r_hi = self.canvas.y_range
         r_span = r_hi - r_lo
         outside = lo < r_lo or hi > r_hi
         too_loose = span < 0.5 * r_span
         if outside or too_loose:
             self._set_y_range(lo - 0.08 * span, hi + 0.08 * span)
 
-    @property
-    def message_text(self) -> str:
-        return self._message
-
     def _set_y_range(self, lo: float, hi: float) -> None:
-        self._y_range = (lo, hi)
-        self.plot.setYRange(lo, hi, padding=0)
-        self.message.setPos(5.0 if self._ring is None else self._ring.window_s / 2, (lo + hi) / 2)
+        self.canvas.set_range(lo, hi)
 
 
 class PlethSweep(WaveSweep):
@@ -221,19 +323,10 @@ class CapnogramSweep(WaveSweep):
             theme.CO2,
             wave="CO2 wave",
             y_range=CO2_Y_RANGE,
+            ticks=CO2_TICKS,
             redraw_step_s=CO2_REDRAW_S,
             parent=parent,
         )
-        item = self.plot.getPlotItem()
-        item.showAxis("left")
-        axis = item.getAxis("left")
-        font = QtGui.QFont(theme.TEXT_FONT)
-        font.setPixelSize(15)
-        axis.setStyle(tickFont=font, tickTextOffset=3)
-        axis.setTextPen(pg.mkPen(theme.TEXT_DIM))
-        axis.setPen(pg.mkPen(theme.GRID))
-        axis.setWidth(34)
-        axis.setTicks([[(v, f"{v:.0f}") for v in (0.0, 20.0, 40.0, 60.0)], []])
         lo, hi = CO2_Y_RANGE
         self._set_y_range(lo - 4.0, hi + 3.0)  # the 0 line, its tick and a 60 plateau in view
 
