@@ -11,8 +11,10 @@ The plain reference, in the same run and alternated with it: a bare PySide6 wind
 size with one pyqtgraph curve of 1,000 points (10 s of pleth at 100 Hz) swept at the screen's
 30 Hz, nothing else: what drawing a pleth costs at all on this machine. ``--against DIR`` also
 measures another checkout (an older commit, say) of kapmonitor in alternation, for a before and
-after in the same conditions. ``--xvfb`` runs everything on an Xvfb display instead of Qt's
-offscreen platform (the X server's own CPU is printed beside it, not counted).
+after in the same conditions. Both draw on a 1920x1080 screen, the dosing-room screen's size:
+Qt's offscreen platform with a screen of that size (its default screen is smaller, and the
+window shrank to fit it), or with ``--xvfb`` an Xvfb display of that size (the X server's own
+CPU is printed beside it, not counted).
 
 Target (issue 15): at most :data:`TARGET_PCT` % of one core with pleth. Linux only (``/proc``).
 """
@@ -20,6 +22,7 @@ Target (issue 15): at most :data:`TARGET_PCT` % of one core with pleth. Linux on
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import signal
@@ -69,6 +72,12 @@ timer.start(33)
 plot.show()
 sys.exit(app.exec())
 """
+
+
+#: Qt's offscreen platform with one 1920x1080 screen (its ``configfile`` option).
+OFFSCREEN_SCREEN = json.dumps(
+    {"screens": [{"name": "room", "x": 0, "y": 0, "width": 1920, "height": 1080}]}
+)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -145,7 +154,9 @@ def main() -> int:
         server, display = start_xvfb()
         env.update(DISPLAY=display, QT_QPA_PLATFORM="xcb")
     else:
-        env["QT_QPA_PLATFORM"] = "offscreen"
+        config = Path(tempfile.mkdtemp(prefix="bench-screen-")) / "offscreen.json"
+        config.write_text(OFFSCREEN_SCREEN)
+        env["QT_QPA_PLATFORM"] = f"offscreen:configfile={config}"
     platform = "Xvfb" if args.xvfb else "offscreen"
     #: The launcher a user types (``kapmonitor``), beside this Python.
     kapmonitor = str(Path(sys.executable).with_name("kapmonitor"))

@@ -8,6 +8,9 @@ simulated monitor would have stamped, so trends, alarms and the record see a tru
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+
+import numpy as np
 
 from devices.base import DriverSettings, PlaybackDriver, PlaybackSettings, Publish
 from devices.sim.physiology import KapSession
@@ -33,6 +36,10 @@ CO2_RATE = 20.0
 NUMERIC_PERIOD = 1.0
 #: Simulated seconds per step; pleth arrives in blocks of this length.
 STEP = 0.25
+#: Seconds of each wave computed at a time and handed out block by block: one numpy pass for
+#: eight blocks. At ``--speed 10`` a block is due every 25 ms, and computed one by one the
+#: waves were most of the simulator's CPU on the dosing-room screen.
+AHEAD_S = 2.0
 #: Flags that describe the whole oximeter signal, so they apply to the pleth block too.
 SIGNAL_FLAGS = frozenset({Flag.SENSOR_OFF, Flag.ARTIFACT, Flag.SEARCHING})
 
@@ -59,6 +66,8 @@ class SimDriver(PlaybackDriver):
         #: Headless, the scenario's dose is the session's T0; on screen the nurse marks it (and
         #: a nurse's mark during the session turns it off).
         self.publish_dose = play.publish_dose
+        self._pleth = _WaveAhead(self.session.pleth, PLETH_RATE)
+        self._co2 = _WaveAhead(self.session.capnogram, CO2_RATE)
 
     def _run(self) -> None:
         origin = self.origin
@@ -110,7 +119,7 @@ class SimDriver(PlaybackDriver):
                     Code.PLETH,
                     origin.shifted(ts),
                     PLETH_RATE,
-                    session.pleth(ts, end - first, PLETH_RATE),
+                    self._pleth.take(first, end - first),
                     session.vitals(ts).flags & SIGNAL_FLAGS,
                 )
             )
@@ -123,7 +132,7 @@ class SimDriver(PlaybackDriver):
                     Code.CO2,
                     origin.shifted(ts),
                     CO2_RATE,
-                    session.capnogram(ts, end - first, CO2_RATE),
+                    self._co2.take(first, end - first),
                     session.breathing(ts).flags,
                 )
             )
@@ -148,3 +157,27 @@ class SimDriver(PlaybackDriver):
         ):
             shown = None if value is None else float(round(value))
             self._publish(Numeric(self.source, code, shown, stamp, b.flags))
+
+
+class _WaveAhead:
+    """One wave of the session computed :data:`AHEAD_S` ahead and handed out by sample index.
+
+    The session's waves are functions of each sample's time alone, so a block cut from a longer
+    stretch holds the samples the block alone would have.
+    """
+
+    def __init__(self, wave: Callable[[float, int, float], np.ndarray], fs: float) -> None:
+        self._wave = wave
+        self._fs = fs
+        self._first = 0  #: index of the first sample computed
+        self._samples = np.zeros(0)
+
+    def take(self, first: int, n: int) -> np.ndarray:
+        """Samples ``first`` to ``first + n`` (a copy: a block owns its samples)."""
+        start = first - self._first
+        if start < 0 or start + n > len(self._samples):
+            self._first, start = first, 0
+            self._samples = self._wave(
+                first / self._fs, max(n, round(AHEAD_S * self._fs)), self._fs
+            )
+        return self._samples[start : start + n].copy()
