@@ -345,6 +345,8 @@ class LiveBuffers:
         self.scores: list[Score] = []
         self.scores_version = 0  #: changes whenever a score arrives
         self.version = 0  #: changes whenever anything does
+        #: Changes whenever anything but a wave does: the numbers, NIBP, events, the alarm log.
+        self.values_version = 0
 
     # --- input --------------------------------------------------------------------------------
 
@@ -371,7 +373,9 @@ class LiveBuffers:
             if ring is None or ring.fs != item.fs:
                 ring = rings[item.source] = PlethRing(item.fs, self.pleth_window_s)
             ring.add(item)
-        elif isinstance(item, Numeric) and item.code in SCORE_CODES:
+            self.version += 1
+            return True  # a wave: no value the numbers show changed
+        if isinstance(item, Numeric) and item.code in SCORE_CODES:
             if item.value is None:
                 return False  # a score is a number a nurse chose: there is no missing one
             self.scores.append(Score(item.stamp.mono, item.code, item.value))
@@ -419,6 +423,7 @@ class LiveBuffers:
         else:
             return False
         self.version += 1
+        self.values_version += 1
         return True
 
     # --- time ---------------------------------------------------------------------------------

@@ -65,8 +65,9 @@ class BreathingPanel(QtWidgets.QWidget):
         self.rate.set_limits(rate)
         self.etco2.set_limits(etco2)
 
-    def refresh(self, buffers: LiveBuffers, now: Stamp) -> None:
-        """Show the newest breathing values and the capnogram as of the session's ``now``."""
+    def refresh(self, buffers: LiveBuffers, now: Stamp, *, numbers: bool = True) -> None:
+        """Show the capnogram and (unless ``numbers`` is False) the newest breathing values as
+        of the session's ``now``."""
         if not buffers.breathing_monitored:
             if self.monitored:
                 self.pages.setCurrentWidget(self.notice)
@@ -74,6 +75,8 @@ class BreathingPanel(QtWidgets.QWidget):
         if not self.monitored:
             self.pages.setCurrentWidget(self._monitored_page)
         self.capnogram.refresh(buffers.first_co2(), now)
+        if not numbers:
+            return
         rate = _first(buffers, RATE_CODES)
         if rate is None:
             self.rate.set_value(None)

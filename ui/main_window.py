@@ -46,6 +46,9 @@ SLOW_EVERY = 10
 #: second: redraw them once a second, and at once when a marker, the dose or an alarm start
 #: arrives. Redrawing their four rows, axes and grid at 30 Hz was most of the screen's CPU.
 TRENDS_EVERY = FRAME_RATE
+#: The tiles change when a value arrives; otherwise only their ages and staleness move, which
+#: are shown in seconds: redraw them on arrival and five times a second, not on every frame.
+NUMBERS_EVERY = FRAME_RATE // 5
 
 #: Keys for what a nurse does often (also shown on the buttons' tooltips).
 KEYS = {
@@ -108,6 +111,7 @@ class MainWindow(QMainWindow):
         self._last_audio: AudioDue | None = None
         self._dose_told = False
         self._frame = 0
+        self._values_seen = -1  #: the buffers' values_version the tiles show
         self.timer = QTimer(self)
         self.timer.setInterval(int(1000 / FRAME_RATE))
         self.timer.timeout.connect(self.tick)
@@ -158,7 +162,10 @@ class MainWindow(QMainWindow):
         trends = self._frame % TRENDS_EVERY == 0 or self.view.trends.has_events_to_draw(
             self.buffers
         )
-        self.view.refresh(self.buffers, now, trends=trends)
+        values = self.buffers.values_version
+        numbers = values != self._values_seen or self._frame % NUMBERS_EVERY == 0
+        self._values_seen = values
+        self.view.refresh(self.buffers, now, trends=trends, numbers=numbers)
         alarms, audio, baseline_text = runner.alarms.snapshot()
         self.alarm_area.update_alarms(alarms, audio, baseline_text, now)
         if audio != self._last_audio:

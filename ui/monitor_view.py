@@ -139,9 +139,12 @@ class MonitorView(QtWidgets.QWidget):
 
     # --- the frame ----------------------------------------------------------------------------
 
-    def refresh(self, buffers: LiveBuffers, now: Stamp, *, trends: bool = True) -> None:
+    def refresh(
+        self, buffers: LiveBuffers, now: Stamp, *, trends: bool = True, numbers: bool = True
+    ) -> None:
         """Update everything from ``buffers`` as of the session's ``now``; ``trends=False``
-        leaves the trends as they are (the main window redraws them at a slower rate).
+        leaves the trends as they are and ``numbers=False`` the tiles (the main window redraws
+        them at slower rates: only the waves move at the frame rate).
 
         Everything the view shows of time is an interval (minutes from the dose, ages: grey,
         blank, "40 s ago"), measured on ``now.mono``: a wall-clock step moves nothing.
@@ -149,7 +152,12 @@ class MonitorView(QtWidgets.QWidget):
         if trends:
             self.trends.refresh(buffers, now.mono)
         self.pleth.refresh(buffers.first_pleth(), now)
-        self.breathing.refresh(buffers, now)
+        self.breathing.refresh(buffers, now, numbers=numbers)
+        if numbers:
+            self._refresh_numbers(buffers, now)
+
+    def _refresh_numbers(self, buffers: LiveBuffers, now: Stamp) -> None:
+        """The tiles: values, their ages and flags, signal quality, NIBP and its schedule."""
         for code, tile in self.numeric_tiles.items():
             latest = buffers.latest.get(code)
             if latest is None:

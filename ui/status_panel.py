@@ -55,14 +55,21 @@ class _DeviceChip(QWidget):
         layout.addWidget(self.dot)
         layout.addWidget(self.name)
         layout.addWidget(self.state)
+        self.name.setStyleSheet(f"color: {TEXT}; background: transparent;")
         self.colour = ""
+        self._shown: tuple[str, str] | None = None
 
     def show_state(self, state: str, detail: str) -> None:
+        # Called a few times a second with what mostly has not changed: a style sheet set
+        # again re-styles the chip and lays out the window again, so only a change is shown.
+        if (state, detail) == self._shown:
+            return
+        self._shown = (state, detail)
         colour = STATE_COLOURS.get(state, AMBER)
-        self.colour = colour
-        self.dot.setStyleSheet(f"color: {colour}; background: transparent;")
-        self.name.setStyleSheet(f"color: {TEXT}; background: transparent;")
-        self.state.setStyleSheet(f"color: {colour}; background: transparent;")
+        if colour != self.colour:
+            self.colour = colour
+            self.dot.setStyleSheet(f"color: {colour}; background: transparent;")
+            self.state.setStyleSheet(f"color: {colour}; background: transparent;")
         self.state.setText(STATE_TEXT.get(state, state))
         tip = f"{self.name.text()}: {state}" + (f"\n{detail}" if detail else "")
         self.setToolTip(tip)
@@ -142,6 +149,8 @@ class DeviceStatusPanel(QWidget):
     # --- internals ------------------------------------------------------------------------
 
     def _show_recording(self, recording: tuple[bool, str]) -> None:
+        if recording == self._recording and self.recording_label.styleSheet():
+            return  # unchanged: not styled and laid out again
         self._recording = recording
         ok, text = recording
         if ok:
