@@ -11,7 +11,7 @@ view is 1920x1080 and shown, so every frame really paints (a paint counter on th
    thread included; the GUI thread's share on its own), frame intervals p50/p99, RSS at the start
    and the end of the measurement.
 2. Four hours, accelerated (``--speed``, 240x: a simulated hour per 15 s), still refreshed at
-   30 Hz: RSS and the buffers' bytes at every simulated hour, which must stay flat.
+   frame rate: RSS and the buffers' bytes at every simulated hour, which must stay flat.
 
 Offscreen rendering is a software raster with no vsync and no compositing: figures are for
 comparison between versions, not a promise for a given display (see the style guide, part 2d).
@@ -45,11 +45,12 @@ from kapmonitor.core.device_spec import DeviceSpec
 from kapmonitor.core.hub import Hub
 from kapmonitor.core.model import Stamp
 from kapmonitor.live import LiveBuffers
+from ui.main_window import FRAME_RATE
 from ui.monitor_view import MonitorView
 from ui.theme import apply_dark_theme
 
 CPU_LIMIT = 15.0
-FRAME_MS = 33  #: the main window's timer: 30 Hz
+FRAME_MS = round(1000 / FRAME_RATE)  #: the main window's timer
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -125,7 +126,10 @@ class Screen:
 
 
 def realtime(app: QtWidgets.QApplication, seconds: float, warmup: float) -> float:
-    print(f"\n1. Real time: {warmup:g} s warm-up, then {seconds:g} s at 30 Hz, 1920x1080, shown")
+    print(
+        f"\n1. Real time: {warmup:g} s warm-up, then {seconds:g} s at {FRAME_RATE} Hz,"
+        " 1920x1080, shown"
+    )
     screen = Screen(app, "typical", speed=1.0)
     screen.start()
     screen.run_for(warmup)
@@ -162,7 +166,10 @@ def realtime(app: QtWidgets.QApplication, seconds: float, warmup: float) -> floa
 
 def four_hours(app: QtWidgets.QApplication, speed: float) -> None:
     hours = 4
-    print(f"\n2. A {hours}-hour session at {speed:g}x, refreshed at 30 Hz: RSS per simulated hour")
+    print(
+        f"\n2. A {hours}-hour session at {speed:g}x, refreshed at {FRAME_RATE} Hz:"
+        " RSS per simulated hour"
+    )
     with tempfile.TemporaryDirectory() as folder:
         scenario = long_scenario(Path(folder), hours * 60 + 10)
         screen = Screen(app, str(scenario), speed=speed)

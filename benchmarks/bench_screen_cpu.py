@@ -9,7 +9,7 @@ which wall time would (the machine's 2 cores are shared).
 
 The plain reference, in the same run and alternated with it: a bare PySide6 window of the same
 size with one pyqtgraph curve of 1,000 points (10 s of pleth at 100 Hz) swept at the screen's
-30 Hz, nothing else: what drawing a pleth costs at all on this machine. ``--against DIR`` also
+frame rate, nothing else: what drawing a pleth costs at all on this machine. ``--against DIR`` also
 measures another checkout (an older commit, say) of kapmonitor in alternation, for a before and
 after in the same conditions. Both draw on a 1920x1080 screen, the dosing-room screen's size:
 Qt's offscreen platform with a screen of that size (its default screen is smaller, and the
@@ -34,14 +34,19 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# The screen's frame rate is read from its module, which loads QtMultimedia: quietly.
+os.environ.setdefault("QT_LOGGING_RULES", "qt.multimedia*=false")
 
 from benchmarks.machine import describe
+from ui.main_window import FRAME_RATE
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_PCT = 10.0
+FRAME_MS = round(1000 / FRAME_RATE)  #: the screen's timer
 TICKS = os.sysconf("SC_CLK_TCK")
 
-#: The reference: one 1,000-point curve swept at 30 Hz in a 1920x1080 window, nothing else.
+#: The reference: one 1,000-point curve swept at the screen's frame rate (``FRAME_MS``) in a
+#: 1920x1080 window, nothing else.
 REFERENCE = """
 import sys
 import numpy as np
@@ -61,14 +66,14 @@ wave = np.sin(2 * np.pi * 1.2 * x)
 head = [0]
 
 def tick():
-    head[0] = (head[0] + 3) % 1000
+    head[0] = (head[0] + round(FRAME_MS / 10)) % 1000  # 100 samples a second
     y = wave.copy()
     y[head[0] : head[0] + 25] = np.nan
     curve.setData(x, y)
 
 timer = QtCore.QTimer()
 timer.timeout.connect(tick)
-timer.start(33)
+timer.start(FRAME_MS)
 plot.show()
 sys.exit(app.exec())
 """
@@ -162,7 +167,7 @@ def main() -> int:
     kapmonitor = str(Path(sys.executable).with_name("kapmonitor"))
     demo = [kapmonitor, "demo", "--speed", f"{args.speed:g}", "--seed", "4"]
     subjects: dict[str, tuple[list[str], Path, dict[str, str]]] = {
-        "reference": ([sys.executable, "-c", REFERENCE], ROOT, env),
+        "reference": ([sys.executable, "-c", f"FRAME_MS = {FRAME_MS}\n{REFERENCE}"], ROOT, env),
         "kapmonitor": (demo, ROOT, env),
     }
     if args.against is not None:

@@ -1,6 +1,6 @@
 """The dosing-room screen: the live view, the alarm area and the session's controls.
 
-The window is a view of a :class:`~kapmonitor.runner.SessionRunner`: one timer (30 Hz) drains
+The window is a view of a :class:`~kapmonitor.runner.SessionRunner`: one timer (25 Hz) drains
 what arrived into the live buffers and redraws; nothing is drawn per sample, and nothing the
 alarms need waits on the screen (they run on their own thread in the pipeline).
 """
@@ -38,13 +38,16 @@ from ui.score_tile import clock, score_words
 from ui.sound import AlarmSound
 from ui.status_panel import DeviceStatusPanel
 
-#: Redraws per second at most: enough for a sweeping pleth, light on the CPU.
-FRAME_RATE = 30
+#: Redraws per second at most: a broadcast video's rate, at which the pleth's write head moves
+#: about 5 px a frame at 1080p and looks smooth. At 30 the whole screen at ``--speed 10`` took
+#: 11 % of a core against 9.7 % at 25 (median of 5 alternated runs, this machine): the target
+#: is 10 %.
+FRAME_RATE = 25
 #: The status panel and schedule change slowly: update them a few times a second.
 SLOW_EVERY = 10
 #: The trends show the whole session (a pixel is seconds of it) and numerics come once a
 #: second: redraw them once a second, and at once when a marker, the dose or an alarm start
-#: arrives. Redrawing their four rows, axes and grid at 30 Hz was most of the screen's CPU.
+#: arrives. Redrawing their four rows, axes and grid at every frame was most of the screen's CPU.
 TRENDS_EVERY = FRAME_RATE
 #: The tiles change when a value arrives; otherwise only their ages and staleness move, which
 #: are shown in seconds: redraw them on arrival and five times a second, not on every frame.

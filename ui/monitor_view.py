@@ -10,7 +10,7 @@ the heart rate. The scores share the small row because the big numbers above lea
 for another row at 1080p.
 
 The view never redraws by itself: the main window's QTimer calls :meth:`MonitorView.refresh`
-(at most 30 Hz) after draining the hub into the :class:`~kapmonitor.live.LiveBuffers`; the
+(at most 25 Hz) after draining the hub into the :class:`~kapmonitor.live.LiveBuffers`; the
 trends, which show the whole session in minutes, only every second (or at once for a marker,
 the dose or an alarm start).
 """

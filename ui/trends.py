@@ -273,6 +273,10 @@ class TrendPlot(pg.GraphicsLayoutWidget):
             axis.setPen(_pen(theme.GRID))
             axis.setTextPen(pg.mkPen(theme.TEXT_DIM))
             axis.setStyle(tickFont=font, tickTextOffset=4)
+            # The axis draws the grid across the whole row too, so every new point repainted
+            # it, ticks and all, from its recorded drawing (a third of a trends repaint): kept
+            # as pixels, it is drawn again only when its range or ticks change.
+            axis.setCacheMode(QtWidgets.QGraphicsItem.CacheMode.DeviceCoordinateCache)
         left = plot.getAxis("left")
         left.setWidth(AXIS_WIDTH)
         if not spec.lane:  # a lane's title lies across its axis (_make_lane)
