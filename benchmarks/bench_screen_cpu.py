@@ -22,7 +22,6 @@ Target (issue 15): at most :data:`TARGET_PCT` % of one core with pleth. Linux on
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import signal
@@ -38,12 +37,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("QT_LOGGING_RULES", "qt.multimedia*=false")
 
 from benchmarks.machine import describe
+from benchmarks.proc import cpu_seconds, offscreen_1080p
 from ui.main_window import FRAME_RATE
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_PCT = 10.0
 FRAME_MS = round(1000 / FRAME_RATE)  #: the screen's timer
-TICKS = os.sysconf("SC_CLK_TCK")
 
 #: The reference: one 1,000-point curve swept at the screen's frame rate (``FRAME_MS``) in a
 #: 1920x1080 window, nothing else.
@@ -77,19 +76,6 @@ timer.start(FRAME_MS)
 plot.show()
 sys.exit(app.exec())
 """
-
-
-#: Qt's offscreen platform with one 1920x1080 screen (its ``configfile`` option).
-OFFSCREEN_SCREEN = json.dumps(
-    {"screens": [{"name": "room", "x": 0, "y": 0, "width": 1920, "height": 1080}]}
-)
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of process ``pid``, all its threads."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
 
 
 def measure(
@@ -159,9 +145,7 @@ def main() -> int:
         server, display = start_xvfb()
         env.update(DISPLAY=display, QT_QPA_PLATFORM="xcb")
     else:
-        config = Path(tempfile.mkdtemp(prefix="bench-screen-")) / "offscreen.json"
-        config.write_text(OFFSCREEN_SCREEN)
-        env["QT_QPA_PLATFORM"] = f"offscreen:configfile={config}"
+        env["QT_QPA_PLATFORM"] = offscreen_1080p(Path(tempfile.mkdtemp(prefix="bench-screen-")))
     platform = "Xvfb" if args.xvfb else "offscreen"
     #: The launcher a user types (``kapmonitor``), beside this Python.
     kapmonitor = str(Path(sys.executable).with_name("kapmonitor"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import subprocess
@@ -14,6 +15,22 @@ from pathlib import Path
 #: The installed ``kapmonitor`` command (pyproject's script, ``ui.launcher:main``), beside the
 #: interpreter running the benchmark: what a user types.
 KAPMONITOR = str(Path(sys.executable).with_name("kapmonitor"))
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid``, every thread (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def offscreen_1080p(folder: Path) -> str:
+    """A ``QT_QPA_PLATFORM`` value: Qt's offscreen platform with one 1920x1080 screen, the size
+    the screens are made for (its default screen is smaller, and a window shrinks to fit it)."""
+    config = folder / "offscreen.json"
+    screen = {"name": "room", "x": 0, "y": 0, "width": 1920, "height": 1080}
+    config.write_text(json.dumps({"screens": [screen]}))
+    return f"offscreen:configfile={config}"
 
 
 @dataclass(frozen=True)
