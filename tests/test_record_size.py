@@ -5,6 +5,8 @@ recorded before the blocks (revision 0003) is converted by its migration and rea
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 import zlib
@@ -26,7 +28,7 @@ from kapmonitor.core.hub import Hub
 from kapmonitor.core.model import Flag, NibpReading, Numeric, Stamp, WaveformBlock
 from kapmonitor.record import compaction
 from kapmonitor.record import recorder as recorder_module
-from kapmonitor.record.db import migrate, open_database
+from kapmonitor.record.db import HEAD_REVISION, migrate, open_database
 from kapmonitor.record.packing import pack, unpack
 from kapmonitor.record.recorder import Recorder
 from kapmonitor.record.schema import (
@@ -381,5 +383,36 @@ def test_a_new_database_migrates_to_the_newest_revision(tmp_path):
     with db.engine.connect() as conn:
         version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
     assert version == ScriptDirectory.from_config(_config()).get_current_head()
+    assert version == HEAD_REVISION  # the constant that lets an up-to-date database skip Alembic
     assert int(version) >= 4
+    db.close()
+
+
+def test_a_database_at_the_newest_revision_opens_without_alembic(tmp_path):
+    """Opening the record is most commands' start-up: one already migrated loads no Alembic."""
+    url = f"sqlite:///{tmp_path / 'kept.sqlite3'}"
+    open_database(url).close()  # created and migrated
+    script = (
+        "import sys\n"
+        "from kapmonitor.record.db import open_database\n"
+        f"open_database({url!r}).close()\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'alembic'))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def test_a_database_behind_the_newest_revision_is_still_migrated(tmp_path):
+    url = f"sqlite:///{tmp_path / 'old.sqlite3'}"
+    db = open_database(url)
+    cfg = _config()
+    with db.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0003")
+    db.close()
+    db = open_database(url)
+    with db.engine.connect() as conn:
+        version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
+    assert version == HEAD_REVISION
     db.close()

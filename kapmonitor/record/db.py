@@ -25,9 +25,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import URL, Engine, create_engine, event
+from sqlalchemy import URL, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
@@ -291,13 +289,36 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
+#: The newest migration's revision (``migrations/versions``). A database already at it opens
+#: without loading Alembic and reading its scripts, which was half a second of every command
+#: that opens the record (``sessions list``, ``course``, review) on this machine. A test checks
+#: that it is Alembic's head.
+HEAD_REVISION = "0004"
+
+
 def migrate(db: Database) -> None:
     """Bring the schema to the newest revision (creating it on a new database)."""
+    if _at_head(db):
+        return
+    from alembic import command
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(resources.files("kapmonitor.record") / "migrations"))
     with db.engine.begin() as connection:
         cfg.attributes["connection"] = connection
         command.upgrade(cfg, "head")
+
+
+def _at_head(db: Database) -> bool:
+    """Whether the database's schema is the newest: False for a new database (no version table
+    yet) and for any doubt, which the migrations then settle (or report)."""
+    try:
+        with db.engine.connect() as connection:
+            rows = connection.execute(text("SELECT version_num FROM alembic_version")).all()
+    except SQLAlchemyError:
+        return False
+    return [row[0] for row in rows] == [HEAD_REVISION]
 
 
 def _reason(exc: SQLAlchemyError) -> str:
