@@ -7,7 +7,7 @@ installed). Target on the CI machine: the course opens in under 1 s, whole proce
 
 50 sessions of one patient, each a 2-hour simulated ``typical`` session (numerics, NIBP,
 events, alarm log; written through the store in one-minute batches, then compacted as a session's
-end does: the same rows as the recorder's half-second batches give, in a tenth of the writing
+end does: the same rows as the recorder's half-second batches give, in a sixth of the writing
 time; without the pleth, which the course never reads), at doses from 20 to 69 mg. The first open
 computes and keeps each session's figures (timed once, as the reference: it is what every open
 would cost if the figures were re-derived from the samples); every later open reads the kept
