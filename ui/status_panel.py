@@ -82,6 +82,7 @@ class DeviceStatusPanel(QWidget):
         super().__init__(parent)
         self._chips: dict[str, _DeviceChip] = {}
         self._recording: tuple[bool, str] = (True, "")
+        self._recording_shown: tuple[bool, str] | None = None  #: what the line shows
         self._devices = QHBoxLayout()
         self._devices.setSpacing(28)
         self.recording_label = QLabel(self)
@@ -149,9 +150,10 @@ class DeviceStatusPanel(QWidget):
     # --- internals ------------------------------------------------------------------------
 
     def _show_recording(self, recording: tuple[bool, str]) -> None:
-        if recording == self._recording and self.recording_label.styleSheet():
-            return  # unchanged: not styled and laid out again
         self._recording = recording
+        if recording == self._recording_shown:
+            return  # unchanged: not styled and laid out again
+        self._recording_shown = recording
         ok, text = recording
         if ok:
             recording_text = not text or text.lower().startswith("recording")
