@@ -403,6 +403,25 @@ def test_a_database_at_the_newest_revision_opens_without_alembic(tmp_path):
     assert done.stdout.strip() == "[]"
 
 
+def test_a_database_from_a_newer_version_is_refused_in_one_sentence(tmp_path):
+    """A schema revision this version does not know (a newer kapmonitor's): exit 2, one
+    sentence, no traceback, and what the file holds left as it was."""
+    path = tmp_path / "newer.sqlite3"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)")
+        conn.execute("INSERT INTO alembic_version VALUES ('0099')")
+    kapmonitor = [sys.executable, "-m", "kapmonitor"]
+    done = subprocess.run([*kapmonitor, "sessions", "list", "--db", f"sqlite:///{path}"],
+                          capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert "newer version" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    with sqlite3.connect(path) as conn:
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        versions = conn.execute("SELECT version_num FROM alembic_version").fetchall()
+    assert tables == ["alembic_version"] and versions == [("0099",)]
+
+
 def test_a_database_behind_the_newest_revision_is_still_migrated(tmp_path):
     url = f"sqlite:///{tmp_path / 'old.sqlite3'}"
     db = open_database(url)

@@ -237,6 +237,9 @@ def open_database(url: str | None = None) -> Database:
     except SQLAlchemyError as exc:
         engine.dispose()
         raise DatabaseError(f"cannot open the database {shown}: {_reason(exc)}") from None
+    except DatabaseError:
+        engine.dispose()
+        raise
     if db.is_sqlite and parsed.database not in (None, "", ":memory:"):
         db.path = Path(parsed.database)
         try:
@@ -302,12 +305,19 @@ def migrate(db: Database) -> None:
         return
     from alembic import command
     from alembic.config import Config
+    from alembic.util import CommandError
 
     cfg = Config()
     cfg.set_main_option("script_location", str(resources.files("kapmonitor.record") / "migrations"))
-    with db.engine.begin() as connection:
-        cfg.attributes["connection"] = connection
-        command.upgrade(cfg, "head")
+    try:
+        with db.engine.begin() as connection:
+            cfg.attributes["connection"] = connection
+            command.upgrade(cfg, "head")
+    except CommandError as exc:  # a revision this version does not know: a newer kapmonitor's
+        raise DatabaseError(
+            f"cannot open the database {db.url}: its schema is not one this version of"
+            f" kapmonitor knows ({exc}); was it made by a newer version?"
+        ) from None
 
 
 def _at_head(db: Database) -> bool:
