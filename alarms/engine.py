@@ -177,7 +177,12 @@ class AlarmEngine:
         self.log: list[LogEntry] = []
         self.now: Stamp | None = None
         self.dose: Stamp | None = None
-        self._conditions: dict[str, _Condition] = {}
+        self._conditions: dict[str, _Condition] = {}  #: by id, as the screen names them
+        #: The same conditions found by what they watch, without building an id per value.
+        self._limit_conditions: dict[tuple[str, Priority, str, Code], _Condition] = {}
+        self._technical_conditions: dict[
+            tuple[TechnicalCondition, str, Code | None], _Condition
+        ] = {}
         self._pause: _Pause | None = None
         self._baseline = _Baseline()
         self._nibp_times: list[float] = []  #: successful readings after the dose (mono)
@@ -222,7 +227,7 @@ class AlarmEngine:
         self._check_silence(now)
         # What fell due between two inputs is stamped when it fell due, not when it was noticed,
         # so a replay with gaps in its input logs what the live monitor would have logged.
-        for cond in list(self._conditions.values()):
+        for cond in self._conditions.values():  # activating adds no condition
             if (
                 not cond.active
                 and cond.pending_since is not None
@@ -290,9 +295,7 @@ class AlarmEngine:
             self._baseline_rise(item, systolic, diastolic)
 
     def _limits(self, source: str, code: Code, value: float | None, stamp: Stamp) -> None:
-        for rule in self.profile.limits:
-            if code not in rule.codes:
-                continue
+        for rule in self.profile.limits_by_code.get(code, ()):
             for priority, limit in rule.levels:
                 cond = self._condition_for_limit(rule, priority, limit, source, code)
                 if value is None:
@@ -309,9 +312,9 @@ class AlarmEngine:
     ) -> _Condition:
         # Heart rate (ECG) and pulse rate (pleth) of one device are separate conditions: each
         # normal value of one must not end what the other began.
-        key = f"{rule.id}/{priority.label}@{source}/{code.value}"
-        cond = self._conditions.get(key)
+        cond = self._limit_conditions.get((rule.id, priority, source, code))
         if cond is None:
+            key = f"{rule.id}/{priority.label}@{source}/{code.value}"
             cond = _Condition(
                 id=key,
                 condition=rule.id,
@@ -325,7 +328,7 @@ class AlarmEngine:
                 latching=self.profile.latching[priority],
                 group=f"{rule.id}@{source}/{code.value}",
             )
-            self._conditions[key] = cond
+            self._conditions[key] = self._limit_conditions[rule.id, priority, source, code] = cond
         else:
             cond.limit = limit  # a limit changed during the session applies from now on
         return cond
@@ -631,13 +634,13 @@ class AlarmEngine:
         text: str = "",
         code: Code | None = None,
     ) -> None:
-        key = f"{name}@{source}" if code is None else f"{name}@{source}/{code.value}"
-        cond = self._conditions.get(key)
+        cond = self._technical_conditions.get((name, source, code))
         if cond is None:
             if not present:
                 return
             rule = self.profile.technical[name]
-            cond = self._conditions[key] = _Condition(
+            key = f"{name}@{source}" if code is None else f"{name}@{source}/{code.value}"
+            cond = _Condition(
                 id=key,
                 condition=name.value,
                 message=name.message,
@@ -650,6 +653,7 @@ class AlarmEngine:
                 latching=False,
                 group=key,
             )
+            self._conditions[key] = self._technical_conditions[name, source, code] = cond
         if present and text:
             cond.message = f"{name.message}: {text}"
         self._observe(cond, present, None, stamp)

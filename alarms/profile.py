@@ -38,6 +38,7 @@ from __future__ import annotations
 import math
 import tomllib
 from dataclasses import dataclass, replace
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -204,6 +205,16 @@ class Profile:
     course: CourseRule | None = None  #: None: the profile has no [course] (kap-default's applies)
     #: The dissociation scale and the score prompts ([assessment]; defaults without it).
     assessment: AssessmentPlan = DEFAULT_PLAN
+
+    @cached_property
+    def limits_by_code(self) -> dict[Code, tuple[LimitRule, ...]]:
+        """The limit rules that judge each code: the engine asks this for every value it
+        takes, so it is worked out once per profile (a limit change makes a new profile)."""
+        by_code: dict[Code, list[LimitRule]] = {}
+        for rule in self.limits:
+            for code in rule.codes:
+                by_code.setdefault(code, []).append(rule)
+        return {code: tuple(rules) for code, rules in by_code.items()}
 
     def limit_rule(self, rule_id: str) -> LimitRule:
         for rule in self.limits:
