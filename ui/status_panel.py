@@ -81,8 +81,8 @@ class DeviceStatusPanel(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._chips: dict[str, _DeviceChip] = {}
-        self._recording: tuple[bool, str] = (True, "")
-        self._recording_shown: tuple[bool, str] | None = None  #: what the line shows
+        #: What the recording line shows, (ok, text); None before the first status.
+        self._recording: tuple[bool, str] | None = None
         self._devices = QHBoxLayout()
         self._devices.setSpacing(28)
         self.recording_label = QLabel(self)
@@ -145,15 +145,14 @@ class DeviceStatusPanel(QWidget):
 
     @property
     def recording_ok(self) -> bool:
-        return self._recording[0]
+        return self._recording is None or self._recording[0]
 
     # --- internals ------------------------------------------------------------------------
 
     def _show_recording(self, recording: tuple[bool, str]) -> None:
-        self._recording = recording
-        if recording == self._recording_shown:
+        if recording == self._recording:
             return  # unchanged: not styled and laid out again
-        self._recording_shown = recording
+        self._recording = recording
         ok, text = recording
         if ok:
             recording_text = not text or text.lower().startswith("recording")
